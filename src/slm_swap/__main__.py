@@ -1,0 +1,3 @@
+from slm_swap.cli import main
+
+main()
