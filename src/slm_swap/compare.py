@@ -1,0 +1,136 @@
+"""The fine-tune decision: the spec's delta rule, with paired evidence beside it.
+
+Rule (the spec's): FINE_TUNE=1 when, on any core metric of the track, the hosted run's mean exceeds the
+SLM's by more than `delta`.
+
+Evidence (beside the rule, never flipping it): for each core metric, the paired difference hosted − SLM
+over the same examples with a seeded 95% percentile-bootstrap interval, and for 0/1 metrics the exact
+McNemar p-value. A metric is "settled" when the interval lies wholly above `delta` (surely trails) or
+wholly at or below it (surely does not); otherwise the examples are too few to be sure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from math import comb
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slm_swap.errors import SlmSwapError
+from slm_swap.runs import RunResult
+from slm_swap.scoring.metrics import CORE_METRICS
+
+SEED = 42
+RESAMPLES = 10_000
+DECISION_FORMAT = "slm-swap.decision/1"
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    metric: str
+    hosted: float
+    slm: float
+    difference: float  # hosted − slm
+    trails: bool  # difference > delta: the spec's rule for this metric
+    ci_low: float
+    ci_high: float
+    mcnemar_p: float | None  # None when the metric is not 0/1 per example
+    hosted_only: int  # examples right for the hosted model only (0/1 metrics)
+    slm_only: int
+    settled: bool
+
+
+@dataclass(frozen=True)
+class Decision:
+    track: str
+    delta: float
+    fine_tune: bool
+    examples: int
+    hosted: dict[str, Any]
+    slm: dict[str, Any]
+    metrics: list[MetricComparison]
+
+    @property
+    def too_few(self) -> bool:
+        """True when some core metric's interval straddles `delta`: the data cannot settle it."""
+        return not all(m.settled for m in self.metrics)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": DECISION_FORMAT,
+            "track": self.track,
+            "rule": f"FINE_TUNE=1 if hosted - slm > delta on any core metric ({', '.join(CORE_METRICS[self.track])})",
+            "delta": self.delta,
+            "fine_tune": self.fine_tune,
+            "FINE_TUNE": int(self.fine_tune),
+            "too_few_examples_to_be_sure": self.too_few,
+            "examples": self.examples,
+            "confidence": 0.95,
+            "bootstrap": {"resamples": RESAMPLES, "seed": SEED, "method": "paired percentile"},
+            "hosted": self.hosted,
+            "slm": self.slm,
+            "metrics": [asdict(m) for m in self.metrics],
+        }
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar test: binomial test of min(b, c) among the b + c discordant pairs."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(comb(n, k) for k in range(min(b, c) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def _describe(run: RunResult, path: Path | None) -> dict[str, Any]:
+    meta = run.meta
+    return {"path": str(path) if path else None, "model_kind": meta.model_kind, "model": meta.model,
+            "adapter": meta.adapter, "constrained": meta.constrained, "split": meta.split,
+            "dataset_sha256": meta.dataset_sha256}
+
+
+def compare(hosted: RunResult, slm: RunResult, delta: float, *, hosted_path: Path | None = None,
+            slm_path: Path | None = None, track: str | None = None) -> Decision:
+    """Decides whether to fine-tune the SLM, from two runs on the same examples."""
+    if delta < 0:
+        raise SlmSwapError(f"--delta must be >= 0, got {delta}")
+    track = track or hosted.meta.track
+    for label, run, path in (("--azure", hosted, hosted_path), ("--slm", slm, slm_path)):
+        if run.meta.track != track:
+            raise SlmSwapError(f"{path or label} is a {run.meta.track} run, but --track is {track}\n"
+                               "  fix: pass runs of the same track")
+    hosted_ids = [r.id for r in hosted.results]
+    slm_by_id = {r.id: r for r in slm.results}
+    if sorted(hosted_ids) != sorted(slm_by_id):
+        only_h = sorted(set(hosted_ids) - set(slm_by_id))
+        only_s = sorted(set(slm_by_id) - set(hosted_ids))
+        raise SlmSwapError(
+            f"the runs are on different examples ({len(only_h)} only in {hosted_path or '--azure'}, e.g. "
+            f"{only_h[:3]}; {len(only_s)} only in {slm_path or '--slm'}, e.g. {only_s[:3]})\n"
+            "  fix: evaluate both models on the same split file")
+    if not hosted_ids:
+        raise SlmSwapError("the runs hold no examples; nothing to compare")
+    rng = np.random.default_rng(SEED)
+    n = len(hosted_ids)
+    resample = rng.integers(0, n, size=(RESAMPLES, n))
+    comparisons = []
+    for metric in CORE_METRICS[track]:
+        h = np.array([r.metrics[metric] for r in hosted.results])
+        s = np.array([slm_by_id[r.id].metrics[metric] for r in hosted.results])
+        diff = h - s
+        means = diff[resample].mean(axis=1)
+        low, high = (float(x) for x in np.percentile(means, [2.5, 97.5]))
+        binary = bool(np.isin(h, (0.0, 1.0)).all() and np.isin(s, (0.0, 1.0)).all())
+        b = int(((h == 1) & (s == 0)).sum()) if binary else 0
+        c = int(((h == 0) & (s == 1)).sum()) if binary else 0
+        difference = float(diff.mean())
+        comparisons.append(MetricComparison(
+            metric=metric, hosted=float(h.mean()), slm=float(s.mean()), difference=difference,
+            trails=difference > delta + 1e-12, ci_low=low, ci_high=high,
+            mcnemar_p=mcnemar_exact(b, c) if binary else None, hosted_only=b, slm_only=c,
+            settled=low > delta or high <= delta,
+        ))
+    return Decision(track=track, delta=delta, fine_tune=any(m.trails for m in comparisons), examples=n,
+                    hosted=_describe(hosted, hosted_path), slm=_describe(slm, slm_path), metrics=comparisons)

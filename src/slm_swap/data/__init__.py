@@ -1,0 +1,1 @@
+"""Data: sources (xLAM, BFCL) → validated rows → rendered examples in split files."""

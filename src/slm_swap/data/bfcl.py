@@ -1,0 +1,160 @@
+"""The Berkeley Function Calling Leaderboard (BFCL) data, as shipped inside the `bfcl-eval` wheel.
+
+The wheel pins dozens of heavy packages, so it is never installed: `pip download --no-deps` fetches it
+into the cache, its checksum is verified, and the JSON Lines files are read straight out of the zip.
+Each category has a question file (`BFCL_v4_<category>.json`) and a `possible_answer/` file that lists,
+per argument, every acceptable value (`""` meaning the argument may be left out).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from slm_swap.data.rows import OMITTED, RowError, SourceRow
+from slm_swap.data.schema import bfcl_to_json_schema, json_type_of
+from slm_swap.errors import InputError, SlmSwapError
+from slm_swap.files import sha256_file
+from slm_swap.types import AcceptableCall, ToolCall, ToolSpec
+
+BFCL_WHEEL = "bfcl_eval-2026.3.23-py3-none-any.whl"
+BFCL_REQUIREMENT = "bfcl-eval==2026.3.23"
+BFCL_SHA256 = "3bb6dfa5f0c68ad403c9ec50b00db2bb3b4cc9b38ab1ff33f48fe30d853d3a0a"
+CATEGORIES = (
+    "simple_python",
+    "multiple",
+    "parallel",
+    "parallel_multiple",
+    "live_simple",
+    "live_multiple",
+    "live_parallel",
+    "live_parallel_multiple",
+)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "slm-swap"
+
+
+def fetch_wheel(cache: Path | None = None) -> Path:
+    """Returns the verified `bfcl-eval` wheel, downloading it (without dependencies) on first use."""
+    target = (cache or cache_dir()) / BFCL_WHEEL
+    if target.is_file() and sha256_file(target) == BFCL_SHA256:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
+               "--dest", tmp, BFCL_REQUIREMENT]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        downloaded = Path(tmp) / BFCL_WHEEL
+        if done.returncode != 0 or not downloaded.is_file():
+            raise SlmSwapError(f"could not download {BFCL_REQUIREMENT} with pip:\n{done.stderr.strip()[-800:]}\n"
+                               "  fix: check access to the package index, or pass the wheel or an unpacked "
+                               "bfcl_eval/data folder with --dataset-path")
+        digest = sha256_file(downloaded)
+        if digest != BFCL_SHA256:
+            raise SlmSwapError(f"{BFCL_WHEEL} has checksum {digest}, expected {BFCL_SHA256}; refusing to use it")
+        os.replace(downloaded, target)
+    return target
+
+
+def _read_lines(location: Path, name: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yields (where, row) from one data file inside a wheel or an unpacked `data/` folder."""
+    if location.is_file() and zipfile.is_zipfile(location):
+        with zipfile.ZipFile(location) as zf:
+            member = f"bfcl_eval/data/{name}"
+            if member not in zf.namelist():
+                raise InputError(location, None, f"has no {member}")
+            lines = zf.read(member).decode("utf-8").splitlines()
+            label = f"{location}!{member}"
+    else:
+        path = location / name
+        if not path.is_file():
+            raise InputError(path, None, "no such file", "pass the bfcl-eval wheel or its bfcl_eval/data folder")
+        lines = path.read_text(encoding="utf-8").splitlines()
+        label = str(path)
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield f"{label}:{lineno}", json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(label, str(lineno), f"not valid JSON ({e.msg})") from e
+
+
+def _canonical(schema: dict[str, Any], options: list[Any]) -> Any:
+    """The first acceptable value, as a plain value (BFCL nests acceptable lists inside dicts)."""
+    value = next(o for o in options if o != OMITTED)
+
+    def plain_dict(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: next(x for x in v if x != OMITTED) for k, v in d.items()
+                if isinstance(v, list) and v and OMITTED not in v}
+
+    items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
+    if json_type_of(schema) == "object" and isinstance(value, dict):
+        return plain_dict(value)
+    if json_type_of(schema) == "array" and json_type_of(items or {}) == "object" and isinstance(value, list) \
+            and all(isinstance(v, dict) for v in value):
+        return [plain_dict(v) for v in value]
+    return value
+
+
+def convert_row(question: dict[str, Any], answer: dict[str, Any]) -> SourceRow:
+    """Converts one BFCL question and its possible answer into a source row."""
+    turns = question.get("question")
+    if not isinstance(turns, list) or not turns or not isinstance(turns[0], list):
+        raise RowError('"question" must be a list of turns, each a list of messages')
+    query = "\n".join(m["content"] for m in turns[0] if isinstance(m, dict) and m.get("role") == "user")
+    if not query:
+        raise RowError("the first turn has no user message")
+    tools: dict[str, ToolSpec] = {}
+    for f in question.get("function", []):
+        params = bfcl_to_json_schema(f.get("parameters", {}))
+        params.setdefault("type", "object")
+        params.setdefault("properties", {})
+        params.setdefault("required", [])
+        tools[f["name"]] = ToolSpec(name=f["name"], description=f.get("description", ""), parameters=params)
+    acceptable: list[AcceptableCall] = []
+    gold: list[ToolCall] = []
+    for entry in answer.get("ground_truth", []):
+        if not isinstance(entry, dict) or len(entry) != 1:
+            raise RowError("each ground_truth entry must be {function name: {param: [values]}}")
+        ((name, params),) = entry.items()
+        if name not in tools:
+            raise RowError(f"possible answer calls {name!r}, which is not among the offered functions")
+        properties = tools[name].parameters["properties"]
+        required = set(tools[name].parameters["required"])
+        accepted = {p: list(v) for p, v in params.items()}
+        acceptable.append(AcceptableCall(name=name, arguments=accepted))
+        # The gold call leaves out what may be left out (and what the function does not declare, a
+        # slip in a few BFCL answers), so it is the shortest acceptable answer.
+        gold.append(ToolCall(name=name, arguments={
+            p: _canonical(properties[p], v) for p, v in accepted.items()
+            if p in properties and any(x != OMITTED for x in v) and (OMITTED not in v or p in required)
+        }))
+    if not gold:
+        raise RowError("no ground truth (irrelevance categories cannot be scored as tool calls)")
+    return SourceRow(id=f"bfcl-{question['id']}", source="bfcl", query=query, tools=tuple(tools.values()),
+                     gold=tuple(gold), acceptable=tuple(acceptable))
+
+
+def iter_category(location: Path, category: str) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """Yields (where, question, possible answer) for one category, pairing rows by id."""
+    if category == "simple":
+        category = "simple_python"
+    if category not in CATEGORIES:
+        raise SlmSwapError(f"unknown BFCL category {category!r}; choose one of: {', '.join(CATEGORIES)}")
+    answers = {row["id"]: row for _, row in _read_lines(location, f"possible_answer/BFCL_v4_{category}.json")}
+    for where, question in _read_lines(location, f"BFCL_v4_{category}.json"):
+        answer = answers.get(question.get("id"))
+        if answer is None:
+            raise InputError(where, None, f"question {question.get('id')!r} has no possible answer")
+        yield where, question, answer
+

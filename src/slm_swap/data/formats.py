@@ -1,0 +1,82 @@
+"""How an example is shown to a model and how its gold answer is written, per track.
+
+This is the single renderer used for evaluation, training and serving, so a model is always asked in the
+same words it is trained and served with.
+
+Answer formats:
+
+* structured: one JSON object `{"calls": [{"name": <tool>, "arguments": {...}}, ...]}`; a list even for a
+  single call so that parallel calls need no second shape. `answer_schema()` is its JSON Schema.
+* toolcall: one `<tool_call name="TOOL">{JSON arguments}</tool_call>` block per call, one per line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from slm_swap.types import ToolCall, ToolSpec, Track
+
+STRUCTURED_SYSTEM = (
+    "You are a function-calling assistant. Choose the tool call(s) that fulfil the user's request, using "
+    "only the tools listed. Answer with a single JSON object and nothing else, no prose and no code fences:"
+    ' {"calls": [{"name": "<tool name>", "arguments": {"<parameter>": <value>}}]}.'
+    " Put one entry in \"calls\" for each call needed."
+)
+TOOLCALL_SYSTEM = (
+    "You are a function-calling assistant. Choose the tool call(s) that fulfil the user's request, using "
+    "only the tools listed. Answer with one block per call, one per line, and nothing else:"
+    ' <tool_call name="<tool name>">{"<parameter>": <value>}</tool_call>'
+)
+SYSTEM_PROMPTS: dict[str, str] = {"structured": STRUCTURED_SYSTEM, "toolcall": TOOLCALL_SYSTEM}
+
+
+def dumps(value: Any) -> str:
+    """Compact, unicode-preserving JSON used in prompts and answers (stable across runs)."""
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
+def render_tools(tools: Sequence[ToolSpec]) -> str:
+    """One tool per line, each as `{"name", "description", "parameters"}` with JSON Schema parameters."""
+    return "\n".join(dumps(t.to_json()) for t in tools)
+
+
+def render_prompt(query: str, tools: Sequence[ToolSpec]) -> str:
+    """The user message: the tools offered, then the request."""
+    return f"Available tools:\n{render_tools(tools)}\n\nUser request: {query}"
+
+
+def render_completion(track: Track, calls: Sequence[ToolCall]) -> str:
+    """The gold answer text for `calls` in the format of `track`."""
+    if track == "structured":
+        return dumps({"calls": [c.to_json() for c in calls]})
+    return "\n".join(f'<tool_call name="{c.name}">{dumps(c.arguments)}</tool_call>' for c in calls)
+
+
+def strict_parameters(tool: ToolSpec) -> dict[str, Any]:
+    """The tool's parameter schema with undeclared arguments forbidden at the top level."""
+    params = dict(tool.parameters)
+    if params.get("type") == "object":
+        params.setdefault("additionalProperties", False)
+    return params
+
+
+def answer_schema(tools: Sequence[ToolSpec]) -> dict[str, Any]:
+    """JSON Schema of a structured answer for these tools: each call names an offered tool and its
+    arguments satisfy that tool's parameter schema."""
+    call_schemas = [
+        {
+            "type": "object",
+            "properties": {"name": {"const": t.name}, "arguments": strict_parameters(t)},
+            "required": ["name", "arguments"],
+            "additionalProperties": False,
+        }
+        for t in tools
+    ]
+    return {
+        "type": "object",
+        "properties": {"calls": {"type": "array", "minItems": 1, "items": {"anyOf": call_schemas}}},
+        "required": ["calls"],
+        "additionalProperties": False,
+    }

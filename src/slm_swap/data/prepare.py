@@ -1,0 +1,200 @@
+"""`prepare`: source file → `02_dataset/{structured,toolcall}/{train,val,test}.jsonl`.
+
+Both tracks are built from the same sampled rows, each rendered in its own answer format, so the two
+tracks ask the same questions. Sampling is seeded and depends only on the file's content and the sizes.
+
+The file is read twice as a stream: once to validate every row (and learn which are usable), once to
+convert the few rows chosen. Memory stays flat however large the file is.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib.resources import files
+from pathlib import Path
+
+from slm_swap.data import bfcl, xlam
+from slm_swap.data.rows import RowError, SourceRow
+from slm_swap.errors import InputError
+from slm_swap.files import atomic_writer, jsonl_text, read_jsonl
+from slm_swap.types import SPLITS, TRACKS, Track
+
+SEED = 42
+SMOKE_ROWS_PER_TRACK = 50
+
+
+def sample_path() -> Path:
+    """The xLAM-format sample shipped with the package (written by us; the real file is gated)."""
+    return Path(str(files("slm_swap.data").joinpath("sample/xlam_sample.json")))
+
+
+@dataclass(frozen=True)
+class SplitSizes:
+    train: int = 32
+    val: int = 8
+    test: int = 8
+
+    def __post_init__(self) -> None:
+        for name in SPLITS:
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name}-size must be >= 0, got {getattr(self, name)}")
+
+    @property
+    def total(self) -> int:
+        return self.train + self.val + self.test
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where rows come from: a re-iterable stream of (where, converter) pairs."""
+
+    label: str
+    rows: Callable[[], Iterator[tuple[str, Callable[[], SourceRow]]]]
+
+
+def xlam_source(path: Path) -> Source:
+    def rows() -> Iterator[tuple[str, Callable[[], SourceRow]]]:
+        for raw in xlam.iter_raw_rows(path):
+            yield raw.where, (lambda data=raw.data: xlam.convert_row(data))
+
+    return Source(str(path), rows)
+
+
+def bfcl_source(location: Path, category: str) -> Source:
+    def rows() -> Iterator[tuple[str, Callable[[], SourceRow]]]:
+        for where, question, answer in bfcl.iter_category(location, category):
+            yield where, (lambda q=question, a=answer: bfcl.convert_row(q, a))
+
+    return Source(f"{location} [{category}]", rows)
+
+
+@dataclass
+class Scan:
+    """What a validation pass found."""
+
+    usable: list[int] = field(default_factory=list)
+    ids: dict[str, int] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    unknown_types: Counter[str] = field(default_factory=Counter)
+    rows_read: int = 0
+
+
+def scan(source: Source, *, skip_invalid: bool, exclude_ids: frozenset[str] = frozenset()) -> Scan:
+    """Validates every row. A bad row raises InputError (file and row named) unless `skip_invalid`."""
+    result = Scan()
+    for index, (where, convert) in enumerate(source.rows()):
+        result.rows_read += 1
+        try:
+            row = convert()
+            if row.id in result.ids:
+                raise RowError(f"id {row.id!r} also appears at row {result.ids[row.id]}",
+                               "ids must be unique within a file")
+        except RowError as e:
+            if not skip_invalid:
+                fix = e.fix or "fix the row, or pass --skip-invalid to leave bad rows out"
+                raise InputError(source.label, where, e.problem, fix) from e
+            result.skipped.append(f"{where}: {e.problem}")
+            continue
+        result.ids[row.id] = index
+        result.unknown_types.update(row.unknown_types)
+        if row.id not in exclude_ids:
+            result.usable.append(index)
+    return result
+
+
+def collect(source: Source, indices: list[int]) -> dict[int, SourceRow]:
+    """Converts the rows at `indices` (second pass)."""
+    wanted = set(indices)
+    return {i: convert() for i, (_, convert) in enumerate(source.rows()) if i in wanted}
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    files: list[Path]
+    counts: dict[str, int]
+    rows_read: int
+    skipped: list[str]
+    unknown_types: dict[str, int]
+    kept: list[Path] = field(default_factory=list)
+
+
+def _write_splits(out_dir: Path, splits: dict[str, list[SourceRow]]) -> list[Path]:
+    """Writes all six files to temporary names and renames them only once every one is written, so a
+    failure leaves no split half-written or out of step with the others."""
+    contents = {
+        out_dir / track / f"{split}.jsonl": jsonl_text(r.to_example(track).to_json() for r in rows)
+        for track in TRACKS
+        for split, rows in splits.items()
+    }
+    with ExitStack() as stack:
+        for path, text in contents.items():
+            stack.enter_context(atomic_writer(path)).write(text)
+    return list(contents)
+
+
+def _not_enough(source: Source, found: Scan, need: int, what: str) -> InputError:
+    return InputError(source.label, None,
+                      f"has {len(found.usable)} usable rows ({found.rows_read} read, {len(found.skipped)} skipped); "
+                      f"{what} need {need}",
+                      "use a larger file or smaller --train-size/--val-size/--test-size")
+
+
+def prepare(source: Source, out_dir: Path, sizes: SplitSizes = SplitSizes(), *, seed: int = SEED,
+            skip_invalid: bool = False) -> PrepareResult:
+    """Validates the source, samples disjoint train/val/test rows and writes both tracks' splits."""
+    found = scan(source, skip_invalid=skip_invalid)
+    if len(found.usable) < sizes.total:
+        raise _not_enough(source, found, sizes.total, "the splits")
+    chosen = random.Random(seed).sample(found.usable, sizes.total)
+    rows = collect(source, chosen)
+    bounds = {"train": (0, sizes.train), "val": (sizes.train, sizes.train + sizes.val),
+              "test": (sizes.train + sizes.val, sizes.total)}
+    splits = {name: [rows[i] for i in chosen[a:b]] for name, (a, b) in bounds.items()}
+    written = _write_splits(out_dir, splits)
+    return PrepareResult(written, {k: len(v) for k, v in splits.items()}, found.rows_read, found.skipped,
+                         dict(found.unknown_types))
+
+
+def _ids_in(path: Path) -> set[str]:
+    return {str(row["id"]) for _, row in read_jsonl(path, "a prepared split")} if path.is_file() else set()
+
+
+def smoke_splits(source: Source, out_dir: Path, *, per_track: int = SMOKE_ROWS_PER_TRACK, seed: int = SEED,
+                 skip_invalid: bool = False) -> PrepareResult:
+    """The spec's smoke resampling: 2 x `per_track` fresh rows (in no train/val split of either track)
+    become a separate test split for each track. A different existing test split is kept as a
+    timestamped copy first; nothing is overwritten silently."""
+    used: set[str] = set()
+    for track in TRACKS:
+        for split in ("train", "val"):
+            used |= _ids_in(out_dir / track / f"{split}.jsonl")
+    found = scan(source, skip_invalid=skip_invalid, exclude_ids=frozenset(used))
+    if len(found.usable) < 2 * per_track:
+        raise _not_enough(source, found, 2 * per_track, "the smoke splits (rows in no train/val split)")
+    chosen = random.Random(seed).sample(found.usable, 2 * per_track)
+    rows = collect(source, chosen)
+    per_track_rows: dict[Track, list[SourceRow]] = {
+        "structured": [rows[i] for i in chosen[:per_track]],
+        "toolcall": [rows[i] for i in chosen[per_track:]],
+    }
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    kept: list[Path] = []
+    written: list[Path] = []
+    for track, track_rows in per_track_rows.items():
+        target = out_dir / track / "test.jsonl"
+        text = jsonl_text(r.to_example(track).to_json() for r in track_rows)
+        if target.is_file() and target.read_text(encoding="utf-8") != text:
+            backup = target.with_name(f"test.{stamp}.jsonl")
+            shutil.copy2(target, backup)
+            kept.append(backup)
+        with atomic_writer(target) as f:
+            f.write(text)
+        written.append(target)
+    return PrepareResult(written, {t: len(r) for t, r in per_track_rows.items()}, found.rows_read,
+                         found.skipped, dict(found.unknown_types), kept)

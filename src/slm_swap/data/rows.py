@@ -1,0 +1,83 @@
+"""A source row after loading: tools in JSON Schema, gold calls and their acceptable alternatives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from slm_swap.data.formats import SYSTEM_PROMPTS, render_completion, render_prompt
+from slm_swap.data.schema import json_type_of
+from slm_swap.jsonvalues import json_equal
+from slm_swap.types import AcceptableCall, Example, ToolCall, ToolSpec, Track
+
+OMITTED = ""  # BFCL's marker, inside a list of acceptable values, for "may be left out"
+
+
+class RowError(ValueError):
+    """A row that cannot be used; `problem` says what is wrong, `fix` what to do about it."""
+
+    def __init__(self, problem: str, fix: str | None = None):
+        super().__init__(problem)
+        self.problem = problem
+        self.fix = fix
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    id: str
+    source: str
+    query: str
+    tools: tuple[ToolSpec, ...]
+    gold: tuple[ToolCall, ...]
+    acceptable: tuple[AcceptableCall, ...]
+    unknown_types: tuple[str, ...] = ()
+
+    def to_example(self, track: Track) -> Example:
+        """Renders this row for one track with the shared prompt renderer."""
+        return Example(
+            id=self.id,
+            track=track,
+            source=self.source,
+            query=self.query,
+            tools=self.tools,
+            gold=self.gold,
+            acceptable=self.acceptable,
+            system=SYSTEM_PROMPTS[track],
+            prompt=render_prompt(self.query, self.tools),
+            completion=render_completion(track, self.gold),
+        )
+
+
+def _wrap_value(schema: dict[str, Any], value: Any) -> Any:
+    """Puts a gold value in BFCL's possible-answer shape, where dict values (also inside a list of
+    dicts) are themselves lists of acceptable values."""
+    kind = json_type_of(schema)
+    if kind == "object" and isinstance(value, dict):
+        return {k: [v] for k, v in value.items()}
+    items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
+    if kind == "array" and json_type_of(items or {}) == "object" and isinstance(value, list):
+        if all(isinstance(v, dict) for v in value):
+            return [{k: [v] for k, v in item.items()} for item in value]
+    return value
+
+
+def acceptable_from_gold(call: ToolCall, tool: ToolSpec) -> AcceptableCall:
+    """The acceptable answers for a source that gives one exact gold call (xLAM).
+
+    A parameter the gold call passes must have that value; an optional parameter it leaves out may be
+    left out or set to its declared default; passing the default explicitly is as good as omitting it.
+    """
+    properties: dict[str, Any] = tool.parameters.get("properties", {})
+    required = set(tool.parameters.get("required", []))
+    accepted: dict[str, list[Any]] = {}
+    for name, schema in properties.items():
+        has_default = "default" in schema and schema["default"] not in (None, "")
+        if name in call.arguments:
+            value = call.arguments[name]
+            options = [_wrap_value(schema, value)]
+            if name not in required and has_default and json_equal(value, schema["default"]):
+                options.append(OMITTED)
+            accepted[name] = options
+        elif name not in required:
+            accepted[name] = [OMITTED, _wrap_value(schema, schema["default"])] if has_default else [OMITTED]
+    return AcceptableCall(name=call.name, arguments=accepted)

@@ -1,0 +1,187 @@
+"""Per-example metrics and their run-level means.
+
+Every metric is a number in [0, 1] per example, so a run's value is the mean and two runs on the same
+examples can be compared pairwise.
+
+| metric          | per example                                                                       |
+|-----------------|-----------------------------------------------------------------------------------|
+| json_valid      | structured: the output (less one code fence) is JSON                               |
+| format_valid    | toolcall: the output is only `<tool_call name="..">{json object}</tool_call>` blocks |
+| schema_valid    | every call names an offered tool with arguments valid for its JSON Schema            |
+|                 | (structured: the whole answer validates against `answer_schema`)                   |
+| name_accuracy   | the multiset of called tool names equals the gold one                              |
+| exact_match     | the calls equal the gold calls exactly (order-free; JSON equality)                 |
+| arg_precision   | acceptable arguments / arguments given, over the best pairing of calls              |
+| arg_recall      | acceptable arguments / gold arguments, over the same pairing                       |
+| arg_f1          | harmonic mean of the two                                                           |
+| call_f1         | F1 of calls that are acceptable answers under BFCL's rules (bipartite matching)    |
+| ast_match       | BFCL AST match: as many calls as expected and each matched to an acceptable answer |
+
+When a side has no arguments at all, argument precision/recall is 1 if the other side has none either
+and the call names agree, else 0.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from functools import lru_cache
+
+import jsonschema
+
+from slm_swap.data.formats import answer_schema, dumps, strict_parameters
+from slm_swap.scoring import calls as check
+from slm_swap.jsonvalues import json_equal
+from slm_swap.scoring.parse import Parsed, parse
+from slm_swap.types import Completion, Example, ExampleResult, ToolCall, ToolSpec, Track
+
+NO_OUTPUT = "no_output"
+INVALID_FORMAT = "invalid_format"
+WRONG_COUNT = "wrong_count"
+ERROR_CATEGORIES = (NO_OUTPUT, INVALID_FORMAT, WRONG_COUNT, check.WRONG_TOOL, check.MISSING_ARGUMENT,
+                    check.UNEXPECTED_ARGUMENT, check.WRONG_TYPE, check.WRONG_VALUE)
+
+CALL_METRICS = ("schema_valid", "name_accuracy", "exact_match", "arg_precision", "arg_recall", "arg_f1",
+                "call_f1", "ast_match")
+METRICS: dict[str, tuple[str, ...]] = {
+    "structured": ("json_valid", *CALL_METRICS),
+    "toolcall": ("format_valid", *CALL_METRICS),
+}
+# The metrics the fine-tune decision looks at (the spec's "core metrics").
+CORE_METRICS: dict[str, tuple[str, ...]] = {
+    "structured": ("json_valid", "schema_valid", "name_accuracy", "exact_match", "arg_f1"),
+    "toolcall": ("format_valid", "name_accuracy", "call_f1", "ast_match"),
+}
+VALIDITY_METRIC = {"structured": "json_valid", "toolcall": "format_valid"}
+
+
+def _f1(p: float, r: float) -> float:
+    return 2 * p * r / (p + r) if p + r else 0.0
+
+
+@lru_cache(maxsize=4096)
+def _validator(schema_json: str) -> jsonschema.protocols.Validator:
+    import json
+
+    schema = json.loads(schema_json)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _valid(instance: object, schema: dict[str, object]) -> bool:
+    return _validator(dumps(schema)).is_valid(instance)
+
+
+def _schema_valid(track: Track, parsed: Parsed, tools: Sequence[ToolSpec]) -> bool:
+    if not parsed.valid:
+        return False
+    if track == "structured":
+        return _valid(parsed.document, answer_schema(tools))
+    by_name = {t.name: t for t in tools}
+    return bool(parsed.calls) and all(
+        c.name in by_name and _valid(c.arguments, strict_parameters(by_name[c.name])) for c in parsed.calls or ()
+    )
+
+
+def _arg_scores(predicted: Sequence[ToolCall], example: Example) -> tuple[float, float]:
+    tools = {t.name: t for t in example.tools}
+
+    def correct(p: ToolCall, i: int) -> int:
+        expected = example.acceptable[i]
+        if p.name != expected.name:
+            return 0
+        props = tools[p.name].parameters.get("properties", {}) if p.name in tools else {}
+        return sum(
+            1 for k, v in p.arguments.items()
+            if k in expected.arguments and k in props
+            and check.check_argument(k, v, props[k], expected.arguments[k]).ok
+        )
+
+    weights = [[float(correct(p, i)) for i in range(len(example.acceptable))] for p in predicted]
+    pairs = check.max_weight_assignment(weights) if predicted and example.acceptable else []
+    hits = sum(weights[a][b] for a, b in pairs)
+    n_pred = sum(len(p.arguments) for p in predicted)
+    n_gold = sum(len(g.arguments) for g in example.gold)
+    names_agree = sorted(c.name for c in predicted) == sorted(c.name for c in example.gold)
+    precision = hits / n_pred if n_pred else float(n_gold == 0 and names_agree)
+    recall = hits / n_gold if n_gold else float(n_pred == 0 and names_agree)
+    return precision, recall
+
+
+def _failure(predicted: Sequence[ToolCall], example: Example, matched: dict[int, int]) -> tuple[str, str]:
+    """The error category of an output whose calls are readable but not an AST match."""
+    if len(predicted) != len(example.acceptable):
+        return WRONG_COUNT, f"{len(predicted)} call(s), expected {len(example.acceptable)}"
+    tools = {t.name: t for t in example.tools}
+    used = set(matched)
+    for i, expected in enumerate(example.acceptable):
+        if i in matched.values():
+            continue
+        same_name = [j for j, p in enumerate(predicted) if j not in used and p.name == expected.name]
+        if not same_name:
+            names = ", ".join(sorted(p.name for j, p in enumerate(predicted) if j not in used))
+            return check.WRONG_TOOL, f"expected a call of {expected.name!r}, got {names}"
+        result = check.check_call(predicted[same_name[0]], expected, tools.get(expected.name))
+        return result.category or check.WRONG_VALUE, result.detail or ""
+    return check.WRONG_VALUE, "no acceptable pairing of calls"
+
+
+def score(example: Example, completion: Completion) -> ExampleResult:
+    """Scores one completion against its example. Never raises on any output text."""
+    track = example.track
+    names = METRICS[track]
+    zero = dict.fromkeys(names, 0.0)
+
+    def result(metrics: dict[str, float], calls: Sequence[ToolCall] | None, category: str | None,
+               detail: str | None) -> ExampleResult:
+        return ExampleResult(
+            id=example.id, output=completion.text,
+            calls=[c.to_json() for c in calls] if calls is not None else None,
+            metrics=metrics, error_category=category, error_detail=detail,
+            latency_s=completion.latency_s, usage=completion.usage, backend_error=completion.error,
+        )
+
+    if completion.error is not None or not completion.text.strip():
+        return result(zero, None, NO_OUTPUT, completion.error or "empty output")
+    parsed = parse(track, completion.text)
+    metrics = dict(zero)
+    metrics[VALIDITY_METRIC[track]] = float(parsed.valid)
+    if not parsed.valid or parsed.calls is None:
+        return result(metrics, parsed.calls, INVALID_FORMAT, parsed.problem)
+    predicted = parsed.calls
+    tools = {t.name: t for t in example.tools}
+    metrics["schema_valid"] = float(_schema_valid(track, parsed, example.tools))
+    metrics["name_accuracy"] = float(Counter(c.name for c in predicted) == Counter(c.name for c in example.gold))
+    exact = check.max_matching(len(predicted), len(example.gold), lambda a, b: predicted[a].name ==
+                               example.gold[b].name and json_equal(predicted[a].arguments,
+                                                                        example.gold[b].arguments))
+    metrics["exact_match"] = float(len(predicted) == len(example.gold) == len(exact))
+    precision, recall = _arg_scores(predicted, example)
+    metrics["arg_precision"], metrics["arg_recall"], metrics["arg_f1"] = precision, recall, _f1(precision, recall)
+    matched = check.max_matching(
+        len(predicted), len(example.acceptable),
+        lambda a, b: check.check_call(predicted[a], example.acceptable[b], tools.get(example.acceptable[b].name)).ok,
+    )
+    call_p = len(matched) / len(predicted) if predicted else 0.0
+    call_r = len(matched) / len(example.acceptable)
+    metrics["call_f1"] = _f1(call_p, call_r)
+    metrics["ast_match"] = float(len(predicted) == len(example.acceptable) == len(matched))
+    if metrics["ast_match"]:
+        return result(metrics, predicted, None, None)
+    category, detail = _failure(predicted, example, matched)
+    return result(metrics, predicted, category, detail)
+
+
+def summarize(track: Track, results: Sequence[ExampleResult]) -> dict[str, float]:
+    """Run-level means of every metric, plus counts."""
+    summary: dict[str, float] = {}
+    n = len(results)
+    for name in METRICS[track]:
+        summary[name] = sum(r.metrics.get(name, 0.0) for r in results) / n if n else 0.0
+    summary["examples"] = n
+    summary["errors"] = sum(1 for r in results if r.backend_error is not None)
+    return summary
+
+
+def error_counts(results: Sequence[ExampleResult]) -> dict[str, int]:
+    counts = Counter(r.error_category for r in results if r.error_category)
+    return {c: counts[c] for c in ERROR_CATEGORIES if counts[c]}

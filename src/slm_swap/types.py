@@ -1,0 +1,154 @@
+"""The small types that cross every boundary: examples, tool calls, completions, results.
+
+Backends turn provider data into `Completion`; scoring turns a `Completion` into an `ExampleResult`;
+`compare` and `report` read `RunResult` files only. Nothing downstream sees a raw provider dict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Track = Literal["structured", "toolcall"]
+TRACKS: tuple[Track, ...] = ("structured", "toolcall")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool offered to the model; `parameters` is a JSON Schema object (OpenAI / BFCL form)."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "parameters": self.parameters}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ToolSpec:
+        return cls(name=data["name"], description=data.get("description", ""), parameters=data["parameters"])
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One call of a tool with concrete arguments."""
+
+    name: str
+    arguments: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "arguments": self.arguments}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ToolCall:
+        return cls(name=data["name"], arguments=dict(data["arguments"]))
+
+
+@dataclass(frozen=True)
+class AcceptableCall:
+    """What a correct call may look like, in BFCL's possible-answer form.
+
+    `arguments` maps each parameter to the list of acceptable values; `""` in a list means the
+    parameter may be omitted. A parameter absent from the map must not be passed.
+    """
+
+    name: str
+    arguments: dict[str, list[Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "arguments": self.arguments}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AcceptableCall:
+        return cls(name=data["name"], arguments={k: list(v) for k, v in data["arguments"].items()})
+
+
+@dataclass(frozen=True)
+class Example:
+    """One dataset row: everything needed to prompt a model and to score its answer offline."""
+
+    id: str
+    track: Track
+    source: str
+    query: str
+    tools: tuple[ToolSpec, ...]
+    gold: tuple[ToolCall, ...]
+    acceptable: tuple[AcceptableCall, ...]
+    system: str
+    prompt: str
+    completion: str
+
+    def messages(self) -> list[dict[str, str]]:
+        """The `[system, user]` messages every backend receives, for evaluation, training and serving."""
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": self.prompt}]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "track": self.track,
+            "source": self.source,
+            "prompt": self.prompt,
+            "completion": self.completion,
+            "system": self.system,
+            "query": self.query,
+            "tools": [t.to_json() for t in self.tools],
+            "gold": [c.to_json() for c in self.gold],
+            "acceptable": [c.to_json() for c in self.acceptable],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Example:
+        return cls(
+            id=str(data["id"]),
+            track=data["track"],
+            source=data["source"],
+            query=data["query"],
+            tools=tuple(ToolSpec.from_json(t) for t in data["tools"]),
+            gold=tuple(ToolCall.from_json(c) for c in data["gold"]),
+            acceptable=tuple(AcceptableCall.from_json(c) for c in data["acceptable"]),
+            system=data["system"],
+            prompt=data["prompt"],
+            completion=data["completion"],
+        )
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What a backend returns for one example: text, or the error that stopped it."""
+
+    text: str
+    latency_s: float = 0.0
+    usage: Usage = field(default_factory=Usage)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ExampleResult:
+    """One scored example as stored in a run file."""
+
+    id: str
+    output: str
+    calls: list[dict[str, Any]] | None
+    metrics: dict[str, float]
+    error_category: str | None
+    error_detail: str | None
+    latency_s: float
+    usage: Usage
+    backend_error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ExampleResult:
+        fields = dict(data)
+        fields["usage"] = Usage(**fields.get("usage", {}))
+        return cls(**fields)
