@@ -1,0 +1,36 @@
+# Two entry points for a fresh machine (Python 3.11+):
+#   make demo   set up .venv and run the main job on the shipped sample
+#   make test   set up .venv and run lint, type checks and the tests
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= demo
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: setup
+	mkdir -p $(DEMO_DIR)
+	cd $(DEMO_DIR) && export LANGFUSE_DISABLED=1 && echo "LANGFUSE_DISABLED=1: tracing is off for this demo" \
+	  && ../$(BIN)/slm-swap prepare \
+	  && ../$(BIN)/slm-swap prepare --source bfcl --bfcl-category simple_python --out-dir 02_dataset_bfcl
+
+lint: setup
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest --runnetwork
+
+bench: setup
+	$(BIN)/python bench/prepare_60k.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR)

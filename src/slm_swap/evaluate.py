@@ -1,0 +1,104 @@
+"""Runs a backend over a split: generate in batches, score, journal, trace, write the run file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from slm_swap.backends.base import Backend
+from slm_swap.errors import SlmSwapError
+from slm_swap.files import sha256_file
+from slm_swap.runs import Journal, RunMeta, RunResult, read_run, write_run
+from slm_swap.scoring.metrics import METRICS, score
+from slm_swap.tracing import RunTrace, Tracer
+from slm_swap.types import Example, ExampleResult, Track
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def run_meta(track: Track, split: str, dataset: Path, backend: Backend, *, adapter: str | None = None,
+             constrained: bool = False) -> RunMeta:
+    """Metadata for a run of `backend` on the split file `dataset`."""
+    described = backend.describe()
+    return RunMeta(track=track, split=split, dataset=str(dataset), dataset_sha256=sha256_file(dataset),
+                   model_kind=backend.kind, model=backend.model, adapter=adapter, constrained=constrained,
+                   settings={k: v for k, v in described.items() if k not in ("model_kind", "model")})
+
+
+@dataclass(frozen=True)
+class EvalOutcome:
+    run: RunResult
+    reused: bool  # the finished run file was already there for these inputs
+    resumed: int  # examples taken from the journal of an interrupted run
+
+
+def _trace_example(trace: RunTrace, meta: RunMeta, example: Example, result: ExampleResult) -> None:
+    end = datetime.now(UTC)
+    generation = trace.generation(
+        name=f"{meta.track}/{example.id}",
+        model=meta.model,
+        input=example.messages(),
+        output=result.output,
+        metadata={"example_id": example.id, "error_category": result.error_category,
+                  "error_detail": result.error_detail},
+        usage={"input": result.usage.prompt_tokens, "output": result.usage.completion_tokens},
+        start_time=end - timedelta(seconds=result.latency_s),
+        end_time=end,
+        error=result.backend_error,
+    )
+    for name in METRICS[meta.track]:
+        generation.score(name, result.metrics[name])
+
+
+def evaluate(examples: Sequence[Example], backend: Backend, meta: RunMeta, out: Path, tracer: Tracer, *,
+             force: bool = False, tags: Sequence[str] = (), session_id: str | None = None,
+             on_result: Callable[[ExampleResult], None] | None = None) -> EvalOutcome:
+    """Evaluates `examples` with `backend` and writes the run file `out`.
+
+    A finished run file for the same inputs is returned as is unless `force`; one for other inputs is
+    never overwritten without `force`. Results of an interrupted run are taken from its journal.
+    """
+    ids = [e.id for e in examples]
+    if out.is_file() and not force:
+        previous = read_run(out)
+        if previous.meta.identity() == meta.identity() and [r.id for r in previous.results] == ids:
+            return EvalOutcome(previous, reused=True, resumed=0)
+        raise SlmSwapError(f"{out} already holds a run of other inputs ({previous.meta.model_kind} "
+                           f"{previous.meta.model}, {previous.meta.track}/{previous.meta.split})\n"
+                           "  fix: pass --force to replace it, or choose another --out")
+    journal = Journal(out, meta)
+    done = {} if force else journal.load()
+    done = {k: v for k, v in done.items() if k in set(ids)}
+    journal.rewrite(done)
+    resumed = len(done)
+    meta = replace(meta, started_at=now_iso())
+    todo = [e for e in examples if e.id not in done]
+    by_id = {e.id: e for e in examples}
+    with tracer.run(f"eval {meta.track}/{meta.split} {meta.model_kind}", input={"dataset": meta.dataset},
+                    metadata={**meta.identity(), "dataset": meta.dataset, "metrics_path": str(out),
+                              "start": meta.started_at}, tags=tags, session_id=session_id) as trace:
+        for result in done.values():
+            if on_result:
+                on_result(result)
+        for start in range(0, len(todo), max(1, backend.batch_size)):
+            batch = todo[start:start + max(1, backend.batch_size)]
+            for example, completion in zip(batch, backend.generate(batch), strict=True):
+                result = score(example, completion)
+                journal.append(result)
+                done[example.id] = result
+                _trace_example(trace, meta, by_id[example.id], result)
+                if on_result:
+                    on_result(result)
+        meta = replace(meta, finished_at=now_iso())
+        run = RunResult(meta, [done[i] for i in ids])
+        write_run(out, run)
+        journal.remove()
+        summary = run.summary
+        trace.update(output=summary, metadata={"end": meta.finished_at, "metrics_path": str(out)})
+        for name in METRICS[meta.track]:
+            trace.score(name, summary[name])
+    return EvalOutcome(run, reused=False, resumed=resumed)

@@ -1,0 +1,73 @@
+"""Shared fixtures. A bare `pytest` runs offline on the CPU; `--runnetwork` adds the tests that
+download from the package index (the BFCL wheel)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest_plugins = ["tests.langfuse_receiver"]
+
+DATA = Path(__file__).parent / "data"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runnetwork", action="store_true", help="run tests that download from the package index")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--runnetwork"):
+        return
+    skip = pytest.mark.skip(reason="needs --runnetwork (downloads from the package index)")
+    for item in items:
+        if "network" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh working directory, as a user's project folder, with tracing explicitly off."""
+    monkeypatch.chdir(tmp_path)
+    for key in list(os.environ):
+        if key.startswith(("LANGFUSE_", "AZURE_", "OPENAI_")):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("LANGFUSE_DISABLED", "1")
+    yield tmp_path
+
+
+def xlam_row(i: int, **overrides: Any) -> dict[str, Any]:
+    """One well-formed xLAM row (tools and answers JSON-encoded, as in the real file)."""
+    tools = [
+        {"name": "get_weather", "description": "Current weather for a city.",
+         "parameters": {"city": {"type": "str", "description": "City name"},
+                        "units": {"type": "str, optional", "description": "Units", "default": "celsius"}}},
+        {"name": "convert_currency", "description": "Convert money.",
+         "parameters": {"amount": {"type": "float", "description": "Amount"},
+                        "to": {"type": "str", "description": "Target currency"}}},
+    ]
+    answers = [{"name": "get_weather", "arguments": {"city": f"City{i}"}}]
+    row = {"id": i, "query": f"What's the weather in City{i}?", "answers": json.dumps(answers),
+           "tools": json.dumps(tools)}
+    row.update(overrides)
+    return row
+
+
+@pytest.fixture
+def write_xlam(tmp_path: Path) -> Callable[..., Path]:
+    """Writes rows as an xLAM JSON array (or JSON Lines) and returns the path."""
+
+    def write(rows: list[Any], name: str = "xlam.json", jsonl: bool = False) -> Path:
+        path = tmp_path / "input" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if jsonl:
+            path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        else:
+            path.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+        return path
+
+    return write
