@@ -48,15 +48,23 @@ def main() -> None:
             path = Path(tmp) / f"xlam_{rows}.json"
             make_file(rows, path)
             size_mib = path.stat().st_size / 2**20
-            done = subprocess.run([sys.executable, __file__, "--child", str(path), os.path.join(tmp, f"out{rows}")],
-                                  capture_output=True, text=True, check=True)
+            done = subprocess.run(
+                [sys.executable, __file__, "--child", str(path), os.path.join(tmp, f"out{rows}")],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             results[rows] = json.loads(done.stdout)
             r = results[rows]
-            print(f"{rows:>6} rows ({size_mib:6.1f} MiB): {r['seconds']:.2f} s, {rows / r['seconds']:,.0f} rows/s, "
-                  f"peak RSS {r['peak_mib']:.0f} MiB")
+            print(
+                f"{rows:>6} rows ({size_mib:6.1f} MiB): {r['seconds']:.2f} s, "
+                f"{rows / r['seconds']:,.0f} rows/s, peak RSS {r['peak_mib']:.0f} MiB"
+            )
     small, large = results[6_000], results[60_000]
-    print(f"time ratio 60k/6k: {large['seconds'] / small['seconds']:.1f}x for 10x the rows; "
-          f"peak memory ratio 60k/6k: {large['peak_mib'] / small['peak_mib']:.2f}x")
+    print(
+        f"time ratio 60k/6k: {large['seconds'] / small['seconds']:.1f}x for 10x the rows; "
+        f"peak memory ratio 60k/6k: {large['peak_mib'] / small['peak_mib']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ DATA = Path(__file__).parent / "data"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--runnetwork", action="store_true", help="run tests that download from the package index")
+    parser.addoption(
+        "--runnetwork", action="store_true", help="run tests that download from the package index"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -43,16 +45,30 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
 def xlam_row(i: int, **overrides: Any) -> dict[str, Any]:
     """One well-formed xLAM row (tools and answers JSON-encoded, as in the real file)."""
     tools = [
-        {"name": "get_weather", "description": "Current weather for a city.",
-         "parameters": {"city": {"type": "str", "description": "City name"},
-                        "units": {"type": "str, optional", "description": "Units", "default": "celsius"}}},
-        {"name": "convert_currency", "description": "Convert money.",
-         "parameters": {"amount": {"type": "float", "description": "Amount"},
-                        "to": {"type": "str", "description": "Target currency"}}},
+        {
+            "name": "get_weather",
+            "description": "Current weather for a city.",
+            "parameters": {
+                "city": {"type": "str", "description": "City name"},
+                "units": {"type": "str, optional", "description": "Units", "default": "celsius"},
+            },
+        },
+        {
+            "name": "convert_currency",
+            "description": "Convert money.",
+            "parameters": {
+                "amount": {"type": "float", "description": "Amount"},
+                "to": {"type": "str", "description": "Target currency"},
+            },
+        },
     ]
     answers = [{"name": "get_weather", "arguments": {"city": f"City{i}"}}]
-    row = {"id": i, "query": f"What's the weather in City{i}?", "answers": json.dumps(answers),
-           "tools": json.dumps(tools)}
+    row = {
+        "id": i,
+        "query": f"What's the weather in City{i}?",
+        "answers": json.dumps(answers),
+        "tools": json.dumps(tools),
+    }
     row.update(overrides)
     return row
 

@@ -42,11 +42,19 @@ def bfcl_checker(wheel: Path) -> Any:
         mappings = zf.read("bfcl_eval/constants/type_mappings.py").decode()
         checker = zf.read("bfcl_eval/eval_checker/ast_eval/ast_checker.py").decode()
     modules: dict[str, types.ModuleType] = {}
-    for name in ("bfcl_eval", "bfcl_eval.constants", "bfcl_eval.eval_checker", "bfcl_eval.eval_checker.ast_eval",
-                 "bfcl_eval.eval_checker.ast_eval.type_convertor"):
+    for name in (
+        "bfcl_eval",
+        "bfcl_eval.constants",
+        "bfcl_eval.eval_checker",
+        "bfcl_eval.eval_checker.ast_eval",
+        "bfcl_eval.eval_checker.ast_eval.type_convertor",
+    ):
         modules[name] = types.ModuleType(name)
         modules[name].__path__ = []  # type: ignore[attr-defined]
-    for name, source in (("bfcl_eval.constants.enums", enums), ("bfcl_eval.constants.type_mappings", mappings)):
+    for name, source in (
+        ("bfcl_eval.constants.enums", enums),
+        ("bfcl_eval.constants.type_mappings", mappings),
+    ):
         modules[name] = types.ModuleType(name)
         exec(compile(source, name, "exec"), modules[name].__dict__)
     # Stand-ins: the model registry (only consulted for names containing ".") and the Java/JS converters.
@@ -70,7 +78,8 @@ def bfcl_checker(wheel: Path) -> Any:
                 sys.modules[key] = module
     language = modules["bfcl_eval.constants.enums"].Language.PYTHON  # type: ignore[attr-defined]
     return lambda functions, output, answer, category: namespace["ast_checker"](
-        functions, output, answer, language, category, "slm_swap")
+        functions, output, answer, language, category, "slm_swap"
+    )
 
 
 def perturbations(gold: list[dict[str, Any]], functions: list[dict[str, Any]]) -> Iterator[tuple[str, list]]:
@@ -126,13 +135,17 @@ def test_we_agree_with_bfcl(wheel: Path, bfcl_checker: Any, category: str) -> No
                 continue
             # The one documented difference: BFCL's greedy matching can miss a valid assignment, which
             # then shows as some order of the same calls that BFCL accepts.
-            any_order = any(bfcl_checker(question["function"], list(p), answer["ground_truth"], category)["valid"]
-                            for p in itertools.permutations(output))
+            any_order = any(
+                bfcl_checker(question["function"], list(p), answer["ground_truth"], category)["valid"]
+                for p in itertools.permutations(output)
+            )
             if ours and not theirs and any_order:
                 explained += 1
                 continue
             disagreements += 1
-            print(f"{question['id']} {label}: ours={ours} bfcl={theirs} any_order={any_order} output={output}")
+            print(
+                f"{question['id']} {label}: ours={ours} bfcl={theirs} any_order={any_order} output={output}"
+            )
     assert checked > 500
     assert disagreements == 0
     print(f"{category}: {checked} outputs checked, {explained} explained by optimal matching")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -16,16 +17,34 @@ from slm_swap.scoring.metrics import CORE_METRICS, METRICS
 from slm_swap.types import ExampleResult, Usage
 
 
-def make_run(track: str, values: dict[str, list[float]], *, kind: str = "replay", ids: list[str] | None = None) -> RunResult:
+def make_run(
+    track: str, values: dict[str, list[float]], *, kind: str = "replay", ids: list[str] | None = None
+) -> RunResult:
     n = len(next(iter(values.values())))
     ids = ids or [f"ex-{i}" for i in range(n)]
     results = []
     for i, key in enumerate(ids):
         metrics = {m: values.get(m, values[next(iter(values))])[i] for m in METRICS[track]}
-        results.append(ExampleResult(id=key, output="", calls=None, metrics=metrics, error_category=None,
-                                     error_detail=None, latency_s=0.0, usage=Usage()))
-    meta = RunMeta(track=track, split="test", dataset="d.jsonl", dataset_sha256="0" * 64,  # type: ignore[arg-type]
-                   model_kind=kind, model=kind)
+        results.append(
+            ExampleResult(
+                id=key,
+                output="",
+                calls=None,
+                metrics=metrics,
+                error_category=None,
+                error_detail=None,
+                latency_s=0.0,
+                usage=Usage(),
+            )
+        )
+    meta = RunMeta(
+        track=track,
+        split="test",
+        dataset="d.jsonl",
+        dataset_sha256="0" * 64,  # type: ignore[arg-type]
+        model_kind=kind,
+        model=kind,
+    )
     return RunResult(meta, results)
 
 
@@ -53,7 +72,9 @@ def test_equal_runs_do_not_fine_tune_and_are_settled() -> None:
     run = make_run("structured", {"x": [1.0, 0.0] * 20})
     decision = compare(run, run, 0.01)
     assert not decision.fine_tune
-    assert all(m.difference == 0 and m.ci_low == m.ci_high == 0 and m.mcnemar_p == 1.0 for m in decision.metrics)
+    assert all(
+        m.difference == 0 and m.ci_low == m.ci_high == 0 and m.mcnemar_p == 1.0 for m in decision.metrics
+    )
     assert [m.metric for m in decision.metrics] == list(CORE_METRICS["structured"])
 
 
@@ -87,7 +108,9 @@ def test_refuses_different_examples_or_tracks() -> None:
         compare(hosted, make_run("structured", {"x": [1.0, 1.0]}), 0.01)
 
 
-def write_pair(tmp: Path, hosted_values: list[float], slm_values: list[float], track: str = "toolcall") -> tuple[Path, Path]:
+def write_pair(
+    tmp: Path, hosted_values: list[float], slm_values: list[float], track: str = "toolcall"
+) -> tuple[Path, Path]:
     hosted, slm = tmp / "05_eval" / f"{track}_azure_test.json", tmp / "05_eval" / f"{track}_slm_test.json"
     write_run(hosted, make_run(track, {"x": hosted_values}, kind="azure"))
     write_run(slm, make_run(track, {"x": slm_values}, kind="slm"))
@@ -96,11 +119,13 @@ def write_pair(tmp: Path, hosted_values: list[float], slm_values: list[float], t
 
 def test_cli_prints_decision_and_exits_10(workspace: Path) -> None:
     hosted, slm = write_pair(workspace, [1.0] * 30, [1.0] * 10 + [0.0] * 20)
-    result = CliRunner().invoke(main, ["compare", "--track", "toolcall", "--azure", str(hosted), "--slm", str(slm),
-                                       "--delta", "0.01"])
+    result = CliRunner().invoke(
+        main, ["compare", "--track", "toolcall", "--azure", str(hosted), "--slm", str(slm), "--delta", "0.01"]
+    )
     assert result.exit_code == 10, result.output
     assert result.output.strip().splitlines()[-1] == "FINE_TUNE=1"
     assert "95% CI" in result.output and "McNemar p" in result.output
+    assert re.search(r"ast_match +1.000 +0.333 +\+0.667 +\[\+0.\d+, \+0.\d+\] +1.91e-06 +yes", result.output)
     decision = json.loads((workspace / "05_eval" / "toolcall_decision.json").read_text())
     assert decision["FINE_TUNE"] == 1 and decision["examples"] == 30
     assert {m["metric"] for m in decision["metrics"]} == set(CORE_METRICS["toolcall"])
@@ -108,8 +133,10 @@ def test_cli_prints_decision_and_exits_10(workspace: Path) -> None:
 
 def test_cli_no_fine_tune_exits_0_and_hosted_alias(workspace: Path) -> None:
     hosted, slm = write_pair(workspace, [1.0] * 30, [1.0] * 30)
-    result = CliRunner().invoke(main, ["compare", "--track", "toolcall", "--hosted", str(hosted), "--slm", str(slm),
-                                       "--out", "d.json"])
+    result = CliRunner().invoke(
+        main,
+        ["compare", "--track", "toolcall", "--hosted", str(hosted), "--slm", str(slm), "--out", "d.json"],
+    )
     assert result.exit_code == 0, result.output
     assert result.output.strip().splitlines()[-1] == "FINE_TUNE=0"
     assert json.loads(Path("d.json").read_text())["fine_tune"] is False
@@ -117,13 +144,18 @@ def test_cli_no_fine_tune_exits_0_and_hosted_alias(workspace: Path) -> None:
 
 def test_cli_errors_exit_2(workspace: Path) -> None:
     hosted, _ = write_pair(workspace, [1.0] * 3, [1.0] * 3)
-    missing = CliRunner().invoke(main, ["compare", "--track", "toolcall", "--azure", str(hosted), "--slm", "nope.json"])
+    missing = CliRunner().invoke(
+        main, ["compare", "--track", "toolcall", "--azure", str(hosted), "--slm", "nope.json"]
+    )
     assert missing.exit_code == 2 and "nope.json: no such file" in missing.output
-    wrong_track = CliRunner().invoke(main, ["compare", "--track", "structured", "--azure", str(hosted),
-                                            "--slm", str(hosted)])
+    wrong_track = CliRunner().invoke(
+        main, ["compare", "--track", "structured", "--azure", str(hosted), "--slm", str(hosted)]
+    )
     assert wrong_track.exit_code == 2 and "is a toolcall run" in wrong_track.output
     Path("junk.json").write_text("{not json")
-    junk = CliRunner().invoke(main, ["compare", "--track", "toolcall", "--azure", "junk.json", "--slm", str(hosted)])
+    junk = CliRunner().invoke(
+        main, ["compare", "--track", "toolcall", "--azure", "junk.json", "--slm", str(hosted)]
+    )
     assert junk.exit_code == 2 and "junk.json:1: not valid JSON" in junk.output
     assert not Path("05_eval/toolcall_decision.json").exists()
 
@@ -131,6 +163,8 @@ def test_cli_errors_exit_2(workspace: Path) -> None:
 def test_cli_refuses_without_tracing_configuration(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     hosted, slm = write_pair(workspace, [1.0] * 3, [1.0] * 3)
     monkeypatch.delenv("LANGFUSE_DISABLED")
-    result = CliRunner().invoke(main, ["compare", "--track", "toolcall", "--azure", str(hosted), "--slm", str(slm)])
+    result = CliRunner().invoke(
+        main, ["compare", "--track", "toolcall", "--azure", str(hosted), "--slm", str(slm)]
+    )
     assert result.exit_code == 2
     assert "LANGFUSE_PUBLIC_KEY" in result.output and "LANGFUSE_DISABLED=1" in result.output

@@ -49,37 +49,59 @@ def test_unknown_types_become_any_and_are_recorded() -> None:
 
 
 def test_bfcl_dialect_converts_recursively() -> None:
-    converted = bfcl_to_json_schema({"type": "dict", "properties": {
-        "x": {"type": "float"}, "pts": {"type": "array", "items": {"type": "tuple"}},
-        "opt": {"type": "any"}, "sub": {"type": "dict", "properties": {"y": {"type": "integer"}}}}})
-    assert converted == {"type": "object", "properties": {
-        "x": {"type": "number"}, "pts": {"type": "array", "items": {"type": "array"}},
-        "opt": {}, "sub": {"type": "object", "properties": {"y": {"type": "integer"}}}}}
+    converted = bfcl_to_json_schema(
+        {
+            "type": "dict",
+            "properties": {
+                "x": {"type": "float"},
+                "pts": {"type": "array", "items": {"type": "tuple"}},
+                "opt": {"type": "any"},
+                "sub": {"type": "dict", "properties": {"y": {"type": "integer"}}},
+            },
+        }
+    )
+    assert converted == {
+        "type": "object",
+        "properties": {
+            "x": {"type": "number"},
+            "pts": {"type": "array", "items": {"type": "array"}},
+            "opt": {},
+            "sub": {"type": "object", "properties": {"y": {"type": "integer"}}},
+        },
+    }
 
 
 def _row(tools: list, answers: list, **extra: object) -> dict:
     return {"id": 3, "query": "q", "tools": json.dumps(tools), "answers": json.dumps(answers), **extra}
 
 
-TOOL = {"name": "search", "description": "Search.", "parameters": {
-    "q": {"type": "str", "description": "query"},
-    "limit": {"type": "int, optional", "description": "max", "default": 10},
-    "lang": {"type": "Optional[str]", "description": "language"},
-    "filters": {"type": "Dict[str, Any]", "description": "filters", "default": None},
-}}
+TOOL = {
+    "name": "search",
+    "description": "Search.",
+    "parameters": {
+        "q": {"type": "str", "description": "query"},
+        "limit": {"type": "int, optional", "description": "max", "default": 10},
+        "lang": {"type": "Optional[str]", "description": "language"},
+        "filters": {"type": "Dict[str, Any]", "description": "filters", "default": None},
+    },
+}
 
 
 def test_xlam_required_and_optional_parameters() -> None:
     row = xlam.convert_row(_row([TOOL], [{"name": "search", "arguments": {"q": "cats"}}]))
     assert row.id == "xlam-3"
     assert row.tools[0].parameters["required"] == ["q"]
-    assert row.tools[0].parameters["properties"]["limit"] == {"type": "integer", "description": "max",
-                                                                "default": 10}
+    assert row.tools[0].parameters["properties"]["limit"] == {
+        "type": "integer",
+        "description": "max",
+        "default": 10,
+    }
 
 
 def test_xlam_acceptable_answers_allow_defaults_and_omission() -> None:
-    row = xlam.convert_row(_row([TOOL], [{"name": "search", "arguments": {"q": "cats", "limit": 10,
-                                                                            "filters": {"a": 1}}}]))
+    row = xlam.convert_row(
+        _row([TOOL], [{"name": "search", "arguments": {"q": "cats", "limit": 10, "filters": {"a": 1}}}])
+    )
     accepted = row.acceptable[0].arguments
     assert accepted["q"] == ["cats"]
     assert accepted["limit"] == [10, ""]  # passed explicitly, and equal to its default
@@ -96,7 +118,10 @@ def test_xlam_acceptable_answers_allow_defaults_and_omission() -> None:
         ({"id": 1, "query": "q", "tools": "[]"}, "missing field(s) answers"),
         (_row([TOOL], []) | {"tools": [TOOL]}, '"tools" is a list, not a JSON-encoded string'),
         (_row([TOOL], []) | {"answers": "[{"}, '"answers" is not valid JSON'),
-        (_row([TOOL], [{"name": "nope", "arguments": {}}]), "calls 'nope', which is not among the offered tools"),
+        (
+            _row([TOOL], [{"name": "nope", "arguments": {}}]),
+            "calls 'nope', which is not among the offered tools",
+        ),
         (_row([TOOL], [{"name": "search", "arguments": {"q": "a", "zzz": 1}}]), "passes 'zzz'"),
         (_row([TOOL, TOOL], [{"name": "search", "arguments": {"q": "a"}}]), "offered twice"),
         (_row([TOOL], [{"name": "search", "arguments": {"q": "a"}}]) | {"query": " "}, "non-empty string"),
@@ -110,9 +135,11 @@ def test_bad_xlam_rows_are_named(row: object, message: str) -> None:
 def test_completions_in_both_formats() -> None:
     calls = [ToolCall("a", {"x": 1, "s": "Zürich"}), ToolCall("b", {})]
     assert render_completion("structured", calls) == (
-        '{"calls": [{"name": "a", "arguments": {"x": 1, "s": "Zürich"}}, {"name": "b", "arguments": {}}]}')
+        '{"calls": [{"name": "a", "arguments": {"x": 1, "s": "Zürich"}}, {"name": "b", "arguments": {}}]}'
+    )
     assert render_completion("toolcall", calls) == (
-        '<tool_call name="a">{"x": 1, "s": "Zürich"}</tool_call>\n<tool_call name="b">{}</tool_call>')
+        '<tool_call name="a">{"x": 1, "s": "Zürich"}</tool_call>\n<tool_call name="b">{}</tool_call>'
+    )
 
 
 def test_answer_schema_forbids_undeclared_arguments_and_unknown_tools() -> None:
@@ -128,13 +155,32 @@ def test_answer_schema_forbids_undeclared_arguments_and_unknown_tools() -> None:
 
 
 def test_bfcl_gold_is_the_shortest_acceptable_answer() -> None:
-    question = {"id": "simple_0", "question": [[{"role": "user", "content": "area of base 10 height 5"}]],
-                "function": [{"name": "area", "description": "", "parameters": {"type": "dict", "properties": {
-                    "base": {"type": "integer"}, "height": {"type": "integer"}, "unit": {"type": "string"},
-                    "opts": {"type": "dict", "properties": {"round": {"type": "boolean"}}}},
-                    "required": ["base", "height"]}}]}
-    answer = {"id": "simple_0", "ground_truth": [{"area": {"base": [10], "height": [5], "unit": ["units", ""],
-                                                            "opts": [{"round": [True]}]}}]}
+    question = {
+        "id": "simple_0",
+        "question": [[{"role": "user", "content": "area of base 10 height 5"}]],
+        "function": [
+            {
+                "name": "area",
+                "description": "",
+                "parameters": {
+                    "type": "dict",
+                    "properties": {
+                        "base": {"type": "integer"},
+                        "height": {"type": "integer"},
+                        "unit": {"type": "string"},
+                        "opts": {"type": "dict", "properties": {"round": {"type": "boolean"}}},
+                    },
+                    "required": ["base", "height"],
+                },
+            }
+        ],
+    }
+    answer = {
+        "id": "simple_0",
+        "ground_truth": [
+            {"area": {"base": [10], "height": [5], "unit": ["units", ""], "opts": [{"round": [True]}]}}
+        ],
+    }
     row = bfcl.convert_row(question, answer)
     assert row.gold == (ToolCall("area", {"base": 10, "height": 5, "opts": {"round": True}}),)
     assert row.acceptable[0].arguments["unit"] == ["units", ""]

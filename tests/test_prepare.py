@@ -14,7 +14,9 @@ from slm_swap.cli import main
 from slm_swap.data.prepare import sample_path
 from tests.conftest import DATA, xlam_row
 
-SPLIT_FILES = [f"02_dataset/{t}/{s}.jsonl" for t in ("structured", "toolcall") for s in ("train", "val", "test")]
+SPLIT_FILES = [
+    f"02_dataset/{t}/{s}.jsonl" for t in ("structured", "toolcall") for s in ("train", "val", "test")
+]
 
 
 def prepare(*args: str) -> object:
@@ -59,8 +61,11 @@ def test_jsonl_input_works(workspace: Path, write_xlam: Callable[..., Path]) -> 
     path = write_xlam([xlam_row(i) for i in range(12)], name="x.jsonl", jsonl=True)
     result = prepare("--dataset-path", str(path), "--train-size", "6", "--val-size", "3", "--test-size", "3")
     assert result.exit_code == 0, result.output
-    assert sorted(ids("02_dataset/structured/train.jsonl") + ids("02_dataset/structured/val.jsonl")
-                  + ids("02_dataset/structured/test.jsonl")) == sorted(f"xlam-{i}" for i in range(12))
+    assert sorted(
+        ids("02_dataset/structured/train.jsonl")
+        + ids("02_dataset/structured/val.jsonl")
+        + ids("02_dataset/structured/test.jsonl")
+    ) == sorted(f"xlam-{i}" for i in range(12))
 
 
 GOOD = [xlam_row(i) for i in range(60)]
@@ -70,14 +75,22 @@ GOOD = [xlam_row(i) for i in range(60)]
     ("content", "expected"),
     [
         ("", "the file is empty"),
-        ("[" + json.dumps(xlam_row(0)) + ",\n{\"id\": 1, \"query\": oops}]", "line 2 column"),
+        ("[" + json.dumps(xlam_row(0)) + ',\n{"id": 1, "query": oops}]', "line 2 column"),
         (json.dumps(GOOD)[:-400], "not valid JSON"),
-        (json.dumps([*GOOD[:5], {k: v for k, v in xlam_row(5).items() if k != "answers"}, *GOOD[6:]]),
-         "row 5: missing field(s) answers"),
-        (json.dumps([*GOOD[:7], xlam_row(7, tools=json.loads(xlam_row(7)["tools"])), *GOOD[8:]]),
-         'row 7: "tools" is a list, not a JSON-encoded string'),
-        (json.dumps([*GOOD[:3], xlam_row(3, answers=json.dumps([{"name": "fly", "arguments": {}}])), *GOOD[4:]]),
-         "row 3: answer 0 calls 'fly', which is not among the offered tools"),
+        (
+            json.dumps([*GOOD[:5], {k: v for k, v in xlam_row(5).items() if k != "answers"}, *GOOD[6:]]),
+            "row 5: missing field(s) answers",
+        ),
+        (
+            json.dumps([*GOOD[:7], xlam_row(7, tools=json.loads(xlam_row(7)["tools"])), *GOOD[8:]]),
+            'row 7: "tools" is a list, not a JSON-encoded string',
+        ),
+        (
+            json.dumps(
+                [*GOOD[:3], xlam_row(3, answers=json.dumps([{"name": "fly", "arguments": {}}])), *GOOD[4:]]
+            ),
+            "row 3: answer 0 calls 'fly', which is not among the offered tools",
+        ),
         (json.dumps(GOOD[:20]), "has 20 usable rows (20 read, 0 skipped); the splits need 48"),
         (json.dumps([*GOOD[:2], xlam_row(1)]), "id 'xlam-1' also appears at row 1"),
     ],
@@ -117,8 +130,22 @@ def test_skip_invalid_skips_and_counts(workspace: Path, write_xlam: Callable[...
 
 def test_bfcl_category_from_data_folder(workspace: Path) -> None:
     for category in ("simple_python", "multiple", "parallel", "parallel_multiple"):
-        result = prepare("--source", "bfcl", "--dataset-path", str(DATA / "bfcl"), "--bfcl-category", category,
-                         "--train-size", "8", "--val-size", "4", "--test-size", "4", "--out-dir", category)
+        result = prepare(
+            "--source",
+            "bfcl",
+            "--dataset-path",
+            str(DATA / "bfcl"),
+            "--bfcl-category",
+            category,
+            "--train-size",
+            "8",
+            "--val-size",
+            "4",
+            "--test-size",
+            "4",
+            "--out-dir",
+            category,
+        )
         assert result.exit_code == 0, result.output
         rows = [json.loads(x) for x in Path(f"{category}/toolcall/train.jsonl").read_text().splitlines()]
         assert all(r["id"].startswith(f"bfcl-{category}_") and r["source"] == "bfcl" for r in rows)
@@ -127,7 +154,9 @@ def test_bfcl_category_from_data_folder(workspace: Path) -> None:
 
 
 def test_bfcl_unknown_category_is_refused(workspace: Path) -> None:
-    result = prepare("--source", "bfcl", "--dataset-path", str(DATA / "bfcl"), "--bfcl-category", "irrelevance")
+    result = prepare(
+        "--source", "bfcl", "--dataset-path", str(DATA / "bfcl"), "--bfcl-category", "irrelevance"
+    )
     assert result.exit_code == 2 and "unknown BFCL category 'irrelevance'" in result.output
 
 

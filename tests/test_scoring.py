@@ -14,11 +14,25 @@ from slm_swap.scoring.metrics import CORE_METRICS, METRICS, score, summarize
 from slm_swap.scoring.parse import parse_structured, parse_toolcall
 from slm_swap.types import AcceptableCall, Completion, ToolCall, ToolSpec
 
-WEATHER = ToolSpec("weather", "", {"type": "object", "required": ["city"], "properties": {
-    "city": {"type": "string"}, "days": {"type": "integer"}, "temp": {"type": "number"},
-    "alerts": {"type": "boolean"}, "tags": {"type": "array", "items": {"type": "string"}},
-    "coords": {"type": "array", "items": {"type": "number"}},
-    "filters": {"type": "object"}, "stops": {"type": "array", "items": {"type": "object"}}, "any": {}}})
+WEATHER = ToolSpec(
+    "weather",
+    "",
+    {
+        "type": "object",
+        "required": ["city"],
+        "properties": {
+            "city": {"type": "string"},
+            "days": {"type": "integer"},
+            "temp": {"type": "number"},
+            "alerts": {"type": "boolean"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "coords": {"type": "array", "items": {"type": "number"}},
+            "filters": {"type": "object"},
+            "stops": {"type": "array", "items": {"type": "object"}},
+            "any": {},
+        },
+    },
+)
 TIME = ToolSpec("time", "", {"type": "object", "required": ["tz"], "properties": {"tz": {"type": "string"}}})
 
 
@@ -42,6 +56,7 @@ PARIS = [ToolCall("weather", {"city": "Paris"})]
 
 # --- parsing -------------------------------------------------------------------------------------
 
+
 @given(st.text())
 @settings(max_examples=300, deadline=None)
 def test_parsers_never_raise_on_any_text(text: str) -> None:
@@ -50,8 +65,13 @@ def test_parsers_never_raise_on_any_text(text: str) -> None:
         assert parsed.calls is None or all(isinstance(c, ToolCall) for c in parsed.calls)
 
 
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-                    lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner), max_leaves=20))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+        lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+        max_leaves=20,
+    )
+)
 @settings(max_examples=200, deadline=None)
 def test_scoring_never_raises_on_any_json(value: object) -> None:
     text = json.dumps({"calls": [{"name": "weather", "arguments": {"city": value}}], "x": value})
@@ -81,6 +101,7 @@ def test_toolcall_block_must_hold_a_json_object() -> None:
 
 
 # --- BFCL rules ----------------------------------------------------------------------------------
+
 
 def test_exact_answer_scores_full_marks_on_both_tracks() -> None:
     for track in ("structured", "toolcall"):
@@ -125,31 +146,58 @@ def test_required_parameter_missing_and_unexpected_parameter() -> None:
     # declared by the tool but not listed in the possible answer → unexpected (BFCL)
     ex2 = example(PARIS)
     assert run(ex2, tc(("weather", {"city": "Paris", "days": 2}))).error_category == "unexpected_argument"
-    assert run(ex2, tc(("weather", {"city": "Paris", "colour": "red"}))).error_category == "unexpected_argument"
+    assert (
+        run(ex2, tc(("weather", {"city": "Paris", "colour": "red"}))).error_category == "unexpected_argument"
+    )
 
 
 def test_lists_compare_with_string_normalisation_and_order() -> None:
     ex = example([ToolCall("weather", {"city": "Paris", "tags": ["Rain Alert", "wind"]})])
-    assert run(ex, tc(("weather", {"city": "Paris", "tags": ["rain alert", "WIND"]}))).metrics["ast_match"] == 1
-    assert run(ex, tc(("weather", {"city": "Paris", "tags": ["wind", "rain alert"]}))).error_category == "wrong_value"
+    assert (
+        run(ex, tc(("weather", {"city": "Paris", "tags": ["rain alert", "WIND"]}))).metrics["ast_match"] == 1
+    )
+    assert (
+        run(ex, tc(("weather", {"city": "Paris", "tags": ["wind", "rain alert"]}))).error_category
+        == "wrong_value"
+    )
 
 
 def test_dicts_compare_key_by_key_with_optional_keys() -> None:
-    acceptable = [AcceptableCall("weather", {"city": ["Paris"], "filters": [{"min": [1], "unit": ["C", ""]}]})]
+    acceptable = [
+        AcceptableCall("weather", {"city": ["Paris"], "filters": [{"min": [1], "unit": ["C", ""]}]})
+    ]
     ex = example([ToolCall("weather", {"city": "Paris", "filters": {"min": 1}})], acceptable)
     assert run(ex, tc(("weather", {"city": "Paris", "filters": {"min": 1}}))).metrics["ast_match"] == 1
-    assert run(ex, tc(("weather", {"city": "Paris", "filters": {"min": 1, "unit": "c"}}))).metrics["ast_match"] == 1
+    assert (
+        run(ex, tc(("weather", {"city": "Paris", "filters": {"min": 1, "unit": "c"}}))).metrics["ast_match"]
+        == 1
+    )
     assert run(ex, tc(("weather", {"city": "Paris", "filters": {"min": 2}}))).error_category == "wrong_value"
-    assert run(ex, tc(("weather", {"city": "Paris", "filters": {"min": 1, "x": 0}}))).error_category == "wrong_value"
+    assert (
+        run(ex, tc(("weather", {"city": "Paris", "filters": {"min": 1, "x": 0}}))).error_category
+        == "wrong_value"
+    )
 
 
 def test_list_of_dicts_compares_position_by_position() -> None:
-    acceptable = [AcceptableCall("weather", {"city": ["Paris"], "stops": [[{"at": ["Lyon"]}, {"at": ["Nice"]}]]})]
-    ex = example([ToolCall("weather", {"city": "Paris", "stops": [{"at": "Lyon"}, {"at": "Nice"}]})], acceptable)
-    assert run(ex, tc(("weather", {"city": "Paris", "stops": [{"at": "lyon"}, {"at": "nice"}]}))).metrics[
-        "ast_match"] == 1
-    assert run(ex, tc(("weather", {"city": "Paris", "stops": [{"at": "Nice"}, {"at": "Lyon"}]}))).metrics[
-        "ast_match"] == 0
+    acceptable = [
+        AcceptableCall("weather", {"city": ["Paris"], "stops": [[{"at": ["Lyon"]}, {"at": ["Nice"]}]]})
+    ]
+    ex = example(
+        [ToolCall("weather", {"city": "Paris", "stops": [{"at": "Lyon"}, {"at": "Nice"}]})], acceptable
+    )
+    assert (
+        run(ex, tc(("weather", {"city": "Paris", "stops": [{"at": "lyon"}, {"at": "nice"}]}))).metrics[
+            "ast_match"
+        ]
+        == 1
+    )
+    assert (
+        run(ex, tc(("weather", {"city": "Paris", "stops": [{"at": "Nice"}, {"at": "Lyon"}]}))).metrics[
+            "ast_match"
+        ]
+        == 0
+    )
 
 
 def test_bfcl_variable_rule_accepts_the_type_of_the_listed_answers() -> None:
@@ -161,10 +209,14 @@ def test_bfcl_variable_rule_accepts_the_type_of_the_listed_answers() -> None:
 
 # --- where we differ from BFCL -------------------------------------------------------------------
 
+
 def test_parallel_calls_are_matched_optimally_not_greedily() -> None:
     # Expected call 0 accepts either city; expected call 1 accepts only Paris. BFCL's greedy checker
     # gives output 0 (Paris) to expected call 0, then finds nothing for expected call 1 and fails.
-    acceptable = [AcceptableCall("weather", {"city": ["Paris", "Rome"]}), AcceptableCall("weather", {"city": ["Paris"]})]
+    acceptable = [
+        AcceptableCall("weather", {"city": ["Paris", "Rome"]}),
+        AcceptableCall("weather", {"city": ["Paris"]}),
+    ]
     ex = example([ToolCall("weather", {"city": "Rome"}), ToolCall("weather", {"city": "Paris"})], acceptable)
     result = run(ex, tc(("weather", {"city": "Paris"}), ("weather", {"city": "Rome"})))
     assert result.metrics["ast_match"] == 1.0
@@ -183,6 +235,7 @@ def test_booleans_never_equal_numbers() -> None:
 
 
 # --- metrics and categories ----------------------------------------------------------------------
+
 
 def test_error_categories() -> None:
     ex = example([ToolCall("weather", {"city": "Paris"}), ToolCall("time", {"tz": "UTC"})])
@@ -216,14 +269,18 @@ def test_partial_credit_metrics() -> None:
 
 def test_schema_validity_of_structured_answers() -> None:
     ex = example(PARIS, track="structured")
+
     def answer(calls: object) -> float:
         return run(ex, json.dumps({"calls": calls})).metrics["schema_valid"]
+
     assert answer([{"name": "weather", "arguments": {"city": "Rome"}}]) == 1.0  # wrong value, valid schema
     assert answer([{"name": "weather", "arguments": {"city": 3}}]) == 0.0
     assert answer([{"name": "weather", "arguments": {}}]) == 0.0
     assert answer([{"name": "nope", "arguments": {}}]) == 0.0
-    assert run(ex, json.dumps({"call": []})).metrics == {**dict.fromkeys(METRICS["structured"], 0.0),
-                                                          "json_valid": 1.0}
+    assert run(ex, json.dumps({"call": []})).metrics == {
+        **dict.fromkeys(METRICS["structured"], 0.0),
+        "json_valid": 1.0,
+    }
 
 
 def test_summary_is_the_mean_and_core_metrics_are_named() -> None:

@@ -61,7 +61,8 @@ class Decision:
         return {
             "format": DECISION_FORMAT,
             "track": self.track,
-            "rule": f"FINE_TUNE=1 if hosted - slm > delta on any core metric ({', '.join(CORE_METRICS[self.track])})",
+            "rule": "FINE_TUNE=1 if hosted - slm > delta on any core metric",
+            "core_metrics": list(CORE_METRICS[self.track]),
             "delta": self.delta,
             "fine_tune": self.fine_tune,
             "FINE_TUNE": int(self.fine_tune),
@@ -86,21 +87,36 @@ def mcnemar_exact(b: int, c: int) -> float:
 
 def _describe(run: RunResult, path: Path | None) -> dict[str, Any]:
     meta = run.meta
-    return {"path": str(path) if path else None, "model_kind": meta.model_kind, "model": meta.model,
-            "adapter": meta.adapter, "constrained": meta.constrained, "split": meta.split,
-            "dataset_sha256": meta.dataset_sha256}
+    return {
+        "path": str(path) if path else None,
+        "model_kind": meta.model_kind,
+        "model": meta.model,
+        "adapter": meta.adapter,
+        "constrained": meta.constrained,
+        "split": meta.split,
+        "dataset_sha256": meta.dataset_sha256,
+    }
 
 
-def compare(hosted: RunResult, slm: RunResult, delta: float, *, hosted_path: Path | None = None,
-            slm_path: Path | None = None, track: str | None = None) -> Decision:
+def compare(
+    hosted: RunResult,
+    slm: RunResult,
+    delta: float,
+    *,
+    hosted_path: Path | None = None,
+    slm_path: Path | None = None,
+    track: str | None = None,
+) -> Decision:
     """Decides whether to fine-tune the SLM, from two runs on the same examples."""
     if delta < 0:
         raise SlmSwapError(f"--delta must be >= 0, got {delta}")
     track = track or hosted.meta.track
     for label, run, path in (("--azure", hosted, hosted_path), ("--slm", slm, slm_path)):
         if run.meta.track != track:
-            raise SlmSwapError(f"{path or label} is a {run.meta.track} run, but --track is {track}\n"
-                               "  fix: pass runs of the same track")
+            raise SlmSwapError(
+                f"{path or label} is a {run.meta.track} run, but --track is {track}\n"
+                "  fix: pass runs of the same track"
+            )
     hosted_ids = [r.id for r in hosted.results]
     slm_by_id = {r.id: r for r in slm.results}
     if sorted(hosted_ids) != sorted(slm_by_id):
@@ -109,7 +125,8 @@ def compare(hosted: RunResult, slm: RunResult, delta: float, *, hosted_path: Pat
         raise SlmSwapError(
             f"the runs are on different examples ({len(only_h)} only in {hosted_path or '--azure'}, e.g. "
             f"{only_h[:3]}; {len(only_s)} only in {slm_path or '--slm'}, e.g. {only_s[:3]})\n"
-            "  fix: evaluate both models on the same split file")
+            "  fix: evaluate both models on the same split file"
+        )
     if not hosted_ids:
         raise SlmSwapError("the runs hold no examples; nothing to compare")
     rng = np.random.default_rng(SEED)
@@ -126,11 +143,27 @@ def compare(hosted: RunResult, slm: RunResult, delta: float, *, hosted_path: Pat
         b = int(((h == 1) & (s == 0)).sum()) if binary else 0
         c = int(((h == 0) & (s == 1)).sum()) if binary else 0
         difference = float(diff.mean())
-        comparisons.append(MetricComparison(
-            metric=metric, hosted=float(h.mean()), slm=float(s.mean()), difference=difference,
-            trails=difference > delta + 1e-12, ci_low=low, ci_high=high,
-            mcnemar_p=mcnemar_exact(b, c) if binary else None, hosted_only=b, slm_only=c,
-            settled=low > delta or high <= delta,
-        ))
-    return Decision(track=track, delta=delta, fine_tune=any(m.trails for m in comparisons), examples=n,
-                    hosted=_describe(hosted, hosted_path), slm=_describe(slm, slm_path), metrics=comparisons)
+        comparisons.append(
+            MetricComparison(
+                metric=metric,
+                hosted=float(h.mean()),
+                slm=float(s.mean()),
+                difference=difference,
+                trails=difference > delta + 1e-12,
+                ci_low=low,
+                ci_high=high,
+                mcnemar_p=mcnemar_exact(b, c) if binary else None,
+                hosted_only=b,
+                slm_only=c,
+                settled=low > delta or high <= delta,
+            )
+        )
+    return Decision(
+        track=track,
+        delta=delta,
+        fine_tune=any(m.trails for m in comparisons),
+        examples=n,
+        hosted=_describe(hosted, hosted_path),
+        slm=_describe(slm, slm_path),
+        metrics=comparisons,
+    )

@@ -20,13 +20,28 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def run_meta(track: Track, split: str, dataset: Path, backend: Backend, *, adapter: str | None = None,
-             constrained: bool = False) -> RunMeta:
+def run_meta(
+    track: Track,
+    split: str,
+    dataset: Path,
+    backend: Backend,
+    *,
+    adapter: str | None = None,
+    constrained: bool = False,
+) -> RunMeta:
     """Metadata for a run of `backend` on the split file `dataset`."""
     described = backend.describe()
-    return RunMeta(track=track, split=split, dataset=str(dataset), dataset_sha256=sha256_file(dataset),
-                   model_kind=backend.kind, model=backend.model, adapter=adapter, constrained=constrained,
-                   settings={k: v for k, v in described.items() if k not in ("model_kind", "model")})
+    return RunMeta(
+        track=track,
+        split=split,
+        dataset=str(dataset),
+        dataset_sha256=sha256_file(dataset),
+        model_kind=backend.kind,
+        model=backend.model,
+        adapter=adapter,
+        constrained=constrained,
+        settings={k: v for k, v in described.items() if k not in ("model_kind", "model")},
+    )
 
 
 @dataclass(frozen=True)
@@ -43,8 +58,11 @@ def _trace_example(trace: RunTrace, meta: RunMeta, example: Example, result: Exa
         model=meta.model,
         input=example.messages(),
         output=result.output,
-        metadata={"example_id": example.id, "error_category": result.error_category,
-                  "error_detail": result.error_detail},
+        metadata={
+            "example_id": example.id,
+            "error_category": result.error_category,
+            "error_detail": result.error_detail,
+        },
         usage={"input": result.usage.prompt_tokens, "output": result.usage.completion_tokens},
         start_time=end - timedelta(seconds=result.latency_s),
         end_time=end,
@@ -54,9 +72,18 @@ def _trace_example(trace: RunTrace, meta: RunMeta, example: Example, result: Exa
         generation.score(name, result.metrics[name])
 
 
-def evaluate(examples: Sequence[Example], backend: Backend, meta: RunMeta, out: Path, tracer: Tracer, *,
-             force: bool = False, tags: Sequence[str] = (), session_id: str | None = None,
-             on_result: Callable[[ExampleResult], None] | None = None) -> EvalOutcome:
+def evaluate(
+    examples: Sequence[Example],
+    backend: Backend,
+    meta: RunMeta,
+    out: Path,
+    tracer: Tracer,
+    *,
+    force: bool = False,
+    tags: Sequence[str] = (),
+    session_id: str | None = None,
+    on_result: Callable[[ExampleResult], None] | None = None,
+) -> EvalOutcome:
     """Evaluates `examples` with `backend` and writes the run file `out`.
 
     A finished run file for the same inputs is returned as is unless `force`; one for other inputs is
@@ -67,9 +94,11 @@ def evaluate(examples: Sequence[Example], backend: Backend, meta: RunMeta, out: 
         previous = read_run(out)
         if previous.meta.identity() == meta.identity() and [r.id for r in previous.results] == ids:
             return EvalOutcome(previous, reused=True, resumed=0)
-        raise SlmSwapError(f"{out} already holds a run of other inputs ({previous.meta.model_kind} "
-                           f"{previous.meta.model}, {previous.meta.track}/{previous.meta.split})\n"
-                           "  fix: pass --force to replace it, or choose another --out")
+        raise SlmSwapError(
+            f"{out} already holds a run of other inputs ({previous.meta.model_kind} "
+            f"{previous.meta.model}, {previous.meta.track}/{previous.meta.split})\n"
+            "  fix: pass --force to replace it, or choose another --out"
+        )
     journal = Journal(out, meta)
     done = {} if force else journal.load()
     done = {k: v for k, v in done.items() if k in set(ids)}
@@ -78,14 +107,23 @@ def evaluate(examples: Sequence[Example], backend: Backend, meta: RunMeta, out: 
     meta = replace(meta, started_at=now_iso())
     todo = [e for e in examples if e.id not in done]
     by_id = {e.id: e for e in examples}
-    with tracer.run(f"eval {meta.track}/{meta.split} {meta.model_kind}", input={"dataset": meta.dataset},
-                    metadata={**meta.identity(), "dataset": meta.dataset, "metrics_path": str(out),
-                              "start": meta.started_at}, tags=tags, session_id=session_id) as trace:
+    with tracer.run(
+        f"eval {meta.track}/{meta.split} {meta.model_kind}",
+        input={"dataset": meta.dataset},
+        metadata={
+            **meta.identity(),
+            "dataset": meta.dataset,
+            "metrics_path": str(out),
+            "start": meta.started_at,
+        },
+        tags=tags,
+        session_id=session_id,
+    ) as trace:
         for result in done.values():
             if on_result:
                 on_result(result)
         for start in range(0, len(todo), max(1, backend.batch_size)):
-            batch = todo[start:start + max(1, backend.batch_size)]
+            batch = todo[start : start + max(1, backend.batch_size)]
             for example, completion in zip(batch, backend.generate(batch), strict=True):
                 result = score(example, completion)
                 journal.append(result)

@@ -49,8 +49,9 @@ def read_json(path: Path, what: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise InputError(path, f"{e.lineno}", f"not valid JSON ({e.msg}, column {e.colno})",
-                         f"expected {what}") from e
+        raise InputError(
+            path, f"{e.lineno}", f"not valid JSON ({e.msg}, column {e.colno})", f"expected {what}"
+        ) from e
 
 
 def read_jsonl(path: Path, what: str) -> Iterator[tuple[int, Any]]:
@@ -64,8 +65,12 @@ def read_jsonl(path: Path, what: str) -> Iterator[tuple[int, Any]]:
             try:
                 yield lineno, json.loads(line)
             except json.JSONDecodeError as e:
-                raise InputError(path, str(lineno), f"not valid JSON ({e.msg}, column {e.colno})",
-                                 f"expected {what}; was the file truncated?") from e
+                raise InputError(
+                    path,
+                    str(lineno),
+                    f"not valid JSON ({e.msg}, column {e.colno})",
+                    f"expected {what}; was the file truncated?",
+                ) from e
 
 
 def read_examples(path: Path) -> list[Example]:
@@ -75,8 +80,12 @@ def read_examples(path: Path) -> list[Example]:
         try:
             examples.append(Example.from_json(row))
         except (KeyError, TypeError, AttributeError) as e:
-            raise InputError(path, str(lineno), f"not a prepared example ({type(e).__name__}: {e})",
-                             "regenerate the split with `slm-swap prepare`") from e
+            raise InputError(
+                path,
+                str(lineno),
+                f"not a prepared example ({type(e).__name__}: {e})",
+                "regenerate the split with `slm-swap prepare`",
+            ) from e
     if not examples:
         raise InputError(path, None, "the split is empty", "regenerate it with `slm-swap prepare`")
     return examples

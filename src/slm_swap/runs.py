@@ -37,14 +37,22 @@ class RunMeta:
     settings: dict[str, Any] = field(default_factory=dict)
     started_at: str = ""
     finished_at: str = ""
-    versions: dict[str, str] = field(default_factory=lambda: {"slm_swap": __version__,
-                                                              "python": platform.python_version()})
+    versions: dict[str, str] = field(
+        default_factory=lambda: {"slm_swap": __version__, "python": platform.python_version()}
+    )
 
     def identity(self) -> dict[str, Any]:
         """What must match for a journal to be resumed: same data, same model, same settings."""
-        return {"track": self.track, "split": self.split, "dataset_sha256": self.dataset_sha256,
-                "model_kind": self.model_kind, "model": self.model, "adapter": self.adapter,
-                "constrained": self.constrained, "settings": self.settings}
+        return {
+            "track": self.track,
+            "split": self.split,
+            "dataset_sha256": self.dataset_sha256,
+            "model_kind": self.model_kind,
+            "model": self.model,
+            "adapter": self.adapter,
+            "constrained": self.constrained,
+            "settings": self.settings,
+        }
 
 
 @dataclass(frozen=True)
@@ -75,8 +83,12 @@ def read_run(path: Path) -> RunResult:
     """Loads a run file, with a message naming the file when it is not one."""
     data = read_json(path, "a run file written by `slm-swap eval`")
     if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
-        raise InputError(path, None, f"not a run file (format is not {RUN_FORMAT!r})",
-                         "pass a metrics file written by `slm-swap eval`")
+        raise InputError(
+            path,
+            None,
+            f"not a run file (format is not {RUN_FORMAT!r})",
+            "pass a metrics file written by `slm-swap eval`",
+        )
     try:
         meta = RunMeta(**data["meta"])
         if meta.track not in TRACKS:

@@ -27,5 +27,5 @@ class Backend(ABC):
         """What a run file records about this backend."""
         return {"model_kind": self.kind, "model": self.model, "batch_size": self.batch_size}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
         """Releases what the backend holds (models, connections)."""

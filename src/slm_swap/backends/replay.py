@@ -32,8 +32,12 @@ def load_predictions(path: Path) -> dict[str, Completion]:
     if path.suffix == ".json":
         run = read_json(path, "a run file written by `slm-swap eval`")
         if not isinstance(run, dict) or not isinstance(run.get("results"), list):
-            raise InputError(path, None, 'not a run file (no "results" list)',
-                             "pass JSON Lines of {id, output} or a run file from `slm-swap eval`")
+            raise InputError(
+                path,
+                None,
+                'not a run file (no "results" list)',
+                "pass JSON Lines of {id, output} or a run file from `slm-swap eval`",
+            )
         rows = run["results"]
     else:
         rows = []
@@ -61,8 +65,12 @@ class ReplayBackend(Backend):
     def check_covers(self, examples: Sequence[Example]) -> None:
         """Refuses a predictions file that shares no id with the split (almost surely the wrong file)."""
         if not any(e.id in self.predictions for e in examples):
-            raise InputError(self.path, None, "has no output for any example of this split "
-                             f"(first expected id: {examples[0].id!r})", "check --track/--split or the file")
+            raise InputError(
+                self.path,
+                None,
+                f"has no output for any example of this split (first expected id: {examples[0].id!r})",
+                "check --track/--split or the file",
+            )
 
     def generate(self, examples: Sequence[Example]) -> list[Completion]:
         missing = Completion(text="", error=f"no prediction in {self.path.name}")

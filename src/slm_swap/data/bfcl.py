@@ -50,17 +50,31 @@ def fetch_wheel(cache: Path | None = None) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
-               "--dest", tmp, BFCL_REQUIREMENT]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--quiet",
+            "--dest",
+            tmp,
+            BFCL_REQUIREMENT,
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         downloaded = Path(tmp) / BFCL_WHEEL
         if done.returncode != 0 or not downloaded.is_file():
-            raise SlmSwapError(f"could not download {BFCL_REQUIREMENT} with pip:\n{done.stderr.strip()[-800:]}\n"
-                               "  fix: check access to the package index, or pass the wheel or an unpacked "
-                               "bfcl_eval/data folder with --dataset-path")
+            raise SlmSwapError(
+                f"could not download {BFCL_REQUIREMENT} with pip:\n{done.stderr.strip()[-800:]}\n"
+                "  fix: check access to the package index, or pass the wheel or an unpacked "
+                "bfcl_eval/data folder with --dataset-path"
+            )
         digest = sha256_file(downloaded)
         if digest != BFCL_SHA256:
-            raise SlmSwapError(f"{BFCL_WHEEL} has checksum {digest}, expected {BFCL_SHA256}; refusing to use it")
+            raise SlmSwapError(
+                f"{BFCL_WHEEL} has checksum {digest}, expected {BFCL_SHA256}; refusing to use it"
+            )
         os.replace(downloaded, target)
     return target
 
@@ -77,7 +91,9 @@ def _read_lines(location: Path, name: str) -> Iterator[tuple[str, dict[str, Any]
     else:
         path = location / name
         if not path.is_file():
-            raise InputError(path, None, "no such file", "pass the bfcl-eval wheel or its bfcl_eval/data folder")
+            raise InputError(
+                path, None, "no such file", "pass the bfcl-eval wheel or its bfcl_eval/data folder"
+            )
         lines = path.read_text(encoding="utf-8").splitlines()
         label = str(path)
     for lineno, line in enumerate(lines, start=1):
@@ -94,14 +110,21 @@ def _canonical(schema: dict[str, Any], options: list[Any]) -> Any:
     value = next(o for o in options if o != OMITTED)
 
     def plain_dict(d: dict[str, Any]) -> dict[str, Any]:
-        return {k: next(x for x in v if x != OMITTED) for k, v in d.items()
-                if isinstance(v, list) and v and OMITTED not in v}
+        return {
+            k: next(x for x in v if x != OMITTED)
+            for k, v in d.items()
+            if isinstance(v, list) and v and OMITTED not in v
+        }
 
     items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
     if json_type_of(schema) == "object" and isinstance(value, dict):
         return plain_dict(value)
-    if json_type_of(schema) == "array" and json_type_of(items or {}) == "object" and isinstance(value, list) \
-            and all(isinstance(v, dict) for v in value):
+    if (
+        json_type_of(schema) == "array"
+        and json_type_of(items or {}) == "object"
+        and isinstance(value, list)
+        and all(isinstance(v, dict) for v in value)
+    ):
         return [plain_dict(v) for v in value]
     return value
 
@@ -135,14 +158,28 @@ def convert_row(question: dict[str, Any], answer: dict[str, Any]) -> SourceRow:
         acceptable.append(AcceptableCall(name=name, arguments=accepted))
         # The gold call leaves out what may be left out (and what the function does not declare, a
         # slip in a few BFCL answers), so it is the shortest acceptable answer.
-        gold.append(ToolCall(name=name, arguments={
-            p: _canonical(properties[p], v) for p, v in accepted.items()
-            if p in properties and any(x != OMITTED for x in v) and (OMITTED not in v or p in required)
-        }))
+        gold.append(
+            ToolCall(
+                name=name,
+                arguments={
+                    p: _canonical(properties[p], v)
+                    for p, v in accepted.items()
+                    if p in properties
+                    and any(x != OMITTED for x in v)
+                    and (OMITTED not in v or p in required)
+                },
+            )
+        )
     if not gold:
         raise RowError("no ground truth (irrelevance categories cannot be scored as tool calls)")
-    return SourceRow(id=f"bfcl-{question['id']}", source="bfcl", query=query, tools=tuple(tools.values()),
-                     gold=tuple(gold), acceptable=tuple(acceptable))
+    return SourceRow(
+        id=f"bfcl-{question['id']}",
+        source="bfcl",
+        query=query,
+        tools=tuple(tools.values()),
+        gold=tuple(gold),
+        acceptable=tuple(acceptable),
+    )
 
 
 def iter_category(location: Path, category: str) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
@@ -157,4 +194,3 @@ def iter_category(location: Path, category: str) -> Iterator[tuple[str, dict[str
         if answer is None:
             raise InputError(where, None, f"question {question.get('id')!r} has no possible answer")
         yield where, question, answer
-

@@ -22,7 +22,7 @@ STRUCTURED_SYSTEM = (
     "You are a function-calling assistant. Choose the tool call(s) that fulfil the user's request, using "
     "only the tools listed. Answer with a single JSON object and nothing else, no prose and no code fences:"
     ' {"calls": [{"name": "<tool name>", "arguments": {"<parameter>": <value>}}]}.'
-    " Put one entry in \"calls\" for each call needed."
+    ' Put one entry in "calls" for each call needed.'
 )
 TOOLCALL_SYSTEM = (
     "You are a function-calling assistant. Choose the tool call(s) that fulfil the user's request, using "

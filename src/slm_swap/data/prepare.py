@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from importlib.resources import files
 from pathlib import Path
 
@@ -61,7 +62,7 @@ class Source:
 def xlam_source(path: Path) -> Source:
     def rows() -> Iterator[tuple[str, Callable[[], SourceRow]]]:
         for raw in xlam.iter_raw_rows(path):
-            yield raw.where, (lambda data=raw.data: xlam.convert_row(data))
+            yield raw.where, partial(xlam.convert_row, raw.data)
 
     return Source(str(path), rows)
 
@@ -69,7 +70,7 @@ def xlam_source(path: Path) -> Source:
 def bfcl_source(location: Path, category: str) -> Source:
     def rows() -> Iterator[tuple[str, Callable[[], SourceRow]]]:
         for where, question, answer in bfcl.iter_category(location, category):
-            yield where, (lambda q=question, a=answer: bfcl.convert_row(q, a))
+            yield where, partial(bfcl.convert_row, question, answer)
 
     return Source(f"{location} [{category}]", rows)
 
@@ -93,8 +94,10 @@ def scan(source: Source, *, skip_invalid: bool, exclude_ids: frozenset[str] = fr
         try:
             row = convert()
             if row.id in result.ids:
-                raise RowError(f"id {row.id!r} also appears at row {result.ids[row.id]}",
-                               "ids must be unique within a file")
+                raise RowError(
+                    f"id {row.id!r} also appears at row {result.ids[row.id]}",
+                    "ids must be unique within a file",
+                )
         except RowError as e:
             if not skip_invalid:
                 fix = e.fix or "fix the row, or pass --skip-invalid to leave bad rows out"
@@ -139,34 +142,57 @@ def _write_splits(out_dir: Path, splits: dict[str, list[SourceRow]]) -> list[Pat
 
 
 def _not_enough(source: Source, found: Scan, need: int, what: str) -> InputError:
-    return InputError(source.label, None,
-                      f"has {len(found.usable)} usable rows ({found.rows_read} read, {len(found.skipped)} skipped); "
-                      f"{what} need {need}",
-                      "use a larger file or smaller --train-size/--val-size/--test-size")
+    return InputError(
+        source.label,
+        None,
+        f"has {len(found.usable)} usable rows ({found.rows_read} read, {len(found.skipped)} skipped); "
+        f"{what} need {need}",
+        "use a larger file or smaller --train-size/--val-size/--test-size",
+    )
 
 
-def prepare(source: Source, out_dir: Path, sizes: SplitSizes = SplitSizes(), *, seed: int = SEED,
-            skip_invalid: bool = False) -> PrepareResult:
+def prepare(
+    source: Source,
+    out_dir: Path,
+    sizes: SplitSizes = SplitSizes(),
+    *,
+    seed: int = SEED,
+    skip_invalid: bool = False,
+) -> PrepareResult:
     """Validates the source, samples disjoint train/val/test rows and writes both tracks' splits."""
     found = scan(source, skip_invalid=skip_invalid)
     if len(found.usable) < sizes.total:
         raise _not_enough(source, found, sizes.total, "the splits")
     chosen = random.Random(seed).sample(found.usable, sizes.total)
     rows = collect(source, chosen)
-    bounds = {"train": (0, sizes.train), "val": (sizes.train, sizes.train + sizes.val),
-              "test": (sizes.train + sizes.val, sizes.total)}
+    bounds = {
+        "train": (0, sizes.train),
+        "val": (sizes.train, sizes.train + sizes.val),
+        "test": (sizes.train + sizes.val, sizes.total),
+    }
     splits = {name: [rows[i] for i in chosen[a:b]] for name, (a, b) in bounds.items()}
     written = _write_splits(out_dir, splits)
-    return PrepareResult(written, {k: len(v) for k, v in splits.items()}, found.rows_read, found.skipped,
-                         dict(found.unknown_types))
+    return PrepareResult(
+        written,
+        {k: len(v) for k, v in splits.items()},
+        found.rows_read,
+        found.skipped,
+        dict(found.unknown_types),
+    )
 
 
 def _ids_in(path: Path) -> set[str]:
     return {str(row["id"]) for _, row in read_jsonl(path, "a prepared split")} if path.is_file() else set()
 
 
-def smoke_splits(source: Source, out_dir: Path, *, per_track: int = SMOKE_ROWS_PER_TRACK, seed: int = SEED,
-                 skip_invalid: bool = False) -> PrepareResult:
+def smoke_splits(
+    source: Source,
+    out_dir: Path,
+    *,
+    per_track: int = SMOKE_ROWS_PER_TRACK,
+    seed: int = SEED,
+    skip_invalid: bool = False,
+) -> PrepareResult:
     """The spec's smoke resampling: 2 x `per_track` fresh rows (in no train/val split of either track)
     become a separate test split for each track. A different existing test split is kept as a
     timestamped copy first; nothing is overwritten silently."""
@@ -196,5 +222,11 @@ def smoke_splits(source: Source, out_dir: Path, *, per_track: int = SMOKE_ROWS_P
         with atomic_writer(target) as f:
             f.write(text)
         written.append(target)
-    return PrepareResult(written, {t: len(r) for t, r in per_track_rows.items()}, found.rows_read,
-                         found.skipped, dict(found.unknown_types), kept)
+    return PrepareResult(
+        written,
+        {t: len(r) for t, r in per_track_rows.items()},
+        found.rows_read,
+        found.skipped,
+        dict(found.unknown_types),
+        kept,
+    )

@@ -55,9 +55,9 @@ def _wrap_value(schema: dict[str, Any], value: Any) -> Any:
     if kind == "object" and isinstance(value, dict):
         return {k: [v] for k, v in value.items()}
     items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
-    if kind == "array" and json_type_of(items or {}) == "object" and isinstance(value, list):
-        if all(isinstance(v, dict) for v in value):
-            return [{k: [v] for k, v in item.items()} for item in value]
+    is_dict_list = isinstance(value, list) and all(isinstance(v, dict) for v in value)
+    if kind == "array" and json_type_of(items or {}) == "object" and is_dict_list:
+        return [{k: [v] for k, v in item.items()} for item in value]
     return value
 
 

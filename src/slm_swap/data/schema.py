@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 ANY: dict[str, Any] = {}
@@ -76,13 +77,13 @@ def _convert(text: str, unknown: list[str]) -> tuple[dict[str, Any], bool]:
     if head in _SCALARS:
         return {"type": _SCALARS[head]}, False
     if head in _ARRAYS:
-        schema: dict[str, Any] = {"type": "array"}
+        array: dict[str, Any] = {"type": "array"}
         item_args = [a for a in args if a != "..."]
         if item_args:
             items = [_convert(a, unknown)[0] for a in item_args]
             if all(i == items[0] for i in items):
-                schema["items"] = items[0]
-        return schema, False
+                array["items"] = items[0]
+        return array, False
     if head in _OBJECTS:
         return {"type": "object"}, False
     if head == "any":
@@ -91,10 +92,12 @@ def _convert(text: str, unknown: list[str]) -> tuple[dict[str, Any], bool]:
     return dict(ANY), False
 
 
+@lru_cache(maxsize=4096)
 def parse_python_type(text: str) -> PyType:
     """Converts an xLAM type string such as `List[int]` or `str, optional` to JSON Schema.
 
     Never raises: an unknown type becomes the empty schema (any value) and is listed in `unknown`.
+    Cached, since a large file repeats a few hundred type strings; callers copy before changing.
     """
     unknown: list[str] = []
     parts = _split_top(text or "")
@@ -109,8 +112,17 @@ def parse_python_type(text: str) -> PyType:
     return PyType(schema, optional or inner_optional, tuple(unknown))
 
 
-_BFCL_TYPES = {"dict": "object", "float": "number", "tuple": "array", "integer": "integer", "string": "string",
-               "boolean": "boolean", "array": "array", "number": "number", "object": "object"}
+_BFCL_TYPES = {
+    "dict": "object",
+    "float": "number",
+    "tuple": "array",
+    "integer": "integer",
+    "string": "string",
+    "boolean": "boolean",
+    "array": "array",
+    "number": "number",
+    "object": "object",
+}
 
 
 def bfcl_to_json_schema(node: Any) -> Any:

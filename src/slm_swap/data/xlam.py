@@ -64,8 +64,12 @@ def iter_raw_rows(path: Path) -> Iterator[RawRow]:
                 try:
                     data = json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise InputError(path, f"{lineno}", f"not valid JSON ({e.msg}, column {e.colno})",
-                                     "each line must hold one JSON object; was the file truncated?") from e
+                    raise InputError(
+                        path,
+                        f"{lineno}",
+                        f"not valid JSON ({e.msg}, column {e.colno})",
+                        "each line must hold one JSON object; was the file truncated?",
+                    ) from e
                 yield RawRow(index, f"line {lineno}", data)
                 index += 1
         return
@@ -76,15 +80,21 @@ def iter_raw_rows(path: Path) -> Iterator[RawRow]:
                 yield RawRow(index, f"row {index}", data)
                 index += 1
     except (ijson.JSONError, UnicodeDecodeError) as e:
-        raise InputError(path, _syntax_error_location(path, index),
-                         "not valid JSON", "was the file truncated or edited by hand?") from e
+        raise InputError(
+            path,
+            _syntax_error_location(path, index),
+            "not valid JSON",
+            "was the file truncated or edited by hand?",
+        ) from e
 
 
 def _decode_field(data: dict[str, Any], key: str) -> Any:
     value = data[key]
     if not isinstance(value, str):
-        raise RowError(f'"{key}" is a {type(value).__name__}, not a JSON-encoded string',
-                       f'xLAM rows carry "{key}" as a string of JSON; re-encode it with json.dumps')
+        raise RowError(
+            f'"{key}" is a {type(value).__name__}, not a JSON-encoded string',
+            f'xLAM rows carry "{key}" as a string of JSON; re-encode it with json.dumps',
+        )
     try:
         return json.loads(value)
     except json.JSONDecodeError as e:
@@ -96,7 +106,7 @@ def _convert_tool(raw: Any, position: int) -> tuple[ToolSpec, tuple[str, ...]]:
         raise RowError(f"tool {position} has no name")
     name = raw["name"]
     if any(ch in name for ch in '"<>'):
-        raise RowError(f'tool name {name!r} contains a quote or angle bracket')
+        raise RowError(f"tool name {name!r} contains a quote or angle bracket")
     params = raw.get("parameters", {})
     if not isinstance(params, dict):
         raise RowError(f"tool {name!r}: parameters must be an object of {{param: {{type, description}}}}")
@@ -117,7 +127,9 @@ def _convert_tool(raw: Any, position: int) -> tuple[ToolSpec, tuple[str, ...]]:
         if not parsed.optional and "default" not in spec:
             required.append(pname)
     parameters = {"type": "object", "properties": properties, "required": required}
-    return ToolSpec(name=name, description=str(raw.get("description", "")), parameters=parameters), tuple(unknown)
+    return ToolSpec(name=name, description=str(raw.get("description", "")), parameters=parameters), tuple(
+        unknown
+    )
 
 
 def convert_row(data: Any, source: str = "xlam") -> SourceRow:
@@ -126,7 +138,9 @@ def convert_row(data: Any, source: str = "xlam") -> SourceRow:
         raise RowError(f"a row must be a JSON object, not {type(data).__name__}")
     missing = [k for k in REQUIRED_FIELDS if k not in data]
     if missing:
-        raise RowError(f"missing field(s) {', '.join(missing)}", "every row needs id, query, tools and answers")
+        raise RowError(
+            f"missing field(s) {', '.join(missing)}", "every row needs id, query, tools and answers"
+        )
     if not isinstance(data["query"], str) or not data["query"].strip():
         raise RowError('"query" must be a non-empty string')
     raw_tools = _decode_field(data, "tools")
@@ -150,15 +164,19 @@ def convert_row(data: Any, source: str = "xlam") -> SourceRow:
         arguments = answer.get("arguments", {})
         if not isinstance(arguments, dict):
             raise RowError(f"answer {position}: arguments must be an object")
-        tool = tools.get(answer["name"])
-        if tool is None:
-            raise RowError(f"answer {position} calls {answer['name']!r}, which is not among the offered tools "
-                           f"({', '.join(sorted(tools))})")
-        undeclared = sorted(set(arguments) - set(tool.parameters["properties"]))
+        called = tools.get(answer["name"])
+        if called is None:
+            raise RowError(
+                f"answer {position} calls {answer['name']!r}, which is not among the offered tools "
+                f"({', '.join(sorted(tools))})"
+            )
+        undeclared = sorted(set(arguments) - set(called.parameters["properties"]))
         if undeclared:
-            raise RowError(f"answer {position} passes {', '.join(map(repr, undeclared))}, which tool "
-                           f"{tool.name!r} does not declare")
-        gold.append(ToolCall(name=tool.name, arguments=arguments))
+            raise RowError(
+                f"answer {position} passes {', '.join(map(repr, undeclared))}, which tool "
+                f"{called.name!r} does not declare"
+            )
+        gold.append(ToolCall(name=called.name, arguments=arguments))
     return SourceRow(
         id=f"{source}-{data['id']}",
         source=source,

@@ -195,8 +195,10 @@ def max_weight_assignment(weights: list[list[float]]) -> list[tuple[int, int]]:
     if size == 0:
         return []
     top = max((w for row in weights for w in row), default=0.0)
-    cost = [[(top - weights[i][j]) if i < n_rows and j < n_cols else top for j in range(size)]
-            for i in range(size)]
+    cost = [
+        [(top - weights[i][j]) if i < n_rows and j < n_cols else top for j in range(size)]
+        for i in range(size)
+    ]
     inf = float("inf")
     u, v = [0.0] * (size + 1), [0.0] * (size + 1)
     p, way = [0] * (size + 1), [0] * (size + 1)

@@ -26,23 +26,40 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 import jsonschema
 
 from slm_swap.data.formats import answer_schema, dumps, strict_parameters
-from slm_swap.scoring import calls as check
 from slm_swap.jsonvalues import json_equal
+from slm_swap.scoring import calls as check
 from slm_swap.scoring.parse import Parsed, parse
 from slm_swap.types import Completion, Example, ExampleResult, ToolCall, ToolSpec, Track
 
 NO_OUTPUT = "no_output"
 INVALID_FORMAT = "invalid_format"
 WRONG_COUNT = "wrong_count"
-ERROR_CATEGORIES = (NO_OUTPUT, INVALID_FORMAT, WRONG_COUNT, check.WRONG_TOOL, check.MISSING_ARGUMENT,
-                    check.UNEXPECTED_ARGUMENT, check.WRONG_TYPE, check.WRONG_VALUE)
+ERROR_CATEGORIES = (
+    NO_OUTPUT,
+    INVALID_FORMAT,
+    WRONG_COUNT,
+    check.WRONG_TOOL,
+    check.MISSING_ARGUMENT,
+    check.UNEXPECTED_ARGUMENT,
+    check.WRONG_TYPE,
+    check.WRONG_VALUE,
+)
 
-CALL_METRICS = ("schema_valid", "name_accuracy", "exact_match", "arg_precision", "arg_recall", "arg_f1",
-                "call_f1", "ast_match")
+CALL_METRICS = (
+    "schema_valid",
+    "name_accuracy",
+    "exact_match",
+    "arg_precision",
+    "arg_recall",
+    "arg_f1",
+    "call_f1",
+    "ast_match",
+)
 METRICS: dict[str, tuple[str, ...]] = {
     "structured": ("json_valid", *CALL_METRICS),
     "toolcall": ("format_valid", *CALL_METRICS),
@@ -67,7 +84,7 @@ def _validator(schema_json: str) -> jsonschema.protocols.Validator:
     return jsonschema.Draft202012Validator(schema)
 
 
-def _valid(instance: object, schema: dict[str, object]) -> bool:
+def _valid(instance: Any, schema: dict[str, Any]) -> bool:
     return _validator(dumps(schema)).is_valid(instance)
 
 
@@ -78,7 +95,8 @@ def _schema_valid(track: Track, parsed: Parsed, tools: Sequence[ToolSpec]) -> bo
         return _valid(parsed.document, answer_schema(tools))
     by_name = {t.name: t for t in tools}
     return bool(parsed.calls) and all(
-        c.name in by_name and _valid(c.arguments, strict_parameters(by_name[c.name])) for c in parsed.calls or ()
+        c.name in by_name and _valid(c.arguments, strict_parameters(by_name[c.name]))
+        for c in parsed.calls or ()
     )
 
 
@@ -91,8 +109,10 @@ def _arg_scores(predicted: Sequence[ToolCall], example: Example) -> tuple[float,
             return 0
         props = tools[p.name].parameters.get("properties", {}) if p.name in tools else {}
         return sum(
-            1 for k, v in p.arguments.items()
-            if k in expected.arguments and k in props
+            1
+            for k, v in p.arguments.items()
+            if k in expected.arguments
+            and k in props
             and check.check_argument(k, v, props[k], expected.arguments[k]).ok
         )
 
@@ -131,13 +151,19 @@ def score(example: Example, completion: Completion) -> ExampleResult:
     names = METRICS[track]
     zero = dict.fromkeys(names, 0.0)
 
-    def result(metrics: dict[str, float], calls: Sequence[ToolCall] | None, category: str | None,
-               detail: str | None) -> ExampleResult:
+    def result(
+        metrics: dict[str, float], calls: Sequence[ToolCall] | None, category: str | None, detail: str | None
+    ) -> ExampleResult:
         return ExampleResult(
-            id=example.id, output=completion.text,
+            id=example.id,
+            output=completion.text,
             calls=[c.to_json() for c in calls] if calls is not None else None,
-            metrics=metrics, error_category=category, error_detail=detail,
-            latency_s=completion.latency_s, usage=completion.usage, backend_error=completion.error,
+            metrics=metrics,
+            error_category=category,
+            error_detail=detail,
+            latency_s=completion.latency_s,
+            usage=completion.usage,
+            backend_error=completion.error,
         )
 
     if completion.error is not None or not completion.text.strip():
@@ -150,16 +176,30 @@ def score(example: Example, completion: Completion) -> ExampleResult:
     predicted = parsed.calls
     tools = {t.name: t for t in example.tools}
     metrics["schema_valid"] = float(_schema_valid(track, parsed, example.tools))
-    metrics["name_accuracy"] = float(Counter(c.name for c in predicted) == Counter(c.name for c in example.gold))
-    exact = check.max_matching(len(predicted), len(example.gold), lambda a, b: predicted[a].name ==
-                               example.gold[b].name and json_equal(predicted[a].arguments,
-                                                                        example.gold[b].arguments))
+    metrics["name_accuracy"] = float(
+        Counter(c.name for c in predicted) == Counter(c.name for c in example.gold)
+    )
+    exact = check.max_matching(
+        len(predicted),
+        len(example.gold),
+        lambda a, b: (
+            predicted[a].name == example.gold[b].name
+            and json_equal(predicted[a].arguments, example.gold[b].arguments)
+        ),
+    )
     metrics["exact_match"] = float(len(predicted) == len(example.gold) == len(exact))
     precision, recall = _arg_scores(predicted, example)
-    metrics["arg_precision"], metrics["arg_recall"], metrics["arg_f1"] = precision, recall, _f1(precision, recall)
+    metrics["arg_precision"], metrics["arg_recall"], metrics["arg_f1"] = (
+        precision,
+        recall,
+        _f1(precision, recall),
+    )
     matched = check.max_matching(
-        len(predicted), len(example.acceptable),
-        lambda a, b: check.check_call(predicted[a], example.acceptable[b], tools.get(example.acceptable[b].name)).ok,
+        len(predicted),
+        len(example.acceptable),
+        lambda a, b: (
+            check.check_call(predicted[a], example.acceptable[b], tools.get(example.acceptable[b].name)).ok
+        ),
     )
     call_p = len(matched) / len(predicted) if predicted else 0.0
     call_r = len(matched) / len(example.acceptable)

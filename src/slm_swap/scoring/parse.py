@@ -46,7 +46,11 @@ def _loads(text: str) -> tuple[bool, Any]:
 
 
 def _call_from(entry: Any) -> ToolCall | None:
-    if isinstance(entry, dict) and isinstance(entry.get("name"), str) and isinstance(entry.get("arguments"), dict):
+    if (
+        isinstance(entry, dict)
+        and isinstance(entry.get("name"), str)
+        and isinstance(entry.get("arguments"), dict)
+    ):
         return ToolCall(name=entry["name"], arguments=entry["arguments"])
     return None
 
