@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-pytest_plugins = ["tests.langfuse_receiver"]
+from slm_swap.types import Example
+
+pytest_plugins = ["tests.langfuse_receiver", "tests.openai_server"]
 
 DATA = Path(__file__).parent / "data"
 
@@ -87,3 +89,15 @@ def write_xlam(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture
+def prepared(workspace: Path) -> list[Example]:
+    """The shipped sample prepared in the workspace; returns the toolcall test split."""
+    from click.testing import CliRunner
+
+    from slm_swap.cli import main
+    from slm_swap.files import read_examples
+
+    assert CliRunner().invoke(main, ["prepare"]).exit_code == 0
+    return read_examples(Path("02_dataset/toolcall/test.jsonl"))

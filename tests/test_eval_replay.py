@@ -12,7 +12,6 @@ from click.testing import CliRunner
 from slm_swap.backends.replay import ReplayBackend
 from slm_swap.cli import main
 from slm_swap.evaluate import evaluate, run_meta
-from slm_swap.files import read_examples
 from slm_swap.runs import journal_path, read_run
 from slm_swap.scoring.metrics import CORE_METRICS
 from slm_swap.tracing import NullTracer
@@ -20,12 +19,6 @@ from slm_swap.types import Completion, Example
 from tests.langfuse_receiver import LangfuseReceiver
 
 SPLIT = Path("02_dataset/toolcall/test.jsonl")
-
-
-@pytest.fixture
-def prepared(workspace: Path) -> list[Example]:
-    assert CliRunner().invoke(main, ["prepare"]).exit_code == 0
-    return read_examples(SPLIT)
 
 
 def write_predictions(examples: list[Example], path: Path, *, wrong: int = 0, missing: int = 0) -> Path:

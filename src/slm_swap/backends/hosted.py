@@ -1,0 +1,234 @@
+"""The hosted LLM through the official `openai` SDK: Azure OpenAI, or any OpenAI-compatible endpoint.
+
+Every request carries the same `[system, user]` messages as the local model gets, with temperature 0
+and seed 42; the answer is read as text (no native function calling), so both sides are compared like
+for like. Requests run `concurrency` at a time; the SDK retries 429/5xx/timeouts with backoff and
+honours Retry-After. A request that still fails (content filter, a 400, retries exhausted, a body that
+is not a chat completion) becomes that example's error and is scored as a failure. Only errors that
+would fail every request — a refused key, an unknown deployment or model — stop the run, with a message
+saying what to check.
+
+Azure accepts three endpoint forms in AZURE_ENDPOINT:
+
+* the resource root, `https://<resource>.openai.azure.com`;
+* the deployment URL, `https://<resource>.openai.azure.com/openai/deployments/<name>`;
+* the preview model-inference form, `https://<resource>.services.ai.azure.com/models/chat/completions`
+  (or just `.../models`), where the deployment is named in the request body.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from slm_swap.backends.base import Backend
+from slm_swap.errors import ConfigError
+from slm_swap.types import Completion, Example, Usage
+
+if TYPE_CHECKING:
+    from openai import OpenAI
+
+SEED = 42
+DEFAULT_MAX_TOKENS = 512
+AZURE_VARS = ("AZURE_ENDPOINT", "AZURE_DEPLOYMENT", "AZURE_API_KEY", "AZURE_API_VERSION")
+_DEPLOYMENT_URL = re.compile(r"^(?P<root>https?://[^/]+)/openai/deployments/(?P<name>[^/?]+)")
+_MODELS_URL = re.compile(r"^(?P<base>https?://[^/]+(?:/[^?]*)?/models)(?:/chat/completions)?/?(?:\?.*)?$")
+
+
+@dataclass(frozen=True)
+class AzureSettings:
+    endpoint: str
+    deployment: str
+    api_key: str = field(repr=False)
+    api_version: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> AzureSettings:
+        missing = [v for v in AZURE_VARS if not env.get(v, "").strip()]
+        if missing:
+            raise ConfigError(
+                f"--model-kind azure needs {', '.join(missing)}\n"
+                "  fix: export AZURE_ENDPOINT, AZURE_DEPLOYMENT, AZURE_API_KEY and AZURE_API_VERSION"
+            )
+        return cls(*(env[v].strip() for v in AZURE_VARS))
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A ready client and the model (or deployment) name to send."""
+
+    client: OpenAI
+    model: str
+    url: str  # for messages and run files; never holds a key
+    form: str
+
+
+def azure_endpoint(settings: AzureSettings, *, timeout: float, max_retries: int) -> Endpoint:
+    """Builds the client for whichever of the three Azure endpoint forms AZURE_ENDPOINT uses."""
+    from openai import AzureOpenAI, OpenAI
+
+    url = settings.endpoint.rstrip("/")
+    deployment = _DEPLOYMENT_URL.match(url)
+    if deployment:
+        named = deployment.group("name")
+        if named != settings.deployment:
+            raise ConfigError(
+                f"AZURE_ENDPOINT names deployment {named!r} but AZURE_DEPLOYMENT is "
+                f"{settings.deployment!r}\n  fix: make them agree (or give the resource root)"
+            )
+        url = deployment.group("root")
+    models = _MODELS_URL.match(url)
+    if models:
+        base = models.group("base")
+        client: OpenAI = OpenAI(
+            base_url=base,
+            api_key=settings.api_key,
+            timeout=timeout,
+            max_retries=max_retries,
+            default_headers={"api-key": settings.api_key},
+            default_query={"api-version": settings.api_version},
+        )
+        return Endpoint(client, settings.deployment, base, "azure-models")
+    client = AzureOpenAI(
+        azure_endpoint=url,
+        azure_deployment=settings.deployment,
+        api_key=settings.api_key,
+        api_version=settings.api_version,
+        timeout=timeout,
+        max_retries=max_retries,
+    )
+    return Endpoint(client, settings.deployment, f"{url}/openai/deployments/{settings.deployment}", "azure")
+
+
+def openai_endpoint(
+    base_url: str | None, api_key: str | None, model: str, *, timeout: float, max_retries: int
+) -> Endpoint:
+    """Any OpenAI-compatible server: OpenAI itself, vLLM, Ollama, llama.cpp, `slm-swap serve`."""
+    from openai import OpenAI
+
+    # Local servers (vLLM, llama.cpp, Ollama) accept any key; the SDK insists on one.
+    client = OpenAI(base_url=base_url, api_key=api_key or "EMPTY", timeout=timeout, max_retries=max_retries)
+    return Endpoint(client, model, str(client.base_url).rstrip("/"), "openai")
+
+
+def _fatal(error: Exception, endpoint: Endpoint) -> ConfigError | None:
+    """The errors that would fail every request, turned into a message that says what to check."""
+    import openai
+
+    if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
+        return ConfigError(
+            f"{endpoint.url} refused the API key (HTTP {error.status_code})\n"
+            "  fix: check AZURE_API_KEY (azure) or OPENAI_API_KEY / --api-key (openai)"
+        )
+    if isinstance(error, openai.NotFoundError):
+        code = getattr(error, "code", None) or ""
+        if code == "DeploymentNotFound" or "DeploymentNotFound" in str(error):
+            return ConfigError(
+                f"Azure says deployment {endpoint.model!r} does not exist at {endpoint.url} "
+                "(DeploymentNotFound)\n  fix: check that AZURE_DEPLOYMENT is the deployment's name (not the "
+                "model's) on this resource and that AZURE_ENDPOINT is that resource; for the preview "
+                ".../models/chat/completions form, check that path exists on your resource"
+            )
+        return ConfigError(
+            f"{endpoint.url} has no model {endpoint.model!r} (HTTP 404)\n"
+            "  fix: check --model (or AZURE_DEPLOYMENT) and --base-url"
+        )
+    return None
+
+
+def _describe_error(error: Exception) -> str:
+    import openai
+
+    if isinstance(error, openai.APIStatusError):
+        code = getattr(error, "code", None)
+        label = f"HTTP {error.status_code}" + (f" {code}" if code else "")
+        return f"{label}: {str(error)[:300]}"
+    if isinstance(error, openai.APITimeoutError):
+        return "timeout: no answer in time (after retries)"
+    if isinstance(error, openai.APIConnectionError):
+        return f"connection error: {str(error)[:300]}"
+    return f"{type(error).__name__}: {str(error)[:300]}"
+
+
+class HostedBackend(Backend):
+    """One OpenAI-compatible endpoint, asked `concurrency` requests at a time."""
+
+    def __init__(
+        self, endpoint: Endpoint, *, kind: str, concurrency: int = 8, max_tokens: int = DEFAULT_MAX_TOKENS
+    ):
+        self.endpoint = endpoint
+        self.kind = kind
+        self.model = endpoint.model
+        self.concurrency = concurrency
+        self.batch_size = concurrency
+        self.max_tokens = max_tokens
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "model_kind": self.kind,
+            "model": self.model,
+            "endpoint": self.endpoint.url,
+            "endpoint_form": self.endpoint.form,
+            "concurrency": self.concurrency,
+            "max_tokens": self.max_tokens,
+            "temperature": 0,
+            "seed": SEED,
+        }
+
+    def complete(self, messages: list[dict[str, str]]) -> Completion:
+        """One chat completion; errors other than fatal ones come back as the completion's error."""
+        start = time.perf_counter()
+        try:
+            response: Any = self.endpoint.client.chat.completions.create(
+                model=self.model,
+                messages=messages,  # type: ignore[arg-type]
+                temperature=0,
+                seed=SEED,
+                max_tokens=self.max_tokens,
+            )
+            choice = response.choices[0]
+            text = choice.message.content or ""
+            usage = getattr(response, "usage", None)
+            tokens = Usage(
+                getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0
+            )
+            error = (
+                "content_filter: the answer was filtered"
+                if choice.finish_reason == "content_filter"
+                else None
+            )
+            return Completion(text=text, latency_s=time.perf_counter() - start, usage=tokens, error=error)
+        except Exception as e:
+            fatal = _fatal(e, self.endpoint)
+            if fatal is not None:
+                raise fatal from e
+            return Completion(text="", latency_s=time.perf_counter() - start, error=_describe_error(e))
+
+    def generate(self, examples: Sequence[Example]) -> list[Completion]:
+        done = {example.id: completion for example, completion in self.stream(examples)}
+        return [done[e.id] for e in examples]
+
+    def stream(self, examples: Sequence[Example]) -> Iterator[tuple[Example, Completion]]:
+        """Keeps `concurrency` requests in flight and yields each answer as it arrives."""
+        pending: dict[Future[Completion], Example] = {}
+        queue = list(examples)
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="hosted") as pool:
+            try:
+                while queue or pending:
+                    while queue and len(pending) < self.concurrency:
+                        example = queue.pop(0)
+                        pending[pool.submit(self.complete, example.messages())] = example
+                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        example = pending.pop(future)
+                        yield example, future.result()
+            finally:
+                for future in pending:
+                    future.cancel()
+
+    def close(self) -> None:
+        self.endpoint.client.close()
