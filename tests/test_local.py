@@ -1,0 +1,131 @@
+"""The local transformers backend on a tiny model built from a real config and the embedded tokenizer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from slm_swap.backends.local import LocalBackend, render_prompt
+from slm_swap.cli import main
+from slm_swap.evaluate import evaluate, run_meta
+from slm_swap.runs import read_run
+from slm_swap.tracing import NullTracer
+from slm_swap.types import Example
+
+SPLIT = Path("02_dataset/toolcall/test.jsonl")
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LoRA adapter with non-zero weights (a fresh one is a no-op: its B matrices start at zero)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model),
+        LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"]),
+    )
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    dest = tmp_path_factory.mktemp("adapter") / "adapter_toolcall"
+    model.save_pretrained(dest)
+    return dest
+
+
+def test_chat_template_renders_system_and_user(tiny_model: Path) -> None:
+    backend = LocalBackend(tiny_model, max_new_tokens=4)
+    text = render_prompt(
+        backend.tokenizer, [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
+    )
+    assert text == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_batches_are_sorted_by_length_and_results_come_back_in_order(
+    prepared: list[Example], tiny_model: Path
+) -> None:
+    backend = LocalBackend(tiny_model, batch_size=3, max_new_tokens=6)
+    batches = backend.schedule(prepared)
+    assert [len(b) for b in batches] == [3, 3, 2]
+    lengths = [
+        len(backend.tokenizer(render_prompt(backend.tokenizer, e.messages()))["input_ids"])
+        for b in batches
+        for e in b
+    ]
+    assert lengths == sorted(lengths)
+    run = evaluate(
+        prepared, backend, run_meta("toolcall", "test", SPLIT, backend), Path("05_eval/a.json"), NullTracer()
+    ).run
+    assert [r.id for r in run.results] == [e.id for e in prepared]
+    assert all(r.usage.prompt_tokens > 100 and 0 < r.usage.completion_tokens <= 6 for r in run.results)
+    assert run.meta.settings["device"] == "cpu" and run.meta.settings["precision"] == "float32"
+
+
+def test_same_inputs_and_batch_size_give_identical_outputs(prepared: list[Example], tiny_model: Path) -> None:
+    first = LocalBackend(tiny_model, batch_size=4, max_new_tokens=8).generate(prepared[:4])
+    second = LocalBackend(tiny_model, batch_size=4, max_new_tokens=8).generate(prepared[:4])
+    assert [c.text for c in first] == [c.text for c in second]
+    assert any(c.text for c in first)
+
+
+def test_adapter_changes_the_model_and_is_recorded(
+    prepared: list[Example], tiny_model: Path, tiny_adapter: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = LocalBackend(tiny_model, max_new_tokens=8).generate(prepared[:3])
+    adapted = LocalBackend(tiny_model, adapter=tiny_adapter, max_new_tokens=8).generate(prepared[:3])
+    assert [c.text for c in base] != [c.text for c in adapted]
+    monkeypatch.setenv("SLM_MODEL_PATH", str(tiny_model))
+    result = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            "--track",
+            "toolcall",
+            "--model-kind",
+            "slm",
+            "--adapter",
+            str(tiny_adapter),
+            "--max-new-tokens",
+            "4",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    run = read_run(Path("05_eval/toolcall_slm_ft_test.json"))
+    assert run.meta.adapter == str(tiny_adapter) and run.meta.model_kind == "slm"
+
+
+def test_not_an_adapter_folder(
+    prepared: list[Example], tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLM_MODEL_PATH", str(tiny_model))
+    Path("empty").mkdir()
+    result = CliRunner().invoke(
+        main, ["eval", "--track", "toolcall", "--model-kind", "slm", "--adapter", "empty"]
+    )
+    assert result.exit_code == 2 and "no LoRA adapter at empty" in result.output
+
+
+def test_wrong_model_path_shows_what_was_resolved(
+    prepared: list[Example], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Path("slm_swap/models/phi-4-mini").mkdir(parents=True)
+    Path("slm_swap/models/phi-4-mini/config.json").write_text("{}")
+    monkeypatch.chdir("slm_swap")
+    monkeypatch.setenv("SLM_MODEL_PATH", "slm_swap/models/phi-4-mini")
+    result = CliRunner().invoke(
+        main, ["eval", "--track", "toolcall", "--model-kind", "slm", "--dataset-dir", "../02_dataset"]
+    )
+    assert result.exit_code == 2
+    assert "no model checkpoint at slm_swap/models/phi-4-mini" in result.output
+    assert "slm_swap/slm_swap/models/phi-4-mini" in result.output  # what it resolved to
+    assert "did you mean models/phi-4-mini?" in result.output
+
+
+def test_embedded_model_missing_says_to_pull(prepared: list[Example]) -> None:
+    result = CliRunner().invoke(main, ["eval", "--track", "toolcall", "--model-kind", "slm"])
+    assert result.exit_code == 2 and "slm-swap models pull" in result.output
