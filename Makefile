@@ -16,14 +16,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==$(TORCH_VERSION)
-	$(BIN)/pip install --quiet -e '.[dev,local]'
+	$(BIN)/pip install --quiet -e '.[dev,local,serve]'
 	touch $@
 
 demo: setup
-	mkdir -p $(DEMO_DIR)
-	cd $(DEMO_DIR) && export LANGFUSE_DISABLED=1 && echo "LANGFUSE_DISABLED=1: tracing is off for this demo" \
-	  && ../$(BIN)/slm-swap prepare \
-	  && ../$(BIN)/slm-swap prepare --source bfcl --bfcl-category simple_python --out-dir 02_dataset_bfcl
+	scripts/demo.sh $(DEMO_DIR)
 
 lint: setup
 	$(BIN)/ruff check src tests bench scripts

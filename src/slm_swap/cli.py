@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -549,6 +550,82 @@ def smoke(
         stdout.print(f"wrote {path}")
     for track in TRACKS:
         _live(track, "test", kinds, save, force, dataset_dir, kw)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=8000, show_default=True)
+@click.option(
+    "--model-path",
+    envvar="SLM_MODEL_PATH",
+    show_envvar=True,
+    help="Checkpoint folder [default: models/SmolLM2-135M-Instruct].",
+)
+@click.option(
+    "--adapter",
+    "adapters",
+    multiple=True,
+    metavar="NAME=DIR",
+    help="A LoRA adapter served as model NAME (repeatable).",
+)
+@click.option(
+    "--api-key",
+    envvar="SLM_SWAP_API_KEY",
+    show_envvar=True,
+    show_default=False,
+    help="Require this bearer token (or Azure-style api-key header) on every request.",
+)
+@click.option(
+    "--max-batch",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Most requests answered in one generate call.",
+)
+def serve(
+    host: str,
+    port: int,
+    model_path: str | None,
+    adapters: tuple[str, ...],
+    api_key: str | None,
+    max_batch: int,
+) -> None:
+    """Serve the SLM (and adapters) over the OpenAI chat-completions API, batching concurrent requests."""
+    try:
+        import uvicorn
+    except ImportError as e:
+        raise SlmSwapError("serve needs the serve extra\n  fix: pip install 'slm-swap[serve]'") from e
+    from slm_swap.models import resolve_model_path
+    from slm_swap.serve import Engine, create_app
+    from slm_swap.tracing import LangfuseSettings, make_tracer
+
+    named: dict[str, Path] = {}
+    for item in adapters:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise SlmSwapError(f"--adapter {item!r}: expected NAME=DIR, e.g. toolcall=04_ft/adapter_toolcall")
+        if not (Path(folder) / "adapter_config.json").is_file():
+            raise SlmSwapError(f"--adapter {item}: no LoRA adapter at {folder} (no adapter_config.json)")
+        named[name] = Path(folder)
+    tracer = None
+    if LangfuseSettings.from_env(os.environ) is not None:
+        tracer = make_tracer()
+        stderr.print("tracing requests to Langfuse")
+    else:
+        stderr.print("tracing is off (LANGFUSE_DISABLED=1)")
+    engine = Engine(resolve_model_path(model_path), named, max_batch=max_batch)
+    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+        stderr.print(f"warning: serving on {host} without --api-key: anyone who can reach it can use it")
+    stderr.print(f"serving {', '.join(engine.model_names)} at http://{host}:{port}/v1")
+    try:
+        uvicorn.run(
+            create_app(engine, api_key=api_key, tracer=tracer), host=host, port=port, log_level="warning"
+        )
+    finally:
+        engine.close()
+        if tracer is not None:
+            tracer.flush()
+            tracer.close()
 
 
 @contextmanager

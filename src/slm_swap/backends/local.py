@@ -134,39 +134,46 @@ class LocalBackend(Backend):
         texts = [render_prompt(self.tokenizer, e.messages()) for e in examples]
         return self.generate_texts(texts)
 
-    def generate_texts(self, texts: Sequence[str]) -> list[Completion]:
+    def generate_texts(self, texts: Sequence[str], max_new_tokens: int | None = None) -> list[Completion]:
         """Greedy continuation of already-rendered prompts, one batch, in input order."""
-        import torch
-
-        start = time.perf_counter()
-        encoded = self.tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=False)
-        device = self.llm.device if hasattr(self.llm, "device") else "cpu"
-        encoded = {k: v.to(device) for k, v in encoded.items()}
-        with torch.inference_mode():
-            output = self.llm.generate(  # type: ignore[operator]
-                **encoded,
-                max_new_tokens=self.max_new_tokens,
-                do_sample=False,
-                pad_token_id=self.tokenizer.pad_token_id,
-            )
-        elapsed = time.perf_counter() - start
-        prompt_len = encoded["input_ids"].shape[1]
-        eos = self.tokenizer.eos_token_id
-        completions = []
-        for row, mask in zip(output, encoded["attention_mask"], strict=True):
-            new = row[prompt_len:].tolist()
-            if eos in new:
-                new = new[: new.index(eos)]
-            while new and new[-1] == self.tokenizer.pad_token_id:
-                new.pop()
-            completions.append(
-                Completion(
-                    text=str(self.tokenizer.decode(new, skip_special_tokens=True)),
-                    latency_s=elapsed / len(texts),
-                    usage=Usage(prompt_tokens=int(mask.sum()), completion_tokens=len(new)),
-                )
-            )
-        return completions
+        return generate_batch(self.llm, self.tokenizer, texts, max_new_tokens or self.max_new_tokens)
 
     def close(self) -> None:
         del self.llm
+
+
+def generate_batch(
+    model: Any, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_new_tokens: int
+) -> list[Completion]:
+    """Greedy continuation of rendered prompts as one left-padded batch; each answer stops at EOS.
+
+    Greedy decoding makes an answer's first k tokens the same whatever the limit, so callers may cut an
+    answer to a smaller limit afterwards.
+    """
+    import torch
+
+    start = time.perf_counter()
+    encoded = tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=False)
+    encoded = {k: v.to(model.device) for k, v in encoded.items()}
+    with torch.inference_mode():
+        output = model.generate(
+            **encoded, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        )
+    elapsed = time.perf_counter() - start
+    prompt_len = encoded["input_ids"].shape[1]
+    eos = tokenizer.eos_token_id
+    completions = []
+    for row, mask in zip(output, encoded["attention_mask"], strict=True):
+        new = row[prompt_len:].tolist()
+        if eos in new:
+            new = new[: new.index(eos)]
+        while new and new[-1] == tokenizer.pad_token_id:
+            new.pop()
+        completions.append(
+            Completion(
+                text=str(tokenizer.decode(new, skip_special_tokens=True)),
+                latency_s=elapsed / len(texts),
+                usage=Usage(prompt_tokens=int(mask.sum()), completion_tokens=len(new)),
+            )
+        )
+    return completions

@@ -1,0 +1,410 @@
+"""`slm-swap serve`: the local SLM behind the OpenAI chat-completions protocol.
+
+Applications (Mastra, the openai SDKs, agent frameworks) call it as they called the hosted model:
+
+* `POST /v1/chat/completions` — the request's `model` picks the base model or a named adapter, as vLLM
+  does; `tools` are shown to the model exactly as in evaluation and training, and its
+  `<tool_call name="...">{...}</tool_call>` answer comes back as OpenAI `tool_calls`;
+* `POST /openai/deployments/<name>/chat/completions?api-version=...` — the same, Azure-shaped (the
+  deployment name picks the model; the key goes in the `api-key` header), so `--model-kind azure` can
+  point at it;
+* `GET /v1/models`, `GET /health`.
+
+Concurrent requests are queued and answered in shared `generate` calls (one batch per model), so many
+clients are served faster than one at a time. An agent's second turn works: assistant messages with
+`tool_calls` are shown as the `<tool_call>` blocks the model itself writes, and `tool` messages as
+`<tool_response name="...">...</tool_response>` in a user turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import secrets
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+# FastAPI reads the handlers' annotations at run time, so its names are imported here, not lazily; this
+# module itself is only imported by `slm-swap serve` (the serve extra).
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from slm_swap.data.formats import TOOLCALL_SYSTEM, dumps, render_prompt
+from slm_swap.scoring.parse import parse_toolcall
+from slm_swap.types import Completion, ToolSpec
+
+MAX_BODY_BYTES = 1_000_000
+MAX_TOKENS_LIMIT = 4096
+DEFAULT_MAX_TOKENS = 512
+
+
+# --- the request, as the OpenAI API defines it (the parts we use; other fields are accepted and ignored) ---
+
+
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str = "{}"
+
+
+class ToolCallIn(BaseModel):
+    id: str = ""
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):  # content parts: keep the text ones
+            return "".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
+        return self.content or ""
+
+
+class FunctionSpec(BaseModel):
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+class Tool(BaseModel):
+    type: Literal["function"] = "function"
+    function: FunctionSpec
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = ""
+    messages: list[Message] = Field(min_length=1)
+    tools: list[Tool] | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    stream: bool = False
+
+
+# --- rendering: OpenAI messages -> the [system, user, ...] messages our renderer makes ---------------
+
+
+def render_messages(request: ChatRequest) -> list[dict[str, str]]:
+    """The chat-template messages for a request. With tools, the first user turn is rendered exactly as
+    in evaluation and training (`Available tools: ... User request: ...`) under the toolcall system
+    prompt; a client's own system text follows ours."""
+    tools = [
+        ToolSpec(t.function.name, t.function.description, t.function.parameters) for t in request.tools or []
+    ]
+    names = {tc.id: tc.function.name for m in request.messages for tc in m.tool_calls or []}
+    rendered: list[dict[str, str]] = []
+    system = [m.text() for m in request.messages if m.role in ("system", "developer")]
+    if tools:
+        rendered.append({"role": "system", "content": "\n\n".join([TOOLCALL_SYSTEM, *system])})
+    elif system:
+        rendered.append({"role": "system", "content": "\n\n".join(system)})
+    first_user = True
+    for m in request.messages:
+        if m.role in ("system", "developer"):
+            continue
+        if m.role == "user":
+            content = render_prompt(m.text(), tools) if tools and first_user else m.text()
+            first_user = False
+            rendered.append({"role": "user", "content": content})
+        elif m.role == "assistant":
+            blocks = [
+                f'<tool_call name="{tc.function.name}">{_compact(tc.function.arguments)}</tool_call>'
+                for tc in m.tool_calls or []
+            ]
+            rendered.append({"role": "assistant", "content": "\n".join([m.text(), *blocks]).strip()})
+        else:
+            name = m.name or names.get(m.tool_call_id or "", "tool")
+            reply = f'<tool_response name="{name}">{m.text()}</tool_response>'
+            if (
+                rendered
+                and rendered[-1]["role"] == "user"
+                and rendered[-1]["content"].startswith("<tool_response")
+            ):
+                rendered[-1]["content"] += "\n" + reply  # several results of parallel calls: one turn
+            else:
+                rendered.append({"role": "user", "content": reply})
+    return rendered
+
+
+def _compact(arguments: str) -> str:
+    try:
+        return dumps(json.loads(arguments))
+    except ValueError:
+        return arguments
+
+
+def to_response(request_model: str, completion: Completion, has_tools: bool, limit: int) -> dict[str, Any]:
+    """An OpenAI chat.completion object; a `<tool_call>` answer becomes `tool_calls`."""
+    message: dict[str, Any] = {"role": "assistant", "content": completion.text}
+    finish = "length" if completion.usage.completion_tokens >= limit else "stop"
+    if has_tools:
+        parsed = parse_toolcall(completion.text)
+        if parsed.calls:
+            message = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": f"call_{secrets.token_hex(12)}",
+                        "type": "function",
+                        "function": {
+                            "name": c.name,
+                            "arguments": json.dumps(c.arguments, ensure_ascii=False),
+                        },
+                    }
+                    for c in parsed.calls
+                ],
+            }
+            finish = "tool_calls"
+    usage = completion.usage
+    return {
+        "id": f"chatcmpl-{secrets.token_hex(12)}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": request_model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+        "usage": {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        },
+    }
+
+
+# --- the engine: one model, its adapters, and a queue that batches concurrent requests --------------
+
+
+@dataclass
+class Job:
+    model: str
+    text: str
+    max_tokens: int
+    future: Future[Completion]
+
+
+class Engine:
+    """The base model with named LoRA adapters; `submit` queues a rendered prompt, and a worker thread
+    answers queued prompts of the same model in one batch."""
+
+    def __init__(
+        self, model_path: Path, adapters: Mapping[str, Path], *, max_batch: int = 8, max_wait_s: float = 0.01
+    ):
+        from slm_swap.backends.local import load_model
+
+        self.base_name = model_path.name
+        llm, self.tokenizer, self.loaded = load_model(model_path)
+        self.llm: Any = llm
+        self.adapters = dict(adapters)
+        if self.adapters:
+            from peft import PeftModel
+
+            first, *rest = self.adapters.items()
+            self.llm = PeftModel.from_pretrained(self.llm, first[1], adapter_name=first[0])
+            for name, path in rest:
+                self.llm.load_adapter(str(path), adapter_name=name)
+            self.llm.eval()
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.jobs: queue.Queue[Job | None] = queue.Queue()
+        self.batches: list[int] = []  # sizes of the batches run, for tests and benchmarks
+        self.worker = threading.Thread(target=self._work, name="slm-swap-engine", daemon=True)
+        self.worker.start()
+
+    @property
+    def model_names(self) -> list[str]:
+        return [self.base_name, *self.adapters]
+
+    def submit(self, model: str, text: str, max_tokens: int) -> Future[Completion]:
+        future: Future[Completion] = Future()
+        self.jobs.put(Job(model, text, max_tokens, future))
+        return future
+
+    def close(self) -> None:
+        self.jobs.put(None)
+        self.worker.join(timeout=30)
+
+    def _work(self) -> None:
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            batch = [job]
+            deadline = time.monotonic() + self.max_wait_s
+            while len(batch) < self.max_batch:
+                try:
+                    more = self.jobs.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if more is None:
+                    self.jobs.put(None)
+                    break
+                batch.append(more)
+            for model in dict.fromkeys(j.model for j in batch):
+                self._run([j for j in batch if j.model == model])
+
+    def _run(self, jobs: Sequence[Job]) -> None:
+        from slm_swap.backends.local import generate_batch
+
+        try:
+            if self.adapters:
+                if jobs[0].model == self.base_name:
+                    with self.llm.disable_adapter():
+                        completions = self._generate(generate_batch, jobs)
+                else:
+                    self.llm.set_adapter(jobs[0].model)
+                    completions = self._generate(generate_batch, jobs)
+            else:
+                completions = self._generate(generate_batch, jobs)
+            self.batches.append(len(jobs))
+            for job, completion in zip(jobs, completions, strict=True):
+                job.future.set_result(completion)
+        except Exception as e:
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(e)
+
+    def _generate(self, generate_batch: Any, jobs: Sequence[Job]) -> list[Completion]:
+        limit = max(j.max_tokens for j in jobs)
+        completions: list[Completion] = generate_batch(
+            self.llm, self.tokenizer, [j.text for j in jobs], limit
+        )
+        # Greedy answers share their first k tokens whatever the limit: cut each to its own.
+        return [
+            c if c.usage.completion_tokens <= j.max_tokens else self._cut(c, j.max_tokens)
+            for c, j in zip(completions, jobs, strict=True)
+        ]
+
+    def _cut(self, completion: Completion, limit: int) -> Completion:
+        ids = self.tokenizer(completion.text, add_special_tokens=False)["input_ids"][:limit]
+        text = str(self.tokenizer.decode(ids, skip_special_tokens=True))
+        usage = type(completion.usage)(completion.usage.prompt_tokens, len(ids))
+        return Completion(text=text, latency_s=completion.latency_s, usage=usage)
+
+
+# --- the HTTP app ----------------------------------------------------------------------------------
+
+
+def _error(status: int, message: str, kind: str, code: str | None = None) -> JSONResponse:
+    return JSONResponse(
+        status_code=status, content={"error": {"message": message, "type": kind, "param": None, "code": code}}
+    )
+
+
+def create_app(engine: Engine, *, api_key: str | None = None, tracer: Any = None) -> Any:
+    """The FastAPI application over `engine`. With `api_key`, every request must carry it (Bearer, or
+    `api-key` on the Azure path)."""
+    app = FastAPI(title="slm-swap serve", docs_url=None, redoc_url=None)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Any:
+        if request.url.path != "/health" and api_key:
+            bearer = request.headers.get("authorization", "")
+            given = bearer[7:] if bearer.lower().startswith("bearer ") else request.headers.get("api-key", "")
+            if not secrets.compare_digest(given.encode(), api_key.encode()):
+                return _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return _error(413, f"Request body over {MAX_BODY_BYTES} bytes.", "invalid_request_error")
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> Any:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return _error(
+            400, f"Invalid request: {where}: {first.get('msg', 'malformed')}", "invalid_request_error"
+        )
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "models": engine.model_names}
+
+    @app.get("/v1/models")
+    async def list_models() -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [
+                {"id": name, "object": "model", "created": 0, "owned_by": "slm-swap"}
+                for name in engine.model_names
+            ],
+        }
+
+    async def complete(raw: bytes, model_override: str | None) -> Any:
+        if len(raw) > MAX_BODY_BYTES:
+            return _error(413, f"Request body over {MAX_BODY_BYTES} bytes.", "invalid_request_error")
+        try:
+            request = ChatRequest.model_validate_json(raw)
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            return _error(400, f"Invalid request: {where}: {first.get('msg')}", "invalid_request_error")
+        model = model_override or request.model or engine.base_name
+        if model not in engine.model_names:
+            return _error(
+                404,
+                f"The model '{model}' does not exist; serving: {', '.join(engine.model_names)}",
+                "invalid_request_error",
+                "model_not_found",
+            )
+        limit = request.max_completion_tokens or request.max_tokens or DEFAULT_MAX_TOKENS
+        if limit > MAX_TOKENS_LIMIT:
+            return _error(400, f"max_tokens is {limit}; at most {MAX_TOKENS_LIMIT}.", "invalid_request_error")
+        if request.stream:
+            return _error(400, "stream is not supported yet; send stream=false.", "invalid_request_error")
+        from slm_swap.backends.local import render_prompt as render_chat
+
+        messages = render_messages(request)
+        text = render_chat(engine.tokenizer, messages)
+        start = time.time()
+        completion = await asyncio.wrap_future(engine.submit(model, text, limit))
+        response = to_response(model, completion, bool(request.tools), limit)
+        if tracer is not None:
+            _trace(tracer, model, messages, completion, start)
+        return response
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Any:
+        return await complete(await request.body(), None)
+
+    @app.post("/openai/deployments/{deployment}/chat/completions")
+    async def azure_chat(deployment: str, request: Request) -> Any:
+        if "api-version" not in request.query_params:
+            return _error(400, "Missing required query parameter: api-version.", "invalid_request_error")
+        return await complete(await request.body(), deployment)
+
+    return app
+
+
+def _trace(
+    tracer: Any, model: str, messages: list[dict[str, str]], completion: Completion, start: float
+) -> None:
+    from datetime import UTC, datetime
+
+    with tracer.run(
+        f"serve {model}", input=messages, metadata={"model": model}, tags=("mode=serve",)
+    ) as trace:
+        trace.generation(
+            name=f"serve/{model}",
+            model=model,
+            input=messages,
+            output=completion.text,
+            usage={"input": completion.usage.prompt_tokens, "output": completion.usage.completion_tokens},
+            start_time=datetime.fromtimestamp(start, UTC),
+            end_time=datetime.now(UTC),
+        )
