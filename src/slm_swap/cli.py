@@ -553,6 +553,127 @@ def smoke(
 
 
 @main.command()
+@track_option
+@click.option(
+    "--train",
+    "train_path",
+    type=click.Path(path_type=Path),
+    help="Train split [default: 02_dataset/{track}/train.jsonl].",
+)
+@click.option(
+    "--val",
+    "val_path",
+    type=click.Path(path_type=Path),
+    help="Validation split [default: 02_dataset/{track}/val.jsonl].",
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), help="Adapter folder [default: 04_ft/adapter_{track}]."
+)
+@click.option(
+    "--model-path",
+    envvar="SLM_MODEL_PATH",
+    show_envvar=True,
+    help="Base checkpoint [default: models/SmolLM2-135M-Instruct].",
+)
+@click.option("--lora-r", type=int, default=64, show_default=True)
+@click.option("--lora-alpha", type=int, default=16, show_default=True)
+@click.option("--lora-dropout", type=float, default=0.1, show_default=True)
+@click.option("--lr", "learning_rate", type=float, default=2e-4, show_default=True)
+@click.option("--epochs", type=float, default=1.0, show_default=True)
+@click.option("--max-length", type=int, default=2048, show_default=True)
+@click.option("--batch-size", type=int, default=4, show_default=True, help="Per device.")
+@click.option("--gradient-accumulation", type=int, default=1, show_default=True)
+@click.option("--load-in-4bit", is_flag=True, help="QLoRA (CUDA only); the default on CUDA is an 8-bit base.")
+@click.option("--save-steps", type=int, default=10, show_default=True, help="Checkpoint every N steps.")
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --out.")
+@click.option(
+    "--strategy",
+    default="single",
+    show_default=True,
+    hidden=True,
+    help="Recorded in the card and trace: single, parallel or sequential (set by the launchers).",
+)
+def train(
+    track: str,
+    train_path: Path | None,
+    val_path: Path | None,
+    out: Path | None,
+    model_path: str | None,
+    **kw: Any,
+) -> None:
+    """Fine-tune a LoRA adapter on a track's train split (TRL + PEFT; Unsloth on CUDA when installed)."""
+    try:
+        import trl  # noqa: F401
+    except ImportError as e:
+        raise SlmSwapError("train needs the train extra\n  fix: pip install 'slm-swap[train]'") from e
+    from slm_swap.models import resolve_model_path
+    from slm_swap.train.sft import TrainConfig
+    from slm_swap.train.sft import train as run_train
+
+    config = TrainConfig(
+        track=track,
+        train=train_path or Path("02_dataset") / track / "train.jsonl",
+        val=val_path or Path("02_dataset") / track / "val.jsonl",
+        out=out or Path("04_ft") / f"adapter_{track}",
+        model_path=resolve_model_path(model_path),
+        **kw,
+    )
+    with traced() as tracer:
+        result = run_train(config, tracer)
+    if result.interrupted:
+        stdout.print(
+            f"interrupted after {result.steps} steps; a checkpoint is in {config.out / 'checkpoints'}; "
+            "rerun with --resume to continue"
+        )
+        sys.exit(130)
+    stdout.print(
+        f"engine: {result.engine} ({result.card['precision']}); {result.steps} steps in "
+        f"{result.seconds:.1f} s; train loss {result.card['train_loss_first']:.4f} → "
+        f"{result.train_loss:.4f}; validation loss {result.val_loss:.4f}"
+    )
+    stdout.print(
+        f"wrote {result.adapter} (re-evaluate: slm-swap eval --track {track} --model-kind slm "
+        f"--adapter {result.adapter})"
+    )
+
+
+@main.command()
+@click.option(
+    "--strategy",
+    type=click.Choice(["parallel", "sequential"]),
+    required=True,
+    help="parallel: structured on GPUs 0,1 and toolcall on 2,3 at once; sequential: each on all GPUs.",
+)
+@click.option(
+    "--launcher", type=click.Choice(["accelerate", "torchrun"]), default="accelerate", show_default=True
+)
+@click.option("--gpus", type=click.IntRange(min=2), default=4, show_default=True)
+@click.option("--dry-run", is_flag=True, help="Print the commands instead of running them.")
+@click.argument("train_args", nargs=-1, type=click.UNPROCESSED)
+def launch(strategy: str, launcher: str, gpus: int, dry_run: bool, train_args: tuple[str, ...]) -> None:
+    """Fine-tune both tracks on several GPUs (the spec's train_parallel.sh / train_sequential.sh).
+
+    Extra arguments after -- go to `slm-swap train` (e.g. -- --load-in-4bit).
+    """
+    from slm_swap.train.launch import plan, run
+
+    stages = plan(strategy, launcher=launcher, gpus=gpus, extra=train_args)
+    for number, stage in enumerate(stages, start=1):
+        together = " (at the same time)" if len(stage) > 1 else ""
+        stdout.print(f"stage {number}{together}:")
+        for item in stage:
+            stdout.print(f"  {item.shell()}")
+    if dry_run:
+        return
+    failed = [(item, code) for item, code in run(stages, dict(os.environ)) if code != 0]
+    for item, code in failed:
+        stderr.print(f"{item.track} exited {code}; see {item.log}")
+    if failed:
+        sys.exit(1)
+    stdout.print("adapters: " + ", ".join(f"04_ft/adapter_{s.track}" for stage in stages for s in stage))
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
 @click.option("--port", type=click.IntRange(min=0, max=65535), default=8000, show_default=True)
 @click.option(

@@ -1,0 +1,120 @@
+"""The spec's two multi-GPU strategies as launch plans: exact commands, environments and logs.
+
+* parallel: structured on GPUs 0,1 and toolcall on GPUs 2,3 at the same time (two 2-GPU DDP runs, separate
+  ports and logs) — for small datasets this halves wall-clock time against running them one by one;
+* sequential: each track in turn on all four GPUs.
+
+Each launch is `accelerate launch` (with the checked-in configs) or `torchrun`, running `slm-swap train`
+under DDP: every rank loads its own copy of the base on its own GPU. The launchers set the spec's
+environment: PYTHONHASHSEED=42 and CUBLAS_WORKSPACE_CONFIG=:4096:8.
+
+No DeepSpeed ZeRO config is shipped, on purpose: LoRA trains ~1-2% of the weights, so the optimizer state
+and gradients ZeRO would shard are already small, and ZeRO-3 cannot partition a bitsandbytes 8-bit base.
+Plain DDP is simpler and at least as fast here.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from slm_swap.types import TRACKS
+
+CONFIGS = Path("configs/accelerate")
+BASE_PORT = 29500
+ENV = {"PYTHONHASHSEED": "42", "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
+
+
+@dataclass(frozen=True)
+class Launch:
+    track: str
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+
+    def shell(self) -> str:
+        env = " ".join(f"{k}={v}" for k, v in self.env.items())
+        return f"{env} {' '.join(self.argv)} > {self.log} 2>&1"
+
+
+def plan(
+    strategy: str,
+    *,
+    launcher: str = "accelerate",
+    gpus: int = 4,
+    dataset_dir: Path = Path("02_dataset"),
+    extra: tuple[str, ...] = (),
+) -> list[list[Launch]]:
+    """Stages of launches: the launches of one stage run at the same time, stages one after another."""
+    if strategy not in ("parallel", "sequential"):
+        raise ValueError(f"strategy must be parallel or sequential, got {strategy!r}")
+    per_track = gpus // 2 if strategy == "parallel" else gpus
+    stages: list[list[Launch]] = []
+    for index, track in enumerate(TRACKS):
+        devices = (
+            list(range(index * per_track, (index + 1) * per_track))
+            if strategy == "parallel"
+            else list(range(gpus))
+        )
+        port = str(BASE_PORT + index)
+        train = [
+            "-m",
+            "slm_swap",
+            "train",
+            "--track",
+            track,
+            "--train",
+            str(dataset_dir / track / "train.jsonl"),
+            "--val",
+            str(dataset_dir / track / "val.jsonl"),
+            "--out",
+            f"04_ft/adapter_{track}",
+            "--strategy",
+            strategy,
+            *extra,
+        ]
+        if launcher == "accelerate":
+            argv = [
+                "accelerate",
+                "launch",
+                "--config_file",
+                str(CONFIGS / f"{per_track}gpu.yaml"),
+                "--main_process_port",
+                port,
+                *train,
+            ]
+        elif launcher == "torchrun":
+            argv = ["torchrun", "--nproc_per_node", str(per_track), "--master_port", port, *train]
+        else:
+            raise ValueError(f"launcher must be accelerate or torchrun, got {launcher!r}")
+        env = {**ENV, "CUDA_VISIBLE_DEVICES": ",".join(map(str, devices))}
+        launch = Launch(track, argv, env, Path("logs") / f"train_{track}_{per_track}gpu.log")
+        if strategy == "parallel" and stages:
+            stages[0].append(launch)
+        else:
+            stages.append([launch])
+    return stages
+
+
+def run(stages: list[list[Launch]], base_env: dict[str, str]) -> list[tuple[Launch, int]]:
+    """Runs the plan: each stage's launches at once, waiting for a stage before the next."""
+    results: list[tuple[Launch, int]] = []
+    for stage in stages:
+        running = []
+        for launch in stage:
+            launch.log.parent.mkdir(parents=True, exist_ok=True)
+            log = launch.log.open("w")
+            running.append(
+                (
+                    launch,
+                    subprocess.Popen(
+                        launch.argv, env={**base_env, **launch.env}, stdout=log, stderr=subprocess.STDOUT
+                    ),
+                    log,
+                )
+            )
+        for launch, process, log in running:
+            results.append((launch, process.wait()))
+            log.close()
+    return results

@@ -1,0 +1,362 @@
+"""LoRA fine-tuning of the SLM on one track's train split: load, build the trainer, train, save.
+
+The defaults are the spec's fixed hyperparameters: LoRA r=64, alpha=16, dropout=0.1, lr 2e-4, 1 epoch,
+max length 2048, the base loaded 8-bit on CUDA (`load_in_4bit` gives QLoRA). Batch size 4 per device
+with no gradient accumulation is ours: on 32 rows that is 8 optimizer steps. On a CPU the model trains
+in float32 (bfloat16 is emulated on CPUs and far slower). Unsloth is used on CUDA machines where it is
+installed; everywhere else, TRL's SFTTrainer with PEFT. Either way the run says which engine ran.
+
+Each row is a TRL conversational prompt-completion pair: the prompt is the same `[system, user]`
+messages evaluation sends, rendered by the same chat template, and the loss covers the completion only.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slm_swap import __version__
+from slm_swap.errors import ConfigError, SlmSwapError
+from slm_swap.files import read_examples, sha256_file, write_json
+from slm_swap.tracing import Tracer
+from slm_swap.types import TRACKS, Example
+
+CARD = "slm_swap_adapter.json"
+SEED = 42
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One fine-tuning run. Validated on creation; an error names the values that conflict."""
+
+    track: str
+    train: Path
+    val: Path
+    out: Path
+    model_path: Path
+    lora_r: int = 64
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    learning_rate: float = 2e-4
+    epochs: float = 1.0
+    max_length: int = 2048
+    batch_size: int = 4
+    gradient_accumulation: int = 1
+    load_in_4bit: bool = False
+    save_steps: int = 10
+    resume: bool = False
+    seed: int = SEED
+    strategy: str = field(default="single")
+
+    def __post_init__(self) -> None:
+        if self.track not in TRACKS:
+            raise ConfigError(f"--track must be one of {', '.join(TRACKS)}, got {self.track!r}")
+        if self.train.resolve() == self.val.resolve():
+            raise ConfigError(
+                f"--train and --val are the same file ({self.train}); validation must be held out"
+            )
+        for name in (
+            "lora_r",
+            "lora_alpha",
+            "batch_size",
+            "gradient_accumulation",
+            "max_length",
+            "save_steps",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ConfigError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
+
+
+@dataclass(frozen=True)
+class Built:
+    trainer: Any
+    tokenizer: Any
+    engine: str
+    precision: str
+    stop: dict[str, bool]  # set by Ctrl-C: save a checkpoint and stop
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    adapter: Path
+    engine: str
+    train_loss: float | None
+    val_loss: float | None
+    steps: int
+    seconds: float
+    interrupted: bool
+    card: dict[str, Any]
+
+
+def engine_available() -> str:
+    """ "unsloth" on a CUDA machine that has it installed, else "trl+peft"."""
+    import torch
+
+    if torch.cuda.is_available() and importlib.util.find_spec("unsloth") is not None:
+        return "unsloth"
+    return "trl+peft"
+
+
+def _rows(examples: list[Example], track: str, path: Path) -> list[dict[str, Any]]:
+    wrong = [e.id for e in examples if e.track != track]
+    if wrong:
+        raise ConfigError(f"{path} holds {examples[0].track} rows (e.g. {wrong[0]}), but --track is {track}")
+    # Only prompt and completion: TRL would hand any "tools" column to the chat template.
+    return [
+        {"prompt": e.messages(), "completion": [{"role": "assistant", "content": e.completion}]}
+        for e in examples
+    ]
+
+
+def _local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def load_base(config: TrainConfig, engine: str) -> tuple[Any, Any, str]:
+    """The base model and tokenizer for training, and the precision it was loaded in. Under DDP each
+    rank loads its own copy on its own device (never device_map="auto")."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if engine == "unsloth":
+        from unsloth import FastLanguageModel
+
+        model, tokenizer = FastLanguageModel.from_pretrained(
+            str(config.model_path),
+            max_seq_length=config.max_length,
+            load_in_4bit=config.load_in_4bit,
+            load_in_8bit=not config.load_in_4bit,
+            device_map={"": _local_rank()},
+        )
+        return model, tokenizer, "4-bit" if config.load_in_4bit else "8-bit"
+    tokenizer = AutoTokenizer.from_pretrained(config.model_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if torch.cuda.is_available():
+        from transformers import BitsAndBytesConfig
+
+        quantization = (
+            BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16)
+            if config.load_in_4bit
+            else BitsAndBytesConfig(load_in_8bit=True)
+        )
+        model = AutoModelForCausalLM.from_pretrained(
+            config.model_path,
+            quantization_config=quantization,
+            device_map={"": _local_rank()},
+            dtype=torch.bfloat16,
+        )
+        return model, tokenizer, "4-bit" if config.load_in_4bit else "8-bit"
+    if config.load_in_4bit:
+        raise ConfigError("--load-in-4bit (QLoRA) needs a CUDA GPU; on a CPU the model trains in float32")
+    return AutoModelForCausalLM.from_pretrained(config.model_path, dtype=torch.float32), tokenizer, "float32"
+
+
+@contextmanager
+def _interruptible(flag: dict[str, bool]) -> Iterator[None]:
+    """Ctrl-C asks the trainer to save a checkpoint and stop at the end of the step, instead of dying."""
+
+    def ask_to_stop(signum: int, frame: Any) -> None:
+        flag["stop"] = True
+
+    previous = signal.signal(signal.SIGINT, ask_to_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _digest(model: Any) -> str:
+    """SHA-256 over the trainable (LoRA) weights, to compare ranks and runs."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, param in sorted(model.named_parameters()):
+        if param.requires_grad:
+            digest.update(name.encode())
+            digest.update(param.detach().to("cpu").float().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def build_trainer(config: TrainConfig) -> Built:
+    """Loads the data and the base model and builds the SFT trainer (nothing is trained yet)."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    train_rows = _rows(read_examples(config.train), config.track, config.train)
+    val_rows = _rows(read_examples(config.val), config.track, config.val)
+    checkpoints = config.out / "checkpoints"
+    if config.resume and not any(checkpoints.glob("checkpoint-*")):
+        raise SlmSwapError(f"--resume: no checkpoint under {checkpoints}; start without --resume")
+    if not config.resume and config.out.exists() and any(config.out.iterdir()):
+        raise SlmSwapError(
+            f"{config.out} is not empty; pass --resume to continue its checkpoint, or choose --out"
+        )
+    engine = engine_available()
+    model, tokenizer, precision = load_base(config, engine)
+    cuda = torch.cuda.is_available()
+    args = SFTConfig(
+        output_dir=str(checkpoints),
+        num_train_epochs=config.epochs,
+        learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation,
+        max_length=config.max_length,
+        completion_only_loss=True,
+        seed=config.seed,
+        data_seed=config.seed,
+        full_determinism=True,
+        logging_steps=1,
+        eval_strategy="epoch",
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        report_to=[],
+        use_cpu=not cuda,
+        bf16=cuda,
+        fp16=False,
+        ddp_find_unused_parameters=False if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+    lora: LoraConfig | None = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+    if engine == "unsloth":
+        from unsloth import FastLanguageModel
+
+        # Unsloth patches its own LoRA layers in; SFTTrainer then gets a ready PEFT model.
+        model = FastLanguageModel.get_peft_model(
+            model,
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+            random_state=config.seed,
+        )
+        lora = None
+    stop = {"stop": False}
+
+    class StopOnInterrupt(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if stop["stop"]:
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(train_rows),
+        eval_dataset=Dataset.from_list(val_rows),
+        processing_class=tokenizer,
+        peft_config=lora,
+        callbacks=[StopOnInterrupt()],
+    )
+    return Built(trainer, tokenizer, engine, precision, stop)
+
+
+def train(config: TrainConfig, tracer: Tracer) -> TrainResult:
+    """Fine-tunes a LoRA adapter and writes it, with its tokenizer and card, to `config.out`."""
+    built = build_trainer(config)
+    trainer, tokenizer, engine, precision, stop = (
+        built.trainer,
+        built.tokenizer,
+        built.engine,
+        built.precision,
+        built.stop,
+    )
+    hyper = {
+        k: v for k, v in asdict(config).items() if k not in ("train", "val", "out", "model_path", "resume")
+    }
+    metadata = {
+        "track": config.track,
+        "train": str(config.train),
+        "val": str(config.val),
+        "train_sha256": sha256_file(config.train),
+        "val_sha256": sha256_file(config.val),
+        "adapter": str(config.out),
+        "base_model": str(config.model_path),
+        "engine": engine,
+        "precision": precision,
+        "strategy": config.strategy,
+        "hyperparameters": hyper,
+    }
+    start = time.perf_counter()
+    with (
+        tracer.run(
+            f"train {config.track}",
+            input={"train": str(config.train), "val": str(config.val)},
+            metadata=metadata,
+        ) as trace,
+        _interruptible(stop),
+    ):
+        output = trainer.train(resume_from_checkpoint=True if config.resume else None)
+        seconds = time.perf_counter() - start
+        history = trainer.state.log_history
+        train_losses = [h["loss"] for h in history if "loss" in h]
+        val_loss = None if stop["stop"] else trainer.evaluate().get("eval_loss")
+        digest = _digest(trainer.model)
+        print(f"rank {_local_rank()} adapter sha256 {digest}", flush=True)
+        card: dict[str, Any] = {
+            "format": "slm-swap.adapter/1",
+            **metadata,
+            "interrupted": stop["stop"],
+            "steps": trainer.state.global_step,
+            "train_loss_first": train_losses[0] if train_losses else None,
+            "train_loss_last": train_losses[-1] if train_losses else None,
+            "train_loss_mean": output.training_loss,
+            "val_loss": val_loss,
+            "wall_seconds": round(seconds, 2),
+            "adapter_sha256": digest,
+            "versions": _versions(),
+        }
+        if not stop["stop"] and trainer.is_world_process_zero():
+            trainer.save_model(str(config.out))
+            tokenizer.save_pretrained(str(config.out))
+            write_json(config.out / CARD, card)
+        trace.update(
+            output={"train_loss": card["train_loss_last"], "val_loss": val_loss},
+            metadata={"steps": card["steps"], "wall_seconds": card["wall_seconds"]},
+        )
+        if val_loss is not None:
+            trace.score("val_loss", float(val_loss))
+    last = train_losses[-1] if train_losses else None
+    return TrainResult(
+        config.out, engine, last, val_loss, trainer.state.global_step, seconds, stop["stop"], card
+    )
+
+
+def _versions() -> dict[str, str]:
+    import peft
+    import torch
+    import transformers
+    import trl
+
+    return {
+        "slm_swap": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "trl": trl.__version__,
+    }

@@ -1,0 +1,81 @@
+"""The multi-GPU launch plans, checked by the exact commands they would run (no GPU here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from slm_swap.cli import main
+from slm_swap.train.launch import plan
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_parallel_runs_both_tracks_at_once_on_separate_gpu_pairs() -> None:
+    (stage,) = plan("parallel")
+    structured, toolcall = stage
+    assert structured.env == {
+        "PYTHONHASHSEED": "42",
+        "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
+        "CUDA_VISIBLE_DEVICES": "0,1",
+    }
+    assert toolcall.env["CUDA_VISIBLE_DEVICES"] == "2,3"
+    assert structured.argv == [
+        "accelerate",
+        "launch",
+        "--config_file",
+        "configs/accelerate/2gpu.yaml",
+        "--main_process_port",
+        "29500",
+        "-m",
+        "slm_swap",
+        "train",
+        "--track",
+        "structured",
+        "--train",
+        "02_dataset/structured/train.jsonl",
+        "--val",
+        "02_dataset/structured/val.jsonl",
+        "--out",
+        "04_ft/adapter_structured",
+        "--strategy",
+        "parallel",
+    ]
+    assert toolcall.argv[5] == "29501"  # its own port
+    assert (structured.log, toolcall.log) == (
+        Path("logs/train_structured_2gpu.log"),
+        Path("logs/train_toolcall_2gpu.log"),
+    )
+
+
+def test_sequential_runs_each_track_on_all_gpus_in_turn() -> None:
+    stages = plan("sequential", launcher="torchrun", extra=("--load-in-4bit",))
+    assert [len(s) for s in stages] == [1, 1]
+    first = stages[0][0]
+    assert first.env["CUDA_VISIBLE_DEVICES"] == "0,1,2,3"
+    assert first.argv[:6] == ["torchrun", "--nproc_per_node", "4", "--master_port", "29500", "-m"]
+    assert first.argv[-1] == "--load-in-4bit" and first.log == Path("logs/train_structured_4gpu.log")
+
+
+def test_accelerate_configs_match_the_plans() -> None:
+    for gpus in (2, 4):
+        config = yaml.safe_load((ROOT / f"configs/accelerate/{gpus}gpu.yaml").read_text())
+        assert config["num_processes"] == gpus and config["distributed_type"] == "MULTI_GPU"
+
+
+def test_launch_dry_run_prints_the_commands() -> None:
+    result = CliRunner().invoke(
+        main, ["launch", "--strategy", "parallel", "--dry-run", "--", "--load-in-4bit"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "stage 1 (at the same time):" in result.output
+    assert "CUDA_VISIBLE_DEVICES=2,3 accelerate launch" in result.output
+    assert result.output.count("--load-in-4bit") == 2
+    assert "> logs/train_toolcall_2gpu.log 2>&1" in result.output
+
+
+def test_shell_scripts_call_the_launcher() -> None:
+    assert "slm-swap launch --strategy parallel" in (ROOT / "scripts/train_parallel.sh").read_text()
+    assert "slm-swap launch --strategy sequential" in (ROOT / "scripts/train_sequential.sh").read_text()

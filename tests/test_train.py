@@ -1,0 +1,199 @@
+"""LoRA fine-tuning on the tiny model: what changes, what must not, masks, determinism, resume, DDP."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from slm_swap.backends.local import LocalBackend
+from slm_swap.cli import main
+from slm_swap.errors import ConfigError
+from slm_swap.files import sha256_file
+from slm_swap.tracing import NullTracer
+from slm_swap.train.sft import CARD, TrainConfig, build_trainer, train
+from slm_swap.types import Example
+
+TOY_ANSWER = '<tool_call name="ping">{}</tool_call>'
+
+
+def toy_split(examples: list[Example], path: Path) -> Path:
+    """Short rows whose answer is always the same: a set the tiny model can learn in a few steps."""
+    rows = []
+    for i, e in enumerate(examples):
+        row = e.to_json()
+        row["prompt"] = f"Request {i}: ping the server."
+        row["completion"] = TOY_ANSWER
+        rows.append(row)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def config(tiny_model: Path, out: str, **kw: object) -> TrainConfig:
+    base = {
+        "track": "toolcall",
+        "train": Path("toy_train.jsonl"),
+        "val": Path("toy_val.jsonl"),
+        "out": Path(out),
+        "model_path": tiny_model,
+        "max_length": 1024,
+        "batch_size": 4,
+        "learning_rate": 2e-2,
+        "epochs": 8.0,
+    }
+    base.update(kw)
+    return TrainConfig(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def toy(prepared: list[Example]) -> None:
+    toy_split(prepared, Path("toy_train.jsonl"))
+    toy_split(prepared[:4], Path("toy_val.jsonl"))
+
+
+def test_loss_covers_only_the_answer(toy: None, tiny_model: Path) -> None:
+    built = build_trainer(config(tiny_model, "04_ft/a"))
+    row = built.trainer.train_dataset[0]
+    # TRL folds the completion mask into the labels: -100 (no loss) everywhere but the answer.
+    answer = [t for t, label in zip(row["input_ids"], row["labels"], strict=True) if label != -100]
+    prompt = [t for t, label in zip(row["input_ids"], row["labels"], strict=True) if label == -100]
+    assert built.tokenizer.decode(answer) == TOY_ANSWER + "<|im_end|>\n"
+    assert built.tokenizer.decode(prompt).endswith("<|im_start|>assistant\n")
+    assert built.engine == "trl+peft" and built.precision == "float32"
+
+
+def test_training_changes_lora_only_learns_and_is_reproducible(toy: None, tiny_model: Path) -> None:
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    first = train(config(tiny_model, "04_ft/a"), NullTracer())
+    second = train(config(tiny_model, "04_ft/b"), NullTracer())
+    card = json.loads(Path("04_ft/a", CARD).read_text())
+    assert math.isfinite(card["train_loss_first"]) and math.isfinite(first.val_loss or math.nan)
+    assert card["train_loss_last"] < card["train_loss_first"] * 0.7  # learnable: the loss falls
+    assert card["engine"] == "trl+peft" and card["precision"] == "float32" and card["steps"] == 16
+    assert card["train_sha256"] == sha256_file(Path("toy_train.jsonl"))
+    assert card["hyperparameters"]["lora_r"] == 64 and card["hyperparameters"]["lora_alpha"] == 16
+    assert {"torch", "transformers", "peft", "trl"} <= set(card["versions"])
+    # Same inputs, same seed: the same adapter, byte for byte.
+    a, b = Path("04_ft/a/adapter_model.safetensors"), Path("04_ft/b/adapter_model.safetensors")
+    assert sha256_file(a) == sha256_file(b) and first.card["adapter_sha256"] == second.card["adapter_sha256"]
+    weights = load_file(a)
+    assert any("lora_B" in k and v.abs().sum() > 0 for k, v in weights.items())  # B starts at zero
+    assert (Path("04_ft/a") / "tokenizer_config.json").is_file()
+    # The base weights are untouched: the checkpoint on disk is what the adapter sits on.
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    loaded = LocalBackend(tiny_model, adapter=Path("04_ft/a"), max_new_tokens=24)
+    base_weights = {k: v for k, v in base.state_dict().items()}
+    for name, tensor in loaded.llm.get_base_model().state_dict().items():
+        key = name.replace(".base_layer", "")
+        if "lora_" not in name and key in base_weights:
+            assert torch.equal(tensor, base_weights[key]), name
+    # The adapter reloads for evaluation and has learnt the toy answer.
+    (answer,) = loaded.generate([json_example()])
+    assert answer.text.startswith(TOY_ANSWER), answer.text
+
+
+def json_example() -> Example:
+    return Example.from_json(json.loads(Path("toy_val.jsonl").read_text().splitlines()[0]))
+
+
+def test_config_errors_name_the_values() -> None:
+    with pytest.raises(ConfigError, match="same file"):
+        TrainConfig("toolcall", Path("a.jsonl"), Path("a.jsonl"), Path("o"), Path("m"))
+    with pytest.raises(ConfigError, match="--lora-dropout must be in"):
+        TrainConfig("toolcall", Path("a.jsonl"), Path("b.jsonl"), Path("o"), Path("m"), lora_dropout=1.5)
+
+
+def test_wrong_track_and_non_empty_out_are_refused(toy: None, tiny_model: Path) -> None:
+    with pytest.raises(ConfigError, match="holds toolcall rows"):
+        build_trainer(config(tiny_model, "04_ft/x", track="structured"))
+    Path("04_ft/full").mkdir(parents=True)
+    Path("04_ft/full/file").write_text("x")
+    from slm_swap.errors import SlmSwapError
+
+    with pytest.raises(SlmSwapError, match="not empty"):
+        build_trainer(config(tiny_model, "04_ft/full"))
+
+
+def _train_cmd(tiny_model: Path, out: str, *extra: str) -> list[str]:
+    return [
+        "train",
+        "--track",
+        "toolcall",
+        "--train",
+        "toy_train.jsonl",
+        "--val",
+        "toy_val.jsonl",
+        "--out",
+        out,
+        "--model-path",
+        str(tiny_model),
+        "--max-length",
+        "1024",
+        "--lr",
+        "2e-2",
+        *extra,
+    ]
+
+
+def test_ctrl_c_leaves_a_checkpoint_and_resume_finishes(toy: None, tiny_model: Path) -> None:
+    env = {**os.environ, "LANGFUSE_DISABLED": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "slm_swap",
+        *_train_cmd(tiny_model, "04_ft/r", "--epochs", "20", "--save-steps", "2"),
+    ]
+    process = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 240
+    while not list(Path("04_ft/r/checkpoints").glob("checkpoint-*")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=240)
+    assert process.returncode == 130, output
+    assert "rerun with --resume" in output
+    assert not Path("04_ft/r/adapter_model.safetensors").exists()
+    steps = max(int(p.name.split("-")[1]) for p in Path("04_ft/r/checkpoints").glob("checkpoint-*"))
+    assert 2 <= steps < 40
+    resumed = CliRunner().invoke(
+        main, [*_train_cmd(tiny_model, "04_ft/r", "--epochs", "20", "--save-steps", "50"), "--resume"]
+    )
+    assert resumed.exit_code == 0, resumed.output
+    card = json.loads(Path("04_ft/r", CARD).read_text())
+    assert card["steps"] == 40 and Path("04_ft/r/adapter_model.safetensors").is_file()
+
+
+def test_two_process_ddp_over_gloo_ranks_agree(toy: None, tiny_model: Path) -> None:
+    env = {**os.environ, "LANGFUSE_DISABLED": "1", "PYTHONHASHSEED": "42", "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        "-m",
+        "slm_swap",
+        *_train_cmd(tiny_model, "04_ft/ddp", "--batch-size", "2"),
+    ]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    digests = dict(re.findall(r"rank (\d) adapter sha256 ([0-9a-f]{64})", done.stdout + done.stderr))
+    assert set(digests) == {"0", "1"}  # two real processes
+    assert digests["0"] == digests["1"]  # gradients were all-reduced: both ranks hold the same adapter
+    card = json.loads(Path("04_ft/ddp", CARD).read_text())
+    assert card["adapter_sha256"] == digests["0"]
+    # 8 rows, 2 per device on 2 ranks: 2 steps in the (default) one epoch.
+    assert card["steps"] == 2
