@@ -12,10 +12,13 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from click.testing import CliRunner
 
+from slm_swap.cli import main
 from slm_swap.data.formats import TOOLCALL_SYSTEM, render_prompt
+from slm_swap.runs import read_run
 from slm_swap.serve import ChatRequest, Engine, create_app, render_messages, to_response
-from slm_swap.types import Completion, ToolSpec, Usage
+from slm_swap.types import Completion, Example, ToolSpec, Usage
 
 WEATHER = {
     "type": "function",
@@ -191,3 +194,30 @@ def test_tool_call_output_becomes_openai_tool_calls() -> None:
     plain = to_response("m", Completion("It is sunny.", usage=Usage(10, 3)), has_tools=True, limit=100)
     assert plain["choices"][0]["message"]["content"] == "It is sunny."
     assert plain["choices"][0]["finish_reason"] == "stop"
+
+
+def test_eval_against_serve_as_openai_and_as_azure(
+    prepared: list[Example], server: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    openai_args = ["--base-url", server.url + "/v1", "--api-key", "serve-key", "--model", "tiny-llama"]
+    result = CliRunner().invoke(
+        main, ["eval", "--track", "toolcall", "--model-kind", "openai", *openai_args, "--max-new-tokens", "4"]
+    )
+    assert result.exit_code == 0, result.output
+    for key, value in {
+        "AZURE_ENDPOINT": server.url,
+        "AZURE_DEPLOYMENT": "toolcall",
+        "AZURE_API_KEY": "serve-key",
+        "AZURE_API_VERSION": "2024-05-01-preview",
+    }.items():
+        monkeypatch.setenv(key, value)
+    result = CliRunner().invoke(
+        main, ["eval", "--track", "toolcall", "--model-kind", "azure", "--max-new-tokens", "4"]
+    )
+    assert result.exit_code == 0, result.output
+    hosted, azure = (
+        read_run(Path("05_eval/toolcall_openai_test.json")),
+        read_run(Path("05_eval/toolcall_azure_test.json")),
+    )
+    assert len(hosted.results) == len(azure.results) == len(prepared)
+    assert azure.meta.model == "toolcall" and all(r.backend_error is None for r in azure.results)

@@ -47,6 +47,14 @@ dataset_dir_option = click.option(
 )
 
 
+model_path_option = click.option(
+    "--model-path",
+    envvar="SLM_MODEL_PATH",
+    show_envvar=True,
+    help="The SLM checkpoint folder [default: models/SmolLM2-135M-Instruct].",
+)
+
+
 class Group(click.Group):
     """Turns user-fixable errors into two lines and exit status 2; bugs keep their traceback."""
 
@@ -161,12 +169,7 @@ def model_options(*, kind_choices: tuple[str, ...] = MODEL_KINDS, with_kind: boo
             click.option(
                 "--adapter", type=click.Path(path_type=Path), help="slm: a LoRA adapter folder to load."
             ),
-            click.option(
-                "--model-path",
-                envvar="SLM_MODEL_PATH",
-                show_envvar=True,
-                help="slm: checkpoint folder [default: models/SmolLM2-135M-Instruct].",
-            ),
+            model_path_option,
             click.option(
                 "--batch-size",
                 type=click.IntRange(min=1),
@@ -569,12 +572,7 @@ def smoke(
 @click.option(
     "--out", type=click.Path(path_type=Path), help="Adapter folder [default: 04_ft/adapter_{track}]."
 )
-@click.option(
-    "--model-path",
-    envvar="SLM_MODEL_PATH",
-    show_envvar=True,
-    help="Base checkpoint [default: models/SmolLM2-135M-Instruct].",
-)
+@model_path_option
 @click.option("--lora-r", type=int, default=64, show_default=True)
 @click.option("--lora-alpha", type=int, default=16, show_default=True)
 @click.option("--lora-dropout", type=float, default=0.1, show_default=True)
@@ -676,12 +674,7 @@ def launch(strategy: str, launcher: str, gpus: int, dry_run: bool, train_args: t
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
 @click.option("--port", type=click.IntRange(min=0, max=65535), default=8000, show_default=True)
-@click.option(
-    "--model-path",
-    envvar="SLM_MODEL_PATH",
-    show_envvar=True,
-    help="Checkpoint folder [default: models/SmolLM2-135M-Instruct].",
-)
+@model_path_option
 @click.option(
     "--adapter",
     "adapters",

@@ -101,7 +101,8 @@ def evaluate(
         )
     journal = Journal(out, meta)
     done = {} if force else journal.load()
-    done = {k: v for k, v in done.items() if k in set(ids)}
+    wanted = set(ids)
+    done = {k: v for k, v in done.items() if k in wanted}
     journal.rewrite(done)
     resumed = len(done)
     meta = replace(meta, started_at=now_iso())
