@@ -16,6 +16,7 @@ echo "LANGFUSE_DISABLED=1: tracing is off for this demo (set LANGFUSE_* and unse
 "$BIN/slm-swap" prepare
 
 echo "starting the local stand-in for the hosted model: slm-swap serve on 127.0.0.1:$PORT (embedded SmolLM2)"
+# A CPU model answers a batch of eight in a minute or two: the client waits accordingly (--timeout).
 "$BIN/slm-swap" serve --port "$PORT" > serve.log 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
@@ -26,7 +27,7 @@ done
 
 for track in structured toolcall; do
   "$BIN/slm-swap" eval --track "$track" --model-kind openai --base-url "http://127.0.0.1:$PORT/v1" \
-    --model SmolLM2-135M-Instruct --out "05_eval/${track}_hosted_test.json"
+    --model SmolLM2-135M-Instruct --timeout 900 --out "05_eval/${track}_hosted_test.json"
   "$BIN/slm-swap" eval --track "$track" --model-kind slm
   "$BIN/slm-swap" compare --track "$track" --azure "05_eval/${track}_hosted_test.json" \
     --slm "05_eval/${track}_slm_test.json" --delta 0.01 || [ $? -eq 10 ]
