@@ -15,6 +15,10 @@ echo "LANGFUSE_DISABLED=1: tracing is off for this demo (set LANGFUSE_* and unse
 "$BIN/slm-swap" models pull
 "$BIN/slm-swap" prepare
 
+if curl -fs "http://127.0.0.1:$PORT/health" > /dev/null 2>&1; then
+  echo "port $PORT is already in use (another server?); set DEMO_PORT to a free port" >&2
+  exit 2
+fi
 echo "starting the local stand-in for the hosted model: slm-swap serve on 127.0.0.1:$PORT (embedded SmolLM2)"
 # A CPU model answers a batch of eight in a minute or two: the client waits accordingly (--timeout).
 "$BIN/slm-swap" serve --port "$PORT" > serve.log 2>&1 &

@@ -255,6 +255,8 @@ class Engine:
                     self.jobs.put(None)
                     break
                 batch.append(more)
+            # A request whose client went away (its future cancelled) is not computed.
+            batch = [j for j in batch if j.future.set_running_or_notify_cancel()]
             for model in dict.fromkeys(j.model for j in batch):
                 self._run([j for j in batch if j.model == model])
 
