@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from slm_swap.backends.local import LocalBackend, render_prompt
+from slm_swap.backends.local import LocalBackend, chat_text
 from slm_swap.data.prepare import SplitSizes, prepare, sample_path, xlam_source
 from slm_swap.evaluate import evaluate, run_meta
 from slm_swap.files import read_examples
@@ -72,7 +72,7 @@ def main() -> None:
 
         b8 = FixedLength(model_dir, batch_size=8, max_new_tokens=args.new_tokens)
         b8.generate(examples[:1])  # warm-up
-        batches = [[render_prompt(b8.tokenizer, e.messages()) for e in b] for b in b8.schedule(examples)]
+        batches = [[chat_text(b8.tokenizer, e.messages()) for e in b] for b in b8.schedule(examples)]
         # Interleaved and repeated, best of two, so neither side profits from running second.
         bare = [bare_loop(b8, batches, args.new_tokens) for _ in range(1)]
         runs = [harness(b8, "h8a")]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from slm_swap.backends.local import LocalBackend, render_prompt
+from slm_swap.backends.local import LocalBackend, chat_text
 from slm_swap.cli import main
 from slm_swap.evaluate import evaluate, run_meta
 from slm_swap.runs import read_run
@@ -19,7 +19,7 @@ SPLIT = Path("02_dataset/toolcall/test.jsonl")
 
 def test_chat_template_renders_system_and_user(tiny_model: Path) -> None:
     backend = LocalBackend(tiny_model, max_new_tokens=4)
-    text = render_prompt(
+    text = chat_text(
         backend.tokenizer, [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
     )
     assert text == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n"
@@ -32,7 +32,7 @@ def test_batches_are_sorted_by_length_and_results_come_back_in_order(
     batches = backend.schedule(prepared)
     assert [len(b) for b in batches] == [3, 3, 2]
     lengths = [
-        len(backend.tokenizer(render_prompt(backend.tokenizer, e.messages()))["input_ids"])
+        len(backend.tokenizer(chat_text(backend.tokenizer, e.messages()))["input_ids"])
         for b in batches
         for e in b
     ]

@@ -448,10 +448,10 @@ def infer(
 def _complete_messages(backend: Backend, messages: list[dict[str, str]]) -> Completion:
     """One free-form request to a local or hosted backend."""
     from slm_swap.backends.hosted import HostedBackend
-    from slm_swap.backends.local import LocalBackend, render_prompt
+    from slm_swap.backends.local import LocalBackend, chat_text
 
     if isinstance(backend, LocalBackend):
-        return backend.generate_texts([render_prompt(backend.tokenizer, messages)])[0]
+        return backend.generate_texts([chat_text(backend.tokenizer, messages)])[0]
     if isinstance(backend, HostedBackend):
         return backend.complete(messages)
     raise SlmSwapError("--prompt needs a model (slm, azure or openai)")

@@ -84,14 +84,13 @@ def run_live(
     recent: deque[str] = deque(maxlen=8)
     lock = threading.Lock()
     scratch = None if save else tempfile.TemporaryDirectory(prefix="slm-swap-live-")
-    by_id = {e.id: e for e in examples}
 
     def work(lane: Lane, factory: Callable[[], Backend]) -> None:
         def on_result(result: ExampleResult) -> None:
             mark = "✓" if result.error_category is None else f"✗ {result.error_category}"
             with lock:
                 lane.results.append(result)
-                recent.append(f"{lane.label:>10}  {by_id[result.id].id:<28} {mark}")
+                recent.append(f"{lane.label:>10}  {result.id:<28} {mark}")
 
         try:
             backend = factory()

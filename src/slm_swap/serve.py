@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +38,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from slm_swap.backends.local import chat_text, generate_batch
 from slm_swap.data.formats import TOOLCALL_SYSTEM, dumps, render_prompt
 from slm_swap.scoring.parse import parse_toolcall
 from slm_swap.types import Completion, ToolSpec
@@ -260,19 +262,19 @@ class Engine:
             for model in dict.fromkeys(j.model for j in batch):
                 self._run([j for j in batch if j.model == model])
 
-    def _run(self, jobs: Sequence[Job]) -> None:
-        from slm_swap.backends.local import generate_batch
+    def _model_for(self, name: str) -> AbstractContextManager[Any]:
+        """Selects the base model or the named adapter for one batch."""
+        if not self.adapters:
+            return nullcontext()
+        if name == self.base_name:
+            return self.llm.disable_adapter()
+        self.llm.set_adapter(name)
+        return nullcontext()
 
+    def _run(self, jobs: Sequence[Job]) -> None:
         try:
-            if self.adapters:
-                if jobs[0].model == self.base_name:
-                    with self.llm.disable_adapter():
-                        completions = self._generate(generate_batch, jobs)
-                else:
-                    self.llm.set_adapter(jobs[0].model)
-                    completions = self._generate(generate_batch, jobs)
-            else:
-                completions = self._generate(generate_batch, jobs)
+            with self._model_for(jobs[0].model):
+                completions = self._generate(jobs)
             self.batches.append(len(jobs))
             for job, completion in zip(jobs, completions, strict=True):
                 job.future.set_result(completion)
@@ -281,7 +283,7 @@ class Engine:
                 if not job.future.done():
                     job.future.set_exception(e)
 
-    def _generate(self, generate_batch: Any, jobs: Sequence[Job]) -> list[Completion]:
+    def _generate(self, jobs: Sequence[Job]) -> list[Completion]:
         limit = max(j.max_tokens for j in jobs)
         completions: list[Completion] = generate_batch(
             self.llm, self.tokenizer, [j.text for j in jobs], limit
@@ -369,10 +371,8 @@ def create_app(engine: Engine, *, api_key: str | None = None, tracer: Any = None
             return _error(400, f"max_tokens is {limit}; at most {MAX_TOKENS_LIMIT}.", "invalid_request_error")
         if request.stream:
             return _error(400, "stream is not supported yet; send stream=false.", "invalid_request_error")
-        from slm_swap.backends.local import render_prompt as render_chat
-
         messages = render_messages(request)
-        text = render_chat(engine.tokenizer, messages)
+        text = chat_text(engine.tokenizer, messages)
         start = time.time()
         completion = await asyncio.wrap_future(engine.submit(model, text, limit))
         response = to_response(model, completion, bool(request.tools), limit)

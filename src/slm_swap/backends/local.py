@@ -83,7 +83,7 @@ def load_model(
     return model, tokenizer, {"device": device, "precision": precision}
 
 
-def render_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> str:
+def chat_text(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> str:
     """The chat-template text of `messages` with the assistant turn opened: the exact string the model
     continues, at evaluation, training and serving alike."""
     text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -121,9 +121,7 @@ class LocalBackend(Backend):
         """Batches of prompts of similar length (shortest first), so little of each batch is padding."""
         lengths = {
             e.id: len(
-                self.tokenizer(render_prompt(self.tokenizer, e.messages()), add_special_tokens=False)[
-                    "input_ids"
-                ]
+                self.tokenizer(chat_text(self.tokenizer, e.messages()), add_special_tokens=False)["input_ids"]
             )
             for e in examples
         }
@@ -131,7 +129,7 @@ class LocalBackend(Backend):
         return [ordered[i : i + self.batch_size] for i in range(0, len(ordered), self.batch_size)]
 
     def generate(self, examples: Sequence[Example]) -> list[Completion]:
-        texts = [render_prompt(self.tokenizer, e.messages()) for e in examples]
+        texts = [chat_text(self.tokenizer, e.messages()) for e in examples]
         return self.generate_texts(texts)
 
     def generate_texts(self, texts: Sequence[str], max_new_tokens: int | None = None) -> list[Completion]:
