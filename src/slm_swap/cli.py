@@ -185,6 +185,11 @@ def model_options(*, kind_choices: tuple[str, ...] = MODEL_KINDS, with_kind: boo
                 help="Longest answer, in tokens.",
             ),
             click.option(
+                "--constrained",
+                is_flag=True,
+                help="slm: grammar-constrained decoding (xgrammar); answers always parse.",
+            ),
+            click.option(
                 "--base-url",
                 envvar="OPENAI_BASE_URL",
                 show_envvar=True,
@@ -257,6 +262,7 @@ def _options(kind: str, kw: dict[str, Any], predictions: Path | None = None) -> 
         timeout=kw["timeout"],
         max_retries=kw["max_retries"],
         predictions=predictions,
+        constrained=kw["constrained"],
     )
 
 
@@ -416,7 +422,7 @@ def infer(
                 if example is not None:
                     completion = backend.generate([example])[0]
                 else:
-                    completion = _complete_messages(backend, messages)
+                    completion = _complete_messages(backend, messages, track)
                 trace.generation(
                     name=f"{track}/infer",
                     model=backend.model,
@@ -445,13 +451,21 @@ def infer(
         )
 
 
-def _complete_messages(backend: Backend, messages: list[dict[str, str]]) -> Completion:
+def _complete_messages(backend: Backend, messages: list[dict[str, str]], track: Track) -> Completion:
     """One free-form request to a local or hosted backend."""
     from slm_swap.backends.hosted import HostedBackend
     from slm_swap.backends.local import LocalBackend, chat_text
 
     if isinstance(backend, LocalBackend):
-        return backend.generate_texts([chat_text(backend.tokenizer, messages)])[0]
+        grammars = []
+        if backend.grammars is not None:
+            if track == "toolcall":
+                raise SlmSwapError(
+                    "--constrained with --prompt: a free prompt offers no tools to build the toolcall "
+                    "grammar from\n  fix: ask a dataset row (--id), or use --track structured (any JSON)"
+                )
+            grammars = [backend.grammars.any_json()]
+        return backend.generate_texts([chat_text(backend.tokenizer, messages)], grammars=grammars)[0]
     if isinstance(backend, HostedBackend):
         return backend.complete(messages)
     raise SlmSwapError("--prompt needs a model (slm, azure or openai)")
@@ -497,7 +511,13 @@ def _live(
     with traced() as tracer:
         examples = read_examples(dataset)
         factories: list[tuple[str, Callable[[], Backend]]] = [
-            (kind, partial(make_backend, _options(kind, kw))) for kind in dict.fromkeys(kinds)
+            (
+                kind,
+                partial(
+                    make_backend, _options(kind, {**kw, "constrained": kw["constrained"] and kind == "slm"})
+                ),
+            )
+            for kind in dict.fromkeys(kinds)
         ]
 
         def out_for(kind: str) -> Path:

@@ -27,7 +27,6 @@ def run_meta(
     backend: Backend,
     *,
     adapter: str | None = None,
-    constrained: bool = False,
 ) -> RunMeta:
     """Metadata for a run of `backend` on the split file `dataset`."""
     described = backend.describe()
@@ -39,7 +38,7 @@ def run_meta(
         model_kind=backend.kind,
         model=backend.model,
         adapter=adapter,
-        constrained=constrained,
+        constrained=backend.constrained,
         settings={k: v for k, v in described.items() if k not in ("model_kind", "model")},
     )
 

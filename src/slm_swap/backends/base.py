@@ -19,6 +19,7 @@ class Backend(ABC):
     kind: str
     model: str
     batch_size: int = 1
+    constrained: bool = False  # answers decoded under the track's grammar (local model only)
 
     @abstractmethod
     def generate(self, examples: Sequence[Example]) -> list[Completion]: ...

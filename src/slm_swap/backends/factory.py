@@ -30,12 +30,19 @@ class ModelOptions:
     timeout: float = 60.0
     max_retries: int = 5
     predictions: Path | None = None
+    constrained: bool = False
 
 
 def make_backend(options: ModelOptions, env: Mapping[str, str] | None = None) -> Backend:
     """The backend for `options.kind`. A missing optional dependency or setting is a ConfigError that
     says what to install or set."""
     env = os.environ if env is None else env
+    if options.constrained and options.kind != "slm":
+        raise ConfigError(
+            f"--constrained applies to the local model (--model-kind slm), not {options.kind}\n"
+            "  fix: drop --constrained; to evaluate a constrained SLM behind an endpoint, "
+            "start it with `slm-swap serve --constrained`"
+        )
     if options.kind == "replay":
         from slm_swap.backends.replay import ReplayBackend
 
@@ -61,6 +68,7 @@ def make_backend(options: ModelOptions, env: Mapping[str, str] | None = None) ->
             adapter=options.adapter,
             batch_size=options.batch_size,
             max_new_tokens=options.max_new_tokens,
+            constrained=options.constrained,
         )
     if options.kind in HOSTED_KINDS:
         from slm_swap.backends.hosted import AzureSettings, HostedBackend, azure_endpoint, openai_endpoint

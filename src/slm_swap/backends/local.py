@@ -24,6 +24,8 @@ from slm_swap.types import Completion, Example, Usage
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from slm_swap.constrained import Grammars
+
 SEED = 42
 DEFAULT_MAX_NEW_TOKENS = 384
 
@@ -100,6 +102,7 @@ class LocalBackend(Backend):
         adapter: Path | None = None,
         batch_size: int = 8,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        constrained: bool = False,
     ):
         self.model_path = model_path
         self.adapter = adapter
@@ -107,6 +110,12 @@ class LocalBackend(Backend):
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         self.llm, self.tokenizer, self.loaded = load_model(model_path, adapter=adapter)
+        self.constrained = constrained
+        self.grammars: Grammars | None = None
+        if constrained:
+            from slm_swap.constrained import Grammars
+
+            self.grammars = Grammars(self.tokenizer, self.llm.config.vocab_size)
 
     def describe(self) -> dict[str, object]:
         return {
@@ -114,7 +123,7 @@ class LocalBackend(Backend):
             **self.loaded,
             "max_new_tokens": self.max_new_tokens,
             "model_path": str(self.model_path),
-            "decoding": "greedy",
+            "decoding": "greedy, grammar-constrained" if self.constrained else "greedy",
         }
 
     def schedule(self, examples: Sequence[Example]) -> list[list[Example]]:
@@ -130,32 +139,54 @@ class LocalBackend(Backend):
 
     def generate(self, examples: Sequence[Example]) -> list[Completion]:
         texts = [chat_text(self.tokenizer, e.messages()) for e in examples]
-        return self.generate_texts(texts)
+        processor = None
+        if self.grammars is not None:
+            processor = self.grammars.processor([self.grammars.for_track(e.track, e.tools) for e in examples])
+        return generate_batch(self.llm, self.tokenizer, texts, self.max_new_tokens, processor=processor)
 
-    def generate_texts(self, texts: Sequence[str], max_new_tokens: int | None = None) -> list[Completion]:
-        """Greedy continuation of already-rendered prompts, one batch, in input order."""
-        return generate_batch(self.llm, self.tokenizer, texts, max_new_tokens or self.max_new_tokens)
+    def generate_texts(
+        self, texts: Sequence[str], max_new_tokens: int | None = None, *, grammars: Sequence[Any] = ()
+    ) -> list[Completion]:
+        """Greedy continuation of already-rendered prompts, one batch, in input order; with `grammars`
+        (compiled by `self.grammars`, one per text) each answer follows its grammar."""
+        processor = self.grammars.processor(grammars) if grammars and self.grammars is not None else None
+        return generate_batch(
+            self.llm, self.tokenizer, texts, max_new_tokens or self.max_new_tokens, processor=processor
+        )
 
     def close(self) -> None:
         del self.llm
 
 
 def generate_batch(
-    model: Any, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_new_tokens: int
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    max_new_tokens: int,
+    *,
+    processor: Any = None,
+    streamer: Any = None,
 ) -> list[Completion]:
     """Greedy continuation of rendered prompts as one left-padded batch; each answer stops at EOS.
 
-    Greedy decoding makes an answer's first k tokens the same whatever the limit, so callers may cut an
-    answer to a smaller limit afterwards.
+    `processor` (a `constrained.GrammarProcessor`) masks what each row's grammar forbids; `streamer`
+    receives each step's tokens (a transformers streamer). Greedy decoding makes an answer's first k
+    tokens the same whatever the limit, so callers may cut an answer to a smaller limit afterwards.
     """
     import torch
+    from transformers import LogitsProcessorList
 
     start = time.perf_counter()
     encoded = tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=False)
     encoded = {k: v.to(model.device) for k, v in encoded.items()}
     with torch.inference_mode():
         output = model.generate(
-            **encoded, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+            **encoded,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+            logits_processor=LogitsProcessorList([] if processor is None else [processor]),
+            streamer=streamer,
         )
     elapsed = time.perf_counter() - start
     prompt_len = encoded["input_ids"].shape[1]

@@ -1,0 +1,204 @@
+"""Grammar-constrained decoding: every gold answer is inside its grammar, and generation under a grammar
+only ever produces text the grammar accepts (on the tiny model, whose free output is noise)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from slm_swap.backends.factory import ModelOptions, make_backend
+from slm_swap.backends.local import LocalBackend, chat_text
+from slm_swap.cli import main
+from slm_swap.constrained import Grammars
+from slm_swap.data.formats import dumps
+from slm_swap.data.prepare import SplitSizes, prepare, sample_path, xlam_source
+from slm_swap.errors import ConfigError
+from slm_swap.files import read_examples
+from slm_swap.runs import read_run
+from slm_swap.scoring.parse import parse_structured, parse_toolcall
+from slm_swap.types import Example, ToolSpec
+
+TOKENIZER = Path(__file__).parent / "data" / "smollm2-tokenizer"
+
+
+@pytest.fixture(scope="module")
+def grammars() -> Grammars:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(TOKENIZER)
+    return Grammars(tokenizer, 49152)
+
+
+def accepts(grammars: Grammars, grammar: Any, text: str, *, complete: bool = True) -> bool:
+    """Whether `text` (tokenized as the model would write it) is inside `grammar`; with `complete`, also
+    that the grammar may end there."""
+    import xgrammar as xgr
+
+    tokenizer = grammars.tokenizer
+    matcher = xgr.GrammarMatcher(grammar)
+    if not all(matcher.accept_token(t) for t in tokenizer(text, add_special_tokens=False)["input_ids"]):
+        return False
+    return not complete or matcher.accept_token(tokenizer.eos_token_id)
+
+
+def test_every_gold_answer_of_the_shipped_sample_is_inside_its_grammar(
+    grammars: Grammars, tmp_path: Path
+) -> None:
+    prepare(xlam_source(sample_path()), tmp_path, SplitSizes(300, 100, 200))
+    for track in ("structured", "toolcall"):
+        examples = [
+            e
+            for split in ("train", "val", "test")
+            for e in read_examples(tmp_path / track / f"{split}.jsonl")
+        ]
+        assert len(examples) == 600
+        rejected = [
+            e.id for e in examples if not accepts(grammars, grammars.for_track(track, e.tools), e.completion)
+        ]
+        assert rejected == []
+
+
+def test_grammars_reject_what_the_scorer_rejects(grammars: Grammars, prepared: list[Example]) -> None:
+    example = prepared[0]
+    toolcall = grammars.for_track("toolcall", example.tools)
+    structured = grammars.for_track("structured", example.tools)
+    call = example.gold[0]
+    good = f'<tool_call name="{call.name}">{dumps(call.arguments)}</tool_call>'
+    assert accepts(grammars, toolcall, good)
+    assert not accepts(grammars, toolcall, good.replace(call.name, "no_such_tool"))
+    assert not accepts(grammars, toolcall, "Sure! " + good)
+    assert not accepts(grammars, toolcall, good[:-3])  # unfinished
+    assert not accepts(grammars, structured, good)
+    assert not accepts(grammars, structured, '{"calls": []}')  # at least one call
+
+
+def test_tool_call_grammar_checks_argument_types_and_undeclared_arguments(grammars: Grammars) -> None:
+    tool = ToolSpec(
+        "set_alarm",
+        "",
+        {
+            "type": "object",
+            "properties": {
+                "hour": {"type": "integer"},
+                "label": {"type": "string"},
+                "extra": {"type": "object"},
+            },
+            "required": ["hour"],
+        },
+    )
+    grammar = grammars.tool_calls([tool])
+    assert accepts(grammars, grammar, '<tool_call name="set_alarm">{"hour": 7}</tool_call>')
+    assert accepts(
+        grammars, grammar, '<tool_call name="set_alarm">{"hour": 7, "extra": {"any": [1]}}</tool_call>'
+    )
+    assert not accepts(grammars, grammar, '<tool_call name="set_alarm">{"hour": "7"}</tool_call>')
+    assert not accepts(grammars, grammar, '<tool_call name="set_alarm">{"label": "x"}</tool_call>')
+    assert not accepts(grammars, grammar, '<tool_call name="set_alarm">{"hour": 7, "day": 1}</tool_call>')
+    two = [
+        '<tool_call name="set_alarm">{"hour": 7}</tool_call>',
+        '<tool_call name="set_alarm">{"hour": 8}</tool_call>',
+    ]
+    assert accepts(grammars, grammar, "\n".join(two))
+
+
+def test_constrained_generation_stays_inside_the_grammar(prepared: list[Example], tiny_model: Path) -> None:
+    free = LocalBackend(tiny_model, batch_size=4, max_new_tokens=48).generate(prepared[:4])
+    backend = LocalBackend(tiny_model, batch_size=4, max_new_tokens=48, constrained=True)
+    constrained = backend.generate(prepared[:4])
+    assert backend.grammars is not None
+    for example, completion in zip(prepared[:4], constrained, strict=True):
+        grammar = backend.grammars.for_track("toolcall", example.tools)
+        assert completion.text.startswith('<tool_call name="')
+        assert completion.text[len('<tool_call name="') :].split('"')[0] in {t.name for t in example.tools}
+        # Cut by the token limit or finished, the text is a prefix the grammar accepts.
+        assert accepts(backend.grammars, grammar, completion.text, complete=False)
+    assert not any(c.text.startswith("<tool_call") for c in free)
+
+
+def test_a_bounded_schema_always_yields_a_parsed_answer(tiny_model: Path) -> None:
+    backend = LocalBackend(tiny_model, max_new_tokens=32, constrained=True)
+    assert backend.grammars is not None
+    schema = {
+        "type": "object",
+        "properties": {"ok": {"type": "boolean"}, "level": {"enum": ["low", "high"]}},
+        "required": ["ok", "level"],
+        "additionalProperties": False,
+    }
+    texts = [chat_text(backend.tokenizer, [{"role": "user", "content": q}]) for q in ("Is it ok?", "Level?")]
+    answers = backend.generate_texts(texts, grammars=[backend.grammars.json_schema(schema)] * 2)
+    for answer in answers:
+        value = json.loads(answer.text)
+        assert (
+            set(value) == {"ok", "level"}
+            and isinstance(value["ok"], bool)
+            and value["level"] in ("low", "high")
+        )
+
+
+def test_unconstrained_rows_of_a_mixed_batch_are_untouched(prepared: list[Example], tiny_model: Path) -> None:
+    backend = LocalBackend(tiny_model, max_new_tokens=16, constrained=True)
+    assert backend.grammars is not None
+    texts = [chat_text(backend.tokenizer, e.messages()) for e in prepared[:2]]
+    free = backend.generate_texts(texts)
+    mixed = backend.generate_texts(
+        texts, grammars=[backend.grammars.for_track("toolcall", prepared[0].tools), None]
+    )
+    assert mixed[1].text == free[1].text
+    assert mixed[0].text != free[0].text and mixed[0].text.startswith("<tool_call")
+
+
+def test_structured_constrained_output_parses_as_far_as_it_goes(
+    prepared: list[Example], tiny_model: Path
+) -> None:
+    backend = LocalBackend(tiny_model, max_new_tokens=200, constrained=True)
+    assert backend.grammars is not None
+    example = prepared[0]
+    structured = Example(**{**example.__dict__, "track": "structured"})
+    text = backend.generate([structured])[0].text
+    assert text.startswith('{"calls": [{"name": "')
+    grammar = backend.grammars.for_track("structured", example.tools)
+    assert accepts(backend.grammars, grammar, text, complete=False)
+    if accepts(backend.grammars, grammar, text):
+        assert parse_structured(text).calls
+
+
+def test_eval_records_constrained_decoding(prepared: list[Example], tiny_model: Path) -> None:
+    args = ["eval", "--track", "toolcall", "--model-kind", "slm", "--model-path", str(tiny_model)]
+    result = CliRunner().invoke(main, [*args, "--max-new-tokens", "8", "--constrained"])
+    assert result.exit_code == 0, result.output
+    run = read_run(Path("05_eval/toolcall_slm_test.json"))
+    assert run.meta.constrained is True
+    assert run.meta.settings["decoding"] == "greedy, grammar-constrained"
+    assert all(r.output.startswith("<tool_call") for r in run.results)
+    # An unconstrained run is other inputs: it is not mistaken for the constrained one.
+    again = CliRunner().invoke(main, [*args, "--max-new-tokens", "8"])
+    assert again.exit_code == 2 and "other inputs" in again.output
+
+
+def test_constrained_is_refused_for_hosted_models() -> None:
+    with pytest.raises(ConfigError, match="--constrained applies to the local model"):
+        make_backend(
+            ModelOptions(kind="openai", constrained=True, model="m", base_url="http://127.0.0.1:1/v1")
+        )
+
+
+def test_free_prompt_constrained_to_json(workspace: Path, tiny_model: Path) -> None:
+    base = ["infer", "--model-kind", "slm", "--model-path", str(tiny_model), "--max-new-tokens", "12"]
+    result = CliRunner().invoke(main, [*base, "--track", "structured", "--prompt", "hi", "--constrained"])
+    assert result.exit_code == 0, result.output
+    refused = CliRunner().invoke(main, [*base, "--track", "toolcall", "--prompt", "hi", "--constrained"])
+    assert refused.exit_code == 2 and "no tools" in refused.output
+
+
+def test_parse_toolcall_reads_what_the_grammar_writes(grammars: Grammars) -> None:
+    text = '<tool_call name="a">{"x": 1}</tool_call>\n<tool_call name="b">{}</tool_call>'
+    tools = [
+        ToolSpec("a", "", {"type": "object", "properties": {"x": {"type": "integer"}}}),
+        ToolSpec("b", "", {"type": "object", "properties": {}}),
+    ]
+    assert accepts(grammars, grammars.tool_calls(tools), text)
+    assert [c.name for c in parse_toolcall(text).calls] == ["a", "b"]
