@@ -31,13 +31,12 @@ WEATHER = {
 
 
 class Running:
-    def __init__(self, engine: Engine, api_key: str | None):
+    def __init__(self, engine: Engine, api_key: str | None, constrained: bool = False):
         import uvicorn
 
         self.engine = engine
-        self.server = uvicorn.Server(
-            uvicorn.Config(create_app(engine, api_key=api_key), host="127.0.0.1", port=0, log_level="warning")
-        )
+        app = create_app(engine, api_key=api_key, constrained=constrained)
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         while not self.server.started:
@@ -221,3 +220,174 @@ def test_eval_against_serve_as_openai_and_as_azure(
     )
     assert len(hosted.results) == len(azure.results) == len(prepared)
     assert azure.meta.model == "toolcall" and all(r.backend_error is None for r in azure.results)
+
+
+MODE = {
+    "type": "function",
+    "function": {
+        "name": "set_mode",
+        "description": "Set the device mode.",
+        "parameters": {
+            "type": "object",
+            "properties": {"mode": {"enum": ["eco", "boost"]}, "on": {"type": "boolean"}},
+            "required": ["mode", "on"],
+        },
+    },
+}
+LIGHT = {
+    "type": "function",
+    "function": {
+        "name": "light",
+        "description": "Turn the light on or off.",
+        "parameters": {"type": "object", "properties": {"on": {"type": "boolean"}}, "required": ["on"]},
+    },
+}
+CHOICE_SCHEMA = {
+    "type": "object",
+    "properties": {"answer": {"enum": ["yes", "no"]}, "sure": {"type": "boolean"}},
+    "required": ["answer", "sure"],
+    "additionalProperties": False,
+}
+
+
+def test_json_schema_response_format_is_honoured(server: Running) -> None:
+    c = client(server)
+    free = c.chat.completions.create(
+        model="tiny-llama", messages=[{"role": "user", "content": "Yes or no?"}], max_tokens=24
+    )
+    reply = c.chat.completions.create(
+        model="tiny-llama",
+        messages=[{"role": "user", "content": "Yes or no?"}],
+        max_tokens=24,
+        response_format={"type": "json_schema", "json_schema": {"name": "choice", "schema": CHOICE_SCHEMA}},
+    )
+    value = json.loads(reply.choices[0].message.content or "")
+    assert (
+        set(value) == {"answer", "sure"}
+        and value["answer"] in ("yes", "no")
+        and isinstance(value["sure"], bool)
+    )
+    assert free.choices[0].message.content != reply.choices[0].message.content  # it was constrained
+    json_object = c.chat.completions.create(
+        model="tiny-llama",
+        messages=[{"role": "user", "content": "Some JSON"}],
+        max_tokens=8,
+        response_format={"type": "json_object"},
+    )
+    started = (json_object.choices[0].message.content or "").lstrip()[:1]
+    assert started and started in '{["-0123456789tfn'  # the start of a JSON value, never prose
+
+
+def test_tool_choice_named_and_required_give_valid_tool_calls(server: Running) -> None:
+    c = client(server)
+    messages = [{"role": "user", "content": "Switch to eco mode."}]
+    for choice in ({"type": "function", "function": {"name": "set_mode"}}, "required"):
+        reply = c.chat.completions.create(
+            model="tiny-llama",
+            messages=messages,  # type: ignore[arg-type]
+            tools=[LIGHT, MODE],  # type: ignore[list-item]
+            tool_choice=choice,  # type: ignore[arg-type]
+            parallel_tool_calls=False,
+            max_tokens=64,
+        )
+        assert reply.choices[0].finish_reason == "tool_calls", (choice, reply.choices[0].message.content)
+        calls = reply.choices[0].message.tool_calls or []
+        assert len(calls) == 1
+        arguments = json.loads(calls[0].function.arguments)  # type: ignore[union-attr]
+        if calls[0].function.name == "set_mode":  # type: ignore[union-attr]
+            assert arguments["mode"] in ("eco", "boost") and isinstance(arguments["on"], bool)
+        else:
+            assert choice == "required" and isinstance(arguments["on"], bool)
+
+
+def test_contract_violations_are_400(server: Running) -> None:
+    c = client(server)
+    messages = [{"role": "user", "content": "x"}]
+    with pytest.raises(openai.BadRequestError, match="not among the tools"):
+        c.chat.completions.create(
+            model="tiny-llama",
+            messages=messages,  # type: ignore[arg-type]
+            tools=[WEATHER],  # type: ignore[list-item]
+            tool_choice={"type": "function", "function": {"name": "nope"}},
+        )
+    with pytest.raises(openai.BadRequestError, match="no tools"):
+        c.chat.completions.create(model="tiny-llama", messages=messages, tool_choice="required")  # type: ignore[arg-type]
+    with pytest.raises(openai.BadRequestError, match="schema"):
+        c.chat.completions.create(
+            model="tiny-llama",
+            messages=messages,  # type: ignore[arg-type]
+            response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "wat"}}},
+        )
+
+
+def test_streaming_sends_tokens_as_they_come_and_matches_the_whole_answer(server: Running) -> None:
+    c = client(server)
+    messages = [{"role": "user", "content": "Tell me a story."}]
+    whole = c.chat.completions.create(model="tiny-llama", messages=messages, max_tokens=16)  # type: ignore[arg-type]
+    chunks = list(
+        c.chat.completions.create(
+            model="tiny-llama",
+            messages=messages,  # type: ignore[arg-type]
+            max_tokens=16,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    pieces = [ch.choices[0].delta.content for ch in chunks if ch.choices and ch.choices[0].delta.content]
+    assert "".join(pieces) == whole.choices[0].message.content
+    assert len(pieces) > 3  # token by token, not one piece at the end
+    finishes = [ch.choices[0].finish_reason for ch in chunks if ch.choices and ch.choices[0].finish_reason]
+    assert finishes == [whole.choices[0].finish_reason]
+    assert (
+        chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+    )  # type: ignore[union-attr]
+
+
+def test_streaming_with_tools_sends_tool_call_chunks(server: Running) -> None:
+    stream = client(server).chat.completions.create(
+        model="tiny-llama",
+        messages=[{"role": "user", "content": "Eco mode please."}],
+        tools=[MODE],  # type: ignore[list-item]
+        tool_choice={"type": "function", "function": {"name": "set_mode"}},
+        max_tokens=64,
+        stream=True,
+    )
+    chunks = list(stream)
+    deltas = [call for ch in chunks for call in ch.choices[0].delta.tool_calls or []]
+    assert [d.function.name for d in deltas] == ["set_mode"]  # type: ignore[union-attr]
+    assert json.loads(deltas[0].function.arguments)["mode"] in ("eco", "boost")  # type: ignore[union-attr,arg-type]
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_constrained_server_answers_evaluation_requests_like_eval_constrained(
+    prepared: list[Example], tiny_model: Path
+) -> None:
+    running = Running(Engine(tiny_model, {}, max_batch=8, max_wait_s=0.05), api_key=None, constrained=True)
+    try:
+        args = ["--base-url", running.url + "/v1", "--api-key", "none", "--model", "tiny-llama"]
+        served = CliRunner().invoke(
+            main, ["eval", "--track", "toolcall", "--model-kind", "openai", *args, "--max-new-tokens", "24"]
+        )
+        assert served.exit_code == 0, served.output
+    finally:
+        running.stop()
+    local = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            "--track",
+            "toolcall",
+            "--model-kind",
+            "slm",
+            "--model-path",
+            str(tiny_model),
+            "--constrained",
+        ]
+        + ["--max-new-tokens", "24"],
+    )
+    assert local.exit_code == 0, local.output
+    hosted = read_run(Path("05_eval/toolcall_openai_test.json"))
+    in_process = read_run(Path("05_eval/toolcall_slm_test.json"))
+    assert all(r.output.startswith('<tool_call name="') for r in hosted.results)
+    same = sum(a.output == b.output for a, b in zip(hosted.results, in_process.results, strict=True))
+    assert same >= len(hosted.results) - 1, f"{same}/{len(hosted.results)} identical"

@@ -716,6 +716,12 @@ def launch(strategy: str, launcher: str, gpus: int, dry_run: bool, train_args: t
     show_default=True,
     help="Most requests answered in one generate call.",
 )
+@click.option(
+    "--constrained",
+    is_flag=True,
+    help="Also constrain tool_choice=auto (well-formed calls) and requests in slm-swap's evaluation "
+    "format (the track's grammar). tool_choice required/named and response_format are always honoured.",
+)
 def serve(
     host: str,
     port: int,
@@ -723,6 +729,7 @@ def serve(
     adapters: tuple[str, ...],
     api_key: str | None,
     max_batch: int,
+    constrained: bool,
 ) -> None:
     """Serve the SLM (and adapters) over the OpenAI chat-completions API, batching concurrent requests."""
     try:
@@ -750,11 +757,13 @@ def serve(
     engine = Engine(resolve_model_path(model_path), named, max_batch=max_batch)
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         stderr.print(f"warning: serving on {host} without --api-key: anyone who can reach it can use it")
-    stderr.print(f"serving {', '.join(engine.model_names)} at http://{host}:{port}/v1")
+    stderr.print(
+        f"serving {', '.join(engine.model_names)} at http://{host}:{port}/v1"
+        + (" (grammar-constrained)" if constrained else "")
+    )
     try:
-        uvicorn.run(
-            create_app(engine, api_key=api_key, tracer=tracer), host=host, port=port, log_level="warning"
-        )
+        app = create_app(engine, api_key=api_key, tracer=tracer, constrained=constrained)
+        uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
         engine.close()
         if tracer is not None:

@@ -71,8 +71,9 @@ class Grammars:
     def any_json(self) -> xgrammar.CompiledGrammar:
         return self.compiler.compile_builtin_json_grammar()
 
-    def tool_calls(self, tools: Sequence[ToolSpec]) -> xgrammar.CompiledGrammar:
-        """One or more `<tool_call name="...">{...}</tool_call>` lines calling only `tools`."""
+    def tool_calls(self, tools: Sequence[ToolSpec], *, parallel: bool = True) -> xgrammar.CompiledGrammar:
+        """One or more (`parallel`) or exactly one `<tool_call name="...">{...}</tool_call>` lines calling
+        only `tools`."""
         if not tools:
             raise ValueError("no tools to call")
         arguments = {
@@ -82,7 +83,8 @@ class Grammars:
         alternatives = " | ".join(
             f'{json.dumps(_begin(t.name))} @args{i} "</tool_call>"' for i, t in enumerate(tools)
         )
-        lark = f'start: call ("\\n" call)*\ncall: {alternatives}\n'
+        repeat = ' ("\\n" call)*' if parallel else ""
+        lark = f"start: call{repeat}\ncall: {alternatives}\n"
         try:
             return self.compiler.compile_lark(lark, named_grammars=arguments)
         except RuntimeError as e:

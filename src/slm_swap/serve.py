@@ -24,24 +24,25 @@ import queue
 import secrets
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 # FastAPI reads the handlers' annotations at run time, so its names are imported here, not lazily; this
 # module itself is only imported by `slm-swap serve` (the serve extra).
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from slm_swap.backends.local import chat_text, generate_batch
-from slm_swap.data.formats import TOOLCALL_SYSTEM, dumps, render_prompt
+from slm_swap.constrained import Grammars
+from slm_swap.data.formats import SYSTEM_PROMPTS, TOOLCALL_SYSTEM, TOOLS_HEADER, dumps, render_prompt
 from slm_swap.scoring.parse import parse_toolcall
-from slm_swap.types import Completion, ToolSpec
+from slm_swap.types import Completion, ToolSpec, Track
 
 MAX_BODY_BYTES = 1_000_000
 MAX_TOKENS_LIMIT = 4096
@@ -88,15 +89,55 @@ class Tool(BaseModel):
     function: FunctionSpec
 
 
+class NamedFunction(BaseModel):
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    type: Literal["function"] = "function"
+    function: NamedFunction
+
+
+class JsonSchemaSpec(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    name: str = "response"
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaSpec | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = False
+
+
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str = ""
     messages: list[Message] = Field(min_length=1)
     tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool = True
+    response_format: ResponseFormat | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     stream: bool = False
+    stream_options: StreamOptions | None = None
+
+    def offered_tools(self) -> list[ToolSpec]:
+        """The tools shown to the model: none under `tool_choice: none`."""
+        if self.tool_choice == "none":
+            return []
+        return [
+            ToolSpec(t.function.name, t.function.description, t.function.parameters) for t in self.tools or []
+        ]
 
 
 # --- rendering: OpenAI messages -> the [system, user, ...] messages our renderer makes ---------------
@@ -106,9 +147,7 @@ def render_messages(request: ChatRequest) -> list[dict[str, str]]:
     """The chat-template messages for a request. With tools, the first user turn is rendered exactly as
     in evaluation and training (`Available tools: ... User request: ...`) under the toolcall system
     prompt; a client's own system text follows ours."""
-    tools = [
-        ToolSpec(t.function.name, t.function.description, t.function.parameters) for t in request.tools or []
-    ]
+    tools = request.offered_tools()
     names = {tc.id: tc.function.name for m in request.messages for tc in m.tool_calls or []}
     rendered: list[dict[str, str]] = []
     system = [m.text() for m in request.messages if m.role in ("system", "developer")]
@@ -142,6 +181,59 @@ def render_messages(request: ChatRequest) -> list[dict[str, str]]:
             else:
                 rendered.append({"role": "user", "content": reply})
     return rendered
+
+
+def choose_grammar(
+    request: ChatRequest, messages: list[dict[str, str]], grammars: Grammars, *, constrained: bool
+) -> Any:
+    """The grammar a request's answer must follow, or None (free text). Raises ValueError (a 400).
+
+    The OpenAI contract is honoured by constraining: `tool_choice` "required" → one or more calls of the
+    offered tools (exactly one with `parallel_tool_calls: false`); a named tool → one call of that tool; `response_format` `json_schema` → JSON of that
+    schema; `json_object` → any JSON. With `constrained` (`serve --constrained`), `tool_choice` "auto"
+    lets the model answer in text but makes every `<tool_call` it begins well formed, and a request in
+    slm-swap's own evaluation format (a track's system prompt and rendered tools, as `eval --model-kind
+    openai` sends) follows that track's grammar, exactly as `eval --constrained` does in process.
+    """
+    tools = request.offered_tools()
+    choice = request.tool_choice
+    if isinstance(choice, NamedToolChoice):
+        chosen = [t for t in tools if t.name == choice.function.name]
+        if not chosen:
+            raise ValueError(f"tool_choice names {choice.function.name!r}, which is not among the tools")
+        return grammars.tool_calls(chosen, parallel=False)
+    if choice == "required":
+        if not tools:
+            raise ValueError("tool_choice is 'required' but no tools were given")
+        return grammars.tool_calls(tools, parallel=request.parallel_tool_calls)
+    response_format = request.response_format
+    if response_format is not None and response_format.type == "json_schema":
+        if response_format.json_schema is None or not response_format.json_schema.schema_:
+            raise ValueError("response_format json_schema needs json_schema.schema")
+        return grammars.json_schema(response_format.json_schema.schema_)
+    if response_format is not None and response_format.type == "json_object":
+        return grammars.any_json()
+    if not constrained:
+        return None
+    if tools:
+        return grammars.optional_tool_calls(tools)
+    evaluation = evaluation_request(messages)
+    return None if evaluation is None else grammars.for_track(*evaluation)
+
+
+def evaluation_request(messages: list[dict[str, str]]) -> tuple[Track, list[ToolSpec]] | None:
+    """The track and tools of a request written by slm-swap's evaluation renderer, or None."""
+    if len(messages) != 2 or [m["role"] for m in messages] != ["system", "user"]:
+        return None
+    track = next((t for t, prompt in SYSTEM_PROMPTS.items() if prompt == messages[0]["content"]), None)
+    head, sep, _ = messages[1]["content"].partition("\n\nUser request: ")
+    if track is None or not sep or not head.startswith(TOOLS_HEADER):
+        return None
+    try:
+        tools = [ToolSpec.from_json(json.loads(line)) for line in head[len(TOOLS_HEADER) :].splitlines()]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return (cast(Track, track), tools) if tools else None
 
 
 def _compact(arguments: str) -> str:
@@ -198,6 +290,35 @@ class Job:
     text: str
     max_tokens: int
     future: Future[Completion]
+    grammar: Any = None  # a compiled grammar the answer must follow
+    on_token: Callable[[int], None] | None = None  # streaming: called with each new token id
+
+
+class _Streams:
+    """A transformers streamer for a batch: hands each row's new tokens to its job's `on_token`, up to
+    the job's own limit and its end of sequence."""
+
+    def __init__(self, jobs: Sequence[Job], stop_ids: set[int]):
+        self.jobs = jobs
+        self.stop_ids = stop_ids
+        self.sent = [0] * len(jobs)
+        self.ended = [j.on_token is None for j in jobs]
+
+    def put(self, value: Any) -> None:
+        if value.dim() > 1:  # the prompt, sent once before the first step
+            return
+        for i, token in enumerate(value.tolist()):
+            job = self.jobs[i]
+            if self.ended[i] or job.on_token is None:
+                continue
+            if token in self.stop_ids or self.sent[i] >= job.max_tokens:
+                self.ended[i] = True
+                continue
+            self.sent[i] += 1
+            job.on_token(token)
+
+    def end(self) -> None:
+        pass
 
 
 class Engine:
@@ -212,6 +333,7 @@ class Engine:
         self.base_name = model_path.name
         llm, self.tokenizer, self.loaded = load_model(model_path)
         self.llm: Any = llm
+        self.grammars = Grammars(self.tokenizer, llm.config.vocab_size)
         self.adapters = dict(adapters)
         if self.adapters:
             from peft import PeftModel
@@ -232,9 +354,19 @@ class Engine:
     def model_names(self) -> list[str]:
         return [self.base_name, *self.adapters]
 
-    def submit(self, model: str, text: str, max_tokens: int) -> Future[Completion]:
+    def submit(
+        self,
+        model: str,
+        text: str,
+        max_tokens: int,
+        *,
+        grammar: Any = None,
+        on_token: Callable[[int], None] | None = None,
+    ) -> Future[Completion]:
+        """Queues a rendered prompt; the future resolves to its completion. `grammar` constrains the
+        answer; `on_token` receives its tokens as they are generated (called on the engine's thread)."""
         future: Future[Completion] = Future()
-        self.jobs.put(Job(model, text, max_tokens, future))
+        self.jobs.put(Job(model, text, max_tokens, future, grammar, on_token))
         return future
 
     def close(self) -> None:
@@ -285,8 +417,13 @@ class Engine:
 
     def _generate(self, jobs: Sequence[Job]) -> list[Completion]:
         limit = max(j.max_tokens for j in jobs)
+        grammars = [j.grammar for j in jobs]
+        processor = self.grammars.processor(grammars) if any(g is not None for g in grammars) else None
+        streams = None
+        if any(j.on_token for j in jobs):
+            streams = _Streams(jobs, {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id})
         completions: list[Completion] = generate_batch(
-            self.llm, self.tokenizer, [j.text for j in jobs], limit
+            self.llm, self.tokenizer, [j.text for j in jobs], limit, processor=processor, streamer=streams
         )
         # Greedy answers share their first k tokens whatever the limit: cut each to its own.
         return [
@@ -310,10 +447,16 @@ def _error(status: int, message: str, kind: str, code: str | None = None) -> JSO
     )
 
 
-def create_app(engine: Engine, *, api_key: str | None = None, tracer: Any = None) -> Any:
+def create_app(
+    engine: Engine, *, api_key: str | None = None, tracer: Any = None, constrained: bool = False
+) -> Any:
     """The FastAPI application over `engine`. With `api_key`, every request must carry it (Bearer, or
-    `api-key` on the Azure path)."""
+    `api-key` on the Azure path); with `constrained`, see `choose_grammar`."""
     app = FastAPI(title="slm-swap serve", docs_url=None, redoc_url=None)
+
+    def on_done(model: str, messages: list[dict[str, str]], completion: Completion, start: float) -> None:
+        if tracer is not None:
+            _trace(tracer, model, messages, completion, start)
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Any:
@@ -369,15 +512,26 @@ def create_app(engine: Engine, *, api_key: str | None = None, tracer: Any = None
         limit = request.max_completion_tokens or request.max_tokens or DEFAULT_MAX_TOKENS
         if limit > MAX_TOKENS_LIMIT:
             return _error(400, f"max_tokens is {limit}; at most {MAX_TOKENS_LIMIT}.", "invalid_request_error")
-        if request.stream:
-            return _error(400, "stream is not supported yet; send stream=false.", "invalid_request_error")
         messages = render_messages(request)
+        try:
+            grammar = await asyncio.to_thread(
+                choose_grammar, request, messages, engine.grammars, constrained=constrained
+            )
+        except ValueError as e:
+            return _error(400, f"Invalid request: {e}", "invalid_request_error")
         text = chat_text(engine.tokenizer, messages)
+        has_tools = bool(request.offered_tools())
         start = time.time()
-        completion = await asyncio.wrap_future(engine.submit(model, text, limit))
-        response = to_response(model, completion, bool(request.tools), limit)
-        if tracer is not None:
-            _trace(tracer, model, messages, completion, start)
+        if request.stream and not has_tools:
+            return StreamingResponse(
+                _stream_text(engine, request, model, text, limit, grammar, on_done),
+                media_type="text/event-stream",
+            )
+        completion = await asyncio.wrap_future(engine.submit(model, text, limit, grammar=grammar))
+        on_done(model, messages, completion, start)
+        response = to_response(model, completion, has_tools, limit)
+        if request.stream:  # with tools: the answer is parsed whole, then sent as chunks
+            return StreamingResponse(_sse(_chunks_of(response, request)), media_type="text/event-stream")
         return response
 
     @app.post("/v1/chat/completions")
@@ -391,6 +545,106 @@ def create_app(engine: Engine, *, api_key: str | None = None, tracer: Any = None
         return await complete(await request.body(), deployment)
 
     return app
+
+
+def _chunk(response_id: str, model: str, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    return {
+        "id": response_id,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+    }
+
+
+def _usage_chunk(response_id: str, model: str, usage: dict[str, int]) -> dict[str, Any]:
+    return {**_chunk(response_id, model, {}, None), "choices": [], "usage": usage}
+
+
+def _chunks_of(response: dict[str, Any], request: ChatRequest) -> list[dict[str, Any]]:
+    """A finished chat.completion as the chunks a streaming client expects."""
+    rid, model = response["id"], response["model"]
+    choice = response["choices"][0]
+    message = choice["message"]
+    chunks = [_chunk(rid, model, {"role": "assistant", "content": ""}, None)]
+    if message.get("tool_calls"):
+        calls = [{"index": i, **call} for i, call in enumerate(message["tool_calls"])]
+        chunks.append(_chunk(rid, model, {"tool_calls": calls}, None))
+    elif message["content"]:
+        chunks.append(_chunk(rid, model, {"content": message["content"]}, None))
+    chunks.append(_chunk(rid, model, {}, choice["finish_reason"]))
+    if request.stream_options and request.stream_options.include_usage:
+        chunks.append(_usage_chunk(rid, model, response["usage"]))
+    return chunks
+
+
+async def _sse(chunks: Sequence[dict[str, Any]]) -> AsyncIterator[str]:
+    for chunk in chunks:
+        yield _event(chunk)
+    yield "data: [DONE]\n\n"
+
+
+async def _stream_text(
+    engine: Engine,
+    request: ChatRequest,
+    model: str,
+    text: str,
+    limit: int,
+    grammar: Any,
+    on_done: Callable[[str, list[dict[str, str]], Completion, float], None],
+) -> AsyncIterator[str]:
+    """Server-sent events of a text answer, token by token as the engine generates them (in a shared
+    batch with other requests)."""
+    loop = asyncio.get_running_loop()
+    tokens: asyncio.Queue[int | None] = asyncio.Queue()
+    start = time.time()
+
+    def on_token(token: int) -> None:
+        loop.call_soon_threadsafe(tokens.put_nowait, token)
+
+    future = engine.submit(model, text, limit, grammar=grammar, on_token=on_token)
+    future.add_done_callback(lambda _: loop.call_soon_threadsafe(tokens.put_nowait, None))
+    rid = f"chatcmpl-{secrets.token_hex(12)}"
+    ids: list[int] = []
+    sent = ""
+    try:
+        yield _event(_chunk(rid, model, {"role": "assistant", "content": ""}, None))
+        while (token := await tokens.get()) is not None:
+            ids.append(token)
+            decoded = str(engine.tokenizer.decode(ids, skip_special_tokens=True))
+            if decoded.endswith("\ufffd"):  # an unfinished UTF-8 character: wait for its other bytes
+                continue
+            if len(decoded) > len(sent):
+                yield _event(_chunk(rid, model, {"content": decoded[len(sent) :]}, None))
+                sent = decoded
+        completion = future.result()
+    except asyncio.CancelledError:
+        future.cancel()
+        raise
+    if len(completion.text) > len(sent) and completion.text.startswith(sent):
+        yield _event(_chunk(rid, model, {"content": completion.text[len(sent) :]}, None))
+    finish = "length" if completion.usage.completion_tokens >= limit else "stop"
+    yield _event(_chunk(rid, model, {}, finish))
+    if request.stream_options and request.stream_options.include_usage:
+        usage = completion.usage
+        total = usage.prompt_tokens + usage.completion_tokens
+        yield _event(
+            _usage_chunk(
+                rid,
+                model,
+                {
+                    "prompt_tokens": usage.prompt_tokens,
+                    "completion_tokens": usage.completion_tokens,
+                    "total_tokens": total,
+                },
+            )
+        )
+    yield "data: [DONE]\n\n"
+    on_done(model, render_messages(request), completion, start)
+
+
+def _event(chunk: dict[str, Any]) -> str:
+    return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
 
 
 def _trace(

@@ -42,9 +42,12 @@ def render_tools(tools: Sequence[ToolSpec]) -> str:
     return "\n".join(dumps(t.to_json()) for t in tools)
 
 
+TOOLS_HEADER = "Available tools:\n"
+
+
 def render_prompt(query: str, tools: Sequence[ToolSpec]) -> str:
     """The user message: the tools offered, then the request."""
-    return f"Available tools:\n{render_tools(tools)}\n\nUser request: {query}"
+    return f"{TOOLS_HEADER}{render_tools(tools)}\n\nUser request: {query}"
 
 
 def render_completion(track: Track, calls: Sequence[ToolCall]) -> str:
