@@ -371,20 +371,8 @@ def test_constrained_server_answers_evaluation_requests_like_eval_constrained(
         assert served.exit_code == 0, served.output
     finally:
         running.stop()
-    local = CliRunner().invoke(
-        main,
-        [
-            "eval",
-            "--track",
-            "toolcall",
-            "--model-kind",
-            "slm",
-            "--model-path",
-            str(tiny_model),
-            "--constrained",
-        ]
-        + ["--max-new-tokens", "24"],
-    )
+    local_args = ["--model-kind", "slm", "--model-path", str(tiny_model), "--constrained"]
+    local = CliRunner().invoke(main, ["eval", "--track", "toolcall", *local_args, "--max-new-tokens", "24"])
     assert local.exit_code == 0, local.output
     hosted = read_run(Path("05_eval/toolcall_openai_test.json"))
     in_process = read_run(Path("05_eval/toolcall_slm_test.json"))
