@@ -10,13 +10,20 @@ TORCH_VERSION ?= 2.13.0
 
 .PHONY: setup demo test lint bench clean
 
-setup: $(VENV)/.installed
+MASTRA := examples/mastra
+
+setup: $(VENV)/.installed $(MASTRA)/node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==$(TORCH_VERSION)
 	$(BIN)/pip install --quiet -e '.[dev,local,train,serve]'
+	touch $@
+
+# The Mastra example's packages, Node 22 included (npm's `node` package; the test runs the example).
+$(MASTRA)/node_modules/.installed: $(MASTRA)/package-lock.json
+	cd $(MASTRA) && npm ci --no-audit --no-fund --silent
 	touch $@
 
 demo: setup
@@ -33,4 +40,4 @@ bench: setup
 	$(BIN)/python bench/prepare_60k.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR)
+	rm -rf $(VENV) $(DEMO_DIR) $(MASTRA)/node_modules

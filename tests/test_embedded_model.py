@@ -15,14 +15,8 @@ from slm_swap import models
 from slm_swap.backends.local import LocalBackend
 from slm_swap.cli import main
 from slm_swap.types import Example
-from slm_swap.wheels import cache_dir
 
 pytestmark = pytest.mark.network
-
-
-@pytest.fixture(scope="session")
-def embedded_model() -> Path:
-    return models.pull(cache_dir() / "models" / models.EMBEDDED_NAME).path
 
 
 def test_pull_builds_a_plain_checkpoint_once(embedded_model: Path, workspace: Path) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,8 +15,10 @@ from click.testing import CliRunner
 from slm_swap.cli import main
 from slm_swap.data.formats import TOOLCALL_SYSTEM, render_prompt
 from slm_swap.runs import read_run
-from slm_swap.serve import ChatRequest, Engine, create_app, render_messages, to_response
+from slm_swap.serve import ChatRequest, Engine, render_messages, to_response
 from slm_swap.types import Completion, Example, ToolSpec, Usage
+
+from .serving import Running
 
 WEATHER = {
     "type": "function",
@@ -28,26 +28,6 @@ WEATHER = {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
     },
 }
-
-
-class Running:
-    def __init__(self, engine: Engine, api_key: str | None, constrained: bool = False):
-        import uvicorn
-
-        self.engine = engine
-        app = create_app(engine, api_key=api_key, constrained=constrained)
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.02)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.engine.close()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,28 @@
+"""`slm-swap serve`'s app on a real uvicorn server in a thread, on a free port of 127.0.0.1."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from slm_swap.serve import Engine, create_app
+
+
+class Running:
+    def __init__(self, engine: Engine, api_key: str | None, constrained: bool = False):
+        import uvicorn
+
+        self.engine = engine
+        app = create_app(engine, api_key=api_key, constrained=constrained)
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.02)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.engine.close()
