@@ -29,9 +29,9 @@ from slm_swap.wheels import cache_dir
 class FixedLength(LocalBackend):
     """The real backend, told to generate exactly max_new_tokens (min_new_tokens = max)."""
 
-    def generate_texts(self, texts):  # type: ignore[no-untyped-def]
+    def generate_texts(self, texts, max_new_tokens=None, *, grammars=()):  # type: ignore[no-untyped-def]
         self.llm.generation_config.min_new_tokens = self.max_new_tokens
-        return super().generate_texts(texts)
+        return super().generate_texts(texts, max_new_tokens, grammars=grammars)
 
 
 def bare_loop(backend: LocalBackend, batches: list[list[str]], new_tokens: int) -> float:

@@ -139,10 +139,10 @@ class LocalBackend(Backend):
 
     def generate(self, examples: Sequence[Example]) -> list[Completion]:
         texts = [chat_text(self.tokenizer, e.messages()) for e in examples]
-        processor = None
+        grammars = []
         if self.grammars is not None:
-            processor = self.grammars.processor([self.grammars.for_track(e.track, e.tools) for e in examples])
-        return generate_batch(self.llm, self.tokenizer, texts, self.max_new_tokens, processor=processor)
+            grammars = [self.grammars.for_track(e.track, e.tools) for e in examples]
+        return self.generate_texts(texts, grammars=grammars)
 
     def generate_texts(
         self, texts: Sequence[str], max_new_tokens: int | None = None, *, grammars: Sequence[Any] = ()
