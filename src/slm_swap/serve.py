@@ -188,12 +188,14 @@ def choose_grammar(
 ) -> Any:
     """The grammar a request's answer must follow, or None (free text). Raises ValueError (a 400).
 
-    The OpenAI contract is honoured by constraining: `tool_choice` "required" → one or more calls of the
-    offered tools (exactly one with `parallel_tool_calls: false`); a named tool → one call of that tool;
-    `response_format` `json_schema` → JSON of that schema; `json_object` → any JSON. With `constrained`
-    (`serve --constrained`), `tool_choice` "auto" lets the model answer in text but makes every `<tool_call` it begins well formed, and a request in
-    slm-swap's own evaluation format (a track's system prompt and rendered tools, as `eval --model-kind
-    openai` sends) follows that track's grammar, exactly as `eval --constrained` does in process.
+    The OpenAI contract is honoured by constraining:
+    * `tool_choice` "required" → one or more calls of the offered tools (one with
+      `parallel_tool_calls: false`); a named tool → one call of that tool;
+    * `response_format` `json_schema` → JSON of that schema; `json_object` → any JSON.
+    With `constrained` (`serve --constrained`), also:
+    * `tool_choice` "auto" → free text, but every `<tool_call` begun is well formed;
+    * a request in slm-swap's evaluation format (a track's system prompt and rendered tools, as
+      `eval --model-kind openai` sends) → that track's grammar, as `eval --constrained` in process.
     """
     tools = request.offered_tools()
     choice = request.tool_choice
