@@ -722,6 +722,18 @@ def launch(strategy: str, launcher: str, gpus: int, dry_run: bool, train_args: t
     help="Also constrain tool_choice=auto (well-formed calls) and requests in slm-swap's evaluation "
     "format (the track's grammar). tool_choice required/named and response_format are always honoured.",
 )
+@click.option(
+    "--engine",
+    "engine_name",
+    type=click.Choice(["slm-swap", "vllm"]),
+    default="slm-swap",
+    show_default=True,
+    help="vllm: run `vllm serve` on GPUs with the same model names (scale-out for large evaluations).",
+)
+@click.option(
+    "--gpus", type=click.IntRange(min=1), default=1, show_default=True, help="vllm: data-parallel GPUs."
+)
+@click.option("--dry-run", is_flag=True, help="vllm: print the command instead of running it.")
 def serve(
     host: str,
     port: int,
@@ -730,24 +742,24 @@ def serve(
     api_key: str | None,
     max_batch: int,
     constrained: bool,
+    engine_name: str,
+    gpus: int,
+    dry_run: bool,
 ) -> None:
     """Serve the SLM (and adapters) over the OpenAI chat-completions API, batching concurrent requests."""
+    from slm_swap.models import resolve_model_path
+
+    named = _named_adapters(adapters)
+    if engine_name == "vllm":
+        _serve_vllm(resolve_model_path(model_path), named, host, port, gpus, api_key, constrained, dry_run)
+        return
     try:
         import uvicorn
     except ImportError as e:
         raise SlmSwapError("serve needs the serve extra\n  fix: pip install 'slm-swap[serve]'") from e
-    from slm_swap.models import resolve_model_path
     from slm_swap.serve import Engine, create_app
     from slm_swap.tracing import LangfuseSettings, make_tracer
 
-    named: dict[str, Path] = {}
-    for item in adapters:
-        name, sep, folder = item.partition("=")
-        if not sep or not name or not folder:
-            raise SlmSwapError(f"--adapter {item!r}: expected NAME=DIR, e.g. toolcall=04_ft/adapter_toolcall")
-        if not (Path(folder) / "adapter_config.json").is_file():
-            raise SlmSwapError(f"--adapter {item}: no LoRA adapter at {folder} (no adapter_config.json)")
-        named[name] = Path(folder)
     tracer = None
     if LangfuseSettings.from_env(os.environ) is not None:
         tracer = make_tracer()
@@ -769,6 +781,55 @@ def serve(
         if tracer is not None:
             tracer.flush()
             tracer.close()
+
+
+def _named_adapters(items: tuple[str, ...]) -> dict[str, Path]:
+    named: dict[str, Path] = {}
+    for item in items:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise SlmSwapError(f"--adapter {item!r}: expected NAME=DIR, e.g. toolcall=04_ft/adapter_toolcall")
+        if not (Path(folder) / "adapter_config.json").is_file():
+            raise SlmSwapError(f"--adapter {item}: no LoRA adapter at {folder} (no adapter_config.json)")
+        named[name] = Path(folder)
+    return named
+
+
+def _serve_vllm(
+    model_path: Path,
+    adapters: dict[str, Path],
+    host: str,
+    port: int,
+    gpus: int,
+    api_key: str | None,
+    constrained: bool,
+    dry_run: bool,
+) -> None:
+    """Runs (or prints) `vllm serve` for the same models; the key travels in VLLM_API_KEY."""
+    import shlex
+    import shutil
+
+    from slm_swap.scaleout import vllm_command
+
+    if constrained:
+        raise SlmSwapError(
+            "--constrained is slm-swap's own engine; vLLM constrains response_format and tool_choice itself\n"
+            "  fix: drop --constrained with --engine vllm"
+        )
+    argv = vllm_command(model_path, adapters, host=host, port=port, gpus=gpus)
+    shown = shlex.join(argv) + ("  # with VLLM_API_KEY set" if api_key else "")
+    if dry_run:
+        stdout.print(shown, markup=False, highlight=False, soft_wrap=True)
+        return
+    executable = shutil.which("vllm")
+    if executable is None:
+        raise SlmSwapError(
+            "vllm is not installed here (it needs a CUDA machine)\n"
+            "  fix: pip install vllm in a GPU environment, then run:\n  " + shown
+        )
+    env = {**os.environ, **({"VLLM_API_KEY": api_key} if api_key else {})}
+    stderr.print(f"running: {shown}")
+    os.execve(executable, argv, env)
 
 
 @contextmanager

@@ -1,0 +1,66 @@
+"""Scale-out: the same base model and adapters served by vLLM on GPUs, under the same model names, so
+`eval --model-kind openai` (and any OpenAI client) points at it unchanged.
+
+vLLM serves the base model under the folder name `slm-swap serve` uses and each adapter under its
+`--adapter` NAME (`--enable-lora --lora-modules NAME=DIR`), with data parallelism across GPUs. Requests
+from `eval` are plain text prompts, so no tool parser is needed; vLLM has no parser for slm-swap's
+`<tool_call name=...>` format, so applications that send OpenAI `tools` use `slm-swap serve`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from slm_swap.errors import ConfigError
+
+# The ranks vLLM accepts for --max-lora-rank.
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+SEED = 42
+
+
+def adapter_rank(folder: Path) -> int:
+    config = folder / "adapter_config.json"
+    try:
+        return int(json.loads(config.read_text())["r"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{config}: cannot read the LoRA rank `r` ({e})") from e
+
+
+def vllm_command(
+    model_path: Path, adapters: Mapping[str, Path], *, host: str, port: int, gpus: int
+) -> list[str]:
+    """The `vllm serve` argv serving `model_path` and `adapters` as slm-swap serve names them. An API key
+    goes in the environment (VLLM_API_KEY), never in the argv."""
+    argv = [
+        "vllm",
+        "serve",
+        str(model_path),
+        "--served-model-name",
+        model_path.name,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--seed",
+        str(SEED),
+        "--generation-config",
+        "vllm",  # requests' own settings (temperature 0 from eval), not the checkpoint's defaults
+    ]
+    if gpus > 1:
+        argv += ["--data-parallel-size", str(gpus)]
+    if adapters:
+        rank = max(adapter_rank(folder) for folder in adapters.values())
+        max_rank = next((r for r in VLLM_LORA_RANKS if r >= rank), None)
+        if max_rank is None:
+            raise ConfigError(f"LoRA rank {rank} is over vLLM's largest ({VLLM_LORA_RANKS[-1]})")
+        argv += [
+            "--enable-lora",
+            "--max-lora-rank",
+            str(max(64, max_rank)),
+            "--max-loras",
+            str(len(adapters)),
+        ]
+        argv += ["--lora-modules", *(f"{name}={folder}" for name, folder in adapters.items())]
+    return argv
