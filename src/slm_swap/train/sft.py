@@ -275,8 +275,9 @@ def build_trainer(config: TrainConfig) -> Built:
     return Built(trainer, tokenizer, engine, precision, stop)
 
 
-def train(config: TrainConfig, tracer: Tracer) -> TrainResult:
-    """Fine-tunes a LoRA adapter and writes it, with its tokenizer and card, to `config.out`."""
+def train(config: TrainConfig, tracer: Tracer, *, session_id: str | None = None) -> TrainResult:
+    """Fine-tunes a LoRA adapter and writes it, with its tokenizer and card, to `config.out`; the trace
+    joins `session_id` when given (a `slm-swap run`)."""
     built = build_trainer(config)
     trainer, tokenizer, engine, precision, stop = (
         built.trainer,
@@ -307,6 +308,7 @@ def train(config: TrainConfig, tracer: Tracer) -> TrainResult:
             f"train {config.track}",
             input={"train": str(config.train), "val": str(config.val)},
             metadata=metadata,
+            session_id=session_id,
         ) as trace,
         _interruptible(stop),
     ):

@@ -1,0 +1,430 @@
+"""`slm-swap run`: the whole swap decision in one command.
+
+    prepare → evaluate hosted and SLM per track → compare → fine-tune the tracks that trail →
+    re-evaluate with the adapters → compare again → verdict (+ report)
+
+Every stage writes the files the single commands write (the spec's layout) and skips when they are
+already there for the same inputs, so an interrupted run resumes where it stopped; `force` redoes all.
+Each stage is traced, and the whole run shares one Langfuse session.
+
+The verdict per track:
+* swap now — the SLM is within `delta` of the hosted model on every core metric;
+* swap after fine-tune — it trails, but its fine-tuned adapter is within `delta`;
+* keep the hosted model — it trails even after fine-tuning.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from slm_swap.backends.factory import ModelOptions, make_backend
+from slm_swap.compare import Decision, compare
+from slm_swap.data.prepare import SplitSizes, prepare, sample_path, xlam_source
+from slm_swap.errors import ConfigError, SlmSwapError
+from slm_swap.evaluate import evaluate, finished_run, run_meta
+from slm_swap.files import read_examples, read_json, sha256_file, write_json
+from slm_swap.scoring.metrics import CORE_METRICS
+from slm_swap.tracing import Tracer
+from slm_swap.types import SPLITS, Track
+
+VERDICT_FORMAT = "slm-swap.verdict/1"
+VERDICTS = {
+    "swap_now": "swap now",
+    "swap_after_fine_tune": "swap after fine-tune",
+    "keep_hosted": "keep the hosted model",
+}
+AZURE_VARS = ("AZURE_ENDPOINT", "AZURE_DEPLOYMENT", "AZURE_API_KEY", "AZURE_API_VERSION")
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    tracks: Sequence[Track]
+    hosted: ModelOptions | None  # None: a local stand-in (the SLM served, grammar-constrained)
+    slm: ModelOptions
+    source: Path | None = None  # an xLAM file; default the shipped sample
+    dataset_dir: Path = Path("02_dataset")
+    sizes: SplitSizes = field(default_factory=SplitSizes)
+    split: str = "test"
+    delta: float = 0.01
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides (batch_size, epochs, ...)
+    force: bool = False
+    eval_dir: Path = Path("05_eval")
+    ft_dir: Path = Path("04_ft")
+    logs_dir: Path = Path("logs")
+    standin_port: int = 8765
+
+
+@dataclass
+class TrackOutcome:
+    track: Track
+    hosted: Path
+    slm: Path
+    decision: Decision
+    decision_path: Path
+    adapter: Path | None = None
+    slm_ft: Path | None = None
+    ft_decision: Decision | None = None
+    ft_decision_path: Path | None = None
+
+    @property
+    def verdict(self) -> str:
+        if not self.decision.fine_tune:
+            return "swap_now"
+        if self.ft_decision is not None and not self.ft_decision.fine_tune:
+            return "swap_after_fine_tune"
+        return "keep_hosted"
+
+    def reason(self) -> str:
+        d = self.decision
+        trailing = [m.metric for m in d.metrics if m.trails]
+        if not d.fine_tune:
+            return f"the SLM is within {d.delta} of the hosted model on every core metric"
+        text = f"the SLM trails by more than {d.delta} on {', '.join(trailing)}"
+        if self.ft_decision is None:
+            return text + "; no fine-tuned run"
+        still = [m.metric for m in self.ft_decision.metrics if m.trails]
+        if not still:
+            return text + "; with its LoRA adapter it is within delta on every core metric"
+        return text + f"; with its LoRA adapter it still trails on {', '.join(still)}"
+
+
+Say = Callable[[str], None]
+
+
+class StandIn:
+    """The hosted model's local stand-in: `slm-swap serve --constrained` on the SLM, started in a child
+    process on 127.0.0.1 and stopped afterwards, reached through the same hosted client as any
+    OpenAI-compatible endpoint. A fresh random key guards it (passed in the environment)."""
+
+    def __init__(self, model_path: Path, port: int, log: Path):
+        self.model_path = model_path
+        self.port = port
+        self.log = log
+        self.key = secrets.token_urlsafe(16)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def description(self) -> str:
+        return (
+            f"local stand-in: {self.model_path.name} served by `slm-swap serve --constrained` "
+            "(grammar-constrained decoding) on 127.0.0.1, through the OpenAI-compatible client"
+        )
+
+    def options(self, base: ModelOptions) -> ModelOptions:
+        return replace(
+            base,
+            kind="openai",
+            base_url=self.base_url,
+            api_key=self.key,
+            model=self.model_path.name,
+            adapter=None,
+        )
+
+    def start(self, say: Say) -> None:
+        if self.process is not None:
+            return
+        import httpx
+
+        try:
+            httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1)
+        except httpx.TransportError:
+            pass
+        else:
+            raise ConfigError(
+                f"port {self.port} is already in use, so the hosted stand-in cannot start there\n"
+                "  fix: pass --standin-port with a free port"
+            )
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", "slm_swap", "serve", "--constrained", "--port", str(self.port)]
+        argv += ["--model-path", str(self.model_path), "--max-batch", "8"]
+        env = {**os.environ, "SLM_SWAP_API_KEY": self.key}
+        say(f"starting the hosted stand-in on port {self.port} (log: {self.log})")
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SlmSwapError(f"the hosted stand-in exited ({self.process.returncode}); see {self.log}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise SlmSwapError(f"the hosted stand-in did not start within 300 s; see {self.log}")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
+def choose_hosted(kind: str, options: ModelOptions, env: Mapping[str, str]) -> ModelOptions | None:
+    """The hosted model for `run`: `auto` takes Azure when its four variables are set, an
+    OpenAI-compatible endpoint when a base URL is given, and otherwise the local stand-in (None)."""
+    if kind == "auto":
+        if all(env.get(v) for v in AZURE_VARS):
+            kind = "azure"
+        elif options.base_url or env.get("OPENAI_BASE_URL"):
+            kind = "openai"
+        else:
+            return None
+    if kind == "stand-in":
+        return None
+    return replace(options, kind=kind, adapter=None, constrained=False)
+
+
+def _splits_ready(dataset_dir: Path, tracks: Sequence[Track]) -> bool:
+    try:
+        return all(read_examples(dataset_dir / t / f"{s}.jsonl") for t in tracks for s in SPLITS)
+    except (OSError, SlmSwapError):
+        return False
+
+
+def _adapter_current(card_path: Path, train: Path, val: Path, base: Path, hyper: dict[str, Any]) -> bool:
+    """Whether an adapter folder already holds a finished run on these data, base model and settings."""
+    if not card_path.is_file():
+        return False
+    try:
+        card = read_json(card_path, "adapter card")
+    except SlmSwapError:
+        return False
+    return (
+        not card.get("interrupted")
+        and card.get("train_sha256") == sha256_file(train)
+        and card.get("val_sha256") == sha256_file(val)
+        and card.get("base_model") == str(base)
+        and all(card.get("hyperparameters", {}).get(k) == v for k, v in hyper.items())
+    )
+
+
+class Pipeline:
+    def __init__(self, options: PipelineOptions, tracer: Tracer, say: Say):
+        self.o = options
+        self.tracer = tracer
+        self.say = say
+        self.session_id = (
+            f"slm-swap-run-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+        )
+        self.standin: StandIn | None = None
+
+    # --- stages --------------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        if not self.o.force and _splits_ready(self.o.dataset_dir, self.o.tracks):
+            self.say(f"prepare: splits in {self.o.dataset_dir} are there, kept")
+            return
+        source = self.o.source or sample_path()
+        result = prepare(xlam_source(source), self.o.dataset_dir, self.o.sizes)
+        counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
+        self.say(f"prepare: {counts} rows from {source} -> {self.o.dataset_dir}")
+
+    def evaluate(
+        self, track: Track, label: str, options: ModelOptions, before: Callable[[], None] | None
+    ) -> Path:
+        """One eval stage: `label` is hosted, slm or slm_ft. Skips when the run file is finished."""
+        dataset = self.o.dataset_dir / track / f"{self.o.split}.jsonl"
+        examples = read_examples(dataset)
+        kind = "hosted" if label == "hosted" else "slm"
+        out = self.o.eval_dir / f"{track}_{options.kind if kind == 'hosted' else label}_{self.o.split}.json"
+        backend = make_backend(options)
+        try:
+            meta = run_meta(track, self.o.split, dataset, backend, adapter=_adapter_name(options))
+            if not self.o.force and finished_run(out, meta, examples) is not None:
+                self.say(f"eval {track} {label}: {out} is there for these inputs, kept")
+                return out
+            if before is not None:
+                before()
+            self.say(f"eval {track} {label}: {len(examples)} examples with {backend.model} ...")
+            outcome = evaluate(
+                examples, backend, meta, out, self.tracer, force=self.o.force, session_id=self.session_id
+            )
+        finally:
+            backend.close()
+        summary = outcome.run.summary
+        core = ", ".join(f"{k} {summary[k]:.3f}" for k in CORE_METRICS[track])
+        self.say(f"eval {track} {label}: {core} -> {out}")
+        return out
+
+    def compare(self, track: Track, hosted: Path, slm: Path, name: str) -> tuple[Decision, Path]:
+        from slm_swap.runs import read_run
+
+        path = self.o.eval_dir / f"{track}_{name}.json"
+        decision = compare(
+            read_run(hosted), read_run(slm), self.o.delta, hosted_path=hosted, slm_path=slm, track=track
+        )
+        write_json(path, decision.to_json())
+        with self.tracer.run(
+            f"compare {track} ({name})",
+            input={"hosted": str(hosted), "slm": str(slm)},
+            metadata={"track": track, "delta": self.o.delta, "decision_path": str(path)},
+            session_id=self.session_id,
+        ) as trace:
+            trace.event("decision", decision.to_json())
+            trace.score("FINE_TUNE", float(decision.fine_tune))
+        self.say(f"compare {track}: FINE_TUNE={int(decision.fine_tune)} -> {path}")
+        return decision, path
+
+    def fine_tune(self, track: Track) -> Path:
+        from slm_swap.models import resolve_model_path
+        from slm_swap.train.sft import CARD, TrainConfig, train
+
+        out = self.o.ft_dir / f"adapter_{track}"
+        config = TrainConfig(
+            track=track,
+            train=self.o.dataset_dir / track / "train.jsonl",
+            val=self.o.dataset_dir / track / "val.jsonl",
+            out=out,
+            model_path=resolve_model_path(self.o.slm.model_path),
+            **self.o.train,
+        )
+        hyper = {
+            k: getattr(config, k) for k in ("lora_r", "lora_alpha", "lora_dropout", "learning_rate", "epochs")
+        }
+        hyper |= {
+            k: getattr(config, k) for k in ("max_length", "batch_size", "gradient_accumulation", "seed")
+        }
+        if not self.o.force and _adapter_current(
+            out / CARD, config.train, config.val, config.model_path, hyper
+        ):
+            self.say(f"train {track}: {out} is there for these data and settings, kept")
+            return out
+        resume = not self.o.force and any(out.glob("checkpoint-*"))
+        self.say(f"train {track}: LoRA on {config.train}{' (resuming its checkpoint)' if resume else ''} ...")
+        result = train(replace(config, resume=resume), self.tracer, session_id=self.session_id)
+        if result.interrupted:
+            raise KeyboardInterrupt
+        self.say(
+            f"train {track}: {result.steps} steps in {result.seconds:.0f} s ({result.engine}), "
+            f"val loss {result.val_loss if result.val_loss is None else round(result.val_loss, 4)} -> {out}"
+        )
+        return out
+
+    # --- the whole run ----------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        start = time.perf_counter()
+        self.prepare()
+        hosted_options = self.o.hosted
+        before_hosted: Callable[[], None] | None = None
+        if hosted_options is None:
+            from slm_swap.models import resolve_model_path
+
+            self.standin = StandIn(
+                resolve_model_path(self.o.slm.model_path),
+                self.o.standin_port,
+                self.o.logs_dir / "standin.log",
+            )
+            hosted_options = self.standin.options(self.o.slm)
+            standin = self.standin
+            before_hosted = lambda: standin.start(self.say)  # noqa: E731 - started only if a run needs it
+        outcomes: list[TrackOutcome] = []
+        try:
+            hosted_runs = {
+                t: self.evaluate(t, "hosted", hosted_options, before_hosted) for t in self.o.tracks
+            }
+        finally:
+            if self.standin is not None:
+                self.standin.stop()
+        for track in self.o.tracks:
+            slm = self.evaluate(track, "slm", replace(self.o.slm, adapter=None), None)
+            decision, path = self.compare(track, hosted_runs[track], slm, "decision")
+            outcomes.append(TrackOutcome(track, hosted_runs[track], slm, decision, path))
+        for outcome in outcomes:
+            if not outcome.decision.fine_tune:
+                continue
+            outcome.adapter = self.fine_tune(outcome.track)
+            outcome.slm_ft = self.evaluate(
+                outcome.track, "slm_ft", replace(self.o.slm, adapter=outcome.adapter), None
+            )
+            outcome.ft_decision, outcome.ft_decision_path = self.compare(
+                outcome.track, outcome.hosted, outcome.slm_ft, "ft_decision"
+            )
+        verdict = self.verdict(outcomes, hosted_options, time.perf_counter() - start)
+        write_json(self.o.eval_dir / "verdict.json", verdict)
+        with self.tracer.run(
+            "run verdict",
+            input={"tracks": list(self.o.tracks)},
+            metadata={"verdict_path": str(self.o.eval_dir / "verdict.json")},
+            session_id=self.session_id,
+        ) as trace:
+            trace.event("verdict", verdict)
+            for o in outcomes:
+                trace.score(f"swap_{o.track}", float(o.verdict != "keep_hosted"))
+        return verdict
+
+    def verdict(self, outcomes: list[TrackOutcome], hosted: ModelOptions, seconds: float) -> dict[str, Any]:
+        from slm_swap.runs import read_run
+
+        def summary(path: Path | None) -> dict[str, Any] | None:
+            return None if path is None else read_run(path).summary
+
+        hosted_description = (
+            self.standin.description
+            if self.standin is not None
+            else f"{hosted.kind} ({hosted.model or 'deployment'})"
+        )
+        return {
+            "format": VERDICT_FORMAT,
+            "session_id": self.session_id,
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "seconds": round(seconds, 1),
+            "delta": self.o.delta,
+            "split": self.o.split,
+            "hosted": {
+                "kind": hosted.kind,
+                "model": hosted.model,
+                "stand_in": self.standin is not None,
+                "description": hosted_description,
+            },
+            "tracks": {
+                o.track: {
+                    "verdict": o.verdict,
+                    "says": VERDICTS[o.verdict],
+                    "reason": o.reason(),
+                    "runs": {
+                        "hosted": str(o.hosted),
+                        "slm": str(o.slm),
+                        "slm_ft": None if o.slm_ft is None else str(o.slm_ft),
+                    },
+                    "decision": str(o.decision_path),
+                    "ft_decision": None if o.ft_decision_path is None else str(o.ft_decision_path),
+                    "adapter": None if o.adapter is None else str(o.adapter),
+                    "summary": {
+                        "hosted": summary(o.hosted),
+                        "slm": summary(o.slm),
+                        "slm_ft": summary(o.slm_ft),
+                    },
+                }
+                for o in outcomes
+            },
+        }
+
+
+def _adapter_name(options: ModelOptions) -> str | None:
+    return None if options.adapter is None else str(options.adapter)
+
+
+def run_pipeline(options: PipelineOptions, tracer: Tracer, say: Say) -> dict[str, Any]:
+    """Runs every stage (skipping finished ones) and returns the verdict written to 05_eval/verdict.json."""
+    return Pipeline(options, tracer, say).run()

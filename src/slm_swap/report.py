@@ -1,0 +1,505 @@
+"""`slm-swap report`: the evidence of a swap decision as one self-contained HTML page and as Markdown.
+
+It reads only files the other commands wrote: `05_eval/verdict.json` (from `run`, when there), the
+decision files `<track>_decision.json` / `<track>_ft_decision.json`, the run files they name and the
+dataset splits those name. The page needs no network: styles, SVG charts and the small script that
+filters the example browser are inline.
+"""
+
+from __future__ import annotations
+
+import html
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from slm_swap.errors import SlmSwapError
+from slm_swap.files import atomic_writer, read_examples, read_json
+from slm_swap.runs import RunResult, read_run
+from slm_swap.scoring.metrics import CORE_METRICS
+from slm_swap.types import TRACKS, Example
+
+CORRECT = {"structured": "exact_match", "toolcall": "ast_match"}  # "a correct call" per track
+LABELS = {"hosted": "hosted", "slm": "SLM", "slm_ft": "SLM + adapter"}
+COLORS = {"hosted": "#4c72b0", "slm": "#dd8452", "slm_ft": "#55a868"}
+SAYS = {
+    "swap_now": "swap now",
+    "swap_after_fine_tune": "swap after fine-tune",
+    "keep_hosted": "keep the hosted model",
+}
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """Hosted price per 1,000 tokens (prompt, completion), for cost per correct call."""
+
+    input_per_1k: float = 0.0025
+    output_per_1k: float = 0.01
+
+
+@dataclass(frozen=True)
+class Written:
+    html: Path
+    markdown: Path
+
+
+@dataclass
+class TrackData:
+    track: str
+    verdict: str
+    reason: str
+    runs: dict[str, RunResult]  # hosted, slm, slm_ft (when fine-tuned)
+    decisions: dict[str, dict[str, Any]]  # "slm" and "slm_ft": decision JSON vs hosted
+    examples: dict[str, Example]
+
+
+# --- loading ---------------------------------------------------------------------------------------------
+
+
+def _verdict_of(decision: dict[str, Any], ft: dict[str, Any] | None) -> tuple[str, str]:
+    if not decision["fine_tune"]:
+        return "swap_now", f"the SLM is within {decision['delta']} of the hosted model on every core metric"
+    trailing = ", ".join(m["metric"] for m in decision["metrics"] if m["trails"])
+    if ft is None:
+        return "keep_hosted", f"the SLM trails on {trailing}; no fine-tuned run yet"
+    if not ft["fine_tune"]:
+        return "swap_after_fine_tune", f"the SLM trails on {trailing}; with its adapter it is within delta"
+    still = ", ".join(m["metric"] for m in ft["metrics"] if m["trails"])
+    return "keep_hosted", f"the SLM trails on {trailing}; with its adapter it still trails on {still}"
+
+
+def load(eval_dir: Path) -> tuple[dict[str, Any] | None, list[TrackData]]:
+    verdict_path = eval_dir / "verdict.json"
+    verdict = read_json(verdict_path, "the verdict of `slm-swap run`") if verdict_path.is_file() else None
+    tracks = []
+    for track in TRACKS:
+        path = eval_dir / f"{track}_decision.json"
+        if not path.is_file():
+            continue
+        decision = read_json(path, "a decision file written by `slm-swap compare`")
+        ft_path = eval_dir / f"{track}_ft_decision.json"
+        ft = read_json(ft_path, "a decision file") if ft_path.is_file() and decision["fine_tune"] else None
+        runs = {
+            "hosted": read_run(Path(decision["hosted"]["path"])),
+            "slm": read_run(Path(decision["slm"]["path"])),
+        }
+        decisions = {"slm": decision}
+        if ft is not None:
+            runs["slm_ft"] = read_run(Path(ft["slm"]["path"]))
+            decisions["slm_ft"] = ft
+        said, reason = _verdict_of(decision, ft)
+        if verdict is not None and track in verdict.get("tracks", {}):
+            said, reason = verdict["tracks"][track]["verdict"], verdict["tracks"][track]["reason"]
+        dataset = Path(runs["hosted"].meta.dataset)
+        examples = {e.id: e for e in read_examples(dataset)} if dataset.is_file() else {}
+        tracks.append(TrackData(track, said, reason, runs, decisions, examples))
+    if not tracks:
+        raise SlmSwapError(
+            f"nothing to report in {eval_dir}: no <track>_decision.json there\n"
+            "  fix: run `slm-swap run`, or `slm-swap compare` for a track first"
+        )
+    return verdict, tracks
+
+
+# --- numbers ---------------------------------------------------------------------------------------------
+
+
+def metric_rows(t: TrackData) -> list[dict[str, Any]]:
+    """Per core metric: each model's mean and, for the SLMs, the paired difference and CI vs hosted."""
+    rows = []
+    for metric in CORE_METRICS[t.track]:
+        row: dict[str, Any] = {"metric": metric}
+        for label, run in t.runs.items():
+            row[label] = run.summary[metric]
+        for label, decision in t.decisions.items():
+            m = next(m for m in decision["metrics"] if m["metric"] == metric)
+            row[f"{label}_ci"] = (m["ci_low"], m["ci_high"])
+            row[f"{label}_trails"] = m["trails"]
+        rows.append(row)
+    return rows
+
+
+def costs(t: TrackData, pricing: Pricing) -> list[dict[str, Any]]:
+    """Per model: correct calls, total and per-correct latency, and cost (hosted: price; local: time)."""
+    out = []
+    for label, run in t.runs.items():
+        correct = sum(r.metrics[CORRECT[t.track]] for r in run.results)
+        seconds = sum(r.latency_s for r in run.results)
+        prompt = sum(r.usage.prompt_tokens for r in run.results)
+        completion = sum(r.usage.completion_tokens for r in run.results)
+        row: dict[str, Any] = {
+            "model": label,
+            "name": run.meta.model,
+            "correct": int(correct),
+            "examples": len(run.results),
+            "seconds": seconds,
+            "seconds_per_correct": seconds / correct if correct else None,
+            "tokens": (prompt, completion),
+        }
+        if label == "hosted":
+            cost = prompt / 1000 * pricing.input_per_1k + completion / 1000 * pricing.output_per_1k
+            row["cost"] = cost
+            row["cost_per_correct"] = cost / correct if correct else None
+        out.append(row)
+    return out
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _outcome(result: Any, track: str) -> str:
+    if result.metrics[CORRECT[track]] >= 1:
+        return "correct"
+    return result.error_category or "partly right"
+
+
+# --- SVG charts ------------------------------------------------------------------------------------------
+
+
+def bar_chart(t: TrackData) -> str:
+    metrics = list(CORE_METRICS[t.track])
+    labels = list(t.runs)
+    width, height, left, bottom = 640, 240, 40, 40
+    group = (width - left - 10) / len(metrics)
+    bar = min(28.0, (group - 12) / len(labels))
+    parts = [
+        f'<svg class="chart" role="img" aria-label="core metrics per model" viewBox="0 0 {width} {height}">'
+    ]
+    for tick in (0, 0.5, 1):
+        y = height - bottom - tick * (height - bottom - 10)
+        parts.append(f'<line x1="{left}" x2="{width}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{tick:g}</text>')
+    for i, metric in enumerate(metrics):
+        x0 = left + i * group + (group - bar * len(labels)) / 2
+        for j, label in enumerate(labels):
+            value = t.runs[label].summary[metric]
+            h = value * (height - bottom - 10)
+            x = x0 + j * bar
+            parts.append(
+                f'<rect x="{x:.1f}" y="{height - bottom - h:.1f}" width="{bar - 2:.1f}" height="{h:.1f}" '
+                f'fill="{COLORS[label]}"><title>{LABELS[label]} {metric}: {value:.3f}</title></rect>'
+            )
+        parts.append(
+            f'<text x="{left + i * group + group / 2:.1f}" y="{height - bottom + 16}" text-anchor="middle">'
+            f"{html.escape(metric)}</text>"
+        )
+    parts.append(_legend(labels, left, height - 8))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def failure_chart(t: TrackData) -> str:
+    counts = {
+        label: Counter(r.error_category or "correct" for r in run.results) for label, run in t.runs.items()
+    }
+    categories = sorted(
+        {c for counter in counts.values() for c in counter}, key=lambda c: (c != "correct", c)
+    )
+    palette = [
+        "#55a868",
+        "#c44e52",
+        "#8172b3",
+        "#937860",
+        "#da8bc3",
+        "#8c8c8c",
+        "#ccb974",
+        "#64b5cd",
+        "#4c72b0",
+    ]
+    color = {c: palette[i % len(palette)] for i, c in enumerate(categories)}
+    width, row_h, left = 640, 30, 110
+    height = row_h * len(counts) + 60
+    parts = [f'<svg class="chart" role="img" aria-label="outcomes per model" viewBox="0 0 {width} {height}">']
+    for i, (label, counter) in enumerate(counts.items()):
+        total = sum(counter.values()) or 1
+        y = 10 + i * row_h
+        parts.append(f'<text x="{left - 8}" y="{y + 17}" text-anchor="end">{LABELS[label]}</text>')
+        x = float(left)
+        for category in categories:
+            n = counter.get(category, 0)
+            w = n / total * (width - left - 10)
+            if n:
+                parts.append(
+                    f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{row_h - 8}" '
+                    f'fill="{color[category]}">'
+                    f"<title>{LABELS[label]}: {html.escape(category)} {n}/{total}</title></rect>"
+                )
+            x += w
+    y = 20 + len(counts) * row_h
+    x = float(left)
+    for category in categories:
+        parts.append(f'<rect x="{x:.0f}" y="{y}" width="10" height="10" fill="{color[category]}"/>')
+        parts.append(f'<text x="{x + 14:.0f}" y="{y + 9}">{html.escape(category)}</text>')
+        x += 24 + 7 * len(category)
+        if x > width - 80:
+            x, y = float(left), y + 16
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def latency_chart(t: TrackData) -> str:
+    """Each model's per-example latencies: a dot per example, with the median marked."""
+    width, row_h, left = 640, 34, 110
+    height = row_h * len(t.runs) + 40
+    top = max((r.latency_s for run in t.runs.values() for r in run.results), default=1.0) or 1.0
+    span = width - left - 20
+    parts = [
+        f'<svg class="chart" role="img" aria-label="latency per example" viewBox="0 0 {width} {height}">'
+    ]
+    for i, (label, run) in enumerate(t.runs.items()):
+        y = 20 + i * row_h
+        parts.append(f'<text x="{left - 8}" y="{y + 4}" text-anchor="end">{LABELS[label]}</text>')
+        for r in run.results:
+            x = left + r.latency_s / top * span
+            parts.append(f'<circle cx="{x:.1f}" cy="{y}" r="4" fill="{COLORS[label]}" fill-opacity="0.6"/>')
+        latencies = [r.latency_s for r in run.results]
+        if latencies:
+            median = statistics.median(latencies)
+            x = left + median / top * span
+            parts.append(
+                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y - 10}" y2="{y + 10}" class="median">'
+                f"<title>median {median:.2f} s</title></line>"
+            )
+    axis_y = height - 12
+    for tick in (0, top / 2, top):
+        x = left + tick / top * span
+        parts.append(f'<text x="{x:.1f}" y="{axis_y}" text-anchor="middle">{tick:.1f} s</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _legend(labels: Sequence[str], x: float, y: float) -> str:
+    parts = []
+    for label in labels:
+        parts.append(f'<rect x="{x:.0f}" y="{y - 9}" width="10" height="10" fill="{COLORS[label]}"/>')
+        parts.append(f'<text x="{x + 14:.0f}" y="{y}">{LABELS[label]}</text>')
+        x += 30 + 7 * len(LABELS[label])
+    return "".join(parts)
+
+
+# --- HTML ------------------------------------------------------------------------------------------------
+
+STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1100px;
+padding:24px;color:#222}
+h1{font-size:22px}h2{margin-top:36px;border-bottom:1px solid #ddd;padding-bottom:4px}
+.verdict{display:inline-block;padding:4px 10px;border-radius:4px;font-weight:600;color:#fff}
+.swap_now{background:#2e7d32}.swap_after_fine_tune{background:#1565c0}.keep_hosted{background:#b23c17}
+.standin{background:#fff4d6;border:1px solid #e0c36c;padding:8px 12px;border-radius:4px}
+table{border-collapse:collapse;margin:8px 0}td,th{border-bottom:1px solid #e4e4e4;padding:4px 8px;
+text-align:right;vertical-align:top}td:first-child,th:first-child{text-align:left}
+.chart{width:100%;max-width:640px;display:block;margin:8px 0}.chart text{font-size:11px;fill:#333}
+.grid{stroke:#e4e4e4}.median{stroke:#000;stroke-width:2}
+.examples td{text-align:left;font-size:12px}.examples pre{white-space:pre-wrap;word-break:break-word;
+margin:0;max-width:330px}.correct{color:#2e7d32;font-weight:600}.wrong{color:#b23c17;font-weight:600}
+.trails{color:#b23c17}.note{color:#666;font-size:12px}
+"""
+
+SCRIPT = """
+document.querySelectorAll('input.disagree').forEach(function (box) {
+  box.addEventListener('change', function () {
+    var table = document.getElementById(box.dataset.table);
+    table.querySelectorAll('tbody tr').forEach(function (row) {
+      row.hidden = box.checked && row.dataset.disagree !== '1';
+    });
+    table.dataset.filtered = box.checked ? '1' : '0';
+  });
+});
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def render_html(verdict: dict[str, Any] | None, tracks: list[TrackData], pricing: Pricing) -> str:
+    out = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<title>slm-swap report</title>",
+        f"<style>{STYLE}</style></head><body>",
+        "<h1>Can the small model replace the hosted one?</h1>",
+    ]
+    hosted = verdict["hosted"] if verdict else None
+    if hosted and hosted.get("stand_in"):
+        out.append(
+            f"<p class='standin'><b>Note:</b> no hosted model was reachable, so a {_e(hosted['description'])}"
+            " played the hosted model. Its numbers are not those of a hosted LLM.</p>"
+        )
+    elif hosted:
+        out.append(f"<p>Hosted model: {_e(hosted['description'])}</p>")
+    out.append("<table id='verdicts'><tr><th>track</th><th>verdict</th><th>why</th></tr>")
+    for t in tracks:
+        out.append(
+            f"<tr><td>{t.track}</td><td><span class='verdict {t.verdict}'>{SAYS[t.verdict]}</span></td>"
+            f"<td style='text-align:left'>{_e(t.reason)}</td></tr>"
+        )
+    out.append("</table>")
+    if verdict:
+        out.append(
+            f"<p class='note'>Delta {verdict['delta']} (the spec's rule: fine-tune when the SLM trails on "
+            "any "
+            f"core metric by more than delta). Langfuse session <code>{_e(verdict['session_id'])}</code>; "
+            f"the run took {verdict['seconds']:.0f} s, finished {_e(verdict['finished_at'])}.</p>"
+        )
+    for t in tracks:
+        out.append(_track_html(t, pricing))
+    out.append(f"<script>{SCRIPT}</script></body></html>")
+    return "\n".join(out)
+
+
+def _track_html(t: TrackData, pricing: Pricing) -> str:
+    labels = list(t.runs)
+    n = len(t.runs["hosted"].results)
+    out = [
+        f"<section id='track-{t.track}'><h2>{t.track}</h2>",
+        f"<p><span class='verdict {t.verdict}'>{SAYS[t.verdict]}</span> {_e(t.reason)}. "
+        f"{n} paired examples.</p>",
+        "<h3>Metrics</h3><table class='metrics'><tr><th>metric</th>",
+    ]
+    out += [f"<th>{LABELS[label]}</th>" for label in labels]
+    out += [f"<th>{LABELS[label]} − hosted (95% CI)</th>" for label in t.decisions]
+    out.append("</tr>")
+    for row in metric_rows(t):
+        cells = [f"<td>{row['metric']}</td>"] + [f"<td>{row[label]:.3f}</td>" for label in labels]
+        for label in t.decisions:
+            low, high = row[f"{label}_ci"]
+            diff = row[label] - row["hosted"]
+            cls = " class='trails'" if row[f"{label}_trails"] else ""
+            cells.append(f"<td{cls}>{diff:+.3f} [{-high:+.3f}, {-low:+.3f}]</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append(
+        "</table><p class='note'>Red: trails the hosted model by more than delta. Intervals are paired "
+        "bootstrap (10,000 resamples) over the same examples.</p>"
+    )
+    out.append("<h3>Core metrics per model</h3>" + bar_chart(t))
+    out.append("<h3>Outcomes and failure categories</h3>" + failure_chart(t))
+    out.append("<h3>Latency per example</h3>" + latency_chart(t))
+    out.append(
+        "<h3>Cost and latency per correct call</h3><table><tr><th>model</th><th>correct</th>"
+        "<th>total time</th><th>time per correct call</th><th>tokens in / out</th><th>cost</th>"
+        "<th>cost per correct call</th></tr>"
+    )
+    for c in costs(t, pricing):
+        cost = f"${c['cost']:.4f}" if "cost" in c else "local (time only)"
+        per = (
+            (f"${c['cost_per_correct']:.4f}" if c.get("cost_per_correct") is not None else "—")
+            if "cost" in c
+            else "—"
+        )
+        out.append(
+            f"<tr><td>{LABELS[c['model']]} ({_e(c['name'])})</td><td>{c['correct']}/{c['examples']}</td>"
+            f"<td>{c['seconds']:.1f} s</td><td>{_fmt(c['seconds_per_correct'], 2)} s</td>"
+            f"<td>{c['tokens'][0]} / {c['tokens'][1]}</td><td>{cost}</td><td>{per}</td></tr>"
+        )
+    out.append(
+        f"</table><p class='note'>Hosted cost at ${pricing.input_per_1k}/1k prompt and "
+        f"${pricing.output_per_1k}/1k completion tokens (set with --price-per-1k-input/-output); "
+        "a correct call is one whose " + CORRECT[t.track] + " is 1. Local cost is compute time.</p>"
+    )
+    out.append(_examples_html(t))
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def _examples_html(t: TrackData) -> str:
+    labels = list(t.runs)
+    table_id = f"examples-{t.track}"
+    by_label = {label: {r.id: r for r in run.results} for label, run in t.runs.items()}
+    out = [
+        f"<h3>Examples</h3><label><input type='checkbox' class='disagree' data-table='{table_id}'> "
+        "show only examples where the models disagree</label>",
+        f"<table class='examples' id='{table_id}'><thead><tr><th>example</th><th>prompt</th><th>gold</th>",
+    ]
+    out += [f"<th>{LABELS[label]}</th>" for label in labels]
+    out.append("</tr></thead><tbody>")
+    for r in t.runs["hosted"].results:
+        results = [by_label[label][r.id] for label in labels]
+        outcomes = [_outcome(x, t.track) for x in results]
+        disagree = len({o == "correct" for o in outcomes}) > 1
+        example = t.examples.get(r.id)
+        prompt = (
+            f"<details><summary>prompt</summary><pre>{_e(example.prompt)}</pre></details>" if example else ""
+        )
+        gold = f"<pre>{_e(example.completion)}</pre>" if example else ""
+        cells = [f"<td>{_e(r.id)}</td><td>{prompt}</td><td>{gold}</td>"]
+        for x, outcome in zip(results, outcomes, strict=True):
+            cls = "correct" if outcome == "correct" else "wrong"
+            cells.append(f"<td><span class='{cls}'>{_e(outcome)}</span><pre>{_e(x.output[:1500])}</pre></td>")
+        out.append(f"<tr data-disagree='{int(disagree)}'>" + "".join(cells) + "</tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+# --- Markdown --------------------------------------------------------------------------------------------
+
+
+def render_markdown(verdict: dict[str, Any] | None, tracks: list[TrackData], pricing: Pricing) -> str:
+    lines = ["# slm-swap report", ""]
+    hosted = verdict["hosted"] if verdict else None
+    if hosted and hosted.get("stand_in"):
+        lines += [
+            f"> **Note:** no hosted model was reachable, so a {hosted['description']} played the hosted "
+            "model. Its numbers are not those of a hosted LLM.",
+            "",
+        ]
+    elif hosted:
+        lines += [f"Hosted model: {hosted['description']}", ""]
+    lines += ["| track | verdict | why |", "|---|---|---|"]
+    lines += [f"| {t.track} | **{SAYS[t.verdict]}** | {t.reason} |" for t in tracks]
+    for t in tracks:
+        labels = list(t.runs)
+        lines += ["", f"## {t.track}", "", f"{len(t.runs['hosted'].results)} paired examples.", ""]
+        header = [
+            "metric",
+            *(LABELS[label] for label in labels),
+            *(f"{LABELS[lb]} − hosted (95% CI)" for lb in t.decisions),
+        ]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for row in metric_rows(t):
+            cells = [row["metric"], *(f"{row[label]:.3f}" for label in labels)]
+            for label in t.decisions:
+                low, high = row[f"{label}_ci"]
+                mark = " ⚠" if row[f"{label}_trails"] else ""
+                cells.append(f"{row[label] - row['hosted']:+.3f} [{-high:+.3f}, {-low:+.3f}]{mark}")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            "| model | correct | time per correct call | cost per correct call |",
+            "|---|---|---|---|",
+        ]
+        for c in costs(t, pricing):
+            per = f"${c['cost_per_correct']:.4f}" if c.get("cost_per_correct") is not None else "—"
+            lines.append(
+                f"| {LABELS[c['model']]} ({c['name']}) | {c['correct']}/{c['examples']} | "
+                f"{_fmt(c['seconds_per_correct'], 2)} s | {per if 'cost' in c else 'local'} |"
+            )
+        failures = {
+            label: Counter(r.error_category for r in run.results if r.error_category)
+            for label, run in t.runs.items()
+        }
+        lines += [
+            "",
+            "Failure categories: "
+            + "; ".join(
+                f"{LABELS[label]}: " + (", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "none")
+                for label, c in failures.items()
+            ),
+        ]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(eval_dir: Path, pricing: Pricing, out: Path | None = None) -> Written:
+    """Writes `<eval_dir>/report.html` (or `out`) and the Markdown beside it, atomically."""
+    verdict, tracks = load(eval_dir)
+    html_path = out or eval_dir / "report.html"
+    md_path = html_path.with_suffix(".md")
+    with atomic_writer(html_path) as f:
+        f.write(render_html(verdict, tracks, pricing))
+    with atomic_writer(md_path) as f:
+        f.write(render_markdown(verdict, tracks, pricing))
+    return Written(html_path, md_path)

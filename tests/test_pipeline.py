@@ -1,0 +1,116 @@
+"""`slm-swap run` end to end on the tiny model: stages, skipping, resuming, Azure or the local stand-in,
+fine-tuning only the tracks that trail, the verdict and the report."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from slm_swap.cli import main
+from slm_swap.files import read_examples
+
+from .openai_server import FakeOpenAIServer
+
+SMALL = ["--train-size", "4", "--val-size", "2", "--test-size", "4", "--max-new-tokens", "8"]
+TRAIN = ["--max-length", "512", "--train-batch-size", "2"]
+
+
+def run(tiny_model: Path, *extra: str) -> str:
+    result = CliRunner().invoke(main, ["run", "--model-path", str(tiny_model), *SMALL, *TRAIN, *extra])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture
+def azure(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAIServer:
+    """A fake Azure deployment that answers every toolcall test question with its gold answer (a perfect
+    hosted model, so the tiny SLM trails and the run fine-tunes)."""
+    assert CliRunner().invoke(main, ["prepare", *SMALL[:6]]).exit_code == 0
+    server = FakeOpenAIServer(api_key="azure-secret-key", deployment="gpt-test").start()
+    for example in read_examples(Path("02_dataset/toolcall/test.jsonl")):
+        server.answers[example.prompt] = example.completion
+    monkeypatch.setenv("AZURE_ENDPOINT", server.azure_root)
+    monkeypatch.setenv("AZURE_DEPLOYMENT", "gpt-test")
+    monkeypatch.setenv("AZURE_API_KEY", "azure-secret-key")
+    monkeypatch.setenv("AZURE_API_VERSION", "2024-05-01-preview")
+    yield server
+    server.stop()
+
+
+def test_run_with_azure_fine_tunes_the_trailing_track_and_resumes(
+    azure: FakeOpenAIServer, tiny_model: Path
+) -> None:
+    output = run(tiny_model, "--tracks", "toolcall")
+    assert "prepare: splits in 02_dataset are there, kept" in output
+    verdict = json.loads(Path("05_eval/verdict.json").read_text())
+    assert verdict["hosted"]["kind"] == "azure" and verdict["hosted"]["stand_in"] is False
+    track = verdict["tracks"]["toolcall"]
+    assert track["summary"]["hosted"]["ast_match"] == 1.0 and track["summary"]["slm"]["ast_match"] < 1.0
+    assert (
+        track["adapter"] == "04_ft/adapter_toolcall"
+        and Path(track["adapter"], "adapter_model.safetensors").is_file()
+    )
+    assert track["runs"]["slm_ft"] == "05_eval/toolcall_slm_ft_test.json"
+    assert json.loads(Path(track["ft_decision"]).read_text())["slm"]["adapter"] == "04_ft/adapter_toolcall"
+    assert track["verdict"] in ("keep_hosted", "swap_after_fine_tune")
+    assert "toolcall: " + track["says"] in output
+    assert not Path("05_eval/structured_decision.json").exists()  # only the tracks asked for
+    assert Path("05_eval/report.html").is_file() and Path("05_eval/report.md").is_file()
+    for path in [*Path("05_eval").iterdir(), *Path("04_ft").rglob("*.json")]:
+        assert "azure-secret-key" not in path.read_text(errors="replace"), path
+
+    # Interrupted after fine-tuning: the rerun keeps every finished stage and redoes only the rest.
+    Path("05_eval/toolcall_slm_ft_test.json").unlink()
+    Path("05_eval/verdict.json").unlink()
+    asked = len(azure.requests)
+    again = run(tiny_model, "--tracks", "toolcall")
+    assert len(azure.requests) == asked  # the hosted model was not asked again
+    for stage in ("eval toolcall hosted", "eval toolcall slm", "train toolcall"):
+        assert f"{stage}: " in again and "kept" in again.split(f"{stage}: ")[1].splitlines()[0], stage
+    assert "eval toolcall slm_ft: 4 examples" in again
+    assert (
+        json.loads(Path("05_eval/verdict.json").read_text())["tracks"]["toolcall"]["verdict"]
+        == track["verdict"]
+    )
+
+
+def test_run_without_credentials_uses_the_local_stand_in_and_stops_it(
+    workspace: Path, tiny_model: Path
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    output = run(tiny_model, "--standin-port", str(port))
+    assert f"starting the hosted stand-in on port {port}" in output
+    verdict = json.loads(Path("05_eval/verdict.json").read_text())
+    assert (
+        verdict["hosted"]["stand_in"] is True
+        and "slm-swap serve --constrained" in verdict["hosted"]["description"]
+    )
+    assert "hosted: local stand-in" in output
+    hosted = json.loads(Path("05_eval/toolcall_openai_test.json").read_text())
+    assert hosted["meta"]["model_kind"] == "openai" and hosted["meta"]["settings"]["endpoint"].startswith(
+        f"http://127.0.0.1:{port}/v1"
+    )
+    # Constrained decoding behind the stand-in: every answer is inside the grammar (8 tokens of a random
+    # model spell only the start of a call), unlike the same model's free answers.
+    begin = '<tool_call name="'
+    outputs = [r["output"] for r in hosted["results"]]
+    assert all(o and (o.startswith(begin) or begin.startswith(o)) for o in outputs), outputs
+    free = json.loads(Path("05_eval/toolcall_slm_test.json").read_text())
+    assert not any(r["output"].startswith("<tool") for r in free["results"])
+    assert "stand-in" in Path("05_eval/report.html").read_text()
+    assert "stand-in" in Path("05_eval/report.md").read_text()
+    with socket.socket() as s:  # stopped afterwards: the port is free again
+        s.bind(("127.0.0.1", port))
+    # The stand-in's key was random and is nowhere on disk.
+    assert set(verdict["tracks"]) == {"structured", "toolcall"}
+
+
+def test_report_without_decisions_says_what_to_run(workspace: Path) -> None:
+    result = CliRunner().invoke(main, ["report"])
+    assert result.exit_code == 2 and "slm-swap run" in result.output
