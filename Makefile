@@ -8,11 +8,11 @@ DEMO_DIR ?= demo
 # The CPU build of torch; on a CUDA machine install the CUDA build your driver needs instead.
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup chromium demo test lint bench clean
 
 MASTRA := examples/mastra
 
-setup: $(VENV)/.installed $(MASTRA)/node_modules/.installed
+setup: $(VENV)/.installed $(MASTRA)/node_modules/.installed chromium
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ $(VENV)/.installed: pyproject.toml
 $(MASTRA)/node_modules/.installed: $(MASTRA)/package-lock.json
 	cd $(MASTRA) && npm ci --no-audit --no-fund --silent
 	touch $@
+
+# Debian's chromium, for the report's browser test (playwright drives it; nothing downloads a browser).
+chromium:
+	@command -v chromium > /dev/null || command -v chromium-browser > /dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
 
 demo: setup
 	scripts/demo.sh $(DEMO_DIR)

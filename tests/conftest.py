@@ -162,3 +162,27 @@ def tiny_adapter(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     dest = tmp_path_factory.mktemp("adapter") / "adapter_toolcall"
     model.save_pretrained(dest)
     return dest
+
+
+@pytest.fixture
+def azure(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A fake Azure deployment that answers every toolcall test question with its gold answer (a perfect
+    hosted model, so the tiny SLM trails and the run fine-tunes)."""
+    from click.testing import CliRunner
+
+    from slm_swap.cli import main
+    from slm_swap.files import read_examples
+
+    from .openai_server import FakeOpenAIServer
+
+    sizes = ["--train-size", "4", "--val-size", "2", "--test-size", "4"]
+    assert CliRunner().invoke(main, ["prepare", *sizes]).exit_code == 0
+    server = FakeOpenAIServer(api_key="azure-secret-key", deployment="gpt-test").start()
+    for example in read_examples(Path("02_dataset/toolcall/test.jsonl")):
+        server.answers[example.prompt] = example.completion
+    monkeypatch.setenv("AZURE_ENDPOINT", server.azure_root)
+    monkeypatch.setenv("AZURE_DEPLOYMENT", "gpt-test")
+    monkeypatch.setenv("AZURE_API_KEY", "azure-secret-key")
+    monkeypatch.setenv("AZURE_API_VERSION", "2024-05-01-preview")
+    yield server
+    server.stop()

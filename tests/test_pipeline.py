@@ -7,11 +7,9 @@ import json
 import socket
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from slm_swap.cli import main
-from slm_swap.files import read_examples
 
 from .openai_server import FakeOpenAIServer
 
@@ -23,22 +21,6 @@ def run(tiny_model: Path, *extra: str) -> str:
     result = CliRunner().invoke(main, ["run", "--model-path", str(tiny_model), *SMALL, *TRAIN, *extra])
     assert result.exit_code == 0, result.output
     return result.output
-
-
-@pytest.fixture
-def azure(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAIServer:
-    """A fake Azure deployment that answers every toolcall test question with its gold answer (a perfect
-    hosted model, so the tiny SLM trails and the run fine-tunes)."""
-    assert CliRunner().invoke(main, ["prepare", *SMALL[:6]]).exit_code == 0
-    server = FakeOpenAIServer(api_key="azure-secret-key", deployment="gpt-test").start()
-    for example in read_examples(Path("02_dataset/toolcall/test.jsonl")):
-        server.answers[example.prompt] = example.completion
-    monkeypatch.setenv("AZURE_ENDPOINT", server.azure_root)
-    monkeypatch.setenv("AZURE_DEPLOYMENT", "gpt-test")
-    monkeypatch.setenv("AZURE_API_KEY", "azure-secret-key")
-    monkeypatch.setenv("AZURE_API_VERSION", "2024-05-01-preview")
-    yield server
-    server.stop()
 
 
 def test_run_with_azure_fine_tunes_the_trailing_track_and_resumes(

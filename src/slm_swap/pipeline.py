@@ -124,8 +124,10 @@ class StandIn:
         )
 
     def options(self, base: ModelOptions) -> ModelOptions:
+        # A CPU model answers a batch of eight in a minute or more: the client waits accordingly.
         return replace(
             base,
+            timeout=max(base.timeout, 900.0),
             kind="openai",
             base_url=self.base_url,
             api_key=self.key,

@@ -151,6 +151,10 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def _signed(value: float) -> str:
+    return f"{value + 0.0:+.3f}"  # + 0.0: no "-0.000"
+
+
 def _outcome(result: Any, track: str) -> str:
     if result.metrics[CORRECT[track]] >= 1:
         return "correct"
@@ -296,7 +300,7 @@ text-align:right;vertical-align:top}td:first-child,th:first-child{text-align:lef
 .grid{stroke:#e4e4e4}.median{stroke:#000;stroke-width:2}
 .examples td{text-align:left;font-size:12px}.examples pre{white-space:pre-wrap;word-break:break-word;
 margin:0;max-width:330px}.correct{color:#2e7d32;font-weight:600}.wrong{color:#b23c17;font-weight:600}
-.trails{color:#b23c17}.note{color:#666;font-size:12px}
+.trails{color:#b23c17}#verdicts th:last-child{text-align:left}.note{color:#666;font-size:12px}
 """
 
 SCRIPT = """
@@ -369,7 +373,7 @@ def _track_html(t: TrackData, pricing: Pricing) -> str:
             low, high = row[f"{label}_ci"]
             diff = row[label] - row["hosted"]
             cls = " class='trails'" if row[f"{label}_trails"] else ""
-            cells.append(f"<td{cls}>{diff:+.3f} [{-high:+.3f}, {-low:+.3f}]</td>")
+            cells.append(f"<td{cls}>{_signed(diff)} [{_signed(-high)}, {_signed(-low)}]</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append(
         "</table><p class='note'>Red: trails the hosted model by more than delta. Intervals are paired "
@@ -464,7 +468,8 @@ def render_markdown(verdict: dict[str, Any] | None, tracks: list[TrackData], pri
             for label in t.decisions:
                 low, high = row[f"{label}_ci"]
                 mark = " ⚠" if row[f"{label}_trails"] else ""
-                cells.append(f"{row[label] - row['hosted']:+.3f} [{-high:+.3f}, {-low:+.3f}]{mark}")
+                diff = row[label] - row["hosted"]
+                cells.append(f"{_signed(diff)} [{_signed(-high)}, {_signed(-low)}]{mark}")
             lines.append("| " + " | ".join(cells) + " |")
         lines += [
             "",
