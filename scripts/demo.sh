@@ -15,6 +15,6 @@ export LANGFUSE_DISABLED=1
 echo "LANGFUSE_DISABLED=1: tracing is off for this demo (set LANGFUSE_* and unset this to trace)"
 
 time "$BIN/slm-swap" run \
-  --train-size 8 --val-size 2 --test-size 8 \
-  --max-new-tokens 192 --max-length 1024 \
+  --train-size 4 --val-size 2 --test-size 8 \
+  --max-new-tokens 160 --max-length 1024 \
   --standin-port "${DEMO_PORT:-8765}"

@@ -96,3 +96,36 @@ def test_run_without_credentials_uses_the_local_stand_in_and_stops_it(
 def test_report_without_decisions_says_what_to_run(workspace: Path) -> None:
     result = CliRunner().invoke(main, ["report"])
     assert result.exit_code == 2 and "slm-swap run" in result.output
+
+
+def test_a_run_stopped_by_ctrl_c_resumes(azure: FakeOpenAIServer, tiny_model: Path) -> None:
+    """A real SIGINT to `slm-swap run` during the SLM's evaluation: exit 130, the finished hosted run and
+    the journal stay, and the rerun finishes without asking the hosted model again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    argv = [sys.executable, "-m", "slm_swap", "run", "--model-path", str(tiny_model), "--tracks", "toolcall"]
+    argv += [*SMALL[:6], "--max-new-tokens", "300", "--batch-size", "1", *TRAIN]
+    process = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ
+    )
+    assert process.stdout is not None
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if line.startswith("eval toolcall slm: 4 examples"):
+            time.sleep(1.0)  # inside the SLM's evaluation (4 answers of 300 tokens, one at a time)
+            process.send_signal(signal.SIGINT)
+            break
+    rest, _ = process.communicate(timeout=120)
+    assert process.wait() == 130, "".join(seen) + rest
+    assert Path("05_eval/toolcall_azure_test.json").is_file()
+    assert not Path("05_eval/toolcall_slm_test.json").exists() and not Path("05_eval/verdict.json").exists()
+    asked = len(azure.requests)
+    output = run(tiny_model, "--tracks", "toolcall", "--max-new-tokens", "300", "--batch-size", "1")
+    assert "eval toolcall hosted: 05_eval/toolcall_azure_test.json is there for these inputs, kept" in output
+    assert len(azure.requests) == asked
+    assert Path("05_eval/verdict.json").is_file()

@@ -216,7 +216,7 @@ def _adapter_current(card_path: Path, train: Path, val: Path, base: Path, hyper:
         and card.get("train_sha256") == sha256_file(train)
         and card.get("val_sha256") == sha256_file(val)
         and card.get("base_model") == str(base)
-        and all(card.get("hyperparameters", {}).get(k) == v for k, v in hyper.items())
+        and card.get("hyperparameters") == hyper
     )
 
 
@@ -289,7 +289,7 @@ class Pipeline:
 
     def fine_tune(self, track: Track) -> Path:
         from slm_swap.models import resolve_model_path
-        from slm_swap.train.sft import CARD, TrainConfig, train
+        from slm_swap.train.sft import CARD, TrainConfig, hyperparameters, train
 
         out = self.o.ft_dir / f"adapter_{track}"
         config = TrainConfig(
@@ -300,26 +300,25 @@ class Pipeline:
             model_path=resolve_model_path(self.o.slm.model_path),
             **self.o.train,
         )
-        hyper = {
-            k: getattr(config, k) for k in ("lora_r", "lora_alpha", "lora_dropout", "learning_rate", "epochs")
-        }
-        hyper |= {
-            k: getattr(config, k) for k in ("max_length", "batch_size", "gradient_accumulation", "seed")
-        }
-        if not self.o.force and _adapter_current(
-            out / CARD, config.train, config.val, config.model_path, hyper
-        ):
+        hyper = hyperparameters(config)
+        card = out / CARD
+        if not self.o.force and _adapter_current(card, config.train, config.val, config.model_path, hyper):
             self.say(f"train {track}: {out} is there for these data and settings, kept")
             return out
-        resume = not self.o.force and any(out.glob("checkpoint-*"))
+        # An unfinished earlier run (checkpoints, no card) is continued; anything else starts afresh, the
+        # earlier adapter kept beside it.
+        resume = not self.o.force and not card.exists() and any(out.glob("checkpoints/checkpoint-*"))
+        if not resume and out.exists() and any(out.iterdir()):
+            kept = out.with_name(f"{out.name}.{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}")
+            out.rename(kept)
+            self.say(f"train {track}: the earlier adapter (other data or settings) is kept as {kept}")
         self.say(f"train {track}: LoRA on {config.train}{' (resuming its checkpoint)' if resume else ''} ...")
         result = train(replace(config, resume=resume), self.tracer, session_id=self.session_id)
         if result.interrupted:
             raise KeyboardInterrupt
-        self.say(
-            f"train {track}: {result.steps} steps in {result.seconds:.0f} s ({result.engine}), "
-            f"val loss {result.val_loss if result.val_loss is None else round(result.val_loss, 4)} -> {out}"
-        )
+        val = "n/a" if result.val_loss is None else f"{result.val_loss:.4f}"
+        took = f"{result.steps} steps in {result.seconds:.0f} s ({result.engine})"
+        self.say(f"train {track}: {took}, val loss {val} -> {out}")
         return out
 
     # --- the whole run ----------------------------------------------------------------------------------

@@ -123,11 +123,12 @@ def metric_rows(t: TrackData) -> list[dict[str, Any]]:
 
 
 def costs(t: TrackData, pricing: Pricing) -> list[dict[str, Any]]:
-    """Per model: correct calls, total and per-correct latency, and cost (hosted: price; local: time)."""
+    """Per model: correct calls, the run's wall time and time per correct call, and cost (hosted: price;
+    local: time)."""
     out = []
     for label, run in t.runs.items():
         correct = sum(r.metrics[CORRECT[t.track]] for r in run.results)
-        seconds = sum(r.latency_s for r in run.results)
+        seconds = _wall_seconds(run)
         prompt = sum(r.usage.prompt_tokens for r in run.results)
         completion = sum(r.usage.completion_tokens for r in run.results)
         row: dict[str, Any] = {
@@ -145,6 +146,19 @@ def costs(t: TrackData, pricing: Pricing) -> list[dict[str, Any]]:
             row["cost_per_correct"] = cost / correct if correct else None
         out.append(row)
     return out
+
+
+def _wall_seconds(run: RunResult) -> float:
+    """The run's wall time from its start and end stamps (requests in flight together overlap, so their
+    latencies do not add up to it); the sum of latencies when the stamps are missing."""
+    from datetime import datetime
+
+    try:
+        start = datetime.fromisoformat(run.meta.started_at)
+        end = datetime.fromisoformat(run.meta.finished_at)
+        return max((end - start).total_seconds(), 0.0)
+    except ValueError:
+        return sum(r.latency_s for r in run.results)
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -383,8 +397,12 @@ def _track_html(t: TrackData, pricing: Pricing) -> str:
     out.append("<h3>Outcomes and failure categories</h3>" + failure_chart(t))
     out.append("<h3>Latency per example</h3>" + latency_chart(t))
     out.append(
+        "<p class='note'>Hosted: each request's time, waiting included (requests run concurrently). "
+        "Local: its batch's time divided by the batch size. The line marks the median.</p>"
+    )
+    out.append(
         "<h3>Cost and latency per correct call</h3><table><tr><th>model</th><th>correct</th>"
-        "<th>total time</th><th>time per correct call</th><th>tokens in / out</th><th>cost</th>"
+        "<th>wall time</th><th>time per correct call</th><th>tokens in / out</th><th>cost</th>"
         "<th>cost per correct call</th></tr>"
     )
     for c in costs(t, pricing):

@@ -328,7 +328,7 @@ class Engine:
     answers queued prompts of the same model in one batch."""
 
     def __init__(
-        self, model_path: Path, adapters: Mapping[str, Path], *, max_batch: int = 8, max_wait_s: float = 0.01
+        self, model_path: Path, adapters: Mapping[str, Path], *, max_batch: int = 8, max_wait_s: float = 0.05
     ):
         from slm_swap.backends.local import load_model
 

@@ -228,6 +228,8 @@ def build_trainer(config: TrainConfig) -> Built:
         save_total_limit=2,
         report_to=[],
         use_cpu=not cuda,
+        # Recomputing activations saves GPU memory; on a CPU memory is plentiful and it only costs time.
+        gradient_checkpointing=cuda,
         bf16=cuda,
         fp16=False,
         ddp_find_unused_parameters=False if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
@@ -275,6 +277,13 @@ def build_trainer(config: TrainConfig) -> Built:
     return Built(trainer, tokenizer, engine, precision, stop)
 
 
+def hyperparameters(config: TrainConfig) -> dict[str, Any]:
+    """The settings of a run as its card records them (everything but paths and --resume)."""
+    return {
+        k: v for k, v in asdict(config).items() if k not in ("train", "val", "out", "model_path", "resume")
+    }
+
+
 def train(config: TrainConfig, tracer: Tracer, *, session_id: str | None = None) -> TrainResult:
     """Fine-tunes a LoRA adapter and writes it, with its tokenizer and card, to `config.out`; the trace
     joins `session_id` when given (a `slm-swap run`)."""
@@ -286,9 +295,7 @@ def train(config: TrainConfig, tracer: Tracer, *, session_id: str | None = None)
         built.precision,
         built.stop,
     )
-    hyper = {
-        k: v for k, v in asdict(config).items() if k not in ("train", "val", "out", "model_path", "resume")
-    }
+    hyper = hyperparameters(config)
     metadata = {
         "track": config.track,
         "train": str(config.train),
