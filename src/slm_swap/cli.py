@@ -1008,7 +1008,7 @@ def run(
     re-evaluate, and write the verdict and the report. Finished stages are kept (rerun to resume)."""
     from slm_swap.data.prepare import SplitSizes
     from slm_swap.models import default_model_dir, pull
-    from slm_swap.pipeline import VERDICTS, PipelineOptions, choose_hosted, run_pipeline
+    from slm_swap.pipeline import PipelineOptions, choose_hosted, run_pipeline
     from slm_swap.report import Pricing, write_report
 
     slm = replace(_options("slm", kw), kind="slm")
@@ -1036,7 +1036,7 @@ def run(
     report = write_report(Path("05_eval"), Pricing(price_per_1k_input, price_per_1k_output))
     stdout.print(f"\nhosted: {verdict['hosted']['description']}", markup=False)
     for track, t in verdict["tracks"].items():
-        stdout.print(Text(f"{track}: {VERDICTS[t['verdict']]}", style="bold"), f"— {t['reason']}")
+        stdout.print(Text(f"{track}: {t['says']}", style="bold"), f"— {t['reason']}")
     stdout.print(f"verdict: 05_eval/verdict.json; report: {report.html} and {report.markdown}")
     stdout.print(f"took {verdict['seconds']:.0f} s; Langfuse session {verdict['session_id']}", markup=False)
 

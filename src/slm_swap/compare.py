@@ -167,3 +167,28 @@ def compare(
         slm=_describe(slm, slm_path),
         metrics=comparisons,
     )
+
+
+VERDICTS = {
+    "swap_now": "swap now",
+    "swap_after_fine_tune": "swap after fine-tune",
+    "keep_hosted": "keep the hosted model",
+}
+
+
+def verdict_of(decision: dict[str, Any], ft_decision: dict[str, Any] | None) -> tuple[str, str]:
+    """The verdict for a track and why, from its decision (hosted vs SLM) and, when the SLM was
+    fine-tuned, the decision hosted vs SLM + adapter (both as written to the decision files)."""
+    if not decision["fine_tune"]:
+        return "swap_now", f"the SLM is within {decision['delta']} of the hosted model on every core metric"
+    trailing = ", ".join(m["metric"] for m in decision["metrics"] if m["trails"])
+    reason = f"the SLM trails by more than {decision['delta']} on {trailing}"
+    if ft_decision is None:
+        return "keep_hosted", reason + "; no fine-tuned run"
+    still = ", ".join(m["metric"] for m in ft_decision["metrics"] if m["trails"])
+    if not still:
+        return (
+            "swap_after_fine_tune",
+            reason + "; with its LoRA adapter it is within delta on every core metric",
+        )
+    return "keep_hosted", reason + f"; with its LoRA adapter it still trails on {still}"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from slm_swap.backends.factory import ModelOptions, make_backend
-from slm_swap.compare import Decision, compare
+from slm_swap.compare import VERDICTS, Decision, compare, verdict_of
 from slm_swap.data.prepare import SplitSizes, prepare, sample_path, xlam_source
 from slm_swap.errors import ConfigError, SlmSwapError
 from slm_swap.evaluate import evaluate, finished_run, run_meta
@@ -37,11 +37,6 @@ from slm_swap.tracing import Tracer
 from slm_swap.types import SPLITS, Track
 
 VERDICT_FORMAT = "slm-swap.verdict/1"
-VERDICTS = {
-    "swap_now": "swap now",
-    "swap_after_fine_tune": "swap after fine-tune",
-    "keep_hosted": "keep the hosted model",
-}
 AZURE_VARS = ("AZURE_ENDPOINT", "AZURE_DEPLOYMENT", "AZURE_API_KEY", "AZURE_API_VERSION")
 
 
@@ -75,26 +70,10 @@ class TrackOutcome:
     ft_decision: Decision | None = None
     ft_decision_path: Path | None = None
 
-    @property
-    def verdict(self) -> str:
-        if not self.decision.fine_tune:
-            return "swap_now"
-        if self.ft_decision is not None and not self.ft_decision.fine_tune:
-            return "swap_after_fine_tune"
-        return "keep_hosted"
-
-    def reason(self) -> str:
-        d = self.decision
-        trailing = [m.metric for m in d.metrics if m.trails]
-        if not d.fine_tune:
-            return f"the SLM is within {d.delta} of the hosted model on every core metric"
-        text = f"the SLM trails by more than {d.delta} on {', '.join(trailing)}"
-        if self.ft_decision is None:
-            return text + "; no fine-tuned run"
-        still = [m.metric for m in self.ft_decision.metrics if m.trails]
-        if not still:
-            return text + "; with its LoRA adapter it is within delta on every core metric"
-        return text + f"; with its LoRA adapter it still trails on {', '.join(still)}"
+    def verdict(self) -> tuple[str, str]:
+        """The verdict and why (see `compare.verdict_of`)."""
+        ft = None if self.ft_decision is None else self.ft_decision.to_json()
+        return verdict_of(self.decision.to_json(), ft)
 
 
 Say = Callable[[str], None]
@@ -371,19 +350,15 @@ class Pipeline:
         ) as trace:
             trace.event("verdict", verdict)
             for o in outcomes:
-                trace.score(f"swap_{o.track}", float(o.verdict != "keep_hosted"))
+                trace.score(f"swap_{o.track}", float(o.verdict()[0] != "keep_hosted"))
         return verdict
 
     def verdict(self, outcomes: list[TrackOutcome], hosted: ModelOptions, seconds: float) -> dict[str, Any]:
         from slm_swap.runs import read_run
 
-        def summary(path: Path | None) -> dict[str, Any] | None:
-            return None if path is None else read_run(path).summary
-
+        name = read_run(outcomes[0].hosted).meta.model if outcomes else hosted.model
         hosted_description = (
-            self.standin.description
-            if self.standin is not None
-            else f"{hosted.kind} ({hosted.model or 'deployment'})"
+            self.standin.description if self.standin is not None else f"{hosted.kind}: {name}"
         )
         return {
             "format": VERDICT_FORMAT,
@@ -398,28 +373,25 @@ class Pipeline:
                 "stand_in": self.standin is not None,
                 "description": hosted_description,
             },
-            "tracks": {
-                o.track: {
-                    "verdict": o.verdict,
-                    "says": VERDICTS[o.verdict],
-                    "reason": o.reason(),
-                    "runs": {
-                        "hosted": str(o.hosted),
-                        "slm": str(o.slm),
-                        "slm_ft": None if o.slm_ft is None else str(o.slm_ft),
-                    },
-                    "decision": str(o.decision_path),
-                    "ft_decision": None if o.ft_decision_path is None else str(o.ft_decision_path),
-                    "adapter": None if o.adapter is None else str(o.adapter),
-                    "summary": {
-                        "hosted": summary(o.hosted),
-                        "slm": summary(o.slm),
-                        "slm_ft": summary(o.slm_ft),
-                    },
-                }
-                for o in outcomes
-            },
+            "tracks": {o.track: _track_json(o) for o in outcomes},
         }
+
+
+def _track_json(o: TrackOutcome) -> dict[str, Any]:
+    from slm_swap.runs import read_run
+
+    verdict, reason = o.verdict()
+    runs = {"hosted": o.hosted, "slm": o.slm, "slm_ft": o.slm_ft}
+    return {
+        "verdict": verdict,
+        "says": VERDICTS[verdict],
+        "reason": reason,
+        "runs": {k: None if v is None else str(v) for k, v in runs.items()},
+        "decision": str(o.decision_path),
+        "ft_decision": None if o.ft_decision_path is None else str(o.ft_decision_path),
+        "adapter": None if o.adapter is None else str(o.adapter),
+        "summary": {k: None if v is None else read_run(v).summary for k, v in runs.items()},
+    }
 
 
 def _adapter_name(options: ModelOptions) -> str | None:

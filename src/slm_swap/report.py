@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from slm_swap.compare import VERDICTS, verdict_of
 from slm_swap.errors import SlmSwapError
 from slm_swap.files import atomic_writer, read_examples, read_json
 from slm_swap.runs import RunResult, read_run
@@ -25,11 +26,6 @@ from slm_swap.types import TRACKS, Example
 CORRECT = {"structured": "exact_match", "toolcall": "ast_match"}  # "a correct call" per track
 LABELS = {"hosted": "hosted", "slm": "SLM", "slm_ft": "SLM + adapter"}
 COLORS = {"hosted": "#4c72b0", "slm": "#dd8452", "slm_ft": "#55a868"}
-SAYS = {
-    "swap_now": "swap now",
-    "swap_after_fine_tune": "swap after fine-tune",
-    "keep_hosted": "keep the hosted model",
-}
 
 
 @dataclass(frozen=True)
@@ -59,18 +55,6 @@ class TrackData:
 # --- loading ---------------------------------------------------------------------------------------------
 
 
-def _verdict_of(decision: dict[str, Any], ft: dict[str, Any] | None) -> tuple[str, str]:
-    if not decision["fine_tune"]:
-        return "swap_now", f"the SLM is within {decision['delta']} of the hosted model on every core metric"
-    trailing = ", ".join(m["metric"] for m in decision["metrics"] if m["trails"])
-    if ft is None:
-        return "keep_hosted", f"the SLM trails on {trailing}; no fine-tuned run yet"
-    if not ft["fine_tune"]:
-        return "swap_after_fine_tune", f"the SLM trails on {trailing}; with its adapter it is within delta"
-    still = ", ".join(m["metric"] for m in ft["metrics"] if m["trails"])
-    return "keep_hosted", f"the SLM trails on {trailing}; with its adapter it still trails on {still}"
-
-
 def load(eval_dir: Path) -> tuple[dict[str, Any] | None, list[TrackData]]:
     verdict_path = eval_dir / "verdict.json"
     verdict = read_json(verdict_path, "the verdict of `slm-swap run`") if verdict_path.is_file() else None
@@ -90,7 +74,7 @@ def load(eval_dir: Path) -> tuple[dict[str, Any] | None, list[TrackData]]:
         if ft is not None:
             runs["slm_ft"] = read_run(Path(ft["slm"]["path"]))
             decisions["slm_ft"] = ft
-        said, reason = _verdict_of(decision, ft)
+        said, reason = verdict_of(decision, ft)
         if verdict is not None and track in verdict.get("tracks", {}):
             said, reason = verdict["tracks"][track]["verdict"], verdict["tracks"][track]["reason"]
         dataset = Path(runs["hosted"].meta.dataset)
@@ -352,7 +336,7 @@ def render_html(verdict: dict[str, Any] | None, tracks: list[TrackData], pricing
     out.append("<table id='verdicts'><tr><th>track</th><th>verdict</th><th>why</th></tr>")
     for t in tracks:
         out.append(
-            f"<tr><td>{t.track}</td><td><span class='verdict {t.verdict}'>{SAYS[t.verdict]}</span></td>"
+            f"<tr><td>{t.track}</td><td><span class='verdict {t.verdict}'>{VERDICTS[t.verdict]}</span></td>"
             f"<td style='text-align:left'>{_e(t.reason)}</td></tr>"
         )
     out.append("</table>")
@@ -374,7 +358,7 @@ def _track_html(t: TrackData, pricing: Pricing) -> str:
     n = len(t.runs["hosted"].results)
     out = [
         f"<section id='track-{t.track}'><h2>{t.track}</h2>",
-        f"<p><span class='verdict {t.verdict}'>{SAYS[t.verdict]}</span> {_e(t.reason)}. "
+        f"<p><span class='verdict {t.verdict}'>{VERDICTS[t.verdict]}</span> {_e(t.reason)}. "
         f"{n} paired examples.</p>",
         "<h3>Metrics</h3><table class='metrics'><tr><th>metric</th>",
     ]
@@ -471,7 +455,7 @@ def render_markdown(verdict: dict[str, Any] | None, tracks: list[TrackData], pri
     elif hosted:
         lines += [f"Hosted model: {hosted['description']}", ""]
     lines += ["| track | verdict | why |", "|---|---|---|"]
-    lines += [f"| {t.track} | **{SAYS[t.verdict]}** | {t.reason} |" for t in tracks]
+    lines += [f"| {t.track} | **{VERDICTS[t.verdict]}** | {t.reason} |" for t in tracks]
     for t in tracks:
         labels = list(t.runs)
         lines += ["", f"## {t.track}", "", f"{len(t.runs['hosted'].results)} paired examples.", ""]
