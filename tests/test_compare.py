@@ -168,3 +168,21 @@ def test_cli_refuses_without_tracing_configuration(workspace: Path, monkeypatch:
     )
     assert result.exit_code == 2
     assert "LANGFUSE_PUBLIC_KEY" in result.output and "LANGFUSE_DISABLED=1" in result.output
+
+
+def test_verdicts_follow_the_two_decisions() -> None:
+    from slm_swap.compare import verdict_of
+
+    def decision(trailing: list[str]) -> dict[str, object]:
+        metrics = [{"metric": m, "trails": m in trailing} for m in ("format_valid", "ast_match")]
+        return {"fine_tune": bool(trailing), "delta": 0.01, "metrics": metrics}
+
+    assert verdict_of(decision([]), None)[0] == "swap_now"
+    verdict, reason = verdict_of(decision(["ast_match"]), decision([]))
+    assert verdict == "swap_after_fine_tune" and "ast_match" in reason
+    verdict, reason = verdict_of(decision(["ast_match", "format_valid"]), decision(["ast_match"]))
+    assert verdict == "keep_hosted" and reason.endswith("still trails on ast_match")
+    assert verdict_of(decision(["ast_match"]), None) == (
+        "keep_hosted",
+        "the SLM trails by more than 0.01 on ast_match; no fine-tuned run",
+    )
