@@ -14,6 +14,10 @@ Concurrent requests are queued and answered in shared `generate` calls (one batc
 clients are served faster than one at a time. An agent's second turn works: assistant messages with
 `tool_calls` are shown as the `<tool_call>` blocks the model itself writes, and `tool` messages as
 `<tool_response name="...">...</tool_response>` in a user turn.
+
+`tool_choice` (required / a named tool) and `response_format` (json_schema / json_object) are honoured by
+grammar-constrained decoding (`choose_grammar`); `stream: true` sends tokens as server-sent events while
+the request shares its batch.
 """
 
 from __future__ import annotations
