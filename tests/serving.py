@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 from slm_swap.serve import Engine, create_app
 
 
 class Running:
-    def __init__(self, engine: Engine, api_key: str | None, constrained: bool = False):
+    def __init__(self, engine: Engine, api_key: str | None, constrained: bool = False, tracer: Any = None):
         import uvicorn
 
         self.engine = engine
-        app = create_app(engine, api_key=api_key, constrained=constrained)
+        app = create_app(engine, api_key=api_key, constrained=constrained, tracer=tracer)
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()

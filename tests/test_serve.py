@@ -18,6 +18,7 @@ from slm_swap.runs import read_run
 from slm_swap.serve import ChatRequest, Engine, render_messages, to_response
 from slm_swap.types import Completion, Example, ToolSpec, Usage
 
+from .langfuse_receiver import LangfuseReceiver
 from .serving import Running
 
 WEATHER = {
@@ -359,3 +360,41 @@ def test_constrained_server_answers_evaluation_requests_like_eval_constrained(
     assert all(r.output.startswith('<tool_call name="') for r in hosted.results)
     same = sum(a.output == b.output for a, b in zip(hosted.results, in_process.results, strict=True))
     assert same >= len(hosted.results) - 1, f"{same}/{len(hosted.results)} identical"
+
+
+def test_requests_are_traced_like_eval_generations(
+    tiny_model: Path, langfuse_receiver: LangfuseReceiver
+) -> None:
+    from slm_swap.tracing import LangfuseSettings, LangfuseTracer
+
+    tracer = LangfuseTracer(
+        LangfuseSettings("pk-lf-serve", "sk-lf-serve-SECRET", langfuse_receiver.url), timeout_s=2
+    )
+    running = Running(Engine(tiny_model, {}, max_batch=8, max_wait_s=0.05), api_key=None, tracer=tracer)
+    try:
+        c = openai.OpenAI(base_url=running.url + "/v1", api_key="none", max_retries=0)
+        reply = c.chat.completions.create(
+            model="tiny-llama", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+        )
+        streamed = list(
+            c.chat.completions.create(
+                model="tiny-llama", messages=[{"role": "user", "content": "Yo"}], max_tokens=4, stream=True
+            )
+        )
+    finally:
+        running.stop()
+    assert tracer.flush().delivered
+    tracer.close()
+    generations = langfuse_receiver.spans_named("serve/tiny-llama")
+    assert len(generations) == 2 and streamed
+    outputs = {g.attr("langfuse.observation.output") for g in generations}
+    assert reply.choices[0].message.content in outputs
+    first = next(
+        g for g in generations if g.attr("langfuse.observation.output") == reply.choices[0].message.content
+    )
+    assert first.json_attr("langfuse.observation.input") == [{"role": "user", "content": "Hi"}]
+    assert first.attr("langfuse.observation.type") == "generation"
+    assert {s.attr("langfuse.trace.tags")[0] for s in langfuse_receiver.spans_named("serve tiny-llama")} == {
+        "mode=serve"
+    }
+    assert all(b"sk-lf-serve-SECRET" not in r.body for r in langfuse_receiver.requests)
