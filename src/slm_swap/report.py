@@ -28,6 +28,12 @@ LABELS = {"hosted": "hosted", "slm": "SLM", "slm_ft": "SLM + adapter"}
 COLORS = {"hosted": "#4c72b0", "slm": "#dd8452", "slm_ft": "#55a868"}
 
 
+STANDIN_NOTE = (
+    "No hosted model was reachable, so the hosted side was played by a {}. "
+    "Its numbers are not those of a hosted LLM."
+)
+
+
 @dataclass(frozen=True)
 class Pricing:
     """Hosted price per 1,000 tokens (prompt, completion), for cost per correct call."""
@@ -145,8 +151,8 @@ def _wall_seconds(run: RunResult) -> float:
         return sum(r.latency_s for r in run.results)
 
 
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f} s"
 
 
 def _signed(value: float) -> str:
@@ -327,10 +333,7 @@ def render_html(verdict: dict[str, Any] | None, tracks: list[TrackData], pricing
     ]
     hosted = verdict["hosted"] if verdict else None
     if hosted and hosted.get("stand_in"):
-        out.append(
-            f"<p class='standin'><b>Note:</b> no hosted model was reachable, so a {_e(hosted['description'])}"
-            " played the hosted model. Its numbers are not those of a hosted LLM.</p>"
-        )
+        out.append(f"<p class='standin'><b>Note:</b> {_e(STANDIN_NOTE.format(hosted['description']))}</p>")
     elif hosted:
         out.append(f"<p>Hosted model: {_e(hosted['description'])}</p>")
     out.append("<table id='verdicts'><tr><th>track</th><th>verdict</th><th>why</th></tr>")
@@ -398,7 +401,7 @@ def _track_html(t: TrackData, pricing: Pricing) -> str:
         )
         out.append(
             f"<tr><td>{LABELS[c['model']]} ({_e(c['name'])})</td><td>{c['correct']}/{c['examples']}</td>"
-            f"<td>{c['seconds']:.1f} s</td><td>{_fmt(c['seconds_per_correct'], 2)} s</td>"
+            f"<td>{c['seconds']:.1f} s</td><td>{_seconds(c['seconds_per_correct'])}</td>"
             f"<td>{c['tokens'][0]} / {c['tokens'][1]}</td><td>{cost}</td><td>{per}</td></tr>"
         )
     out.append(
@@ -448,8 +451,7 @@ def render_markdown(verdict: dict[str, Any] | None, tracks: list[TrackData], pri
     hosted = verdict["hosted"] if verdict else None
     if hosted and hosted.get("stand_in"):
         lines += [
-            f"> **Note:** no hosted model was reachable, so a {hosted['description']} played the hosted "
-            "model. Its numbers are not those of a hosted LLM.",
+            f"> **Note:** {STANDIN_NOTE.format(hosted['description'])}",
             "",
         ]
     elif hosted:
@@ -482,7 +484,7 @@ def render_markdown(verdict: dict[str, Any] | None, tracks: list[TrackData], pri
             per = f"${c['cost_per_correct']:.4f}" if c.get("cost_per_correct") is not None else "—"
             lines.append(
                 f"| {LABELS[c['model']]} ({c['name']}) | {c['correct']}/{c['examples']} | "
-                f"{_fmt(c['seconds_per_correct'], 2)} s | {per if 'cost' in c else 'local'} |"
+                f"{_seconds(c['seconds_per_correct'])} | {per if 'cost' in c else 'local'} |"
             )
         failures = {
             label: Counter(r.error_category for r in run.results if r.error_category)
