@@ -20,6 +20,7 @@ from rich.text import Text
 from slm_swap import __version__
 from slm_swap.backends.factory import MODEL_KINDS, ModelOptions
 from slm_swap.errors import SlmSwapError
+from slm_swap.runs import default_run_path
 from slm_swap.types import SPLITS, TRACKS, Track
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -265,11 +266,6 @@ def _options(kind: str, kw: dict[str, Any], predictions: Path | None = None) -> 
         predictions=predictions,
         constrained=kw["constrained"],
     )
-
-
-def default_run_path(track: str, kind: str, split: str, adapter: Path | None) -> Path:
-    """05_eval/<track>_<kind>[_ft]_<split>.json, the spec's names (e.g. structured_slm_ft_test.json)."""
-    return Path("05_eval") / f"{track}_{kind}{'_ft' if adapter else ''}_{split}.json"
 
 
 @main.command(name="eval")
@@ -897,22 +893,11 @@ def _print_summary(run: RunResult, path: Path) -> None:
 )
 def compare(track: str, hosted_path: Path, slm_path: Path, delta: float, decision_path: Path | None) -> None:
     """Decide whether to fine-tune: prints FINE_TUNE=1 and exits 10 if the SLM trails by more than delta."""
-    from slm_swap.compare import compare as decide
-    from slm_swap.files import write_json
-    from slm_swap.runs import read_run
+    from slm_swap.compare import decide
 
     decision_path = decision_path or Path("05_eval") / f"{track}_decision.json"
     with traced() as tracer:
-        hosted, slm = read_run(hosted_path), read_run(slm_path)
-        decision = decide(hosted, slm, delta, hosted_path=hosted_path, slm_path=slm_path, track=track)
-        write_json(decision_path, decision.to_json())
-        with tracer.run(
-            f"compare {track}",
-            input={"hosted": str(hosted_path), "slm": str(slm_path)},
-            metadata={"track": track, "delta": delta, "decision_path": str(decision_path)},
-        ) as trace:
-            trace.event("decision", decision.to_json())
-            trace.score("FINE_TUNE", float(decision.fine_tune))
+        decision = decide(track, hosted_path, slm_path, delta, decision_path, tracer)
     _print_decision(decision, decision_path)
     click.echo(f"FINE_TUNE={int(decision.fine_tune)}")
     if decision.fine_tune:

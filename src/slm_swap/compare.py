@@ -21,6 +21,7 @@ import numpy as np
 from slm_swap.errors import SlmSwapError
 from slm_swap.runs import RunResult
 from slm_swap.scoring.metrics import CORE_METRICS
+from slm_swap.tracing import Tracer
 
 SEED = 42
 RESAMPLES = 10_000
@@ -167,6 +168,41 @@ def compare(
         slm=_describe(slm, slm_path),
         metrics=comparisons,
     )
+
+
+def decide(
+    track: str,
+    hosted_path: Path,
+    slm_path: Path,
+    delta: float,
+    decision_path: Path,
+    tracer: Tracer,
+    *,
+    session_id: str | None = None,
+) -> Decision:
+    """`compare` on two run files, the decision written to `decision_path` and traced (as the `compare`
+    command and `slm-swap run` do)."""
+    from slm_swap.files import write_json
+    from slm_swap.runs import read_run
+
+    decision = compare(
+        read_run(hosted_path),
+        read_run(slm_path),
+        delta,
+        hosted_path=hosted_path,
+        slm_path=slm_path,
+        track=track,
+    )
+    write_json(decision_path, decision.to_json())
+    with tracer.run(
+        f"compare {track}",
+        input={"hosted": str(hosted_path), "slm": str(slm_path)},
+        metadata={"track": track, "delta": delta, "decision_path": str(decision_path)},
+        session_id=session_id,
+    ) as trace:
+        trace.event("decision", decision.to_json())
+        trace.score("FINE_TUNE", float(decision.fine_tune))
+    return decision
 
 
 VERDICTS = {

@@ -71,17 +71,17 @@ def _trace_example(trace: RunTrace, meta: RunMeta, example: Example, result: Exa
         generation.score(name, result.metrics[name])
 
 
+def _same_inputs(run: RunResult, meta: RunMeta, examples: Sequence[Example]) -> bool:
+    """Whether `run` is a run of the same inputs (data, model, settings) over the same examples."""
+    return run.meta.identity() == meta.identity() and [r.id for r in run.results] == [e.id for e in examples]
+
+
 def finished_run(out: Path, meta: RunMeta, examples: Sequence[Example]) -> RunResult | None:
-    """The finished run file at `out` if it holds a run of the same inputs (data, model, settings) over
-    the same examples, else None."""
+    """The finished run file at `out` if it holds a run of the same inputs, else None."""
     if not out.is_file():
         return None
     previous = read_run(out)
-    if previous.meta.identity() == meta.identity() and [r.id for r in previous.results] == [
-        e.id for e in examples
-    ]:
-        return previous
-    return None
+    return previous if _same_inputs(previous, meta, examples) else None
 
 
 def evaluate(
@@ -103,10 +103,9 @@ def evaluate(
     """
     ids = [e.id for e in examples]
     if out.is_file() and not force:
-        previous = finished_run(out, meta, examples)
-        if previous is not None:
-            return EvalOutcome(previous, reused=True, resumed=0)
         previous = read_run(out)
+        if _same_inputs(previous, meta, examples):
+            return EvalOutcome(previous, reused=True, resumed=0)
         raise SlmSwapError(
             f"{out} already holds a run of other inputs ({previous.meta.model_kind} "
             f"{previous.meta.model}, {previous.meta.track}/{previous.meta.split})\n"

@@ -23,15 +23,17 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from slm_swap.backends.factory import ModelOptions, make_backend
-from slm_swap.compare import VERDICTS, Decision, compare, verdict_of
+from slm_swap.compare import VERDICTS, Decision, decide, verdict_of
 from slm_swap.data.prepare import SplitSizes, prepare, sample_path, xlam_source
 from slm_swap.errors import ConfigError, SlmSwapError
 from slm_swap.evaluate import evaluate, finished_run, run_meta
 from slm_swap.files import read_examples, read_json, sha256_file, write_json
+from slm_swap.runs import default_run_path
 from slm_swap.scoring.metrics import CORE_METRICS
 from slm_swap.tracing import Tracer
 from slm_swap.types import SPLITS, Track
@@ -226,8 +228,7 @@ class Pipeline:
         """One eval stage: `label` is hosted, slm or slm_ft. Skips when the run file is finished."""
         dataset = self.o.dataset_dir / track / f"{self.o.split}.jsonl"
         examples = read_examples(dataset)
-        kind = "hosted" if label == "hosted" else "slm"
-        out = self.o.eval_dir / f"{track}_{options.kind if kind == 'hosted' else label}_{self.o.split}.json"
+        out = default_run_path(track, options.kind, self.o.split, options.adapter, self.o.eval_dir)
         backend = make_backend(options)
         try:
             meta = run_meta(track, self.o.split, dataset, backend, adapter=_adapter_name(options))
@@ -248,21 +249,8 @@ class Pipeline:
         return out
 
     def compare(self, track: Track, hosted: Path, slm: Path, name: str) -> tuple[Decision, Path]:
-        from slm_swap.runs import read_run
-
         path = self.o.eval_dir / f"{track}_{name}.json"
-        decision = compare(
-            read_run(hosted), read_run(slm), self.o.delta, hosted_path=hosted, slm_path=slm, track=track
-        )
-        write_json(path, decision.to_json())
-        with self.tracer.run(
-            f"compare {track} ({name})",
-            input={"hosted": str(hosted), "slm": str(slm)},
-            metadata={"track": track, "delta": self.o.delta, "decision_path": str(path)},
-            session_id=self.session_id,
-        ) as trace:
-            trace.event("decision", decision.to_json())
-            trace.score("FINE_TUNE", float(decision.fine_tune))
+        decision = decide(track, hosted, slm, self.o.delta, path, self.tracer, session_id=self.session_id)
         self.say(f"compare {track}: FINE_TUNE={int(decision.fine_tune)} -> {path}")
         return decision, path
 
@@ -316,8 +304,7 @@ class Pipeline:
                 self.o.logs_dir / "standin.log",
             )
             hosted_options = self.standin.options(self.o.slm)
-            standin = self.standin
-            before_hosted = lambda: standin.start(self.say)  # noqa: E731 - started only if a run needs it
+            before_hosted = partial(self.standin.start, self.say)  # started only if a hosted run is needed
         outcomes: list[TrackOutcome] = []
         try:
             hosted_runs = {

@@ -252,7 +252,7 @@ def _compact(arguments: str) -> str:
 def to_response(request_model: str, completion: Completion, has_tools: bool, limit: int) -> dict[str, Any]:
     """An OpenAI chat.completion object; a `<tool_call>` answer becomes `tool_calls`."""
     message: dict[str, Any] = {"role": "assistant", "content": completion.text}
-    finish = "length" if completion.usage.completion_tokens >= limit else "stop"
+    finish = _finish(completion, limit)
     if has_tools:
         parsed = parse_toolcall(completion.text)
         if parsed.calls:
@@ -272,18 +272,26 @@ def to_response(request_model: str, completion: Completion, has_tools: bool, lim
                 ],
             }
             finish = "tool_calls"
-    usage = completion.usage
     return {
         "id": f"chatcmpl-{secrets.token_hex(12)}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": request_model,
         "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
-        "usage": {
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-        },
+        "usage": _usage(completion),
+    }
+
+
+def _finish(completion: Completion, limit: int) -> str:
+    return "length" if completion.usage.completion_tokens >= limit else "stop"
+
+
+def _usage(completion: Completion) -> dict[str, int]:
+    usage = completion.usage
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
     }
 
 
@@ -308,14 +316,14 @@ class _Streams:
         self.jobs = jobs
         self.stop_ids = stop_ids
         self.sent = [0] * len(jobs)
-        self.ended = [j.on_token is None for j in jobs]
+        self.ended = [False] * len(jobs)
 
     def put(self, value: Any) -> None:
         if value.dim() > 1:  # the prompt, sent once before the first step
             return
         for i, token in enumerate(value.tolist()):
             job = self.jobs[i]
-            if self.ended[i] or job.on_token is None:
+            if job.on_token is None or self.ended[i]:
                 continue
             if token in self.stop_ids or self.sent[i] >= job.max_tokens:
                 self.ended[i] = True
@@ -530,7 +538,7 @@ def create_app(
         start = time.time()
         if request.stream and not has_tools:
             return StreamingResponse(
-                _stream_text(engine, request, model, text, limit, grammar, on_done),
+                _stream_text(engine, request, messages, model, text, limit, grammar, on_done),
                 media_type="text/event-stream",
             )
         completion = await asyncio.wrap_future(engine.submit(model, text, limit, grammar=grammar))
@@ -593,6 +601,7 @@ async def _sse(chunks: Sequence[dict[str, Any]]) -> AsyncIterator[str]:
 async def _stream_text(
     engine: Engine,
     request: ChatRequest,
+    messages: list[dict[str, str]],
     model: str,
     text: str,
     limit: int,
@@ -629,24 +638,11 @@ async def _stream_text(
         raise
     if len(completion.text) > len(sent) and completion.text.startswith(sent):
         yield _event(_chunk(rid, model, {"content": completion.text[len(sent) :]}, None))
-    finish = "length" if completion.usage.completion_tokens >= limit else "stop"
-    yield _event(_chunk(rid, model, {}, finish))
+    yield _event(_chunk(rid, model, {}, _finish(completion, limit)))
     if request.stream_options and request.stream_options.include_usage:
-        usage = completion.usage
-        total = usage.prompt_tokens + usage.completion_tokens
-        yield _event(
-            _usage_chunk(
-                rid,
-                model,
-                {
-                    "prompt_tokens": usage.prompt_tokens,
-                    "completion_tokens": usage.completion_tokens,
-                    "total_tokens": total,
-                },
-            )
-        )
+        yield _event(_usage_chunk(rid, model, _usage(completion)))
     yield "data: [DONE]\n\n"
-    on_done(model, render_messages(request), completion, start)
+    on_done(model, messages, completion, start)
 
 
 def _event(chunk: dict[str, Any]) -> str:
