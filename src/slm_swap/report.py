@@ -80,9 +80,7 @@ def load(eval_dir: Path) -> tuple[dict[str, Any] | None, list[TrackData]]:
         if ft is not None:
             runs["slm_ft"] = read_run(Path(ft["slm"]["path"]))
             decisions["slm_ft"] = ft
-        said, reason = verdict_of(decision, ft)
-        if verdict is not None and track in verdict.get("tracks", {}):
-            said, reason = verdict["tracks"][track]["verdict"], verdict["tracks"][track]["reason"]
+        said, reason = verdict_of(decision, ft)  # the rule `run` applied to these same decisions
         dataset = Path(runs["hosted"].meta.dataset)
         examples = {e.id: e for e in read_examples(dataset)} if dataset.is_file() else {}
         tracks.append(TrackData(track, said, reason, runs, decisions, examples))
