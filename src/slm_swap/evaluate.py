@@ -9,7 +9,7 @@ from pathlib import Path
 
 from slm_swap.backends.base import Backend
 from slm_swap.errors import SlmSwapError
-from slm_swap.files import sha256_file
+from slm_swap.identity import file_digest
 from slm_swap.runs import Journal, RunMeta, RunResult, read_run, write_run
 from slm_swap.scoring.metrics import METRICS, score
 from slm_swap.tracing import RunTrace, Tracer
@@ -34,12 +34,13 @@ def run_meta(
         track=track,
         split=split,
         dataset=str(dataset),
-        dataset_sha256=sha256_file(dataset),
+        dataset_sha256=file_digest(dataset),
         model_kind=backend.kind,
         model=backend.model,
         adapter=adapter,
         constrained=backend.constrained,
         settings={k: v for k, v in described.items() if k not in ("model_kind", "model")},
+        inputs=backend.identity(),
     )
 
 

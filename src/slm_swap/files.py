@@ -42,35 +42,67 @@ def jsonl_text(rows: Iterable[dict[str, Any]]) -> str:
     return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
 
+def _not_utf8(path: object, where: str | None, error: UnicodeDecodeError, what: str) -> InputError:
+    return InputError(
+        path,
+        where,
+        f"not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset {error.start})",
+        f"expected {what}, saved as UTF-8",
+    )
+
+
 def read_json(path: Path, what: str) -> Any:
     """Loads a whole JSON file; `what` says what the file should be, for the message."""
     if not path.is_file():
         raise InputError(path, None, f"no such file (expected {what})")
+    data = path.read_bytes()
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise _not_utf8(path, str(line), e, what) from e
     except json.JSONDecodeError as e:
         raise InputError(
             path, f"{e.lineno}", f"not valid JSON ({e.msg}, column {e.colno})", f"expected {what}"
         ) from e
+    except RecursionError as e:
+        raise InputError(path, None, "JSON nested too deeply", f"expected {what}") from e
+
+
+def text_lines(lines: Iterable[bytes], label: object, what: str) -> Iterator[tuple[int, str]]:
+    """Decodes lines of bytes as UTF-8, yielding (line number, text); a line that is not UTF-8 is an
+    InputError naming `label` and the line."""
+    for lineno, raw in enumerate(lines, start=1):
+        try:
+            yield lineno, raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise _not_utf8(label, str(lineno), e, what) from e
+
+
+def json_lines(lines: Iterable[bytes], label: object, what: str) -> Iterator[tuple[int, Any]]:
+    """Yields (line number, decoded value) for each non-blank line of JSON Lines given as bytes."""
+    for lineno, line in text_lines(lines, label, what):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(
+                label,
+                str(lineno),
+                f"not valid JSON ({e.msg}, column {e.colno})",
+                f"expected {what}; was the file truncated?",
+            ) from e
+        except RecursionError as e:
+            raise InputError(label, str(lineno), "JSON nested too deeply", f"expected {what}") from e
 
 
 def read_jsonl(path: Path, what: str) -> Iterator[tuple[int, Any]]:
-    """Yields (line number, decoded row) for each non-blank line."""
+    """Yields (line number, decoded row) for each non-blank line of a JSON Lines file."""
     if not path.is_file():
         raise InputError(path, None, f"no such file (expected {what})")
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(
-                    path,
-                    str(lineno),
-                    f"not valid JSON ({e.msg}, column {e.colno})",
-                    f"expected {what}; was the file truncated?",
-                ) from e
+    with path.open("rb") as f:
+        yield from json_lines(f, path, what)
 
 
 def read_examples(path: Path) -> list[Example]:

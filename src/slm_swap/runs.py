@@ -35,6 +35,8 @@ class RunMeta:
     adapter: str | None = None
     constrained: bool = False
     settings: dict[str, Any] = field(default_factory=dict)
+    # What changes the outputs (identity.py): checkpoint/adapter/predictions digests, decoding settings.
+    inputs: dict[str, Any] = field(default_factory=dict)
     started_at: str = ""
     finished_at: str = ""
     versions: dict[str, str] = field(
@@ -42,16 +44,15 @@ class RunMeta:
     )
 
     def identity(self) -> dict[str, Any]:
-        """What must match for a journal to be resumed: same data, same model, same settings."""
+        """What must match for a run file to be kept or a journal resumed (the identity rule): the split's
+        content and what changes the model's outputs, never paths, names or client settings such as
+        concurrency and timeouts."""
         return {
             "track": self.track,
             "split": self.split,
             "dataset_sha256": self.dataset_sha256,
             "model_kind": self.model_kind,
-            "model": self.model,
-            "adapter": self.adapter,
-            "constrained": self.constrained,
-            "settings": self.settings,
+            "inputs": self.inputs,
         }
 
 

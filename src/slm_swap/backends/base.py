@@ -34,8 +34,13 @@ class Backend(ABC):
         for batch in self.schedule(examples):
             yield from zip(batch, self.generate(batch), strict=True)
 
+    @abstractmethod
+    def identity(self) -> dict[str, object]:
+        """What changes this backend's outputs (the identity rule, `identity.py`): content digests and
+        decoding settings, never names, paths, concurrency, timeouts or retries."""
+
     def describe(self) -> dict[str, object]:
-        """What a run file records about this backend."""
+        """What a run file records about this backend (identity and everything else worth showing)."""
         return {"model_kind": self.kind, "model": self.model, "batch_size": self.batch_size}
 
     def close(self) -> None:  # noqa: B027 - most backends hold nothing to release

@@ -31,6 +31,7 @@ class ModelOptions:
     max_retries: int = 5
     predictions: Path | None = None
     constrained: bool = False
+    served: dict[str, object] | None = None  # azure/openai: what answers there, when known (the stand-in)
 
 
 def make_backend(options: ModelOptions, env: Mapping[str, str] | None = None) -> Backend:
@@ -91,6 +92,10 @@ def make_backend(options: ModelOptions, env: Mapping[str, str] | None = None) ->
                 max_retries=options.max_retries,
             )
         return HostedBackend(
-            endpoint, kind=options.kind, concurrency=options.concurrency, max_tokens=options.max_new_tokens
+            endpoint,
+            kind=options.kind,
+            concurrency=options.concurrency,
+            max_tokens=options.max_new_tokens,
+            served=options.served,
         )
     raise ConfigError(f"unknown --model-kind {options.kind!r}; choose one of {', '.join(MODEL_KINDS)}")

@@ -158,14 +158,33 @@ class HostedBackend(Backend):
     """One OpenAI-compatible endpoint, asked `concurrency` requests at a time."""
 
     def __init__(
-        self, endpoint: Endpoint, *, kind: str, concurrency: int = 8, max_tokens: int = DEFAULT_MAX_TOKENS
+        self,
+        endpoint: Endpoint,
+        *,
+        kind: str,
+        concurrency: int = 8,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        served: dict[str, object] | None = None,
     ):
+        """`served` says what answers at the endpoint when that is known (the local stand-in: its
+        checkpoint and decoding); it then stands for the endpoint in the run's identity, so a stand-in
+        moved to another port is the same model."""
         self.endpoint = endpoint
+        self.served = served
         self.kind = kind
         self.model = endpoint.model
         self.concurrency = concurrency
         self.batch_size = concurrency
         self.max_tokens = max_tokens
+
+    def identity(self) -> dict[str, object]:
+        return {
+            "endpoint": self.served if self.served is not None else self.endpoint.url,
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+            "temperature": 0,
+            "seed": SEED,
+        }
 
     def describe(self) -> dict[str, object]:
         return {

@@ -117,13 +117,30 @@ class LocalBackend(Backend):
 
             self.grammars = Grammars(self.tokenizer, self.llm.config.vocab_size)
 
+    def identity(self) -> dict[str, object]:
+        from slm_swap.identity import adapter_digest, checkpoint_digest
+
+        return {
+            "checkpoint_sha256": checkpoint_digest(self.model_path),
+            "adapter_sha256": None if self.adapter is None else adapter_digest(self.adapter),
+            "decoding": self.decoding,
+            "max_new_tokens": self.max_new_tokens,
+            # Padding changes float reduction order, so batch size can change a greedy answer.
+            "batch_size": self.batch_size,
+            "precision": self.loaded["precision"],
+        }
+
+    @property
+    def decoding(self) -> str:
+        return "greedy, grammar-constrained" if self.constrained else "greedy"
+
     def describe(self) -> dict[str, object]:
         return {
             **super().describe(),
             **self.loaded,
             "max_new_tokens": self.max_new_tokens,
             "model_path": str(self.model_path),
-            "decoding": "greedy, grammar-constrained" if self.constrained else "greedy",
+            "decoding": self.decoding,
         }
 
     def schedule(self, examples: Sequence[Example]) -> list[list[Example]]:

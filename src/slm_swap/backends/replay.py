@@ -62,6 +62,11 @@ class ReplayBackend(Backend):
         self.model = f"replay:{path.name}"
         self.predictions = load_predictions(path)
 
+    def identity(self) -> dict[str, object]:
+        from slm_swap.identity import file_digest
+
+        return {"predictions_sha256": file_digest(self.path)}
+
     def check_covers(self, examples: Sequence[Example]) -> None:
         """Refuses a predictions file that shares no id with the split (almost surely the wrong file)."""
         if not any(e.id in self.predictions for e in examples):

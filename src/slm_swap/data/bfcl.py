@@ -8,7 +8,6 @@ per argument, every acceptable value (`""` meaning the argument may be left out)
 
 from __future__ import annotations
 
-import json
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from slm_swap import wheels
 from slm_swap.data.rows import OMITTED, RowError, SourceRow
 from slm_swap.data.schema import bfcl_to_json_schema, json_type_of
 from slm_swap.errors import InputError, SlmSwapError
+from slm_swap.files import json_lines
 from slm_swap.types import AcceptableCall, ToolCall, ToolSpec
 
 BFCL_WHEEL = "bfcl_eval-2026.3.23-py3-none-any.whl"
@@ -47,7 +47,7 @@ def _read_lines(location: Path, name: str) -> Iterator[tuple[str, dict[str, Any]
             member = f"bfcl_eval/data/{name}"
             if member not in zf.namelist():
                 raise InputError(location, None, f"has no {member}")
-            lines = zf.read(member).decode("utf-8").splitlines()
+            lines = zf.read(member).splitlines()
             label = f"{location}!{member}"
     else:
         path = location / name
@@ -55,15 +55,10 @@ def _read_lines(location: Path, name: str) -> Iterator[tuple[str, dict[str, Any]
             raise InputError(
                 path, None, "no such file", "pass the bfcl-eval wheel or its bfcl_eval/data folder"
             )
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_bytes().splitlines()
         label = str(path)
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            yield f"{label}:{lineno}", json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(label, str(lineno), f"not valid JSON ({e.msg})") from e
+    for lineno, row in json_lines(lines, label, "BFCL data (one JSON object per line)"):
+        yield f"{label}:{lineno}", row
 
 
 def _canonical(schema: dict[str, Any], options: list[Any]) -> Any:

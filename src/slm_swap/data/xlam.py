@@ -18,6 +18,7 @@ import ijson
 from slm_swap.data.rows import RowError, SourceRow, acceptable_from_gold
 from slm_swap.data.schema import parse_python_type
 from slm_swap.errors import InputError
+from slm_swap.files import json_lines
 from slm_swap.types import ToolCall, ToolSpec
 
 REQUIRED_FIELDS = ("id", "query", "tools", "answers")
@@ -56,22 +57,11 @@ def iter_raw_rows(path: Path) -> Iterator[RawRow]:
     if not head:
         raise InputError(path, None, "the file is empty", "pass the xLAM JSON (or JSONL) file")
     if not head.startswith(b"["):
-        with path.open("r", encoding="utf-8", errors="strict") as f:
-            index = 0
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    data = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise InputError(
-                        path,
-                        f"{lineno}",
-                        f"not valid JSON ({e.msg}, column {e.colno})",
-                        "each line must hold one JSON object; was the file truncated?",
-                    ) from e
+        with path.open("rb") as f:
+            for index, (lineno, data) in enumerate(
+                json_lines(f, path, "one xLAM row (a JSON object) per line")
+            ):
                 yield RawRow(index, f"line {lineno}", data)
-                index += 1
         return
     index = 0
     try:

@@ -168,6 +168,36 @@ def check_call(call: ToolCall, expected: AcceptableCall, tool: ToolSpec | None) 
     return OK
 
 
+@dataclass(frozen=True)
+class PairScore:
+    """One output call against one expected call: whether it is an acceptable answer (`check_call`'s
+    verdict) and how many of its arguments are acceptable, from one pass over the arguments."""
+
+    ok: bool
+    hits: int
+
+
+NO_PAIR = PairScore(False, 0)
+
+
+def score_pair(call: ToolCall, expected: AcceptableCall, tool: ToolSpec | None) -> PairScore:
+    if call.name != expected.name:
+        return NO_PAIR
+    params = tool.parameters if tool else {}
+    properties: dict[str, Any] = params.get("properties", {})
+    hits = 0
+    ok = all(required in call.arguments for required in params.get("required", []))
+    for name, value in call.arguments.items():
+        if name in properties and name in expected.arguments:
+            good = check_argument(name, value, properties[name], expected.arguments[name]).ok
+            hits += good
+            ok = ok and good
+        else:
+            ok = False
+    ok = ok and all(name in call.arguments or OMITTED in o for name, o in expected.arguments.items())
+    return PairScore(ok, hits)
+
+
 def max_matching(n_left: int, n_right: int, fits: Callable[[int, int], bool]) -> dict[int, int]:
     """Maximum bipartite matching (Kuhn's augmenting paths): left index → right index."""
     match_right: dict[int, int] = {}
@@ -188,34 +218,40 @@ def max_matching(n_left: int, n_right: int, fits: Callable[[int, int], bool]) ->
 
 
 def max_weight_assignment(weights: list[list[float]]) -> list[tuple[int, int]]:
-    """Pairs rows with columns to maximise the total weight (Hungarian algorithm, rectangular OK)."""
+    """Pairs rows with columns to maximise the total weight (Hungarian algorithm).
+
+    Rectangular without padding: the smaller side is assigned into the larger one in
+    O(small² · large) steps, so an answer of thousands of calls against a gold answer of a few costs
+    thousands of steps, not billions.
+    """
     n_rows = len(weights)
     n_cols = len(weights[0]) if weights else 0
-    size = max(n_rows, n_cols)
-    if size == 0:
+    if n_rows == 0 or n_cols == 0:
         return []
-    top = max((w for row in weights for w in row), default=0.0)
-    cost = [
-        [(top - weights[i][j]) if i < n_rows and j < n_cols else top for j in range(size)]
-        for i in range(size)
-    ]
+    if n_rows > n_cols:
+        transposed = [[weights[i][j] for i in range(n_rows)] for j in range(n_cols)]
+        return sorted((i, j) for j, i in max_weight_assignment(transposed))
+    top = max(w for row in weights for w in row)
+    cost = [[top - w for w in row] for row in weights]  # minimise cost = maximise weight
+    n, m = n_rows, n_cols
     inf = float("inf")
-    u, v = [0.0] * (size + 1), [0.0] * (size + 1)
-    p, way = [0] * (size + 1), [0] * (size + 1)
-    for i in range(1, size + 1):
+    u, v = [0.0] * (n + 1), [0.0] * (m + 1)
+    p, way = [0] * (m + 1), [0] * (m + 1)  # p[j]: the row assigned to column j (1-based, 0 = none)
+    for i in range(1, n + 1):
         p[0], j0 = i, 0
-        minv, used = [inf] * (size + 1), [False] * (size + 1)
+        minv, used = [inf] * (m + 1), [False] * (m + 1)
         while True:
             used[j0] = True
             i0, delta, j1 = p[j0], inf, 0
-            for j in range(1, size + 1):
+            row = cost[i0 - 1]
+            for j in range(1, m + 1):
                 if not used[j]:
-                    cur = cost[i0 - 1][j - 1] - u[i0] - v[j]
+                    cur = row[j - 1] - u[i0] - v[j]
                     if cur < minv[j]:
                         minv[j], way[j] = cur, j0
                     if minv[j] < delta:
                         delta, j1 = minv[j], j
-            for j in range(size + 1):
+            for j in range(m + 1):
                 if used[j]:
                     u[p[j]] += delta
                     v[j] -= delta
@@ -228,4 +264,4 @@ def max_weight_assignment(weights: list[list[float]]) -> list[tuple[int, int]]:
             j1 = way[j0]
             p[j0] = p[j1]
             j0 = j1
-    return [(p[j] - 1, j - 1) for j in range(1, size + 1) if p[j] - 1 < n_rows and j - 1 < n_cols]
+    return sorted((p[j] - 1, j - 1) for j in range(1, m + 1) if p[j])

@@ -18,11 +18,19 @@ examples can be compared pairwise.
 | ast_match       | BFCL AST match: as many calls as expected and each matched to an acceptable answer |
 
 When a side has no arguments at all, argument precision/recall is 1 if the other side has none either
-and the call names agree, else 0.
+and the call names agree, else 0. A row whose gold answer is no call at all is matched by an answer
+with no call.
+
+Scoring time is bounded on any text: parsing is one pass; an answer whose call count differs from the
+gold's cannot match exactly, so it gets no search for that; pairings run over the calls with at most as
+many copies of each distinct call as there are gold calls (more copies cannot be paired); each pair of an
+output call and an expected call is checked once; and the assignment is rectangular, O(k² · n) for k gold
+and n output calls. A 1 MB runaway answer scores in 0.1–0.9 s (`bench/scoring_bound.py`).
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
@@ -78,8 +86,6 @@ def _f1(p: float, r: float) -> float:
 
 @lru_cache(maxsize=4096)
 def _validator(schema_json: str) -> jsonschema.protocols.Validator:
-    import json
-
     schema = json.loads(schema_json)
     return jsonschema.Draft202012Validator(schema)
 
@@ -92,32 +98,46 @@ def _schema_valid(track: Track, parsed: Parsed, tools: Sequence[ToolSpec]) -> bo
     if not parsed.valid:
         return False
     if track == "structured":
-        return _valid(parsed.document, answer_schema(tools))
+        document = parsed.document
+        if isinstance(document, dict) and isinstance(document.get("calls"), list):
+            # The answer schema checks each entry on its own (and that there is one): repeats add nothing.
+            entries = {json.dumps(e, sort_keys=True): e for e in document["calls"]}
+            document = {**document, "calls": list(entries.values())}
+        return _valid(document, answer_schema(tools))
     by_name = {t.name: t for t in tools}
+    distinct = {_key(c): c for c in parsed.calls or ()}.values()
     return bool(parsed.calls) and all(
-        c.name in by_name and _valid(c.arguments, strict_parameters(by_name[c.name]))
-        for c in parsed.calls or ()
+        c.name in by_name and _valid(c.arguments, strict_parameters(by_name[c.name])) for c in distinct
     )
 
 
-def _arg_scores(predicted: Sequence[ToolCall], example: Example) -> tuple[float, float]:
-    tools = {t.name: t for t in example.tools}
+def _key(call: ToolCall) -> str:
+    return json.dumps([call.name, call.arguments], sort_keys=True)
 
-    def correct(p: ToolCall, i: int) -> int:
-        expected = example.acceptable[i]
-        if p.name != expected.name:
-            return 0
-        props = tools[p.name].parameters.get("properties", {}) if p.name in tools else {}
-        return sum(
-            1
-            for k, v in p.arguments.items()
-            if k in expected.arguments
-            and k in props
-            and check.check_argument(k, v, props[k], expected.arguments[k]).ok
-        )
 
-    weights = [[float(correct(p, i)) for i in range(len(example.acceptable))] for p in predicted]
-    pairs = check.max_weight_assignment(weights) if predicted and example.acceptable else []
+def _capped(predicted: Sequence[ToolCall], gold_count: int) -> list[ToolCall]:
+    """The predicted calls with at most `gold_count` copies of each distinct call, in order.
+
+    No pairing of calls with the gold can use more copies of one call than there are gold calls, so
+    matchings and assignments over this list are those over all the calls; a runaway answer that
+    repeats a call thousands of times is then paired in a handful of steps.
+    """
+    seen: Counter[str] = Counter()
+    kept = []
+    for call in predicted:
+        key = _key(call)
+        if seen[key] < max(gold_count, 1):
+            seen[key] += 1
+            kept.append(call)
+    return kept
+
+
+def _arg_scores(
+    predicted: Sequence[ToolCall], table: list[list[check.PairScore]], example: Example
+) -> tuple[float, float]:
+    """Argument precision and recall over the best pairing of the capped calls with the gold."""
+    weights = [[float(pair.hits) for pair in row] for row in table]
+    pairs = check.max_weight_assignment(weights) if weights and example.acceptable else []
     hits = sum(weights[a][b] for a, b in pairs)
     n_pred = sum(len(p.arguments) for p in predicted)
     n_gold = sum(len(g.arguments) for g in example.gold)
@@ -174,36 +194,39 @@ def score(example: Example, completion: Completion) -> ExampleResult:
     if not parsed.valid or parsed.calls is None:
         return result(metrics, parsed.calls, INVALID_FORMAT, parsed.problem)
     predicted = parsed.calls
+    # Pairings are computed over `paired`; scores that count calls or arguments use all of `predicted`.
+    paired = _capped(predicted, len(example.acceptable))
     tools = {t.name: t for t in example.tools}
     metrics["schema_valid"] = float(_schema_valid(track, parsed, example.tools))
     metrics["name_accuracy"] = float(
         Counter(c.name for c in predicted) == Counter(c.name for c in example.gold)
     )
-    exact = check.max_matching(
-        len(predicted),
-        len(example.gold),
-        lambda a, b: (
-            predicted[a].name == example.gold[b].name
-            and json_equal(predicted[a].arguments, example.gold[b].arguments)
-        ),
-    )
+    # Counts that differ cannot match exactly, whatever the pairing: no search is needed for that.
+    exact = {}
+    if len(predicted) == len(example.gold):
+        exact = check.max_matching(
+            len(paired),
+            len(example.gold),
+            lambda a, b: (
+                paired[a].name == example.gold[b].name
+                and json_equal(paired[a].arguments, example.gold[b].arguments)
+            ),
+        )
     metrics["exact_match"] = float(len(predicted) == len(example.gold) == len(exact))
-    precision, recall = _arg_scores(predicted, example)
+    # Each (capped call, expected call) pair is checked once; matching and argument scores share it.
+    table = [[check.score_pair(p, e, tools.get(e.name)) for e in example.acceptable] for p in paired]
+    precision, recall = _arg_scores(predicted, table, example)
     metrics["arg_precision"], metrics["arg_recall"], metrics["arg_f1"] = (
         precision,
         recall,
         _f1(precision, recall),
     )
-    matched = check.max_matching(
-        len(predicted),
-        len(example.acceptable),
-        lambda a, b: (
-            check.check_call(predicted[a], example.acceptable[b], tools.get(example.acceptable[b].name)).ok
-        ),
-    )
-    call_p = len(matched) / len(predicted) if predicted else 0.0
-    call_r = len(matched) / len(example.acceptable)
-    metrics["call_f1"] = _f1(call_p, call_r)
+    matched = check.max_matching(len(paired), len(example.acceptable), lambda a, b: table[a][b].ok)
+    if example.acceptable:
+        call_p = len(matched) / len(predicted) if predicted else 0.0
+        metrics["call_f1"] = _f1(call_p, len(matched) / len(example.acceptable))
+    else:  # a row whose right answer is no call at all
+        metrics["call_f1"] = float(not predicted)
     metrics["ast_match"] = float(len(predicted) == len(example.acceptable) == len(matched))
     if metrics["ast_match"]:
         return result(metrics, predicted, None, None)

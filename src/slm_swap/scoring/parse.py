@@ -14,7 +14,9 @@ from typing import Any
 from slm_swap.types import ToolCall, Track
 
 _FENCE = re.compile(r"^```[\w-]*[ \t]*\n(.*?)\n?```$", re.S)
-_BLOCK = re.compile(r'<tool_call\s+name\s*=\s*"([^"<>]*)"\s*>(.*?)</tool_call>', re.S)
+# A block's body never runs past the next `<tool_call`, so an output full of unclosed blocks is read in
+# one pass rather than rescanned to its end from every opening (quadratic on a runaway answer).
+_BLOCK = re.compile(r'<tool_call\s+name\s*=\s*"([^"<>]*)"\s*>((?:(?!</?tool_call).)*)</tool_call>', re.S)
 
 
 @dataclass(frozen=True)

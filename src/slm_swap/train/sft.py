@@ -25,11 +25,12 @@ from typing import Any
 
 from slm_swap import __version__
 from slm_swap.errors import ConfigError, SlmSwapError
-from slm_swap.files import read_examples, sha256_file, write_json
+from slm_swap.files import read_examples, write_json
+from slm_swap.identity import ADAPTER_CARD, adapter_files_digest, checkpoint_digest, file_digest
 from slm_swap.tracing import Tracer
 from slm_swap.types import TRACKS, Example
 
-CARD = "slm_swap_adapter.json"
+CARD = ADAPTER_CARD
 SEED = 42
 
 
@@ -284,6 +285,17 @@ def hyperparameters(config: TrainConfig) -> dict[str, Any]:
     }
 
 
+def train_inputs(config: TrainConfig) -> dict[str, Any]:
+    """What an adapter is a function of (the identity rule): the content of the splits and of the base
+    checkpoint, and the hyperparameters. An adapter whose card records the same is kept by `run`."""
+    return {
+        "train_sha256": file_digest(config.train),
+        "val_sha256": file_digest(config.val),
+        "base_model_sha256": checkpoint_digest(config.model_path),
+        "hyperparameters": hyperparameters(config),
+    }
+
+
 def train(config: TrainConfig, tracer: Tracer, *, session_id: str | None = None) -> TrainResult:
     """Fine-tunes a LoRA adapter and writes it, with its tokenizer and card, to `config.out`; the trace
     joins `session_id` when given (a `slm-swap run`)."""
@@ -295,19 +307,16 @@ def train(config: TrainConfig, tracer: Tracer, *, session_id: str | None = None)
         built.precision,
         built.stop,
     )
-    hyper = hyperparameters(config)
     metadata = {
         "track": config.track,
         "train": str(config.train),
         "val": str(config.val),
-        "train_sha256": sha256_file(config.train),
-        "val_sha256": sha256_file(config.val),
         "adapter": str(config.out),
         "base_model": str(config.model_path),
         "engine": engine,
         "precision": precision,
         "strategy": config.strategy,
-        "hyperparameters": hyper,
+        **train_inputs(config),
     }
     start = time.perf_counter()
     with (
@@ -342,6 +351,8 @@ def train(config: TrainConfig, tracer: Tracer, *, session_id: str | None = None)
         if not stop["stop"] and trainer.is_world_process_zero():
             trainer.save_model(str(config.out))
             tokenizer.save_pretrained(str(config.out))
+            # The digest of the files just written is the adapter's identity for later evaluations.
+            card["adapter_files_sha256"] = adapter_files_digest(config.out)
             write_json(config.out / CARD, card)
         trace.update(
             output={"train_loss": card["train_loss_last"], "val_loss": val_loss},
