@@ -202,3 +202,27 @@ def test_parse_toolcall_reads_what_the_grammar_writes(grammars: Grammars) -> Non
     ]
     assert accepts(grammars, grammars.tool_calls(tools), text)
     assert [c.name for c in parse_toolcall(text).calls] == ["a", "b"]
+
+
+def test_a_schema_xgrammar_cannot_compile_is_that_examples_error(
+    prepared: list[Example], tiny_model: Path, workspace: Path
+) -> None:
+    """The backend contract: one example's failure is its completion's error; the batch and the run go on."""
+    from dataclasses import replace
+
+    from slm_swap.evaluate import evaluate, run_meta
+    from slm_swap.tracing import NullTracer
+
+    bad_tool = ToolSpec("odd", "", {"type": "object", "properties": {"x": {"type": "wat"}}})
+    broken = replace(prepared[1], tools=(*prepared[1].tools, bad_tool))
+    examples = [prepared[0], broken, prepared[2]]
+    backend = LocalBackend(tiny_model, batch_size=3, max_new_tokens=8, constrained=True)
+    completions = backend.generate(examples)
+    assert completions[1].text == "" and "grammar" in (completions[1].error or "")
+    assert completions[0].error is None and completions[0].text.startswith("<tool_call")
+    assert completions[2].error is None and completions[2].text.startswith("<tool_call")
+    dataset = Path("02_dataset/toolcall/test.jsonl")
+    outcome = evaluate(
+        examples, backend, run_meta("toolcall", "test", dataset, backend), Path("r.json"), NullTracer()
+    )
+    assert [r.error_category for r in outcome.run.results][1] == "no_output"

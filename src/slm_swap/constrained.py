@@ -65,7 +65,7 @@ class Grammars:
         """JSON satisfying `schema`. Raises ValueError for a schema xgrammar cannot compile."""
         try:
             return self.compiler.compile_json_schema(json.dumps(schema), **JSON_LAYOUT)
-        except RuntimeError as e:  # xgrammar reports unsupported or invalid schemas this way
+        except (RuntimeError, TypeError) as e:  # xgrammar reports unsupported or invalid schemas this way
             raise ValueError(f"unsupported JSON schema: {e}") from e
 
     def any_json(self) -> xgrammar.CompiledGrammar:
@@ -76,18 +76,18 @@ class Grammars:
         only `tools`."""
         if not tools:
             raise ValueError("no tools to call")
-        arguments = {
-            f"args{i}": self.xgr.Grammar.from_json_schema(json.dumps(strict_parameters(t)), **JSON_LAYOUT)
-            for i, t in enumerate(tools)
-        }
         alternatives = " | ".join(
             f'{json.dumps(_begin(t.name))} @args{i} "</tool_call>"' for i, t in enumerate(tools)
         )
         repeat = ' ("\\n" call)*' if parallel else ""
         lark = f"start: call{repeat}\ncall: {alternatives}\n"
         try:
+            arguments = {
+                f"args{i}": self.xgr.Grammar.from_json_schema(json.dumps(strict_parameters(t)), **JSON_LAYOUT)
+                for i, t in enumerate(tools)
+            }
             return self.compiler.compile_lark(lark, named_grammars=arguments)
-        except RuntimeError as e:
+        except (RuntimeError, TypeError) as e:  # xgrammar's report of a schema it cannot compile
             raise ValueError(f"cannot build a tool-call grammar: {e}") from e
 
     def optional_tool_calls(self, tools: Sequence[ToolSpec]) -> xgrammar.CompiledGrammar:

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from slm_swap.backends.base import Backend
-from slm_swap.errors import SlmSwapError
-from slm_swap.identity import file_digest
+from slm_swap.errors import InputError, SlmSwapError
+from slm_swap.identity import Check, compare_inputs, file_digest
 from slm_swap.runs import Journal, RunMeta, RunResult, read_run, write_run
 from slm_swap.scoring.metrics import METRICS, score
 from slm_swap.tracing import RunTrace, Tracer
@@ -72,17 +72,19 @@ def _trace_example(trace: RunTrace, meta: RunMeta, example: Example, result: Exa
         generation.score(name, result.metrics[name])
 
 
-def _same_inputs(run: RunResult, meta: RunMeta, examples: Sequence[Example]) -> bool:
-    """Whether `run` is a run of the same inputs (data, model, settings) over the same examples."""
-    return run.meta.identity() == meta.identity() and [r.id for r in run.results] == [e.id for e in examples]
-
-
-def finished_run(out: Path, meta: RunMeta, examples: Sequence[Example]) -> RunResult | None:
-    """The finished run file at `out` if it holds a run of the same inputs, else None."""
+def reuse_check(out: Path, meta: RunMeta, examples: Sequence[Example]) -> Check:
+    """Whether the finished run file at `out` is a run of the same inputs over the same examples (the
+    identity rule), and if not, what differs."""
     if not out.is_file():
-        return None
-    previous = read_run(out)
-    return previous if _same_inputs(previous, meta, examples) else None
+        return Check(False, ("no run file yet",))
+    try:
+        previous = read_run(out)
+    except InputError:
+        return Check(False, ("unreadable run file",))
+    check = compare_inputs(previous.meta.identity(), meta.identity())
+    if check.same and [r.id for r in previous.results] != [e.id for e in examples]:
+        return Check(False, ("examples",))
+    return check
 
 
 def evaluate(
@@ -93,25 +95,27 @@ def evaluate(
     tracer: Tracer,
     *,
     force: bool = False,
+    replace_stale: bool = False,
     tags: Sequence[str] = (),
     session_id: str | None = None,
     on_result: Callable[[ExampleResult], None] | None = None,
 ) -> EvalOutcome:
     """Evaluates `examples` with `backend` and writes the run file `out`.
 
-    A finished run file for the same inputs is returned as is unless `force`; one for other inputs is
-    never overwritten without `force`. Results of an interrupted run are taken from its journal.
+    A finished run file for the same inputs (`reuse_check`) is returned as is unless `force`; one for
+    other inputs is replaced only with `force` or `replace_stale`. Results of an interrupted run of the
+    same inputs are taken from its journal unless `force`.
     """
     ids = [e.id for e in examples]
     if out.is_file() and not force:
-        previous = read_run(out)
-        if _same_inputs(previous, meta, examples):
-            return EvalOutcome(previous, reused=True, resumed=0)
-        raise SlmSwapError(
-            f"{out} already holds a run of other inputs ({previous.meta.model_kind} "
-            f"{previous.meta.model}, {previous.meta.track}/{previous.meta.split})\n"
-            "  fix: pass --force to replace it, or choose another --out"
-        )
+        check = reuse_check(out, meta, examples)
+        if check.same:
+            return EvalOutcome(read_run(out), reused=True, resumed=0)
+        if not replace_stale:
+            raise SlmSwapError(
+                f"{out} already holds a run of other inputs ({check.why})\n"
+                "  fix: pass --force to replace it, or choose another --out"
+            )
     journal = Journal(out, meta)
     done = {} if force else journal.load()
     wanted = set(ids)

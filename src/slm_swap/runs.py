@@ -52,7 +52,7 @@ class RunMeta:
             "split": self.split,
             "dataset_sha256": self.dataset_sha256,
             "model_kind": self.model_kind,
-            "inputs": self.inputs,
+            **self.inputs,
         }
 
 

@@ -258,6 +258,26 @@ def make_tracer(env: Mapping[str, str] | None = None) -> Tracer:
     return NullTracer() if settings is None else LangfuseTracer(settings)
 
 
+@dataclass(frozen=True)
+class OptionalTracing:
+    tracer: Tracer | None
+    says: str  # one line for the console: traced, or why not
+
+
+def tracer_if_configured(env: Mapping[str, str] | None = None) -> OptionalTracing:
+    """For commands that trace when configured and say so when not (`serve`): a Langfuse tracer when
+    the LANGFUSE_* variables are set, none when none of them is set or LANGFUSE_DISABLED=1. A partial or
+    invalid configuration is still a `ConfigError`, as in `from_env`."""
+    env = os.environ if env is None else env
+    if env.get(ENV_DISABLED, "").strip() == "1":
+        return OptionalTracing(None, f"tracing is off ({ENV_DISABLED}=1)")
+    if not any(env.get(name, "").strip() for name in _REQUIRED):
+        return OptionalTracing(None, f"tracing is off ({', '.join(_REQUIRED)} are not set)")
+    settings = LangfuseSettings.from_env(env)
+    assert settings is not None  # not disabled, so from_env either returns settings or raises
+    return OptionalTracing(LangfuseTracer(settings), f"tracing requests to Langfuse at {settings.host}")
+
+
 class _Ledger:
     """Counts items handed to the SDK and the server's answers; written from the SDK's threads."""
 

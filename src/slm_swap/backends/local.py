@@ -155,11 +155,26 @@ class LocalBackend(Backend):
         return [ordered[i : i + self.batch_size] for i in range(0, len(ordered), self.batch_size)]
 
     def generate(self, examples: Sequence[Example]) -> list[Completion]:
+        """Answers a batch; an example whose tools give a grammar that cannot be compiled gets that as
+        its completion's error, and the rest of the batch is answered as usual."""
         texts = [chat_text(self.tokenizer, e.messages()) for e in examples]
-        grammars = []
-        if self.grammars is not None:
-            grammars = [self.grammars.for_track(e.track, e.tools) for e in examples]
-        return self.generate_texts(texts, grammars=grammars)
+        if self.grammars is None:
+            return self.generate_texts(texts)
+        grammars: list[Any] = []
+        failed: dict[int, str] = {}
+        for i, example in enumerate(examples):
+            try:
+                grammars.append(self.grammars.for_track(example.track, example.tools))
+            except ValueError as e:
+                failed[i] = f"grammar: {e}"
+        answered = iter(
+            self.generate_texts([t for i, t in enumerate(texts) if i not in failed], grammars=grammars)
+            if len(failed) < len(examples)
+            else []
+        )
+        return [
+            Completion(text="", error=failed[i]) if i in failed else next(answered) for i in range(len(texts))
+        ]
 
     def generate_texts(
         self, texts: Sequence[str], max_new_tokens: int | None = None, *, grammars: Sequence[Any] = ()

@@ -8,6 +8,7 @@ per argument, every acceptable value (`""` meaning the argument may be left out)
 
 from __future__ import annotations
 
+import hashlib
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,25 +41,47 @@ def fetch_wheel() -> Path:
     return wheels.fetch_wheel(BFCL_REQUIREMENT, BFCL_WHEEL, BFCL_SHA256)
 
 
-def _read_lines(location: Path, name: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yields (where, row) from one data file inside a wheel or an unpacked `data/` folder."""
+def _read_bytes(location: Path, name: str) -> tuple[str, bytes]:
+    """(label for messages, content) of one data file inside a wheel or an unpacked `data/` folder."""
     if location.is_file() and zipfile.is_zipfile(location):
         with zipfile.ZipFile(location) as zf:
             member = f"bfcl_eval/data/{name}"
             if member not in zf.namelist():
                 raise InputError(location, None, f"has no {member}")
-            lines = zf.read(member).splitlines()
-            label = f"{location}!{member}"
-    else:
-        path = location / name
-        if not path.is_file():
-            raise InputError(
-                path, None, "no such file", "pass the bfcl-eval wheel or its bfcl_eval/data folder"
-            )
-        lines = path.read_bytes().splitlines()
-        label = str(path)
-    for lineno, row in json_lines(lines, label, "BFCL data (one JSON object per line)"):
+            return f"{location}!{member}", zf.read(member)
+    path = location / name
+    if not path.is_file():
+        raise InputError(path, None, "no such file", "pass the bfcl-eval wheel or its bfcl_eval/data folder")
+    return str(path), path.read_bytes()
+
+
+def _files(category: str) -> tuple[str, str]:
+    return f"BFCL_v4_{category}.json", f"possible_answer/BFCL_v4_{category}.json"
+
+
+def content_digest(location: Path, category: str) -> str:
+    """SHA-256 over one category's question and answer files (the identity of a BFCL source)."""
+    digest = hashlib.sha256()
+    for name in _files(_category(category)):
+        digest.update(_read_bytes(location, name)[1])
+    return digest.hexdigest()
+
+
+def _read_lines(location: Path, name: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yields (where, row) for each row of one data file; a row that is not an object with an id is an
+    InputError naming the file and line."""
+    label, content = _read_bytes(location, name)
+    for lineno, row in json_lines(content.splitlines(), label, "BFCL data (one JSON object per line)"):
+        if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+            raise InputError(label, str(lineno), 'a BFCL row must be a JSON object with a string "id"')
         yield f"{label}:{lineno}", row
+
+
+def _category(category: str) -> str:
+    category = "simple_python" if category == "simple" else category
+    if category not in CATEGORIES:
+        raise SlmSwapError(f"unknown BFCL category {category!r}; choose one of: {', '.join(CATEGORIES)}")
+    return category
 
 
 def _canonical(schema: dict[str, Any], options: list[Any]) -> Any:
@@ -140,12 +163,9 @@ def convert_row(question: dict[str, Any], answer: dict[str, Any]) -> SourceRow:
 
 def iter_category(location: Path, category: str) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
     """Yields (where, question, possible answer) for one category, pairing rows by id."""
-    if category == "simple":
-        category = "simple_python"
-    if category not in CATEGORIES:
-        raise SlmSwapError(f"unknown BFCL category {category!r}; choose one of: {', '.join(CATEGORIES)}")
-    answers = {row["id"]: row for _, row in _read_lines(location, f"possible_answer/BFCL_v4_{category}.json")}
-    for where, question in _read_lines(location, f"BFCL_v4_{category}.json"):
+    questions, possible = _files(_category(category))
+    answers = {row["id"]: row for _, row in _read_lines(location, possible)}
+    for where, question in _read_lines(location, questions):
         answer = answers.get(question.get("id"))
         if answer is None:
             raise InputError(where, None, f"question {question.get('id')!r} has no possible answer")

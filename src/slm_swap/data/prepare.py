@@ -9,6 +9,7 @@ convert the few rows chosen. Memory stays flat however large the file is.
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 from collections import Counter
@@ -19,11 +20,13 @@ from datetime import datetime
 from functools import partial
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from slm_swap.data import bfcl, xlam
 from slm_swap.data.rows import RowError, SourceRow
 from slm_swap.errors import InputError
-from slm_swap.files import atomic_writer, jsonl_text, read_jsonl
+from slm_swap.files import atomic_writer, jsonl_text, read_jsonl, sha256_text
+from slm_swap.identity import file_digest
 from slm_swap.types import SPLITS, TRACKS, Track
 
 SEED = 42
@@ -53,10 +56,12 @@ class SplitSizes:
 
 @dataclass(frozen=True)
 class Source:
-    """Where rows come from: a re-iterable stream of (where, converter) pairs."""
+    """Where rows come from: a re-iterable stream of (where, converter) pairs, and what identifies its
+    content (for the identity rule: the same content under another path is the same source)."""
 
     label: str
     rows: Callable[[], Iterator[tuple[str, Callable[[], SourceRow]]]]
+    identity: Callable[[], dict[str, Any]]
 
 
 def xlam_source(path: Path) -> Source:
@@ -64,7 +69,12 @@ def xlam_source(path: Path) -> Source:
         for raw in xlam.iter_raw_rows(path):
             yield raw.where, partial(xlam.convert_row, raw.data)
 
-    return Source(str(path), rows)
+    def identity() -> dict[str, Any]:
+        if not path.is_file():
+            raise InputError(path, None, "no such file", "pass the xLAM JSON file with --dataset-path")
+        return {"kind": "xlam", "sha256": file_digest(path)}
+
+    return Source(str(path), rows, identity)
 
 
 def bfcl_source(location: Path, category: str) -> Source:
@@ -72,7 +82,36 @@ def bfcl_source(location: Path, category: str) -> Source:
         for where, question, answer in bfcl.iter_category(location, category):
             yield where, partial(bfcl.convert_row, question, answer)
 
-    return Source(f"{location} [{category}]", rows)
+    def identity() -> dict[str, Any]:
+        return {"kind": "bfcl", "category": category, "sha256": bfcl.content_digest(location, category)}
+
+    return Source(f"{location} [{category}]", rows, identity)
+
+
+MANIFEST = "prepared.json"  # in the dataset folder: what the splits were made from
+MANIFEST_FORMAT = "slm-swap.prepared/1"
+
+
+def prepare_inputs(source: Source, sizes: SplitSizes, seed: int, skip_invalid: bool) -> dict[str, Any]:
+    """What a set of splits is a function of: the source's content, the sizes, the seed, the row rule."""
+    return {
+        "source": source.identity(),
+        "sizes": {"train": sizes.train, "val": sizes.val, "test": sizes.test},
+        "seed": seed,
+        "skip_invalid": skip_invalid,
+    }
+
+
+def recorded_inputs(out_dir: Path) -> dict[str, Any] | None:
+    """The inputs recorded beside existing splits by `prepare`, or None (absent or unreadable)."""
+    try:
+        manifest = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        return None
+    inputs = manifest.get("inputs")
+    return inputs if isinstance(inputs, dict) else None
 
 
 @dataclass
@@ -127,17 +166,23 @@ class PrepareResult:
     kept: list[Path] = field(default_factory=list)
 
 
-def _write_splits(out_dir: Path, splits: dict[str, list[SourceRow]]) -> list[Path]:
-    """Writes all six files to temporary names and renames them only once every one is written, so a
-    failure leaves no split half-written or out of step with the others."""
+def _write_splits(out_dir: Path, splits: dict[str, list[SourceRow]], inputs: dict[str, Any]) -> list[Path]:
+    """Writes all six files and the manifest to temporary names and renames them only once every one is
+    written, so a failure leaves no split half-written or out of step with the others."""
     contents = {
         out_dir / track / f"{split}.jsonl": jsonl_text(r.to_example(track).to_json() for r in rows)
         for track in TRACKS
         for split, rows in splits.items()
     }
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "inputs": inputs,
+        "files": {str(p.relative_to(out_dir)): sha256_text(text) for p, text in contents.items()},
+    }
     with ExitStack() as stack:
         for path, text in contents.items():
             stack.enter_context(atomic_writer(path)).write(text)
+        stack.enter_context(atomic_writer(out_dir / MANIFEST)).write(json.dumps(manifest, indent=2) + "\n")
     return list(contents)
 
 
@@ -159,7 +204,9 @@ def prepare(
     seed: int = SEED,
     skip_invalid: bool = False,
 ) -> PrepareResult:
-    """Validates the source, samples disjoint train/val/test rows and writes both tracks' splits."""
+    """Validates the source, samples disjoint train/val/test rows and writes both tracks' splits, with a
+    manifest of what they were made from (`prepared.json`)."""
+    inputs = prepare_inputs(source, sizes, seed, skip_invalid)
     found = scan(source, skip_invalid=skip_invalid)
     if len(found.usable) < sizes.total:
         raise _not_enough(source, found, sizes.total, "the splits")
@@ -171,7 +218,7 @@ def prepare(
         "test": (sizes.train + sizes.val, sizes.total),
     }
     splits = {name: [rows[i] for i in chosen[a:b]] for name, (a, b) in bounds.items()}
-    written = _write_splits(out_dir, splits)
+    written = _write_splits(out_dir, splits, inputs)
     return PrepareResult(
         written,
         {k: len(v) for k, v in splits.items()},
@@ -222,6 +269,8 @@ def smoke_splits(
         with atomic_writer(target) as f:
             f.write(text)
         written.append(target)
+    # The test splits are no longer what the manifest says they were made from.
+    (out_dir / MANIFEST).unlink(missing_ok=True)
     return PrepareResult(
         written,
         {t: len(r) for t, r in per_track_rows.items()},
