@@ -28,6 +28,45 @@ RESAMPLES = 10_000
 DECISION_FORMAT = "slm-swap.decision/1"
 
 
+_NUMBER = {"type": "number"}
+# What `report` and `verdict_of` read of a decision file.
+DECISION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["format", "track", "delta", "fine_tune", "hosted", "slm", "metrics"],
+    "properties": {
+        "format": {"const": DECISION_FORMAT},
+        "track": {"enum": ["structured", "toolcall"]},
+        "delta": _NUMBER,
+        "fine_tune": {"type": "boolean"},
+        "hosted": {"type": "object", "required": ["path"], "properties": {"path": {"type": "string"}}},
+        "slm": {"type": "object", "required": ["path"], "properties": {"path": {"type": "string"}}},
+        "metrics": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["metric", "trails", "ci_low", "ci_high"],
+                "properties": {
+                    "metric": {"type": "string"},
+                    "trails": {"type": "boolean"},
+                    "ci_low": _NUMBER,
+                    "ci_high": _NUMBER,
+                },
+            },
+        },
+    },
+}
+
+
+def read_decision(path: Path) -> dict[str, Any]:
+    """A decision file written by `compare`, checked field by field."""
+    from slm_swap.files import read_validated
+
+    decision: dict[str, Any] = read_validated(
+        path, "a decision file written by `slm-swap compare`", DECISION_SCHEMA, "rerun `slm-swap compare`"
+    )
+    return decision
+
+
 @dataclass(frozen=True)
 class MetricComparison:
     metric: str
@@ -210,6 +249,39 @@ VERDICTS = {
     "swap_after_fine_tune": "swap after fine-tune",
     "keep_hosted": "keep the hosted model",
 }
+
+
+VERDICT_FORMAT = "slm-swap.verdict/1"
+# What `report` reads of `run`'s verdict file.
+VERDICT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["format", "session_id", "finished_at", "seconds", "delta", "hosted"],
+    "properties": {
+        "format": {"const": VERDICT_FORMAT},
+        "session_id": {"type": "string"},
+        "finished_at": {"type": "string"},
+        "seconds": _NUMBER,
+        "delta": _NUMBER,
+        "hosted": {
+            "type": "object",
+            "required": ["stand_in", "description"],
+            "properties": {"stand_in": {"type": "boolean"}, "description": {"type": "string"}},
+        },
+    },
+}
+
+
+def read_verdict(path: Path) -> dict[str, Any]:
+    """The verdict file written by `run`, checked field by field."""
+    from slm_swap.files import read_validated
+
+    verdict: dict[str, Any] = read_validated(
+        path,
+        "the verdict of `slm-swap run`",
+        VERDICT_SCHEMA,
+        "rerun `slm-swap run` (finished stages are kept)",
+    )
+    return verdict
 
 
 def verdict_of(decision: dict[str, Any], ft_decision: dict[str, Any] | None) -> tuple[str, str]:

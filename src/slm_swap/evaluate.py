@@ -113,7 +113,7 @@ def evaluate(
             return EvalOutcome(read_run(out), reused=True, resumed=0)
         if not replace_stale:
             raise SlmSwapError(
-                f"{out} already holds a run of other inputs ({check.why})\n"
+                f"{out} already holds a run of other inputs ({check.why}; this run: {meta.dataset})\n"
                 "  fix: pass --force to replace it, or choose another --out"
             )
     journal = Journal(out, meta)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from slm_swap.errors import InputError
-from slm_swap.types import Example
+from slm_swap.types import EXAMPLE_SCHEMA, Example
 
 
 @contextmanager
@@ -69,6 +69,16 @@ def read_json(path: Path, what: str) -> Any:
         raise InputError(path, None, "JSON nested too deeply", f"expected {what}") from e
 
 
+def read_validated(path: Path, what: str, schema: dict[str, Any], fix: str) -> Any:
+    """Loads a JSON file that must satisfy `schema` (JSON Schema); the message names the file and the
+    first field that does not."""
+    data = read_json(path, what)
+    problem = schema_problem(data, schema)
+    if problem is not None:
+        raise InputError(path, None, f"not {what} ({problem})", fix)
+    return data
+
+
 def text_lines(lines: Iterable[bytes], label: object, what: str) -> Iterator[tuple[int, str]]:
     """Decodes lines of bytes as UTF-8, yielding (line number, text); a line that is not UTF-8 is an
     InputError naming `label` and the line."""
@@ -105,19 +115,61 @@ def read_jsonl(path: Path, what: str) -> Iterator[tuple[int, Any]]:
         yield from json_lines(f, path, what)
 
 
-def read_examples(path: Path) -> list[Example]:
-    """Loads a prepared split (02_dataset/<track>/<split>.jsonl)."""
-    examples = []
-    for lineno, row in read_jsonl(path, "a split written by `slm-swap prepare`"):
+def schema_problem(value: Any, schema: dict[str, Any]) -> str | None:
+    """Why `value` does not satisfy the JSON Schema `schema` (its first field that does not), or None."""
+    import jsonschema
+
+    key = json.dumps(schema, sort_keys=True)
+    if key not in _validators:
+        _validators[key] = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(_validators[key].iter_errors(value))
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path) or "the top level"
+    return f"at {where}: {error.message[:200]}"
+
+
+_validators: dict[str, Any] = {}
+
+
+def _tool_schema_problem(tool: dict[str, Any]) -> str | None:
+    """Why a tool's parameters are not a JSON Schema of an object, or None (checked once per schema)."""
+    import jsonschema
+
+    key = json.dumps(tool["parameters"], sort_keys=True)
+    if key not in _tool_problems:
         try:
-            examples.append(Example.from_json(row))
-        except (KeyError, TypeError, AttributeError) as e:
+            jsonschema.Draft202012Validator.check_schema(tool["parameters"])
+            _tool_problems[key] = None
+        except jsonschema.SchemaError as e:
+            _tool_problems[key] = (
+                f"tool {tool['name']!r}: parameters are not a JSON Schema ({e.message[:160]})"
+            )
+    return _tool_problems[key]
+
+
+_tool_problems: dict[str, str | None] = {}
+
+
+def read_examples(path: Path) -> list[Example]:
+    """Loads a prepared split (02_dataset/<track>/<split>.jsonl), each row checked field by field."""
+    examples = []
+    seen: set[str] = set()
+    for lineno, row in read_jsonl(path, "a split written by `slm-swap prepare`"):
+        problem = schema_problem(row, EXAMPLE_SCHEMA)
+        if problem is None:
+            problem = next(filter(None, (_tool_schema_problem(t) for t in row["tools"])), None)
+        if problem is None and str(row["id"]) in seen:
+            problem = f"id {row['id']!r} appears twice"
+        if problem is not None:
             raise InputError(
                 path,
                 str(lineno),
-                f"not a prepared example ({type(e).__name__}: {e})",
+                f"not a prepared example ({problem})",
                 "regenerate the split with `slm-swap prepare`",
-            ) from e
+            )
+        seen.add(str(row["id"]))
+        examples.append(Example.from_json(row))
     if not examples:
         raise InputError(path, None, "the split is empty", "regenerate it with `slm-swap prepare`")
     return examples

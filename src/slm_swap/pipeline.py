@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from slm_swap.backends.factory import ModelOptions, make_backend
-from slm_swap.compare import VERDICTS, Decision, decide, verdict_of
+from slm_swap.compare import VERDICT_FORMAT, VERDICTS, Decision, decide, verdict_of
 from slm_swap.data.prepare import (
     Source,
     SplitSizes,
@@ -49,7 +49,6 @@ from slm_swap.scoring.metrics import CORE_METRICS
 from slm_swap.tracing import Tracer
 from slm_swap.types import SPLITS, Track
 
-VERDICT_FORMAT = "slm-swap.verdict/1"
 AZURE_VARS = ("AZURE_ENDPOINT", "AZURE_DEPLOYMENT", "AZURE_API_KEY", "AZURE_API_VERSION")
 
 

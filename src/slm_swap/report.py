@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slm_swap.compare import VERDICTS, verdict_of
+from slm_swap.compare import VERDICTS, read_decision, read_verdict, verdict_of
 from slm_swap.errors import SlmSwapError
-from slm_swap.files import atomic_writer, read_examples, read_json
+from slm_swap.files import atomic_writer, read_examples
 from slm_swap.runs import RunResult, read_run
 from slm_swap.scoring.metrics import CORE_METRICS
 from slm_swap.types import TRACKS, Example
@@ -63,15 +63,15 @@ class TrackData:
 
 def load(eval_dir: Path) -> tuple[dict[str, Any] | None, list[TrackData]]:
     verdict_path = eval_dir / "verdict.json"
-    verdict = read_json(verdict_path, "the verdict of `slm-swap run`") if verdict_path.is_file() else None
+    verdict = read_verdict(verdict_path) if verdict_path.is_file() else None
     tracks = []
     for track in TRACKS:
         path = eval_dir / f"{track}_decision.json"
         if not path.is_file():
             continue
-        decision = read_json(path, "a decision file written by `slm-swap compare`")
+        decision = read_decision(path)
         ft_path = eval_dir / f"{track}_ft_decision.json"
-        ft = read_json(ft_path, "a decision file") if ft_path.is_file() and decision["fine_tune"] else None
+        ft = read_decision(ft_path) if ft_path.is_file() and decision["fine_tune"] else None
         runs = {
             "hosted": read_run(Path(decision["hosted"]["path"])),
             "slm": read_run(Path(decision["slm"]["path"])),

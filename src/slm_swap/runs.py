@@ -17,9 +17,9 @@ from typing import Any
 
 from slm_swap import __version__
 from slm_swap.errors import InputError
-from slm_swap.files import read_json, write_json
+from slm_swap.files import atomic_writer, read_json, schema_problem, sha256_text, write_json
 from slm_swap.scoring.metrics import CORE_METRICS, error_counts, summarize
-from slm_swap.types import TRACKS, ExampleResult, Track
+from slm_swap.types import RESULT_SCHEMA, TRACKS, ExampleResult, Track
 
 RUN_FORMAT = "slm-swap.run/1"
 
@@ -87,8 +87,33 @@ def write_run(path: Path, run: RunResult) -> None:
     write_json(path, run.to_json())
 
 
+_TEXT = {"type": "string"}
+RUN_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["format", "meta", "results"],
+    "properties": {
+        "meta": {
+            "type": "object",
+            "required": ["track", "split", "dataset", "dataset_sha256", "model_kind", "model"],
+            "properties": {
+                "track": {"enum": list(TRACKS)},
+                **{k: _TEXT for k in ("split", "dataset", "dataset_sha256", "model_kind", "model")},
+                **{k: _TEXT for k in ("started_at", "finished_at")},
+                "adapter": {"type": ["string", "null"]},
+                "constrained": {"type": "boolean"},
+                "settings": {"type": "object"},
+                "inputs": {"type": "object"},
+                "versions": {"type": "object", "additionalProperties": _TEXT},
+            },
+            "additionalProperties": False,
+        },
+        "results": {"type": "array", "items": RESULT_SCHEMA},
+    },
+}
+
+
 def read_run(path: Path) -> RunResult:
-    """Loads a run file, with a message naming the file when it is not one."""
+    """Loads a run file, checked field by field, with a message naming the file when it is not one."""
     data = read_json(path, "a run file written by `slm-swap eval`")
     if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
         raise InputError(
@@ -97,14 +122,13 @@ def read_run(path: Path) -> RunResult:
             f"not a run file (format is not {RUN_FORMAT!r})",
             "pass a metrics file written by `slm-swap eval`",
         )
-    try:
-        meta = RunMeta(**data["meta"])
-        if meta.track not in TRACKS:
-            raise ValueError(f"unknown track {meta.track!r}")
-        results = [ExampleResult.from_json(r) for r in data["results"]]
-    except (KeyError, TypeError, ValueError) as e:
-        raise InputError(path, None, f"run file is damaged ({e})", "re-run `slm-swap eval`") from e
-    return RunResult(meta, results)
+    problem = schema_problem(data, RUN_SCHEMA)
+    ids = [r["id"] for r in data["results"]] if problem is None else []
+    if problem is None and len(set(ids)) != len(ids):
+        problem = "an example id appears twice"
+    if problem is not None:
+        raise InputError(path, None, f"run file is damaged ({problem})", "re-run `slm-swap eval`")
+    return RunResult(RunMeta(**data["meta"]), [ExampleResult.from_json(r) for r in data["results"]])
 
 
 def journal_path(out: Path) -> Path:
@@ -124,36 +148,52 @@ class Journal:
         if not self.path.is_file():
             return {}
         done: dict[str, ExampleResult] = {}
-        lines = self.path.read_text(encoding="utf-8").splitlines()
-        try:
-            header = json.loads(lines[0]) if lines else None
-        except json.JSONDecodeError:
-            header = None
+        lines = self.path.read_bytes().splitlines()
+        header = _journal_line(lines[0]) if lines else None
         if header != {"journal": self.identity}:
             self.path.replace(self.path.with_name(self.path.name + ".stale"))
             return {}
         for line in lines[1:]:
-            try:
-                result = ExampleResult.from_json(json.loads(line))
-            except (json.JSONDecodeError, TypeError, KeyError):
-                break  # a line cut short by a crash: everything before it is good
+            entry = _journal_line(line)
+            if (
+                not isinstance(entry, dict)
+                or entry.get("sha256") != _line_digest(entry.get("result"))
+                or schema_problem(entry["result"], RESULT_SCHEMA) is not None
+            ):
+                break  # a line cut short by a crash, or damaged: everything before it is good
+            result = ExampleResult.from_json(entry["result"])
             done[result.id] = result
         return done
 
     def rewrite(self, done: dict[str, ExampleResult]) -> None:
         """Starts the journal afresh with the header and the results kept (drops a torn last line)."""
-        with self.path.open("w", encoding="utf-8") as f:
+        with atomic_writer(self.path) as f:
             f.write(json.dumps({"journal": self.identity}) + "\n")
             for result in done.values():
-                f.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+                f.write(_entry(result))
 
     def append(self, result: ExampleResult) -> None:
         with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
+            f.write(_entry(result))
             f.flush()
             os.fsync(f.fileno())
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def _line_digest(result: Any) -> str:
+    return sha256_text(json.dumps(result, sort_keys=True, ensure_ascii=False))
+
+
+def _entry(result: ExampleResult) -> str:
+    """One journal line: the result and its digest, so a damaged line is never taken for a result."""
+    data = result.to_json()
+    return json.dumps({"result": data, "sha256": _line_digest(data)}, ensure_ascii=False) + "\n"
+
+
+def _journal_line(line: bytes) -> Any:
+    try:
+        return json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None

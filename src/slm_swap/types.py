@@ -65,6 +65,77 @@ class AcceptableCall:
         return cls(name=data["name"], arguments={k: list(v) for k, v in data["arguments"].items()})
 
 
+_STR = {"type": "string"}
+_CALL = {
+    "type": "object",
+    "required": ["name", "arguments"],
+    "properties": {"name": _STR, "arguments": {"type": "object"}},
+}
+# A prepared split row as `Example.from_json` reads it (checked before it is read).
+EXAMPLE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": [
+        "id",
+        "track",
+        "source",
+        "query",
+        "tools",
+        "gold",
+        "acceptable",
+        "system",
+        "prompt",
+        "completion",
+    ],
+    "properties": {
+        "id": {"type": ["string", "integer"]},
+        "track": {"enum": list(TRACKS)},
+        **{k: _STR for k in ("source", "query", "system", "prompt", "completion")},
+        "tools": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "parameters"],
+                "properties": {"name": _STR, "description": _STR, "parameters": {"type": "object"}},
+            },
+        },
+        "gold": {"type": "array", "items": _CALL},
+        "acceptable": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "arguments"],
+                "properties": {
+                    "name": _STR,
+                    "arguments": {"type": "object", "additionalProperties": {"type": "array"}},
+                },
+            },
+        },
+    },
+}
+_NUM = {"type": "number"}
+# One per-example result as stored in run files and journals.
+RESULT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "output", "calls", "metrics", "error_category", "error_detail", "latency_s", "usage"],
+    "properties": {
+        "id": _STR,
+        "output": _STR,
+        "calls": {"type": ["array", "null"], "items": _CALL},
+        "metrics": {"type": "object", "additionalProperties": _NUM},
+        "error_category": {"type": ["string", "null"]},
+        "error_detail": {"type": ["string", "null"]},
+        "latency_s": _NUM,
+        "usage": {
+            "type": "object",
+            "properties": {"prompt_tokens": {"type": "integer"}, "completion_tokens": {"type": "integer"}},
+            "additionalProperties": False,
+        },
+        "backend_error": {"type": ["string", "null"]},
+    },
+    "additionalProperties": False,
+}
+
+
 @dataclass(frozen=True)
 class Example:
     """One dataset row: everything needed to prompt a model and to score its answer offline."""

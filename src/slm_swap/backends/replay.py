@@ -13,43 +13,51 @@ from typing import Any
 
 from slm_swap.backends.base import Backend
 from slm_swap.errors import InputError
-from slm_swap.files import read_json, read_jsonl
+from slm_swap.files import read_jsonl, schema_problem
+from slm_swap.runs import read_run
 from slm_swap.types import Completion, Example, Usage
+
+PREDICTION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id"],
+    "properties": {
+        "id": {"type": ["string", "integer"]},
+        "output": {"type": ["string", "null"]},
+        "latency_s": {"type": ["number", "null"]},
+        "usage": {
+            "type": ["object", "null"],
+            "properties": {"prompt_tokens": {"type": "integer"}, "completion_tokens": {"type": "integer"}},
+        },
+        "error": {"type": ["string", "null"]},
+    },
+}
 
 
 def _completion(row: dict[str, Any]) -> Completion:
     usage = row.get("usage") or {}
     return Completion(
-        text=str(row.get("output") or ""),
+        text=row.get("output") or "",
         latency_s=float(row.get("latency_s") or 0.0),
         usage=Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))),
-        error=row.get("error") or row.get("backend_error"),
+        error=row.get("error"),
     )
 
 
 def load_predictions(path: Path) -> dict[str, Completion]:
-    """Reads a predictions file into completions by example id."""
+    """Reads a predictions file (JSON Lines of {id, output, ...}, or a run file) into completions by id."""
     if path.suffix == ".json":
-        run = read_json(path, "a run file written by `slm-swap eval`")
-        if not isinstance(run, dict) or not isinstance(run.get("results"), list):
-            raise InputError(
-                path,
-                None,
-                'not a run file (no "results" list)',
-                "pass JSON Lines of {id, output} or a run file from `slm-swap eval`",
-            )
-        rows = run["results"]
-    else:
-        rows = []
-        for lineno, row in read_jsonl(path, "JSON Lines of {id, output}"):
-            if not isinstance(row, dict) or "id" not in row or not isinstance(row.get("output", ""), str):
-                raise InputError(path, str(lineno), 'a prediction needs "id" and a string "output"')
-            rows.append(row)
+        run = read_run(path)
+        return {r.id: Completion(r.output, r.latency_s, r.usage, r.backend_error) for r in run.results}
     predictions: dict[str, Completion] = {}
-    for row in rows:
+    for lineno, row in read_jsonl(path, "JSON Lines of {id, output}"):
+        problem = schema_problem(row, PREDICTION_SCHEMA)
+        if problem is not None:
+            raise InputError(
+                path, str(lineno), f"not a prediction ({problem})", 'each line needs "id" and "output"'
+            )
         key = str(row["id"])
         if key in predictions:
-            raise InputError(path, None, f"id {key!r} appears twice", "keep one output per example")
+            raise InputError(path, str(lineno), f"id {key!r} appears twice", "keep one output per example")
         predictions[key] = _completion(row)
     return predictions
 

@@ -48,11 +48,19 @@ def _read_bytes(location: Path, name: str) -> tuple[str, bytes]:
             member = f"bfcl_eval/data/{name}"
             if member not in zf.namelist():
                 raise InputError(location, None, f"has no {member}")
-            return f"{location}!{member}", zf.read(member)
-    path = location / name
-    if not path.is_file():
-        raise InputError(path, None, "no such file", "pass the bfcl-eval wheel or its bfcl_eval/data folder")
-    return str(path), path.read_bytes()
+            label, content = f"{location}!{member}", zf.read(member)
+    else:
+        path = location / name
+        if not path.is_file():
+            raise InputError(
+                path, None, "no such file", "pass the bfcl-eval wheel or its bfcl_eval/data folder"
+            )
+        label, content = str(path), path.read_bytes()
+    if not content.strip():
+        raise InputError(
+            label, None, "the file is empty", "pass the bfcl-eval wheel or its bfcl_eval/data folder"
+        )
+    return label, content
 
 
 def _files(category: str) -> tuple[str, str]:

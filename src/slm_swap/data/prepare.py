@@ -131,7 +131,11 @@ def scan(source: Source, *, skip_invalid: bool, exclude_ids: frozenset[str] = fr
     for index, (where, convert) in enumerate(source.rows()):
         result.rows_read += 1
         try:
-            row = convert()
+            try:
+                row = convert()
+            except (TypeError, KeyError, AttributeError, ValueError) as e:
+                # A field of the wrong JSON type deep inside a row: bad input, not a bug of ours.
+                raise RowError(f"malformed row ({type(e).__name__}: {str(e)[:120]})") from e
             if row.id in result.ids:
                 raise RowError(
                     f"id {row.id!r} also appears at row {result.ids[row.id]}",
