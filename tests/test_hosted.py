@@ -211,7 +211,7 @@ def test_kill_9_mid_run_then_resume(prepared: list[Example], openai_server: Fake
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert not out.exists()
-    journaled = [json.loads(line)["id"] for line in journal.read_text().splitlines()[1:]]
+    journaled = [json.loads(line)["result"]["id"] for line in journal.read_text().splitlines()[1:]]
     assert 3 <= len(journaled) < 8
     requests_before = len(openai_server.requests)
     openai_server.delay_s = 0.0

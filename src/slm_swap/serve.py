@@ -507,8 +507,6 @@ def create_app(
         }
 
     async def complete(raw: bytes, model_override: str | None) -> Any:
-        if len(raw) > MAX_BODY_BYTES:
-            return _error(413, f"Request body over {MAX_BODY_BYTES} bytes.", "invalid_request_error")
         try:
             request = ChatRequest.model_validate_json(raw)
         except ValidationError as e:
@@ -548,15 +546,31 @@ def create_app(
             return StreamingResponse(_sse(_chunks_of(response, request)), media_type="text/event-stream")
         return response
 
+    async def read_body(request: Request) -> bytes | None:
+        """The body, or None once it passes MAX_BODY_BYTES (a chunked body declares no length)."""
+        parts, size = [], 0
+        async for part in request.stream():
+            size += len(part)
+            if size > MAX_BODY_BYTES:
+                return None
+            parts.append(part)
+        return b"".join(parts)
+
+    async def answer(request: Request, model_override: str | None) -> Any:
+        raw = await read_body(request)
+        if raw is None:
+            return _error(413, f"Request body over {MAX_BODY_BYTES} bytes.", "invalid_request_error")
+        return await complete(raw, model_override)
+
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Any:
-        return await complete(await request.body(), None)
+        return await answer(request, None)
 
     @app.post("/openai/deployments/{deployment}/chat/completions")
     async def azure_chat(deployment: str, request: Request) -> Any:
         if "api-version" not in request.query_params:
             return _error(400, "Missing required query parameter: api-version.", "invalid_request_error")
-        return await complete(await request.body(), deployment)
+        return await answer(request, deployment)
 
     return app
 

@@ -133,6 +133,8 @@ def scan(source: Source, *, skip_invalid: bool, exclude_ids: frozenset[str] = fr
         try:
             try:
                 row = convert()
+            except RowError:
+                raise
             except (TypeError, KeyError, AttributeError, ValueError) as e:
                 # A field of the wrong JSON type deep inside a row: bad input, not a bug of ours.
                 raise RowError(f"malformed row ({type(e).__name__}: {str(e)[:120]})") from e

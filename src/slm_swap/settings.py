@@ -1,0 +1,78 @@
+"""Every shared setting once: its flag, its environment variable, its default and its help.
+
+The CLI builds its options from these (`cli.option`), and library defaults read the same values, so a
+flag means the same thing, with the same default, in every command that takes it. Secrets (API keys)
+come only from the environment or a flag and are never written anywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Setting:
+    flag: str
+    default: Any = None
+    envvar: str | None = None
+    help: str = ""
+    secret: bool = False  # never shown as a default, never written
+
+
+DATASET_DIR = Setting(
+    "--dataset-dir",
+    Path("02_dataset"),
+    "SLM_SWAP_DATASET_DIR",
+    "Folder of prepared splits ({track}/{split}.jsonl).",
+)
+FT_DIR = Setting(
+    "--ft-dir", Path("04_ft"), "SLM_SWAP_FT_DIR", "Folder of fine-tuned adapters (adapter_{track})."
+)
+EVAL_DIR = Setting(
+    "--eval-dir", Path("05_eval"), "SLM_SWAP_EVAL_DIR", "Folder of run, decision and verdict files."
+)
+MODEL_PATH = Setting(
+    "--model-path",
+    None,
+    "SLM_MODEL_PATH",
+    "The SLM checkpoint folder [default: models/SmolLM2-135M-Instruct].",
+)
+BATCH_SIZE = Setting("--batch-size", 8, None, "slm: prompts per generate call.")
+MAX_NEW_TOKENS = Setting("--max-new-tokens", 384, None, "Longest answer, in tokens.")
+CONSTRAINED = Setting(
+    "--constrained", False, None, "slm: grammar-constrained decoding (xgrammar); answers always parse."
+)
+BASE_URL = Setting(
+    "--base-url", None, "OPENAI_BASE_URL", "openai: the endpoint, e.g. http://127.0.0.1:8000/v1."
+)
+API_KEY = Setting(
+    "--api-key",
+    None,
+    "OPENAI_API_KEY",
+    "openai: the key (read from the environment; never written anywhere).",
+    True,
+)
+MODEL = Setting("--model", None, "OPENAI_MODEL", "openai: the model name to request.")
+CONCURRENCY = Setting("--concurrency", 8, None, "azure/openai: requests in flight.")
+TIMEOUT = Setting("--timeout", 60.0, None, "azure/openai: seconds per request attempt.")
+MAX_RETRIES = Setting(
+    "--max-retries",
+    5,
+    None,
+    "azure/openai: retries of 429/5xx/timeouts (with backoff, honouring Retry-After).",
+)
+DELTA = Setting("--delta", 0.01, None, "Fine-tune when the SLM trails on any core metric by more than this.")
+SEED = Setting("--seed", 42, None, "Sampling seed for the splits.")
+PRICE_IN = Setting(
+    "--price-per-1k-input", 0.0025, None, "Hosted price per 1k prompt tokens (the report's cost)."
+)
+PRICE_OUT = Setting("--price-per-1k-output", 0.01, None, "Hosted price per 1k completion tokens.")
+SERVE_API_KEY = Setting(
+    "--api-key",
+    None,
+    "SLM_SWAP_API_KEY",
+    "Require this bearer token (or Azure-style api-key header) on every request.",
+    True,
+)
