@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -17,20 +17,19 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from slm_swap import __version__
+from slm_swap import __version__, settings
 from slm_swap.backends.factory import MODEL_KINDS, ModelOptions
 from slm_swap.errors import SlmSwapError
-from slm_swap.runs import default_run_path
+from slm_swap.settings import Setting
 from slm_swap.types import SPLITS, TRACKS, Track
+from slm_swap.workspace import Workspace
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 if TYPE_CHECKING:
-    from slm_swap.backends.base import Backend
     from slm_swap.compare import Decision
     from slm_swap.runs import RunResult
     from slm_swap.tracing import Tracer
-    from slm_swap.types import Completion
 
 EXIT_FINE_TUNE = 10
 
@@ -39,22 +38,41 @@ stdout = Console(highlight=False, soft_wrap=True, markup=False)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 track_option = click.option("--track", type=click.Choice(TRACKS), required=True, help="Which track.")
-dataset_dir_option = click.option(
-    "--dataset-dir",
-    type=click.Path(path_type=Path),
-    default=Path("02_dataset"),
-    envvar="SLM_SWAP_DATASET_DIR",
-    show_default=True,
-    help="Folder of prepared splits ({track}/{split}.jsonl).",
-)
 
 
-model_path_option = click.option(
-    "--model-path",
-    envvar="SLM_MODEL_PATH",
-    show_envvar=True,
-    help="The SLM checkpoint folder [default: models/SmolLM2-135M-Instruct].",
-)
+def option(setting: Setting, *decls: str, **overrides: Any) -> Callable[[F], F]:
+    """A click option made from a setting (its flag, environment variable, default and help)."""
+    params: dict[str, Any] = {
+        "default": setting.default,
+        "envvar": setting.envvar,
+        "show_envvar": setting.envvar is not None,
+        "show_default": setting.default is not None and not setting.secret,
+        "help": setting.help,
+    }
+    if isinstance(setting.default, bool):
+        params["is_flag"] = True
+        params["show_default"] = False
+    elif isinstance(setting.default, Path):
+        params["type"] = click.Path(path_type=Path)
+    params.update(overrides)
+    return click.option(*(decls or (setting.flag,)), **params)
+
+
+def workspace_options(func: F) -> F:
+    """--dataset-dir, --ft-dir and --eval-dir (with their variables), given to the command as one
+    `workspace`: every command finds and writes the workspace's files the same way."""
+
+    @functools.wraps(func)
+    def with_workspace(*args: Any, dataset_dir: Path, ft_dir: Path, eval_dir: Path, **kwargs: Any) -> Any:
+        return func(*args, workspace=Workspace(dataset_dir, ft_dir, eval_dir), **kwargs)
+
+    decorated: Any = with_workspace
+    for setting in (settings.EVAL_DIR, settings.FT_DIR, settings.DATASET_DIR):
+        decorated = option(setting)(decorated)
+    return decorated
+
+
+model_path_option = option(settings.MODEL_PATH)
 
 
 class Group(click.Group):
@@ -95,11 +113,11 @@ def main() -> None:
     "its bfcl_eval/data folder (default: fetched with pip, without dependencies).",
 )
 @click.option("--bfcl-category", default="simple_python", show_default=True, help="BFCL category.")
-@click.option("--out-dir", type=click.Path(path_type=Path), default=Path("02_dataset"), show_default=True)
+@option(settings.DATASET_DIR, "--out-dir", help="Where the splits go ({track}/{split}.jsonl).")
 @click.option("--train-size", type=click.IntRange(min=0), default=32, show_default=True)
 @click.option("--val-size", type=click.IntRange(min=0), default=8, show_default=True)
 @click.option("--test-size", type=click.IntRange(min=0), default=8, show_default=True)
-@click.option("--seed", type=int, default=42, show_default=True)
+@option(settings.SEED, type=int)
 @click.option("--skip-invalid", is_flag=True, help="Leave bad rows out (and count them) instead of failing.")
 @click.option(
     "--smoke",
@@ -172,66 +190,15 @@ def model_options(*, kind_choices: tuple[str, ...] = MODEL_KINDS, with_kind: boo
                 "--adapter", type=click.Path(path_type=Path), help="slm: a LoRA adapter folder to load."
             ),
             model_path_option,
-            click.option(
-                "--batch-size",
-                type=click.IntRange(min=1),
-                default=8,
-                show_default=True,
-                help="slm: prompts per generate call.",
-            ),
-            click.option(
-                "--max-new-tokens",
-                type=click.IntRange(min=1),
-                default=384,
-                show_default=True,
-                help="Longest answer, in tokens.",
-            ),
-            click.option(
-                "--constrained",
-                is_flag=True,
-                help="slm: grammar-constrained decoding (xgrammar); answers always parse.",
-            ),
-            click.option(
-                "--base-url",
-                envvar="OPENAI_BASE_URL",
-                show_envvar=True,
-                help="openai: the endpoint, e.g. http://127.0.0.1:8000/v1.",
-            ),
-            click.option(
-                "--api-key",
-                envvar="OPENAI_API_KEY",
-                show_envvar=True,
-                show_default=False,
-                help="openai: the key (read from the environment; never written anywhere).",
-            ),
-            click.option(
-                "--model",
-                "model_name",
-                envvar="OPENAI_MODEL",
-                show_envvar=True,
-                help="openai: the model name to request.",
-            ),
-            click.option(
-                "--concurrency",
-                type=click.IntRange(min=1),
-                default=8,
-                show_default=True,
-                help="azure/openai: requests in flight.",
-            ),
-            click.option(
-                "--timeout",
-                type=click.FloatRange(min=0.1),
-                default=60.0,
-                show_default=True,
-                help="azure/openai: seconds per request attempt.",
-            ),
-            click.option(
-                "--max-retries",
-                type=click.IntRange(min=0),
-                default=5,
-                show_default=True,
-                help="azure/openai: retries of 429/5xx/timeouts (with backoff, honouring Retry-After).",
-            ),
+            option(settings.BATCH_SIZE, type=click.IntRange(min=1)),
+            option(settings.MAX_NEW_TOKENS, type=click.IntRange(min=1)),
+            option(settings.CONSTRAINED),
+            option(settings.BASE_URL),
+            option(settings.API_KEY),
+            option(settings.MODEL, "--model", "model_name"),
+            option(settings.CONCURRENCY, type=click.IntRange(min=1)),
+            option(settings.TIMEOUT, type=click.FloatRange(min=0.1)),
+            option(settings.MAX_RETRIES, type=click.IntRange(min=0)),
         ]
         if with_kind:
             options.append(
@@ -243,8 +210,8 @@ def model_options(*, kind_choices: tuple[str, ...] = MODEL_KINDS, with_kind: boo
                     "endpoint) or replay (stored outputs).",
                 )
             )
-        for option in reversed(options):
-            func = option(func)
+        for add in reversed(options):
+            func = add(func)
         return func
 
     return decorate
@@ -274,7 +241,7 @@ def _options(kind: str, kw: dict[str, Any], predictions: Path | None = None) -> 
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
-    help="Run file [default: 05_eval/{track}_{kind}[_ft]_{split}.json].",
+    help="Run file [default: <eval-dir>/{track}_{kind}[_ft]_{split}.json].",
 )
 @click.option(
     "--predictions",
@@ -282,7 +249,7 @@ def _options(kind: str, kw: dict[str, Any], predictions: Path | None = None) -> 
     help="replay: JSON Lines of {id, output}, or a run file to score again.",
 )
 @click.option("--force", is_flag=True, help="Recompute even if the run file exists.")
-@dataset_dir_option
+@workspace_options
 @model_options()
 def eval_command(
     track: Track,
@@ -290,31 +257,24 @@ def eval_command(
     out: Path | None,
     predictions: Path | None,
     force: bool,
-    dataset_dir: Path,
+    workspace: Workspace,
     model_kind: str,
     **kw: Any,
 ) -> None:
     """Evaluate a model on a split and write its run file (metrics and per-example results)."""
-    from slm_swap.backends.factory import make_backend
-    from slm_swap.backends.replay import ReplayBackend
-    from slm_swap.evaluate import evaluate, run_meta
+    from slm_swap.evaluate import evaluate, open_evaluation
     from slm_swap.files import read_examples
 
-    dataset = dataset_dir / track / f"{split}.jsonl"
-    out = out or default_run_path(track, model_kind, split, kw["adapter"])
+    dataset = workspace.split(track, split)
+    out = out or workspace.run_file(track, model_kind, split, fine_tuned=kw["adapter"] is not None)
     with traced() as tracer:
         examples = read_examples(dataset)
-        backend = make_backend(_options(model_kind, kw, predictions))
-        try:
-            if isinstance(backend, ReplayBackend):
-                backend.check_covers(examples)
-            meta = run_meta(
-                track, split, dataset, backend, adapter=str(kw["adapter"]) if kw["adapter"] else None
-            )
-            with _progress(f"{track} · {model_kind}", len(examples)) as advance:
-                outcome = evaluate(examples, backend, meta, out, tracer, force=force, on_result=advance)
-        finally:
-            backend.close()
+        options = _options(model_kind, kw, predictions)
+        with (
+            open_evaluation(options, track, split, dataset, examples) as (backend, meta),
+            _progress(f"{track} · {model_kind}", len(examples)) as advance,
+        ):
+            outcome = evaluate(examples, backend, meta, out, tracer, force=force, on_result=advance)
     if outcome.reused:
         stdout.print(f"{out} is already complete for these inputs (pass --force to recompute)")
     elif outcome.resumed:
@@ -376,96 +336,42 @@ def models_pull(dest: Path | None, force: bool) -> None:
 @click.option(
     "--prompt", help="Ask this free text instead of a dataset row (with the track's system prompt)."
 )
-@dataset_dir_option
+@workspace_options
 @model_options(kind_choices=MODEL_KINDS[:3])
 def infer(
     track: Track,
     split: str,
     example_id: str | None,
     prompt: str | None,
-    dataset_dir: Path,
+    workspace: Workspace,
     model_kind: str,
     **kw: Any,
 ) -> None:
     """Ask one prompt or one dataset row, print the answer (and its score for a row)."""
-    from slm_swap.backends.factory import make_backend
-    from slm_swap.data.formats import SYSTEM_PROMPTS
-    from slm_swap.files import read_examples
-    from slm_swap.scoring.metrics import score
+    from slm_swap.infer import ask
 
     with traced() as tracer:
-        backend = make_backend(_options(model_kind, kw))
-        try:
-            if prompt is not None:
-                messages = [
-                    {"role": "system", "content": SYSTEM_PROMPTS[track]},
-                    {"role": "user", "content": prompt},
-                ]
-                example = None
-            else:
-                examples = read_examples(dataset_dir / track / f"{split}.jsonl")
-                matches = [e for e in examples if example_id in (None, e.id)]
-                if not matches:
-                    raise SlmSwapError(
-                        f"no row with id {example_id!r} in {dataset_dir / track / split}.jsonl"
-                    )
-                example = matches[0]
-                messages = example.messages()
-            with tracer.run(
-                f"infer {track} {model_kind}",
-                input=messages,
-                metadata={"track": track, "model_kind": model_kind, "model": backend.model},
-            ) as trace:
-                if example is not None:
-                    completion = backend.generate([example])[0]
-                else:
-                    completion = _complete_messages(backend, messages, track)
-                trace.generation(
-                    name=f"{track}/infer",
-                    model=backend.model,
-                    input=messages,
-                    output=completion.text,
-                    error=completion.error,
-                    usage={
-                        "input": completion.usage.prompt_tokens,
-                        "output": completion.usage.completion_tokens,
-                    },
-                )
-        finally:
-            backend.close()
-    stdout.print(f"model: {model_kind} {backend.model}")
-    stdout.print("user: " + messages[1]["content"])
+        answer = ask(
+            _options(model_kind, kw),
+            track,
+            tracer,
+            split_file=workspace.split(track, split),
+            example_id=example_id,
+            prompt=prompt,
+        )
+    completion = answer.completion
+    stdout.print(f"model: {model_kind} {answer.model}")
+    stdout.print("user: " + answer.messages[1]["content"])
     stdout.print(
         "answer: " + (completion.text if completion.error is None else f"(error) {completion.error}")
     )
-    if example is not None:
-        result = score(example, completion)
-        stdout.print("gold: " + example.completion)
+    if answer.example is not None and answer.result is not None:
+        stdout.print("gold: " + answer.example.completion)
         stdout.print(
             "outcome: "
-            + (result.error_category or "correct")
-            + (f" ({result.error_detail})" if result.error_detail else "")
+            + (answer.result.error_category or "correct")
+            + (f" ({answer.result.error_detail})" if answer.result.error_detail else "")
         )
-
-
-def _complete_messages(backend: Backend, messages: list[dict[str, str]], track: Track) -> Completion:
-    """One free-form request to a local or hosted backend."""
-    from slm_swap.backends.hosted import HostedBackend
-    from slm_swap.backends.local import LocalBackend, chat_text
-
-    if isinstance(backend, LocalBackend):
-        grammars = []
-        if backend.grammars is not None:
-            if track == "toolcall":
-                raise SlmSwapError(
-                    "--constrained with --prompt: a free prompt offers no tools to build the toolcall "
-                    "grammar from\n  fix: ask a dataset row (--id), or use --track structured (any JSON)"
-                )
-            grammars = [backend.grammars.any_json()]
-        return backend.generate_texts([chat_text(backend.tokenizer, messages)], grammars=grammars)[0]
-    if isinstance(backend, HostedBackend):
-        return backend.complete(messages)
-    raise SlmSwapError("--prompt needs a model (slm, azure or openai)")
 
 
 @main.command()
@@ -482,13 +388,13 @@ def _complete_messages(backend: Backend, messages: list[dict[str, str]], track: 
 )
 @click.option("--save", is_flag=True, help="Write each model's run file to 05_eval/ as eval does.")
 @click.option("--force", is_flag=True, help="With --save: recompute even if the run files exist.")
-@dataset_dir_option
+@workspace_options
 @model_options(with_kind=False)
 def live(
-    track: Track, split: str, kinds: tuple[str, ...], save: bool, force: bool, dataset_dir: Path, **kw: Any
+    track: Track, split: str, kinds: tuple[str, ...], save: bool, force: bool, workspace: Workspace, **kw: Any
 ) -> None:
     """Watch models progress side by side on the same examples, with running metrics and gaps."""
-    _live(track, split, kinds, save, force, dataset_dir, kw)
+    _live(track, split, kinds, save, force, workspace, kw)
 
 
 def _live(
@@ -497,40 +403,31 @@ def _live(
     kinds: tuple[str, ...],
     save: bool,
     force: bool,
-    dataset_dir: Path,
+    workspace: Workspace,
     kw: dict[str, Any],
 ) -> None:
-    from slm_swap.backends.factory import make_backend
     from slm_swap.files import read_examples
     from slm_swap.live import run_live
 
-    dataset = dataset_dir / track / f"{split}.jsonl"
+    dataset = workspace.split(track, split)
+    # The adapter and grammar belong to the local model's lane only.
+    models = [
+        (
+            kind,
+            replace(_options(kind, kw), adapter=None, constrained=False)
+            if kind != "slm"
+            else _options(kind, kw),
+        )
+        for kind in dict.fromkeys(kinds)
+    ]
+
+    def out_for(kind: str) -> Path:
+        return workspace.run_file(track, kind, split, fine_tuned=kind == "slm" and kw["adapter"] is not None)
+
     with traced() as tracer:
         examples = read_examples(dataset)
-        factories: list[tuple[str, Callable[[], Backend]]] = [
-            (
-                kind,
-                partial(
-                    make_backend, _options(kind, {**kw, "constrained": kw["constrained"] and kind == "slm"})
-                ),
-            )
-            for kind in dict.fromkeys(kinds)
-        ]
-
-        def out_for(kind: str) -> Path:
-            return default_run_path(track, kind, split, kw["adapter"] if kind == "slm" else None)
-
         lanes = run_live(
-            track,
-            split,
-            dataset,
-            examples,
-            factories,
-            tracer,
-            stdout,
-            save=save,
-            force=force,
-            out_for=out_for,
+            track, split, dataset, examples, models, tracer, stdout, save=save, force=force, out_for=out_for
         )
     for lane in lanes:
         if save and lane.outcome is not None:
@@ -553,23 +450,28 @@ def _live(
 )
 @click.option("--save", is_flag=True, help="Write run files to 05_eval/.")
 @click.option("--force", is_flag=True, help="With --save: recompute even if the run files exist.")
-@dataset_dir_option
+@workspace_options
 @model_options(with_kind=False)
 def smoke(
-    dataset_path: Path | None, kinds: tuple[str, ...], save: bool, force: bool, dataset_dir: Path, **kw: Any
+    dataset_path: Path | None,
+    kinds: tuple[str, ...],
+    save: bool,
+    force: bool,
+    workspace: Workspace,
+    **kw: Any,
 ) -> None:
     """The spec's smoke test: 100 fresh rows → a 50-row test split per track, then live for both tracks."""
     from slm_swap.data.prepare import sample_path, smoke_splits, xlam_source
-    from slm_swap.tracing import make_tracer
+    from slm_swap.tracing import LangfuseSettings
 
-    make_tracer().close()  # refuse before resampling when tracing is not configured
-    result = smoke_splits(xlam_source(dataset_path or sample_path()), dataset_dir)
+    LangfuseSettings.from_env(os.environ)  # refuse before resampling when tracing is not configured
+    result = smoke_splits(xlam_source(dataset_path or sample_path()), workspace.dataset_dir)
     for path in result.kept:
         stdout.print(f"kept the earlier split as {path}")
     for path in result.files:
         stdout.print(f"wrote {path}")
     for track in TRACKS:
-        _live(track, "test", kinds, save, force, dataset_dir, kw)
+        _live(track, "test", kinds, save, force, workspace, kw)
 
 
 @main.command()
@@ -578,17 +480,18 @@ def smoke(
     "--train",
     "train_path",
     type=click.Path(path_type=Path),
-    help="Train split [default: 02_dataset/{track}/train.jsonl].",
+    help="Train split [default: <dataset-dir>/{track}/train.jsonl].",
 )
 @click.option(
     "--val",
     "val_path",
     type=click.Path(path_type=Path),
-    help="Validation split [default: 02_dataset/{track}/val.jsonl].",
+    help="Validation split [default: <dataset-dir>/{track}/val.jsonl].",
 )
 @click.option(
-    "--out", type=click.Path(path_type=Path), help="Adapter folder [default: 04_ft/adapter_{track}]."
+    "--out", type=click.Path(path_type=Path), help="Adapter folder [default: <ft-dir>/adapter_{track}]."
 )
+@workspace_options
 @model_path_option
 @click.option("--lora-r", type=int, default=64, show_default=True)
 @click.option("--lora-alpha", type=int, default=16, show_default=True)
@@ -613,6 +516,7 @@ def train(
     train_path: Path | None,
     val_path: Path | None,
     out: Path | None,
+    workspace: Workspace,
     model_path: str | None,
     **kw: Any,
 ) -> None:
@@ -627,9 +531,9 @@ def train(
 
     config = TrainConfig(
         track=track,
-        train=train_path or Path("02_dataset") / track / "train.jsonl",
-        val=val_path or Path("02_dataset") / track / "val.jsonl",
-        out=out or Path("04_ft") / f"adapter_{track}",
+        train=train_path or workspace.split(track, "train"),
+        val=val_path or workspace.split(track, "val"),
+        out=out or workspace.adapter(track),
         model_path=resolve_model_path(model_path),
         **kw,
     )
@@ -664,15 +568,18 @@ def train(
 )
 @click.option("--gpus", type=click.IntRange(min=2), default=4, show_default=True)
 @click.option("--dry-run", is_flag=True, help="Print the commands instead of running them.")
+@workspace_options
 @click.argument("train_args", nargs=-1, type=click.UNPROCESSED)
-def launch(strategy: str, launcher: str, gpus: int, dry_run: bool, train_args: tuple[str, ...]) -> None:
+def launch(
+    strategy: str, launcher: str, gpus: int, dry_run: bool, workspace: Workspace, train_args: tuple[str, ...]
+) -> None:
     """Fine-tune both tracks on several GPUs (the spec's train_parallel.sh / train_sequential.sh).
 
     Extra arguments after -- go to `slm-swap train` (e.g. -- --load-in-4bit).
     """
     from slm_swap.train.launch import plan, run
 
-    stages = plan(strategy, launcher=launcher, gpus=gpus, extra=train_args)
+    stages = plan(strategy, launcher=launcher, gpus=gpus, workspace=workspace, extra=train_args)
     for number, stage in enumerate(stages, start=1):
         together = " (at the same time)" if len(stage) > 1 else ""
         stdout.print(f"stage {number}{together}:")
@@ -685,7 +592,7 @@ def launch(strategy: str, launcher: str, gpus: int, dry_run: bool, train_args: t
         stderr.print(f"{item.track} exited {code}; see {item.log}")
     if failed:
         sys.exit(1)
-    stdout.print("adapters: " + ", ".join(f"04_ft/adapter_{s.track}" for stage in stages for s in stage))
+    stdout.print("adapters: " + ", ".join(str(workspace.adapter(s.track)) for stage in stages for s in stage))
 
 
 @main.command()
@@ -699,13 +606,7 @@ def launch(strategy: str, launcher: str, gpus: int, dry_run: bool, train_args: t
     metavar="NAME=DIR",
     help="A LoRA adapter served as model NAME (repeatable).",
 )
-@click.option(
-    "--api-key",
-    envvar="SLM_SWAP_API_KEY",
-    show_envvar=True,
-    show_default=False,
-    help="Require this bearer token (or Azure-style api-key header) on every request.",
-)
+@option(settings.SERVE_API_KEY)
 @click.option(
     "--max-batch",
     type=click.IntRange(min=1),
@@ -748,7 +649,15 @@ def serve(
 
     named = _named_adapters(adapters)
     if engine_name == "vllm":
-        _serve_vllm(resolve_model_path(model_path), named, host, port, gpus, api_key, constrained, dry_run)
+        from slm_swap.scaleout import exec_vllm
+
+        if constrained:
+            raise SlmSwapError(
+                "--constrained is slm-swap's own engine; vLLM constrains response_format and tool_choice "
+                "itself\n  fix: drop --constrained with --engine vllm"
+            )
+        shown = exec_vllm(resolve_model_path(model_path), named, host, port, gpus, api_key, dry_run=dry_run)
+        stdout.print(shown, markup=False, highlight=False, soft_wrap=True)
         return
     try:
         import uvicorn
@@ -787,43 +696,6 @@ def _named_adapters(items: tuple[str, ...]) -> dict[str, Path]:
             raise SlmSwapError(f"--adapter {item}: no LoRA adapter at {folder} (no adapter_config.json)")
         named[name] = Path(folder)
     return named
-
-
-def _serve_vllm(
-    model_path: Path,
-    adapters: dict[str, Path],
-    host: str,
-    port: int,
-    gpus: int,
-    api_key: str | None,
-    constrained: bool,
-    dry_run: bool,
-) -> None:
-    """Runs (or prints) `vllm serve` for the same models; the key travels in VLLM_API_KEY."""
-    import shlex
-    import shutil
-
-    from slm_swap.scaleout import vllm_command
-
-    if constrained:
-        raise SlmSwapError(
-            "--constrained is slm-swap's own engine; vLLM constrains response_format and tool_choice itself\n"
-            "  fix: drop --constrained with --engine vllm"
-        )
-    argv = vllm_command(model_path, adapters, host=host, port=port, gpus=gpus)
-    shown = shlex.join(argv) + ("  # with VLLM_API_KEY set" if api_key else "")
-    if dry_run:
-        stdout.print(shown, markup=False, highlight=False, soft_wrap=True)
-        return
-    executable = shutil.which("vllm")
-    if executable is None:
-        raise SlmSwapError(
-            "vllm is not installed here (it needs a CUDA machine)\n"
-            "  fix: pip install vllm in a GPU environment, then run:\n  " + shown
-        )
-    env = {**os.environ, **({"VLLM_API_KEY": api_key} if api_key else {})}
-    stderr.print(f"running: {shown}")
-    os.execve(executable, argv, env)
 
 
 @contextmanager
@@ -875,24 +747,26 @@ def _print_summary(run: RunResult, path: Path) -> None:
 @click.option(
     "--slm", "slm_path", type=click.Path(path_type=Path), required=True, help="Run file of the SLM."
 )
-@click.option(
-    "--delta",
-    type=float,
-    default=0.01,
-    show_default=True,
-    help="Fine-tune when the SLM trails on any core metric by more than this.",
-)
+@option(settings.DELTA, type=float)
 @click.option(
     "--out",
     "decision_path",
     type=click.Path(path_type=Path),
-    help="Decision file [default: 05_eval/{track}_decision.json].",
+    help="Decision file [default: <eval-dir>/{track}_decision.json].",
 )
-def compare(track: str, hosted_path: Path, slm_path: Path, delta: float, decision_path: Path | None) -> None:
+@workspace_options
+def compare(
+    track: str,
+    hosted_path: Path,
+    slm_path: Path,
+    delta: float,
+    decision_path: Path | None,
+    workspace: Workspace,
+) -> None:
     """Decide whether to fine-tune: prints FINE_TUNE=1 and exits 10 if the SLM trails by more than delta."""
     from slm_swap.compare import decide
 
-    decision_path = decision_path or Path("05_eval") / f"{track}_decision.json"
+    decision_path = decision_path or workspace.decision(track)
     with traced() as tracer:
         decision = decide(track, hosted_path, slm_path, delta, decision_path, tracer)
     _print_decision(decision, decision_path)
@@ -958,24 +832,18 @@ def _print_decision(decision: Decision, path: Path) -> None:
     "are kept while this content, the sizes and the seed are unchanged, and redone when they change.",
 )
 @click.option("--bfcl-category", default="simple_python", show_default=True, help="BFCL category.")
-@click.option("--seed", type=int, default=42, show_default=True, help="Sampling seed for the splits.")
-@dataset_dir_option
+@option(settings.SEED, type=int)
+@workspace_options
 @click.option("--train-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--val-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--test-size", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--delta", type=float, default=0.01, show_default=True, help="As in compare.")
+@option(settings.DELTA, type=float)
 @click.option("--train-batch-size", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--epochs", type=float, default=1.0, show_default=True)
 @click.option("--max-length", type=click.IntRange(min=16), default=2048, show_default=True)
 @click.option("--standin-port", type=click.IntRange(min=1, max=65535), default=8765, show_default=True)
-@click.option(
-    "--price-per-1k-input",
-    type=float,
-    default=0.0025,
-    show_default=True,
-    help="Hosted price per 1k prompt tokens, for the report's cost per correct call.",
-)
-@click.option("--price-per-1k-output", type=float, default=0.01, show_default=True)
+@option(settings.PRICE_IN, type=float)
+@option(settings.PRICE_OUT, type=float)
 @click.option("--force", is_flag=True, help="Redo every stage even where its outputs are there.")
 @model_options(with_kind=False)
 def run(
@@ -985,7 +853,7 @@ def run(
     dataset_path: Path | None,
     bfcl_category: str,
     seed: int,
-    dataset_dir: Path,
+    workspace: Workspace,
     train_size: int,
     val_size: int,
     test_size: int,
@@ -1003,7 +871,7 @@ def run(
     re-evaluate, and write the verdict and the report. Finished stages are kept (rerun to resume)."""
     from slm_swap.data.prepare import SplitSizes
     from slm_swap.pipeline import PipelineOptions, choose_hosted, run_pipeline
-    from slm_swap.report import Pricing, write_report
+    from slm_swap.report import Pricing
 
     slm = replace(_options("slm", kw), kind="slm")
     hosted_options = choose_hosted(hosted, replace(_options(hosted, kw), constrained=False), os.environ)
@@ -1015,36 +883,31 @@ def run(
         source_kind=source,
         bfcl_category=bfcl_category,
         seed=seed,
-        dataset_dir=dataset_dir,
+        workspace=workspace,
         sizes=SplitSizes(train_size, val_size, test_size),
         delta=delta,
         train={"batch_size": train_batch_size, "epochs": epochs, "max_length": max_length},
         force=force,
         standin_port=standin_port,
+        pricing=Pricing(price_per_1k_input, price_per_1k_output),
     )
     with traced() as tracer:
-        verdict = run_pipeline(
+        outcome = run_pipeline(
             options, tracer, lambda line: stdout.print(line, markup=False, highlight=False)
         )
-    report = write_report(Path("05_eval"), Pricing(price_per_1k_input, price_per_1k_output))
+    verdict, report = outcome.verdict, outcome.report
     stdout.print(f"\nhosted: {verdict['hosted']['description']}", markup=False)
     for track, t in verdict["tracks"].items():
         stdout.print(Text(f"{track}: {t['says']}", style="bold"), f"— {t['reason']}")
-    stdout.print(f"verdict: 05_eval/verdict.json; report: {report.html} and {report.markdown}")
+    stdout.print(f"verdict: {workspace.verdict}; report: {report.html} and {report.markdown}")
     stdout.print(f"took {verdict['seconds']:.0f} s; Langfuse session {verdict['session_id']}", markup=False)
 
 
 @main.command()
-@click.option(
-    "--eval-dir",
-    type=click.Path(path_type=Path),
-    default=Path("05_eval"),
-    show_default=True,
-    help="Where the run, decision and verdict files are.",
-)
+@option(settings.EVAL_DIR)
 @click.option("--out", type=click.Path(path_type=Path), help="HTML file [default: <eval-dir>/report.html].")
-@click.option("--price-per-1k-input", type=float, default=0.0025, show_default=True)
-@click.option("--price-per-1k-output", type=float, default=0.01, show_default=True)
+@option(settings.PRICE_IN, type=float)
+@option(settings.PRICE_OUT, type=float)
 def report(eval_dir: Path, out: Path | None, price_per_1k_input: float, price_per_1k_output: float) -> None:
     """Write the evidence as one self-contained HTML page (and Markdown beside it)."""
     from slm_swap.report import Pricing, write_report

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from slm_swap.backends.base import Backend
+from slm_swap.backends.factory import ModelOptions
 from slm_swap.errors import InputError, SlmSwapError
 from slm_swap.identity import Check, compare_inputs, file_digest
 from slm_swap.runs import Journal, RunMeta, RunResult, read_run, write_run
@@ -42,6 +44,25 @@ def run_meta(
         settings={k: v for k, v in described.items() if k not in ("model_kind", "model")},
         inputs=backend.identity(),
     )
+
+
+@contextmanager
+def open_evaluation(
+    options: ModelOptions, track: Track, split: str, dataset: Path, examples: Sequence[Example]
+) -> Iterator[tuple[Backend, RunMeta]]:
+    """The one evaluation sequence of eval, live and run: the backend `options` ask for, checked against
+    the examples (a replay file must cover some), and the run's metadata; the backend is closed after."""
+    from slm_swap.backends.factory import make_backend
+    from slm_swap.backends.replay import ReplayBackend
+
+    backend = make_backend(options)
+    try:
+        if isinstance(backend, ReplayBackend):
+            backend.check_covers(examples)
+        adapter = None if options.adapter is None else str(options.adapter)
+        yield backend, run_meta(track, split, dataset, backend, adapter=adapter)
+    finally:
+        backend.close()
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from slm_swap.backends.base import Backend
-from slm_swap.evaluate import EvalOutcome, evaluate, run_meta
+from slm_swap.backends.factory import ModelOptions
+from slm_swap.evaluate import EvalOutcome, evaluate, open_evaluation
 from slm_swap.scoring.metrics import CORE_METRICS
 from slm_swap.tracing import Tracer
 from slm_swap.types import Example, ExampleResult, Track
@@ -69,7 +69,7 @@ def run_live(
     split: str,
     dataset: Path,
     examples: Sequence[Example],
-    backends: list[tuple[str, Callable[[], Backend]]],
+    models: list[tuple[str, ModelOptions]],
     tracer: Tracer,
     console: Console,
     *,
@@ -78,14 +78,14 @@ def run_live(
     out_for: Callable[[str], Path],
     session_id: str | None = None,
 ) -> list[Lane]:
-    """Runs every model over `examples` at once and shows them live. `backends` pairs a label with a
-    factory (so models load in their own thread); `out_for(label)` is the run file when saving."""
-    lanes = [Lane(label, len(examples)) for label, _ in backends]
+    """Runs every model over `examples` at once and shows them live. `models` pairs a label with the
+    model's options (each loads in its own thread); `out_for(label)` is the run file when saving."""
+    lanes = [Lane(label, len(examples)) for label, _ in models]
     recent: deque[str] = deque(maxlen=8)
     lock = threading.Lock()
     scratch = None if save else tempfile.TemporaryDirectory(prefix="slm-swap-live-")
 
-    def work(lane: Lane, factory: Callable[[], Backend]) -> None:
+    def work(lane: Lane, options: ModelOptions) -> None:
         def on_result(result: ExampleResult) -> None:
             mark = "✓" if result.error_category is None else f"✗ {result.error_category}"
             with lock:
@@ -93,16 +93,8 @@ def run_live(
                 recent.append(f"{lane.label:>10}  {result.id:<28} {mark}")
 
         try:
-            backend = factory()
-            try:
-                out = out_for(lane.label) if scratch is None else Path(scratch.name) / f"{lane.label}.json"
-                meta = run_meta(
-                    track,
-                    split,
-                    dataset,
-                    backend,
-                    adapter=str(getattr(backend, "adapter", None) or "") or None,
-                )
+            out = out_for(lane.label) if scratch is None else Path(scratch.name) / f"{lane.label}.json"
+            with open_evaluation(options, track, split, dataset, examples) as (backend, meta):
                 lane.outcome = evaluate(
                     examples,
                     backend,
@@ -114,14 +106,12 @@ def run_live(
                     session_id=session_id,
                     on_result=on_result,
                 )
-            finally:
-                backend.close()
         except BaseException as e:
             lane.error = e
 
     threads = [
-        threading.Thread(target=work, args=(lane, factory), daemon=True)
-        for lane, (_, factory) in zip(lanes, backends, strict=True)
+        threading.Thread(target=work, args=(lane, options), daemon=True)
+        for lane, (_, options) in zip(lanes, models, strict=True)
     ]
     try:
         with Live(_render(track, lanes, recent), console=console, refresh_per_second=4) as live:

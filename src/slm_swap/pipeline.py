@@ -27,7 +27,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from slm_swap.backends.factory import ModelOptions, make_backend
+from slm_swap.backends.factory import ModelOptions
 from slm_swap.compare import VERDICT_FORMAT, VERDICTS, Decision, decide, verdict_of
 from slm_swap.data.prepare import (
     Source,
@@ -40,14 +40,15 @@ from slm_swap.data.prepare import (
     xlam_source,
 )
 from slm_swap.errors import ConfigError, SlmSwapError
-from slm_swap.evaluate import evaluate, reuse_check, run_meta
+from slm_swap.evaluate import evaluate, open_evaluation, reuse_check
 from slm_swap.files import read_examples, read_json, write_json
 from slm_swap.identity import Check, compare_inputs
 from slm_swap.models import ENV_MODEL_PATH, default_model_dir, pull
-from slm_swap.runs import default_run_path
+from slm_swap.report import Pricing, Written, write_report
 from slm_swap.scoring.metrics import CORE_METRICS
 from slm_swap.tracing import Tracer
 from slm_swap.types import SPLITS, Track
+from slm_swap.workspace import Workspace
 
 AZURE_VARS = ("AZURE_ENDPOINT", "AZURE_DEPLOYMENT", "AZURE_API_KEY", "AZURE_API_VERSION")
 
@@ -61,16 +62,20 @@ class PipelineOptions:
     source_kind: str = "xlam"  # xlam or bfcl
     bfcl_category: str = "simple_python"
     seed: int = 42
-    dataset_dir: Path = Path("02_dataset")
+    workspace: Workspace = field(default_factory=Workspace)
     sizes: SplitSizes = field(default_factory=SplitSizes)
     split: str = "test"
     delta: float = 0.01
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides (batch_size, epochs, ...)
     force: bool = False
-    eval_dir: Path = Path("05_eval")
-    ft_dir: Path = Path("04_ft")
-    logs_dir: Path = Path("logs")
     standin_port: int = 8765
+    pricing: Pricing = field(default_factory=Pricing)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    verdict: dict[str, Any]  # as written to <eval-dir>/verdict.json
+    report: Written
 
 
 @dataclass
@@ -200,9 +205,9 @@ def choose_hosted(kind: str, options: ModelOptions, env: Mapping[str, str]) -> M
     return replace(options, kind=kind, adapter=None, constrained=False)
 
 
-def _splits_ready(dataset_dir: Path, tracks: Sequence[Track]) -> bool:
+def _splits_ready(workspace: Workspace, tracks: Sequence[Track]) -> bool:
     try:
-        return all(read_examples(dataset_dir / t / f"{s}.jsonl") for t in tracks for s in SPLITS)
+        return all(read_examples(workspace.split(t, s)) for t in tracks for s in SPLITS)
     except (OSError, SlmSwapError):
         return False
 
@@ -258,30 +263,31 @@ class Pipeline:
         """Keeps the splits when they were made from the same source content, sizes and seed; otherwise
         sets the earlier dataset folder aside and prepares anew (every later stage then reruns)."""
         source = self.source()
+        folder = self.o.workspace.dataset_dir
         inputs = prepare_inputs(source, self.o.sizes, self.o.seed, skip_invalid=False)
-        check = compare_inputs(recorded_inputs(self.o.dataset_dir), inputs)
-        ready = _splits_ready(self.o.dataset_dir, self.o.tracks)
+        check = compare_inputs(recorded_inputs(folder), inputs)
+        ready = _splits_ready(self.o.workspace, self.o.tracks)
         if not self.o.force and ready and check.same:
-            self.say(f"prepare: splits in {self.o.dataset_dir} kept ({check.why})")
+            self.say(f"prepare: splits in {folder} kept ({check.why})")
             return
-        if self.o.dataset_dir.exists() and any(self.o.dataset_dir.iterdir()):
-            kept = _set_aside(self.o.dataset_dir)
+        if folder.exists() and any(folder.iterdir()):
+            kept = _set_aside(folder)
             why = "--force" if self.o.force else check.why
-            self.say(f"prepare: splits in {self.o.dataset_dir} redone ({why}); the earlier ones: {kept}")
-        result = prepare(source, self.o.dataset_dir, self.o.sizes, seed=self.o.seed)
+            self.say(f"prepare: splits in {folder} redone ({why}); the earlier ones: {kept}")
+        result = prepare(source, folder, self.o.sizes, seed=self.o.seed)
         counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
-        self.say(f"prepare: {counts} rows from {source.label} -> {self.o.dataset_dir}")
+        self.say(f"prepare: {counts} rows from {source.label} -> {folder}")
 
     def evaluate(
         self, track: Track, label: str, options: ModelOptions, before: Callable[[], None] | None
     ) -> Path:
         """One eval stage: `label` is hosted, slm or slm_ft. Skips when the run file is finished."""
-        dataset = self.o.dataset_dir / track / f"{self.o.split}.jsonl"
+        dataset = self.o.workspace.split(track, self.o.split)
         examples = read_examples(dataset)
-        out = default_run_path(track, options.kind, self.o.split, options.adapter, self.o.eval_dir)
-        backend = make_backend(options)
-        try:
-            meta = run_meta(track, self.o.split, dataset, backend, adapter=_adapter_name(options))
+        out = self.o.workspace.run_file(
+            track, options.kind, self.o.split, fine_tuned=options.adapter is not None
+        )
+        with open_evaluation(options, track, self.o.split, dataset, examples) as (backend, meta):
             check = reuse_check(out, meta, examples)
             if not self.o.force and check.same:
                 self.say(f"eval {track} {label}: {out} kept ({check.why})")
@@ -300,15 +306,13 @@ class Pipeline:
                 replace_stale=True,
                 session_id=self.session_id,
             )
-        finally:
-            backend.close()
         summary = outcome.run.summary
         core = ", ".join(f"{k} {summary[k]:.3f}" for k in CORE_METRICS[track])
         self.say(f"eval {track} {label}: {core} -> {out}")
         return out
 
-    def compare(self, track: Track, hosted: Path, slm: Path, name: str) -> tuple[Decision, Path]:
-        path = self.o.eval_dir / f"{track}_{name}.json"
+    def compare(self, track: Track, hosted: Path, slm: Path, *, fine_tuned: bool) -> tuple[Decision, Path]:
+        path = self.o.workspace.decision(track, fine_tuned=fine_tuned)
         decision = decide(track, hosted, slm, self.o.delta, path, self.tracer, session_id=self.session_id)
         self.say(f"compare {track}: FINE_TUNE={int(decision.fine_tune)} -> {path}")
         return decision, path
@@ -317,11 +321,11 @@ class Pipeline:
         from slm_swap.models import resolve_model_path
         from slm_swap.train.sft import CARD, TrainConfig, train, train_inputs
 
-        out = self.o.ft_dir / f"adapter_{track}"
+        out = self.o.workspace.adapter(track)
         config = TrainConfig(
             track=track,
-            train=self.o.dataset_dir / track / "train.jsonl",
-            val=self.o.dataset_dir / track / "val.jsonl",
+            train=self.o.workspace.split(track, "train"),
+            val=self.o.workspace.split(track, "val"),
             out=out,
             model_path=resolve_model_path(self.o.slm.model_path),
             **self.o.train,
@@ -361,7 +365,7 @@ class Pipeline:
             self.standin = StandIn(
                 resolve_model_path(self.o.slm.model_path),
                 self.o.standin_port,
-                self.o.logs_dir / "standin.log",
+                self.o.workspace.log("standin.log"),
             )
             hosted_options = self.standin.options(self.o.slm)
             before_hosted = partial(self.standin.start, self.say)  # started only if a hosted run is needed
@@ -375,7 +379,7 @@ class Pipeline:
                 self.standin.stop()
         for track in self.o.tracks:
             slm = self.evaluate(track, "slm", replace(self.o.slm, adapter=None), None)
-            decision, path = self.compare(track, hosted_runs[track], slm, "decision")
+            decision, path = self.compare(track, hosted_runs[track], slm, fine_tuned=False)
             outcomes.append(TrackOutcome(track, hosted_runs[track], slm, decision, path))
         for outcome in outcomes:
             if not outcome.decision.fine_tune:
@@ -385,14 +389,14 @@ class Pipeline:
                 outcome.track, "slm_ft", replace(self.o.slm, adapter=outcome.adapter), None
             )
             outcome.ft_decision, outcome.ft_decision_path = self.compare(
-                outcome.track, outcome.hosted, outcome.slm_ft, "ft_decision"
+                outcome.track, outcome.hosted, outcome.slm_ft, fine_tuned=True
             )
         verdict = self.verdict(outcomes, hosted_options, time.perf_counter() - start)
-        write_json(self.o.eval_dir / "verdict.json", verdict)
+        write_json(self.o.workspace.verdict, verdict)
         with self.tracer.run(
             "run verdict",
             input={"tracks": list(self.o.tracks)},
-            metadata={"verdict_path": str(self.o.eval_dir / "verdict.json")},
+            metadata={"verdict_path": str(self.o.workspace.verdict)},
             session_id=self.session_id,
         ) as trace:
             trace.event("verdict", verdict)
@@ -441,10 +445,7 @@ def _track_json(o: TrackOutcome) -> dict[str, Any]:
     }
 
 
-def _adapter_name(options: ModelOptions) -> str | None:
-    return None if options.adapter is None else str(options.adapter)
-
-
-def run_pipeline(options: PipelineOptions, tracer: Tracer, say: Say) -> dict[str, Any]:
-    """Runs every stage (skipping finished ones) and returns the verdict written to 05_eval/verdict.json."""
-    return Pipeline(options, tracer, say).run()
+def run_pipeline(options: PipelineOptions, tracer: Tracer, say: Say) -> RunOutcome:
+    """Runs every stage (skipping finished ones), writes the verdict and the report, and returns both."""
+    verdict = Pipeline(options, tracer, say).run()
+    return RunOutcome(verdict, write_report(options.workspace.eval_dir, options.pricing))

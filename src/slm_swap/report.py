@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from slm_swap import settings
 from slm_swap.compare import VERDICTS, read_decision, read_verdict, verdict_of
 from slm_swap.errors import SlmSwapError
 from slm_swap.files import atomic_writer, read_examples
@@ -38,8 +39,8 @@ STANDIN_NOTE = (
 class Pricing:
     """Hosted price per 1,000 tokens (prompt, completion), for cost per correct call."""
 
-    input_per_1k: float = 0.0025
-    output_per_1k: float = 0.01
+    input_per_1k: float = settings.PRICE_IN.default
+    output_per_1k: float = settings.PRICE_OUT.default
 
 
 @dataclass(frozen=True)

@@ -76,13 +76,6 @@ class RunResult:
         }
 
 
-def default_run_path(
-    track: str, kind: str, split: str, adapter: Path | None, eval_dir: Path = Path("05_eval")
-) -> Path:
-    """<eval_dir>/<track>_<kind>[_ft]_<split>.json, the spec's names (e.g. structured_slm_ft_test.json)."""
-    return eval_dir / f"{track}_{kind}{'_ft' if adapter else ''}_{split}.json"
-
-
 def write_run(path: Path, run: RunResult) -> None:
     write_json(path, run.to_json())
 

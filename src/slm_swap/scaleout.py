@@ -64,3 +64,35 @@ def vllm_command(
         ]
         argv += ["--lora-modules", *(f"{name}={folder}" for name, folder in adapters.items())]
     return argv
+
+
+def exec_vllm(
+    model_path: Path,
+    adapters: Mapping[str, Path],
+    host: str,
+    port: int,
+    gpus: int,
+    api_key: str | None,
+    *,
+    dry_run: bool = False,
+) -> str:
+    """Replaces this process with `vllm serve` for the same models (the key travels in VLLM_API_KEY,
+    never on the command line), or with `dry_run` only returns the command as shown to the user."""
+    import os
+    import shlex
+    import shutil
+    import sys
+
+    argv = vllm_command(model_path, adapters, host=host, port=port, gpus=gpus)
+    shown = shlex.join(argv) + ("  # with VLLM_API_KEY set" if api_key else "")
+    if dry_run:
+        return shown
+    executable = shutil.which("vllm")
+    if executable is None:
+        raise ConfigError(
+            "vllm is not installed here (it needs a CUDA machine)\n"
+            "  fix: pip install vllm in a GPU environment, then run:\n  " + shown
+        )
+    env = {**os.environ, **({"VLLM_API_KEY": api_key} if api_key else {})}
+    print(f"running: {shown}", file=sys.stderr, flush=True)
+    os.execve(executable, argv, env)

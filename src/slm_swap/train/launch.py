@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slm_swap.types import TRACKS
+from slm_swap.workspace import Workspace
 
 CONFIGS = Path("configs/accelerate")
 BASE_PORT = 29500
@@ -43,12 +44,13 @@ def plan(
     *,
     launcher: str = "accelerate",
     gpus: int = 4,
-    dataset_dir: Path = Path("02_dataset"),
+    workspace: Workspace | None = None,
     extra: tuple[str, ...] = (),
 ) -> list[list[Launch]]:
     """Stages of launches: the launches of one stage run at the same time, stages one after another."""
     if strategy not in ("parallel", "sequential"):
         raise ValueError(f"strategy must be parallel or sequential, got {strategy!r}")
+    workspace = workspace or Workspace()
     per_track = gpus // 2 if strategy == "parallel" else gpus
     stages: list[list[Launch]] = []
     for index, track in enumerate(TRACKS):
@@ -65,11 +67,11 @@ def plan(
             "--track",
             track,
             "--train",
-            str(dataset_dir / track / "train.jsonl"),
+            str(workspace.split(track, "train")),
             "--val",
-            str(dataset_dir / track / "val.jsonl"),
+            str(workspace.split(track, "val")),
             "--out",
-            f"04_ft/adapter_{track}",
+            str(workspace.adapter(track)),
             "--strategy",
             strategy,
             *extra,
@@ -89,7 +91,7 @@ def plan(
         else:
             raise ValueError(f"launcher must be accelerate or torchrun, got {launcher!r}")
         env = {**ENV, "CUDA_VISIBLE_DEVICES": ",".join(map(str, devices))}
-        launch = Launch(track, argv, env, Path("logs") / f"train_{track}_{per_track}gpu.log")
+        launch = Launch(track, argv, env, workspace.log(f"train_{track}_{per_track}gpu.log"))
         if strategy == "parallel" and stages:
             stages[0].append(launch)
         else:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import platform
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -266,6 +267,7 @@ def build_trainer(config: TrainConfig) -> Built:
                 control.should_training_stop = True
             return control
 
+    created = not config.out.exists()
     trainer = SFTTrainer(
         model=model,
         args=args,
@@ -275,6 +277,16 @@ def build_trainer(config: TrainConfig) -> Built:
         peft_config=lora,
         callbacks=[StopOnInterrupt()],
     )
+    for split, path in (("train", config.train), ("eval", config.val)):
+        dataset = getattr(trainer, f"{split}_dataset")
+        if dataset is not None and len(dataset) == 0:
+            # TRL drops a row whose answer is cut off entirely by max_length: nothing would be learnt.
+            if created:  # leave nothing behind of a run that cannot start
+                shutil.rmtree(config.out, ignore_errors=True)
+            raise SlmSwapError(
+                f"{path}: no row keeps any of its answer within --max-length {config.max_length}\n"
+                "  fix: raise --max-length (the spec's default is 2048)"
+            )
     return Built(trainer, tokenizer, engine, precision, stop)
 
 

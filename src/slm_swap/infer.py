@@ -1,0 +1,93 @@
+"""`infer`: one question to one model — a dataset row (scored against its gold) or a free prompt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from slm_swap.backends.base import Backend
+from slm_swap.backends.factory import ModelOptions, make_backend
+from slm_swap.errors import SlmSwapError
+from slm_swap.files import read_examples
+from slm_swap.scoring.metrics import score
+from slm_swap.tracing import Tracer
+from slm_swap.types import Completion, Example, ExampleResult, Track
+
+
+@dataclass(frozen=True)
+class Answer:
+    model: str
+    messages: list[dict[str, str]]
+    completion: Completion
+    example: Example | None  # the row asked, when it was one
+    result: ExampleResult | None  # its score
+
+
+def ask(
+    options: ModelOptions,
+    track: Track,
+    tracer: Tracer,
+    *,
+    split_file: Path,
+    example_id: str | None = None,
+    prompt: str | None = None,
+) -> Answer:
+    """Asks `prompt` (with the track's system prompt), or else the row `example_id` of `split_file` (its
+    first row by default), and traces the exchange; a row's answer is scored."""
+    from slm_swap.data.formats import SYSTEM_PROMPTS
+
+    backend = make_backend(options)
+    try:
+        example = None
+        if prompt is not None:
+            messages = [
+                {"role": "system", "content": SYSTEM_PROMPTS[track]},
+                {"role": "user", "content": prompt},
+            ]
+        else:
+            matches = [e for e in read_examples(split_file) if example_id in (None, e.id)]
+            if not matches:
+                raise SlmSwapError(f"no row with id {example_id!r} in {split_file}")
+            example = matches[0]
+            messages = example.messages()
+        with tracer.run(
+            f"infer {track} {options.kind}",
+            input=messages,
+            metadata={"track": track, "model_kind": options.kind, "model": backend.model},
+        ) as trace:
+            completion = (
+                backend.generate([example])[0] if example is not None else _complete(backend, messages, track)
+            )
+            trace.generation(
+                name=f"{track}/infer",
+                model=backend.model,
+                input=messages,
+                output=completion.text,
+                error=completion.error,
+                usage={"input": completion.usage.prompt_tokens, "output": completion.usage.completion_tokens},
+            )
+        model = backend.model
+    finally:
+        backend.close()
+    result = None if example is None else score(example, completion)
+    return Answer(model, messages, completion, example, result)
+
+
+def _complete(backend: Backend, messages: list[dict[str, str]], track: Track) -> Completion:
+    """One free-form request to a local or hosted backend."""
+    from slm_swap.backends.hosted import HostedBackend
+    from slm_swap.backends.local import LocalBackend, chat_text
+
+    if isinstance(backend, LocalBackend):
+        grammars = []
+        if backend.grammars is not None:
+            if track == "toolcall":
+                raise SlmSwapError(
+                    "--constrained with --prompt: a free prompt offers no tools to build the toolcall "
+                    "grammar from\n  fix: ask a dataset row (--id), or use --track structured (any JSON)"
+                )
+            grammars = [backend.grammars.any_json()]
+        return backend.generate_texts([chat_text(backend.tokenizer, messages)], grammars=grammars)[0]
+    if isinstance(backend, HostedBackend):
+        return backend.complete(messages)
+    raise SlmSwapError("--prompt needs a model (slm, azure or openai)")

@@ -1,0 +1,86 @@
+"""Settings and the workspace defined once: every command takes the same folder options, with the same
+variables and defaults, and finds and writes its files through them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from slm_swap import settings
+from slm_swap.cli import main
+from slm_swap.settings import Setting
+
+from .test_eval_replay import write_predictions
+
+SHARED = [v for v in vars(settings).values() if isinstance(v, Setting)]
+
+
+def commands(group: click.Group = main) -> list[click.Command]:
+    found: list[click.Command] = []
+    for command in group.commands.values():
+        found += commands(command) if isinstance(command, click.Group) else [command]
+    return found
+
+
+def test_a_shared_setting_means_the_same_in_every_command() -> None:
+    by_envvar = {s.envvar: s for s in SHARED if s.envvar}
+    seen = 0
+    for command in commands():
+        for param in command.params:
+            if isinstance(param, click.Option) and param.envvar in by_envvar:
+                setting = by_envvar[str(param.envvar)]
+                assert param.default == setting.default, (command.name, param.name)
+                assert setting.flag in param.opts or param.opts[0] == "--out-dir", (command.name, param.opts)
+                seen += 1
+    assert seen > 20
+    folder_commands = {"eval", "infer", "live", "smoke", "train", "compare", "run", "launch"}
+    for command in commands():
+        flags = {opt for p in command.params for opt in getattr(p, "opts", ())}
+        if command.name in folder_commands:
+            assert {"--dataset-dir", "--ft-dir", "--eval-dir"} <= flags, command.name
+
+
+def test_every_command_honours_the_folder_variables(
+    workspace: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLM_SWAP_DATASET_DIR", "data")
+    monkeypatch.setenv("SLM_SWAP_EVAL_DIR", "evals")
+    monkeypatch.setenv("SLM_SWAP_FT_DIR", "adapters")
+    sizes = ["--train-size", "4", "--val-size", "2", "--test-size", "8"]
+    assert CliRunner().invoke(main, ["prepare", *sizes]).exit_code == 0
+    assert Path("data/toolcall/test.jsonl").is_file() and not Path("02_dataset").exists()
+    from slm_swap.files import read_examples
+
+    examples = read_examples(Path("data/toolcall/test.jsonl"))
+    write_predictions(examples, Path("good.jsonl"))
+    write_predictions(examples, Path("bad.jsonl"), wrong=4)
+    replay = ["eval", "--track", "toolcall", "--model-kind", "replay", "--predictions"]
+    assert CliRunner().invoke(main, [*replay, "good.jsonl"]).exit_code == 0
+    assert Path("evals/toolcall_replay_test.json").is_file()
+    assert CliRunner().invoke(main, [*replay, "bad.jsonl", "--out", "evals/slm.json"]).exit_code == 0
+    compare = [
+        "compare",
+        "--track",
+        "toolcall",
+        "--azure",
+        "evals/toolcall_replay_test.json",
+        "--slm",
+        "evals/slm.json",
+    ]
+    assert CliRunner().invoke(main, compare).exit_code == 10
+    assert json.loads(Path("evals/toolcall_decision.json").read_text())["fine_tune"] is True
+    assert CliRunner().invoke(main, ["report"]).exit_code == 0 and Path("evals/report.html").is_file()
+    train = ["train", "--track", "toolcall", "--model-path", str(tiny_model)]
+    too_short = CliRunner().invoke(main, [*train, "--max-length", "64"])
+    assert too_short.exit_code == 2 and "data/toolcall/train.jsonl: no row keeps" in too_short.output
+    trained = CliRunner().invoke(main, train)
+    assert trained.exit_code == 0, trained.output
+    card = json.loads(Path("adapters/adapter_toolcall/slm_swap_adapter.json").read_text())
+    assert card["train"] == "data/toolcall/train.jsonl"
+    plan = CliRunner().invoke(main, ["launch", "--strategy", "parallel", "--dry-run"])
+    assert "data/structured/train.jsonl" in plan.output and "adapters/adapter_toolcall" in plan.output
+    assert not any(Path(p).exists() for p in ("02_dataset", "04_ft", "05_eval"))
