@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -175,7 +176,7 @@ def test_a_replay_eval_is_traced_to_langfuse(
 ) -> None:
     secret = "sk-lf-never-shown-0123456789"
     monkeypatch.delenv("LANGFUSE_DISABLED")
-    monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", "pk-lf-test")
+    monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", f"pk-lf-test-{secrets.token_hex(4)}")
     monkeypatch.setenv("LANGFUSE_SECRET_KEY", secret)
     monkeypatch.setenv("LANGFUSE_HOST", langfuse_receiver.url)
     write_predictions(prepared, Path("p.jsonl"), wrong=2)
@@ -212,7 +213,7 @@ def test_undelivered_traces_warn_but_keep_the_results(
 ) -> None:
     langfuse_receiver.fail_with(401)
     monkeypatch.delenv("LANGFUSE_DISABLED")
-    monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", "pk-lf-test")
+    monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", f"pk-lf-test-{secrets.token_hex(4)}")
     monkeypatch.setenv("LANGFUSE_SECRET_KEY", "sk-lf-test")
     monkeypatch.setenv("LANGFUSE_HOST", langfuse_receiver.url)
     write_predictions(prepared, Path("p.jsonl"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import pytest
@@ -91,7 +92,7 @@ def test_live_runs_are_traced_with_mode_live(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("LANGFUSE_DISABLED")
-    monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", "pk-lf-test")
+    monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", f"pk-lf-test-{secrets.token_hex(4)}")
     monkeypatch.setenv("LANGFUSE_SECRET_KEY", "sk-lf-test")
     monkeypatch.setenv("LANGFUSE_HOST", langfuse_receiver.url)
     result = CliRunner().invoke(

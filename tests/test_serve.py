@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -368,7 +369,8 @@ def test_requests_are_traced_like_eval_generations(
     from slm_swap.tracing import LangfuseSettings, LangfuseTracer
 
     tracer = LangfuseTracer(
-        LangfuseSettings("pk-lf-serve", "sk-lf-serve-SECRET", langfuse_receiver.url), timeout_s=2
+        LangfuseSettings(f"pk-lf-serve-{secrets.token_hex(4)}", "sk-lf-serve-SECRET", langfuse_receiver.url),
+        timeout_s=2,
     )
     running = Running(Engine(tiny_model, {}, max_batch=8, max_wait_s=0.05), api_key=None, tracer=tracer)
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import re
+import secrets
 import subprocess
 import sys
 import time
@@ -43,7 +44,10 @@ def open_tracer() -> Iterator[OpenTracer]:
     made: list[LangfuseTracer] = []
 
     def build(host: str) -> LangfuseTracer:
-        tracer = LangfuseTracer(LangfuseSettings(PUBLIC, SECRET, host), timeout_s=2)
+        # The SDK keeps one client per public key per process: each tracer gets a key of its own.
+        tracer = LangfuseTracer(
+            LangfuseSettings(f"{PUBLIC}-{secrets.token_hex(4)}", SECRET, host), timeout_s=2
+        )
         made.append(tracer)
         return tracer
 
@@ -156,10 +160,12 @@ def test_requests_use_basic_auth_and_the_secret_appears_nowhere_else(
     for request in langfuse_receiver.requests:
         headers = {k.lower(): v for k, v in request.headers.items()}
         scheme, _, token = headers["authorization"].partition(" ")
-        assert scheme == "Basic" and base64.b64decode(token).decode() == f"{PUBLIC}:{SECRET}"
+        assert (
+            scheme == "Basic" and base64.b64decode(token).decode() == f"{tracer.settings.public_key}:{SECRET}"
+        )
         assert SECRET.encode() not in request.body
         assert not any(SECRET in value for value in headers.values())
-    assert SECRET not in repr(tracer.settings) and PUBLIC not in repr(tracer.settings)
+    assert SECRET not in repr(tracer.settings) and tracer.settings.public_key not in repr(tracer.settings)
 
 
 @pytest.mark.parametrize("status", [401, 500])
@@ -177,7 +183,7 @@ def test_a_server_error_is_reported_not_raised(
         f"5 of 5 trace items could not be delivered to {langfuse_receiver.url} (HTTP {status}); "
         "the run's results are saved regardless"
     )
-    assert SECRET not in report.message and PUBLIC not in report.message
+    assert SECRET not in report.message and tracer.settings.public_key not in report.message
 
 
 def test_only_failing_scores_count_as_failed(
@@ -351,3 +357,15 @@ def test_importing_tracing_does_not_import_the_sdk() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_second_client_for_one_public_key_is_refused_not_misrouted(
+    langfuse_receiver: LangfuseReceiver, open_tracer: OpenTracer
+) -> None:
+    """The SDK keeps one client per public key per process and would hand the first one's exporter (and
+    host) to a second client: a second tracer for the same key is refused."""
+    first = open_tracer(langfuse_receiver.url)
+    with pytest.raises(RuntimeError, match="one per key"):
+        LangfuseTracer(LangfuseSettings(first.settings.public_key, SECRET, "http://127.0.0.1:1"), timeout_s=1)
+    record_run(first, generations=1)
+    assert first.flush().delivered

@@ -9,9 +9,15 @@ logged. `LangfuseTracer` therefore counts every span and score it hands to the S
 server accepted, and `flush()` returns a `DeliveryReport` the CLI prints as a warning. Tracing never
 changes a run's result and never raises out of `flush()`.
 
+Everything goes through the SDK's and OpenTelemetry's public APIs: our own TracerProvider and span
+exporter (the SDK's `tracer_provider` and `span_exporter` parameters, the exporter's auth and ingestion
+headers set as the SDK documents for a custom exporter), our own tracer whose scope the SDK is told to
+export (`should_export_span`), and the SDK's public span classes. The SDK keeps one client per public
+key per process, so one tracer is opened per process and key (a second is refused, not misrouted).
+
 Neither key is ever printed, logged, put in a trace attribute or in an error message by this
-module. (The SDK itself sends the public key as a request header and as an attribute of the
-OpenTelemetry instrumentation scope; that is how the Langfuse server routes the data.)
+module. (The public key is the OpenTelemetry instrumentation scope's `public_key` attribute, which the
+SDK's span processor requires; that is how Langfuse routes the data.)
 
 Importing this module is cheap: langfuse, OpenTelemetry, httpx and requests are imported only
 when a `LangfuseTracer` is built.
@@ -30,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from slm_swap import __version__
 from slm_swap.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -50,6 +57,9 @@ _REQUIRED = (ENV_PUBLIC_KEY, ENV_SECRET_KEY, ENV_HOST)
 _SDK_OFF_SWITCHES = (("LANGFUSE_TRACING_ENABLED", "false"), ("OTEL_SDK_DISABLED", "true"))
 
 _OTEL_PATH = "/api/public/otel/v1/traces"
+_SCOPE = "slm-swap"  # the instrumentation scope of the spans slm-swap starts itself
+_OPENED_KEYS: set[str] = set()
+_OPEN_LOCK = threading.Lock()
 _SCORES_PATH = "/api/public/scores"
 _REJECTED = "rejected by the server (HTTP 207)"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -490,9 +500,13 @@ class LangfuseTracer(Tracer):
         self._client, self._provider, self._http = _open_client(
             settings, self._ledger, timeout_s=timeout_s, flush_at=flush_at, flush_interval_s=flush_interval_s
         )
-        # The SDK's own tracer, created from our provider with the scope the SDK's span processor
-        # exports (name "langfuse-sdk", this public key); spans from any other tracer are dropped.
-        self._otel_tracer: OtelTracer = self._client._otel_tracer
+        # Our own tracer on our own provider (public OpenTelemetry API): its spans carry this public key
+        # in their scope, as the SDK's span processor requires, and `_open_client` lets the processor
+        # export its scope. Spans started here can carry real start times, which the SDK's
+        # start_observation() cannot.
+        self._otel_tracer: OtelTracer = self._provider.get_tracer(
+            _SCOPE, __version__, attributes={"public_key": settings.public_key}
+        )
 
     @contextmanager
     def run(
@@ -557,9 +571,7 @@ def _open_client(
 
     import httpx
     import requests
-    from langfuse import Langfuse
-    from langfuse import __version__ as sdk_version
-    from langfuse._client.resource_manager import LangfuseResourceManager
+    from langfuse import Langfuse, is_default_export_span
     from opentelemetry.exporter.otlp.proto.http import Compression
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
@@ -596,17 +608,11 @@ def _open_client(
     session = requests.Session()
     session.hooks["response"].append(on_span_response)
     auth = base64.b64encode(f"{settings.public_key}:{settings.secret_key}".encode()).decode("ascii")
-    # With our own exporter the SDK wires none of its headers, so they are the SDK's defaults
-    # (langfuse/_client/span_processor.py), ingestion version 4 included.
+    # The SDK documents that a custom `span_exporter` gets none of its wiring: endpoint, auth and
+    # timeout are set here, and `x-langfuse-ingestion-version: 4` for real-time processing on Langfuse v4.
     otlp = OTLPSpanExporter(
         endpoint=f"{settings.host}{_OTEL_PATH}",
-        headers={
-            "Authorization": f"Basic {auth}",
-            "x-langfuse-sdk-name": "python",
-            "x-langfuse-sdk-version": sdk_version,
-            "x-langfuse-public-key": settings.public_key,
-            "x-langfuse-ingestion-version": "4",
-        },
+        headers={"Authorization": f"Basic {auth}", "x-langfuse-ingestion-version": "4"},
         timeout=timeout_s,
         compression=Compression.Gzip,
         session=session,
@@ -655,25 +661,33 @@ def _open_client(
         sampler=ALWAYS_ON,
         span_limits=SpanLimits(max_span_attributes=unlimited, max_span_attribute_length=unlimited),
     )
-    # The SDK keeps one resource manager (provider, exporter, threads) per public key per process
-    # and hands an existing one to every later client with that key, whatever its host or exporter.
-    # Dropping the registry entry before and after makes this client build and keep its own; other
-    # clients keep working with the manager they hold.
-    with LangfuseResourceManager._lock:
-        LangfuseResourceManager._instances.pop(settings.public_key, None)
-        client = Langfuse(
-            public_key=settings.public_key,
-            secret_key=settings.secret_key,
-            # base_url, not host: LANGFUSE_BASE_URL in the environment would override `host`.
-            base_url=settings.host,
-            timeout=timeout_s,
-            httpx_client=http,
-            flush_at=flush_at,
-            flush_interval=flush_interval_s,
-            environment=settings.environment,
-            sample_rate=1.0,
-            tracer_provider=provider,
-            span_exporter=CountingExporter(otlp),
-        )
-        LangfuseResourceManager._instances.pop(settings.public_key, None)
+    # The SDK keeps one client's resources (provider, exporter, threads) per public key per process, and
+    # hands them to every later client with that key, whatever its host or exporter: a second tracer for
+    # the same key in one process would send through the first one's. Refuse it rather than misroute.
+    with _OPEN_LOCK:
+        if settings.public_key in _OPENED_KEYS:
+            raise RuntimeError(
+                "a Langfuse client for this public key was already opened in this process; the SDK keeps "
+                "one per key, so open one tracer per process (or use another key)"
+            )
+        _OPENED_KEYS.add(settings.public_key)
+    client = Langfuse(
+        public_key=settings.public_key,
+        secret_key=settings.secret_key,
+        # base_url, not host: LANGFUSE_BASE_URL in the environment would override `host`.
+        base_url=settings.host,
+        timeout=timeout_s,
+        httpx_client=http,
+        flush_at=flush_at,
+        flush_interval=flush_interval_s,
+        environment=settings.environment,
+        sample_rate=1.0,
+        tracer_provider=provider,
+        span_exporter=CountingExporter(otlp),
+        # The SDK's own spans (events) and ours, which come from our own tracer's scope.
+        should_export_span=lambda span: (
+            is_default_export_span(span)
+            or (span.instrumentation_scope is not None and span.instrumentation_scope.name == _SCOPE)
+        ),
+    )
     return client, provider, http
