@@ -204,6 +204,9 @@ def test_bfcl_data(workspace: Path) -> None:
         )
 
 
+COMPARE = ["compare", "--track", "toolcall", "--azure", "05_eval/hosted.json", "--slm", "05_eval/slm.json"]
+
+
 @pytest.fixture
 def evaluated(prepared: Any) -> Callable[[], None]:
     """A prepared workspace with replay predictions, two finished run files and their decision."""
@@ -214,16 +217,7 @@ def evaluated(prepared: Any) -> Callable[[], None]:
     replay = ["eval", "--track", "toolcall", "--model-kind", "replay", "--predictions"]
     assert CliRunner().invoke(main, [*replay, "preds.jsonl", "--out", "05_eval/hosted.json"]).exit_code == 0
     assert CliRunner().invoke(main, [*replay, "worse.jsonl", "--out", "05_eval/slm.json"]).exit_code == 0
-    compare = [
-        "compare",
-        "--track",
-        "toolcall",
-        "--azure",
-        "05_eval/hosted.json",
-        "--slm",
-        "05_eval/slm.json",
-    ]
-    assert CliRunner().invoke(main, compare).exit_code == 10
+    assert CliRunner().invoke(main, COMPARE).exit_code == 10
     return lambda: None
 
 
@@ -248,17 +242,7 @@ def test_splits_and_predictions(workspace: Path, evaluated: Callable[[], None]) 
 
 def test_run_files(workspace: Path, evaluated: Callable[[], None]) -> None:
     run_file = Path("05_eval/slm.json")
-    compare = [
-        "compare",
-        "--track",
-        "toolcall",
-        "--azure",
-        "05_eval/hosted.json",
-        "--slm",
-        str(run_file),
-        "--out",
-        "d.json",
-    ]
+    compare = [*COMPARE, "--out", "d.json"]
     for argv, ok in ((compare, (0, 10)), ([*REPLAY, str(run_file)], (0,)), (["report"], (0,))):
         cases = mutations(run_file.read_bytes(), 5, False)
         record("run file", check_command(run_file, argv, cases, workspace, ok))

@@ -57,32 +57,26 @@ def _folder_digest(folder: Path, skip: frozenset[str] = frozenset()) -> str:
     return fingerprint([[p.name, file_digest(p)] for p in files])
 
 
+def _recorded(path: Path, key: str) -> str | None:
+    """The digest `key` recorded in the JSON file `path` (a model manifest or adapter card), if any."""
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8")).get(key)
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+        return None
+    return recorded if isinstance(recorded, str) and recorded else None
+
+
 def checkpoint_digest(model_path: Path) -> str:
-    """The content digest of a model checkpoint folder: the `weights_sha256` slm-swap recorded in its
-    manifest when it wrote the checkpoint, else a digest of every file in the folder."""
-    manifest = model_path / MODEL_MANIFEST
-    if manifest.is_file():
-        try:
-            recorded = json.loads(manifest.read_text(encoding="utf-8")).get("checkpoint_sha256")
-        except (ValueError, UnicodeDecodeError, AttributeError):
-            recorded = None
-        if isinstance(recorded, str) and recorded:
-            return recorded
-    return _folder_digest(model_path, frozenset({MODEL_MANIFEST}))
+    """The content digest of a model checkpoint folder: the one slm-swap recorded in its manifest when it
+    wrote the checkpoint (`models pull`), else a digest of every file in the folder."""
+    recorded = _recorded(model_path / MODEL_MANIFEST, "checkpoint_sha256")
+    return recorded or _folder_digest(model_path, frozenset({MODEL_MANIFEST}))
 
 
 def adapter_digest(adapter: Path) -> str:
     """The content digest of a LoRA adapter: the one its card records (written with the weights), else a
     digest of the adapter's files."""
-    card = adapter / ADAPTER_CARD
-    if card.is_file():
-        try:
-            recorded = json.loads(card.read_text(encoding="utf-8")).get("adapter_files_sha256")
-        except (ValueError, UnicodeDecodeError, AttributeError):
-            recorded = None
-        if isinstance(recorded, str) and recorded:
-            return recorded
-    return adapter_files_digest(adapter)
+    return _recorded(adapter / ADAPTER_CARD, "adapter_files_sha256") or adapter_files_digest(adapter)
 
 
 def adapter_files_digest(adapter: Path) -> str:
