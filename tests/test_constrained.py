@@ -172,7 +172,7 @@ def test_eval_records_constrained_decoding(prepared: list[Example], tiny_model: 
     assert result.exit_code == 0, result.output
     run = read_run(Path("05_eval/toolcall_slm_test.json"))
     assert run.meta.constrained is True
-    assert run.meta.settings["decoding"] == "greedy, grammar-constrained"
+    assert run.meta.settings["decoding"] == "greedy, grammar-constrained, stops at a repeated call"
     assert all(r.output.startswith("<tool_call") for r in run.results)
     # An unconstrained run is other inputs: it is not mistaken for the constrained one.
     again = CliRunner().invoke(main, [*args, "--max-new-tokens", "8"])

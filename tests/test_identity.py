@@ -164,7 +164,10 @@ def test_run_constrained_works_with_the_local_stand_in(workspace: Path, tiny_mod
     assert "error" not in output.lower().split("hosted:")[0]
     slm = read_run(Path("05_eval/structured_slm_test.json"))
     hosted = read_run(Path("05_eval/structured_openai_test.json"))
-    assert slm.meta.constrained and slm.meta.inputs["decoding"] == "greedy, grammar-constrained"
+    assert (
+        slm.meta.constrained
+        and slm.meta.inputs["decoding"] == "greedy, grammar-constrained, stops at a repeated call"
+    )
     assert not hosted.meta.constrained and hosted.meta.inputs["endpoint"]["stand_in"] == checkpoint_digest(
         tiny_model
     )

@@ -46,6 +46,7 @@ from slm_swap.identity import Check, compare_inputs
 from slm_swap.models import ENV_MODEL_PATH, default_model_dir, pull
 from slm_swap.report import Pricing, Written, write_report
 from slm_swap.scoring.metrics import CORE_METRICS
+from slm_swap.stops import RULE
 from slm_swap.tracing import Tracer
 from slm_swap.types import SPLITS, Track
 from slm_swap.workspace import Workspace
@@ -140,7 +141,7 @@ class StandIn:
             constrained=False,
             served={
                 "stand_in": checkpoint_digest(self.model_path),
-                "decoding": "greedy, grammar-constrained",
+                "decoding": f"greedy, grammar-constrained, {RULE}",
             },
         )
 

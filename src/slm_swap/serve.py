@@ -437,7 +437,14 @@ class Engine:
         if any(j.on_token for j in jobs):
             streams = _Streams(jobs, {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id})
         completions: list[Completion] = generate_batch(
-            self.llm, self.tokenizer, [j.text for j in jobs], limit, processor=processor, streamer=streams
+            self.llm,
+            self.tokenizer,
+            [j.text for j in jobs],
+            limit,
+            processor=processor,
+            streamer=streams,
+            # The same stop rule as in-process constrained decoding, for every grammar-constrained request.
+            stop_at_repeat=[g is not None for g in grammars],
         )
         # Greedy answers share their first k tokens whatever the limit: cut each to its own.
         return [

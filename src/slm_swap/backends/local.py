@@ -132,7 +132,9 @@ class LocalBackend(Backend):
 
     @property
     def decoding(self) -> str:
-        return "greedy, grammar-constrained" if self.constrained else "greedy"
+        from slm_swap.stops import RULE
+
+        return f"greedy, grammar-constrained, {RULE}" if self.constrained else "greedy"
 
     def describe(self) -> dict[str, object]:
         return {
@@ -180,10 +182,15 @@ class LocalBackend(Backend):
         self, texts: Sequence[str], max_new_tokens: int | None = None, *, grammars: Sequence[Any] = ()
     ) -> list[Completion]:
         """Greedy continuation of already-rendered prompts, one batch, in input order; with `grammars`
-        (compiled by `self.grammars`, one per text) each answer follows its grammar."""
+        (compiled by `self.grammars`, one per text) each answer follows its grammar and the stop rule."""
         processor = self.grammars.processor(grammars) if grammars and self.grammars is not None else None
         return generate_batch(
-            self.llm, self.tokenizer, texts, max_new_tokens or self.max_new_tokens, processor=processor
+            self.llm,
+            self.tokenizer,
+            texts,
+            max_new_tokens or self.max_new_tokens,
+            processor=processor,
+            stop_at_repeat=[processor is not None] * len(texts),
         )
 
     def close(self) -> None:
@@ -198,19 +205,29 @@ def generate_batch(
     *,
     processor: Any = None,
     streamer: Any = None,
+    stop_at_repeat: Sequence[bool] = (),
 ) -> list[Completion]:
     """Greedy continuation of rendered prompts as one left-padded batch; each answer stops at EOS.
 
     `processor` (a `constrained.GrammarProcessor`) masks what each row's grammar forbids; `streamer`
-    receives each step's tokens (a transformers streamer). Greedy decoding makes an answer's first k
-    tokens the same whatever the limit, so callers may cut an answer to a smaller limit afterwards.
+    receives each step's tokens (a transformers streamer); the rows flagged in `stop_at_repeat` follow
+    the stop rule of `stops.py` (they end at a repeated call, cut back before it). Greedy decoding makes
+    an answer's first k tokens the same whatever the limit, so callers may cut an answer to a smaller
+    limit afterwards.
     """
     import torch
-    from transformers import LogitsProcessorList
+    from transformers import LogitsProcessorList, StoppingCriteriaList
+
+    from slm_swap.stops import RepeatedCallStop, cut_at_repeat
 
     start = time.perf_counter()
     encoded = tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=False)
     encoded = {k: v.to(model.device) for k, v in encoded.items()}
+    prompt_len = encoded["input_ids"].shape[1]
+    flagged = list(stop_at_repeat) or [False] * len(texts)
+    stopping = StoppingCriteriaList(
+        [RepeatedCallStop(tokenizer, prompt_len, flagged)] if any(flagged) else []
+    )
     with torch.inference_mode():
         output = model.generate(
             **encoded,
@@ -219,20 +236,22 @@ def generate_batch(
             pad_token_id=tokenizer.pad_token_id,
             logits_processor=LogitsProcessorList([] if processor is None else [processor]),
             streamer=streamer,
+            stopping_criteria=stopping,
         )
     elapsed = time.perf_counter() - start
-    prompt_len = encoded["input_ids"].shape[1]
     eos = tokenizer.eos_token_id
     completions = []
-    for row, mask in zip(output, encoded["attention_mask"], strict=True):
+    for row, mask, stops in zip(output, encoded["attention_mask"], flagged, strict=True):
         new = row[prompt_len:].tolist()
         if eos in new:
             new = new[: new.index(eos)]
         while new and new[-1] == tokenizer.pad_token_id:
             new.pop()
+        text = str(tokenizer.decode(new, skip_special_tokens=True))
+        cut = cut_at_repeat(text) if stops else None
         completions.append(
             Completion(
-                text=str(tokenizer.decode(new, skip_special_tokens=True)),
+                text=text if cut is None else cut,
                 latency_s=elapsed / len(texts),
                 usage=Usage(prompt_tokens=int(mask.sum()), completion_tokens=len(new)),
             )

@@ -16,7 +16,9 @@ from slm_swap.types import ToolCall, Track
 _FENCE = re.compile(r"^```[\w-]*[ \t]*\n(.*?)\n?```$", re.S)
 # A block's body never runs past the next `<tool_call`, so an output full of unclosed blocks is read in
 # one pass rather than rescanned to its end from every opening (quadratic on a runaway answer).
-_BLOCK = re.compile(r'<tool_call\s+name\s*=\s*"([^"<>]*)"\s*>((?:(?!</?tool_call).)*)</tool_call>', re.S)
+TOOL_CALL_BLOCK = re.compile(
+    r'<tool_call\s+name\s*=\s*"([^"<>]*)"\s*>((?:(?!</?tool_call).)*)</tool_call>', re.S
+)
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ def parse_toolcall(text: str) -> Parsed:
         return Parsed(False, None, problem="empty output")
     calls: list[ToolCall] = []
     bad_bodies = 0
-    for match in _BLOCK.finditer(body):
+    for match in TOOL_CALL_BLOCK.finditer(body):
         ok, args = _loads(match.group(2).strip())
         if ok and isinstance(args, dict):
             calls.append(ToolCall(name=match.group(1), arguments=args))
@@ -85,7 +87,7 @@ def parse_toolcall(text: str) -> Parsed:
             bad_bodies += 1
     if not calls and not bad_bodies:
         return Parsed(False, None, problem="no <tool_call> block")
-    outside = _BLOCK.sub("", body).strip()
+    outside = TOOL_CALL_BLOCK.sub("", body).strip()
     problem = None
     if bad_bodies:
         problem = f"{bad_bodies} block(s) do not hold a JSON object"
