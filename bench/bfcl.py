@@ -1,0 +1,108 @@
+"""BFCL's non-live AST categories through slm-swap's own commands: `prepare --source bfcl`, then `eval`.
+
+For each category (`--rows` test rows each, seed 42), each track and each decoding mode (free and
+grammar-constrained), prints ast_match (and, on the structured track, exact_match) with Wilson 95%
+intervals and seconds per example, and writes the table as Markdown (`--out`, default bfcl.md).
+
+    python bench/bfcl.py [--rows 40] [--categories simple_python multiple ...] [--modes free constrained]
+                         [--model-path DIR] [--adapter DIR] [--work bench-bfcl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from math import sqrt
+from pathlib import Path
+
+CATEGORIES = ("simple_python", "multiple", "parallel", "parallel_multiple")
+TRACKS = ("toolcall", "structured")
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return 0.0, 0.0
+    p = k / n
+    d = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / d
+    half = z * sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def slm_swap(*args: str) -> None:
+    env = {**os.environ, "LANGFUSE_DISABLED": "1"}
+    done = subprocess.run([sys.executable, "-m", "slm_swap", *args], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"slm-swap {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+
+
+def cell(results: list[dict[str, object]], metric: str) -> str:
+    hits = sum(int(r["metrics"][metric] == 1.0) for r in results)  # type: ignore[index]
+    low, high = wilson(hits, len(results))
+    return f"{hits}/{len(results)} [{low:.2f}, {high:.2f}]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=40)
+    parser.add_argument("--categories", nargs="+", default=list(CATEGORIES), choices=CATEGORIES)
+    parser.add_argument(
+        "--modes", nargs="+", default=["free", "constrained"], choices=["free", "constrained"]
+    )
+    parser.add_argument("--tracks", nargs="+", default=list(TRACKS), choices=TRACKS)
+    parser.add_argument("--model-path", help="the SLM checkpoint [default: the embedded model]")
+    parser.add_argument("--adapter", help="a LoRA adapter to evaluate with")
+    parser.add_argument("--max-new-tokens", type=int, default=384)
+    parser.add_argument("--work", type=Path, default=Path("bench-bfcl"))
+    parser.add_argument("--out", type=Path, default=Path("bfcl.md"))
+    args = parser.parse_args()
+
+    model = ["--model-path", args.model_path] if args.model_path else []
+    adapter = ["--adapter", args.adapter] if args.adapter else []
+    rows = ["| category | track | decoding | ast_match (95% CI) | exact_match (95% CI) | s / example |"]
+    rows.append("|---|---|---|---|---|---|")
+    for category in args.categories:
+        data = args.work / category / "02_dataset"
+        sizes = ["--train-size", "0", "--val-size", "0", "--test-size", str(args.rows)]
+        slm_swap("prepare", "--source", "bfcl", "--bfcl-category", category, "--out-dir", str(data), *sizes)
+        for track in args.tracks:
+            for mode in args.modes:
+                out = args.work / category / f"{track}_{mode}.json"
+                start = time.perf_counter()
+                flags = ["--constrained"] if mode == "constrained" else []
+                slm_swap(
+                    "eval",
+                    "--track",
+                    track,
+                    "--model-kind",
+                    "slm",
+                    "--dataset-dir",
+                    str(data),
+                    "--out",
+                    str(out),
+                    "--max-new-tokens",
+                    str(args.max_new_tokens),
+                    "--force",
+                    *model,
+                    *adapter,
+                    *flags,
+                )
+                seconds = time.perf_counter() - start
+                results = json.loads(out.read_text())["results"]
+                exact = cell(results, "exact_match") if track == "structured" else "—"
+                line = (
+                    f"| {category} | {track} | {mode} | {cell(results, 'ast_match')} | {exact} | "
+                    f"{seconds / len(results):.2f} |"
+                )
+                print(line, flush=True)
+                rows.append(line)
+    args.out.write_text("\n".join(rows) + "\n")
+    print(f"wrote {args.out} (seconds per example include loading the model once per run)")
+
+
+if __name__ == "__main__":
+    main()
