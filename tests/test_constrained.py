@@ -20,6 +20,7 @@ from slm_swap.errors import ConfigError
 from slm_swap.files import read_examples
 from slm_swap.runs import read_run
 from slm_swap.scoring.parse import parse_structured, parse_toolcall
+from slm_swap.stops import RULE
 from slm_swap.types import Example, ToolSpec
 
 TOKENIZER = Path(__file__).parent / "data" / "smollm2-tokenizer"
@@ -172,7 +173,7 @@ def test_eval_records_constrained_decoding(prepared: list[Example], tiny_model: 
     assert result.exit_code == 0, result.output
     run = read_run(Path("05_eval/toolcall_slm_test.json"))
     assert run.meta.constrained is True
-    assert run.meta.settings["decoding"] == "greedy, grammar-constrained, stops at a repeated call"
+    assert run.meta.settings["decoding"] == f"greedy, grammar-constrained, {RULE}"
     assert all(r.output.startswith("<tool_call") for r in run.results)
     # An unconstrained run is other inputs: it is not mistaken for the constrained one.
     again = CliRunner().invoke(main, [*args, "--max-new-tokens", "8"])

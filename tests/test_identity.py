@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from slm_swap.cli import main
 from slm_swap.identity import checkpoint_digest, compare_inputs
 from slm_swap.runs import read_run
+from slm_swap.stops import RULE
 from slm_swap.types import Example
 
 from .openai_server import FakeOpenAIServer
@@ -164,10 +165,7 @@ def test_run_constrained_works_with_the_local_stand_in(workspace: Path, tiny_mod
     assert "error" not in output.lower().split("hosted:")[0]
     slm = read_run(Path("05_eval/structured_slm_test.json"))
     hosted = read_run(Path("05_eval/structured_openai_test.json"))
-    assert (
-        slm.meta.constrained
-        and slm.meta.inputs["decoding"] == "greedy, grammar-constrained, stops at a repeated call"
-    )
+    assert slm.meta.constrained and slm.meta.inputs["decoding"] == f"greedy, grammar-constrained, {RULE}"
     assert not hosted.meta.constrained and hosted.meta.inputs["endpoint"]["stand_in"] == checkpoint_digest(
         tiny_model
     )
