@@ -99,20 +99,14 @@ def main() -> None:
 
 
 @main.command()
-@click.option(
-    "--source",
-    type=click.Choice(["xlam", "bfcl"]),
-    default="xlam",
-    show_default=True,
-    help="xLAM function-calling file, or BFCL data from the bfcl-eval wheel.",
-)
+@option(settings.SOURCE, type=click.Choice(["xlam", "bfcl"]))
 @click.option(
     "--dataset-path",
     type=click.Path(path_type=Path),
     help="xLAM: the JSON/JSONL file (default: the shipped sample). BFCL: the bfcl-eval wheel or "
     "its bfcl_eval/data folder (default: fetched with pip, without dependencies).",
 )
-@click.option("--bfcl-category", default="simple_python", show_default=True, help="BFCL category.")
+@option(settings.BFCL_CATEGORY)
 @option(settings.DATASET_DIR, "--out-dir", help="Where the splits go ({track}/{split}.jsonl).")
 @click.option("--train-size", type=click.IntRange(min=0), default=32, show_default=True)
 @click.option("--val-size", type=click.IntRange(min=0), default=8, show_default=True)
@@ -818,20 +812,14 @@ def _print_decision(decision: Decision, path: Path) -> None:
     show_default=True,
     help="auto: Azure when AZURE_* are set, else an OpenAI-compatible --base-url, else a local stand-in.",
 )
-@click.option(
-    "--source",
-    type=click.Choice(["xlam", "bfcl"]),
-    default="xlam",
-    show_default=True,
-    help="Where the splits come from, as in prepare.",
-)
+@option(settings.SOURCE, type=click.Choice(["xlam", "bfcl"]))
 @click.option(
     "--dataset-path",
     type=click.Path(path_type=Path),
     help="xLAM: the file [default: the shipped sample]; BFCL: the wheel or its data folder. The splits "
     "are kept while this content, the sizes and the seed are unchanged, and redone when they change.",
 )
-@click.option("--bfcl-category", default="simple_python", show_default=True, help="BFCL category.")
+@option(settings.BFCL_CATEGORY)
 @option(settings.SEED, type=int)
 @workspace_options
 @click.option("--train-size", type=click.IntRange(min=1), default=32, show_default=True)

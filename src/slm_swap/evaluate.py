@@ -93,19 +93,27 @@ def _trace_example(trace: RunTrace, meta: RunMeta, example: Example, result: Exa
         generation.score(name, result.metrics[name])
 
 
-def reuse_check(out: Path, meta: RunMeta, examples: Sequence[Example]) -> Check:
+@dataclass(frozen=True)
+class Reuse:
+    """Whether a finished run file can be kept (`check`), and the run it holds when it can be read."""
+
+    check: Check
+    previous: RunResult | None = None
+
+
+def reuse_check(out: Path, meta: RunMeta, examples: Sequence[Example]) -> Reuse:
     """Whether the finished run file at `out` is a run of the same inputs over the same examples (the
-    identity rule), and if not, what differs."""
+    identity rule), and if not, what differs. The file is read once, here."""
     if not out.is_file():
-        return Check(False, ("no run file yet",))
+        return Reuse(Check(False, ("no run file yet",)))
     try:
         previous = read_run(out)
     except InputError:
-        return Check(False, ("unreadable run file",))
+        return Reuse(Check(False, ("unreadable run file",)))
     check = compare_inputs(previous.meta.identity(), meta.identity())
     if check.same and [r.id for r in previous.results] != [e.id for e in examples]:
-        return Check(False, ("examples",))
-    return check
+        check = Check(False, ("examples",))
+    return Reuse(check, previous)
 
 
 def evaluate(
@@ -129,12 +137,12 @@ def evaluate(
     """
     ids = [e.id for e in examples]
     if out.is_file() and not force:
-        check = reuse_check(out, meta, examples)
-        if check.same:
-            return EvalOutcome(read_run(out), reused=True, resumed=0)
+        reuse = reuse_check(out, meta, examples)
+        if reuse.check.same and reuse.previous is not None:
+            return EvalOutcome(reuse.previous, reused=True, resumed=0)
         if not replace_stale:
             raise SlmSwapError(
-                f"{out} already holds a run of other inputs ({check.why}; this run: {meta.dataset})\n"
+                f"{out} already holds a run of other inputs ({reuse.check.why}; this run: {meta.dataset})\n"
                 "  fix: pass --force to replace it, or choose another --out"
             )
     journal = Journal(out, meta)

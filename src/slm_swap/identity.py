@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,14 +81,6 @@ def adapter_digest(adapter: Path) -> str:
 def adapter_files_digest(adapter: Path) -> str:
     """Digest of an adapter folder's own files (weights, adapter config, tokenizer), card excluded."""
     return _folder_digest(adapter, frozenset({ADAPTER_CARD}))
-
-
-def relative(path: Path | str) -> str:
-    """A path as shown to the user (relative to the working folder where possible)."""
-    try:
-        return os.path.relpath(path)
-    except ValueError:
-        return str(path)
 
 
 # How a changed input is named on the console.

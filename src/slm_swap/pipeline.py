@@ -289,7 +289,7 @@ class Pipeline:
             track, options.kind, self.o.split, fine_tuned=options.adapter is not None
         )
         with open_evaluation(options, track, self.o.split, dataset, examples) as (backend, meta):
-            check = reuse_check(out, meta, examples)
+            check = reuse_check(out, meta, examples).check
             if not self.o.force and check.same:
                 self.say(f"eval {track} {label}: {out} kept ({check.why})")
                 return out

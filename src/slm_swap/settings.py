@@ -21,6 +21,10 @@ class Setting:
     secret: bool = False  # never shown as a default, never written
 
 
+SOURCE = Setting(
+    "--source", "xlam", None, "xLAM function-calling file, or BFCL data from the bfcl-eval wheel."
+)
+BFCL_CATEGORY = Setting("--bfcl-category", "simple_python", None, "BFCL category.")
 DATASET_DIR = Setting(
     "--dataset-dir",
     Path("02_dataset"),

@@ -84,7 +84,9 @@ class RepeatedCallStop:
 
         done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         for i, asked in enumerate(self.rows):
-            if asked:
+            # A call can only have been completed by a token that closes one (`</tool_call>` or `}`):
+            # the whole answer is decoded and searched only then, not at every step.
+            if asked and any(c in self.tokenizer.decode(input_ids[i, -1:]) for c in ">}"):
                 text = self.tokenizer.decode(input_ids[i, self.prompt_length :], skip_special_tokens=True)
                 done[i] = cut_at_repeat(text) is not None
         return done
