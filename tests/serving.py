@@ -6,15 +6,15 @@ import threading
 import time
 from typing import Any
 
-from slm_swap.serve import Engine, create_app
+from slm_swap.serve import Batcher, create_app
 
 
 class Running:
-    def __init__(self, engine: Engine, api_key: str | None, constrained: bool = False, tracer: Any = None):
+    def __init__(self, batcher: Batcher, api_key: str | None, constrained: bool = False, tracer: Any = None):
         import uvicorn
 
-        self.engine = engine
-        app = create_app(engine, api_key=api_key, constrained=constrained, tracer=tracer)
+        self.batcher = batcher
+        app = create_app(batcher, api_key=api_key, constrained=constrained, tracer=tracer)
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
@@ -26,4 +26,4 @@ class Running:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
-        self.engine.close()
+        self.batcher.close()

@@ -20,7 +20,8 @@ import httpx
 import jsonschema
 import pytest
 
-from slm_swap.serve import MAX_BODY_BYTES, Engine
+from slm_swap.engine import Engine
+from slm_swap.serve import MAX_BODY_BYTES, Batcher
 
 from .serving import Running
 from .test_serve import CHOICE_SCHEMA
@@ -30,7 +31,7 @@ KEY = "abuse-key"
 
 @pytest.fixture(scope="module")
 def server(tiny_model: Path) -> Iterator[Running]:
-    running = Running(Engine(tiny_model, {}, max_batch=8, max_wait_s=0.05), api_key=KEY)
+    running = Running(Batcher(Engine(tiny_model, {}), max_batch=8, max_wait_s=0.05), api_key=KEY)
     yield running
     running.stop()
 

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from slm_swap.backends.factory import ModelOptions, make_backend
-from slm_swap.backends.local import LocalBackend, chat_text
+from slm_swap.backends.local import LocalBackend
 from slm_swap.cli import main
-from slm_swap.constrained import Grammars
+from slm_swap.constrained import Constraint, Grammars
 from slm_swap.data.formats import dumps
 from slm_swap.data.prepare import SplitSizes, prepare, sample_path, xlam_source
 from slm_swap.errors import ConfigError
@@ -34,13 +34,13 @@ def grammars() -> Grammars:
     return Grammars(tokenizer, 49152)
 
 
-def accepts(grammars: Grammars, grammar: Any, text: str, *, complete: bool = True) -> bool:
-    """Whether `text` (tokenized as the model would write it) is inside `grammar`; with `complete`, also
-    that the grammar may end there."""
+def accepts(grammars: Grammars, constraint: Constraint, text: str, *, complete: bool = True) -> bool:
+    """Whether `text` (tokenized as the model would write it) is inside `constraint`'s grammar; with
+    `complete`, also that the grammar may end there."""
     import xgrammar as xgr
 
     tokenizer = grammars.tokenizer
-    matcher = xgr.GrammarMatcher(grammar)
+    matcher = xgr.GrammarMatcher(constraint.grammar)
     if not all(matcher.accept_token(t) for t in tokenizer(text, add_special_tokens=False)["input_ids"]):
         return False
     return not complete or matcher.accept_token(tokenizer.eos_token_id)
@@ -110,27 +110,25 @@ def test_constrained_generation_stays_inside_the_grammar(prepared: list[Example]
     free = LocalBackend(tiny_model, batch_size=4, max_new_tokens=48).generate(prepared[:4])
     backend = LocalBackend(tiny_model, batch_size=4, max_new_tokens=48, constrained=True)
     constrained = backend.generate(prepared[:4])
-    assert backend.grammars is not None
     for example, completion in zip(prepared[:4], constrained, strict=True):
-        grammar = backend.grammars.for_track("toolcall", example.tools)
+        grammar = backend.engine.grammars.for_track("toolcall", example.tools)
         assert completion.text.startswith('<tool_call name="')
         assert completion.text[len('<tool_call name="') :].split('"')[0] in {t.name for t in example.tools}
         # Cut by the token limit or finished, the text is a prefix the grammar accepts.
-        assert accepts(backend.grammars, grammar, completion.text, complete=False)
+        assert accepts(backend.engine.grammars, grammar, completion.text, complete=False)
     assert not any(c.text.startswith("<tool_call") for c in free)
 
 
 def test_a_bounded_schema_always_yields_a_parsed_answer(tiny_model: Path) -> None:
     backend = LocalBackend(tiny_model, max_new_tokens=32, constrained=True)
-    assert backend.grammars is not None
     schema = {
         "type": "object",
         "properties": {"ok": {"type": "boolean"}, "level": {"enum": ["low", "high"]}},
         "required": ["ok", "level"],
         "additionalProperties": False,
     }
-    texts = [chat_text(backend.tokenizer, [{"role": "user", "content": q}]) for q in ("Is it ok?", "Level?")]
-    answers = backend.generate_texts(texts, grammars=[backend.grammars.json_schema(schema)] * 2)
+    texts = [backend.engine.render([{"role": "user", "content": q}]) for q in ("Is it ok?", "Level?")]
+    answers = backend.generate_texts(texts, constraints=[backend.engine.grammars.json_schema(schema)] * 2)
     for answer in answers:
         value = json.loads(answer.text)
         assert (
@@ -142,11 +140,10 @@ def test_a_bounded_schema_always_yields_a_parsed_answer(tiny_model: Path) -> Non
 
 def test_unconstrained_rows_of_a_mixed_batch_are_untouched(prepared: list[Example], tiny_model: Path) -> None:
     backend = LocalBackend(tiny_model, max_new_tokens=16, constrained=True)
-    assert backend.grammars is not None
-    texts = [chat_text(backend.tokenizer, e.messages()) for e in prepared[:2]]
+    texts = [backend.engine.render(e.messages()) for e in prepared[:2]]
     free = backend.generate_texts(texts)
     mixed = backend.generate_texts(
-        texts, grammars=[backend.grammars.for_track("toolcall", prepared[0].tools), None]
+        texts, constraints=[backend.engine.grammars.for_track("toolcall", prepared[0].tools), None]
     )
     assert mixed[1].text == free[1].text
     assert mixed[0].text != free[0].text and mixed[0].text.startswith("<tool_call")
@@ -156,14 +153,13 @@ def test_structured_constrained_output_parses_as_far_as_it_goes(
     prepared: list[Example], tiny_model: Path
 ) -> None:
     backend = LocalBackend(tiny_model, max_new_tokens=200, constrained=True)
-    assert backend.grammars is not None
     example = prepared[0]
     structured = Example(**{**example.__dict__, "track": "structured"})
     text = backend.generate([structured])[0].text
     assert text.startswith('{"calls": [{"name": "')
-    grammar = backend.grammars.for_track("structured", example.tools)
-    assert accepts(backend.grammars, grammar, text, complete=False)
-    if accepts(backend.grammars, grammar, text):
+    grammar = backend.engine.grammars.for_track("structured", example.tools)
+    assert accepts(backend.engine.grammars, grammar, text, complete=False)
+    if accepts(backend.engine.grammars, grammar, text):
         assert parse_structured(text).calls
 
 
@@ -227,3 +223,34 @@ def test_a_schema_xgrammar_cannot_compile_is_that_examples_error(
         examples, backend, run_meta("toolcall", "test", dataset, backend), Path("r.json"), NullTracer()
     )
     assert [r.error_category for r in outcome.run.results][1] == "no_output"
+
+
+def test_every_way_to_ask_for_calls_gets_the_stop_rules(grammars: Grammars) -> None:
+    """The one rule set, by what the grammar allows: answers of calls stop at a repeat; where the grammar
+    allows only the end or one more call, the likelier of the two is taken."""
+    from slm_swap.serve import ChatRequest, choose_grammar, render_messages
+
+    tools = [ToolSpec("set_mode", "", {"type": "object", "properties": {"mode": {"type": "string"}}})]
+    for track in ("toolcall", "structured"):
+        answer = grammars.for_track(track, tools)
+        assert (answer.calls, answer.stop_or_continue) == (track, True)
+
+    def constraint(constrained: bool = False, **fields: Any) -> Constraint | None:
+        offered = [{"type": "function", "function": {"name": "set_mode", "parameters": tools[0].parameters}}]
+        request = ChatRequest.model_validate(
+            {"messages": [{"role": "user", "content": "eco"}], "tools": offered, **fields}
+        )
+        return choose_grammar(request, render_messages(request), grammars, constrained=constrained)  # type: ignore[no-any-return]
+
+    required = constraint(tool_choice="required")
+    assert required is not None and (required.calls, required.stop_or_continue) == ("toolcall", True)
+    single = constraint(tool_choice="required", parallel_tool_calls=False)
+    assert single is not None and (single.calls, single.stop_or_continue) == ("toolcall", False)
+    named = constraint(tool_choice={"type": "function", "function": {"name": "set_mode"}})
+    assert named is not None and (named.calls, named.stop_or_continue) == ("toolcall", False)
+    auto = constraint(constrained=True)  # free text around the calls: a repeat still ends it
+    assert auto is not None and (auto.calls, auto.stop_or_continue) == ("toolcall", False)
+    assert constraint() is None  # auto, unconstrained: free decoding
+    schema = {"type": "json_schema", "json_schema": {"name": "m", "schema": {"type": "object"}}}
+    answer = constraint(response_format=schema, tool_choice="none")
+    assert answer is not None and answer.calls is None  # a client's own JSON: not an answer of calls

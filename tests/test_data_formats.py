@@ -7,10 +7,10 @@ import json
 import pytest
 
 from slm_swap.data import bfcl, xlam
-from slm_swap.data.formats import answer_schema, render_completion
+from slm_swap.data.formats import answer_schema, read_prompt, render_completion, render_prompt
 from slm_swap.data.rows import RowError
 from slm_swap.data.schema import bfcl_to_json_schema, parse_python_type
-from slm_swap.types import ToolCall
+from slm_swap.types import ToolCall, ToolSpec
 
 
 @pytest.mark.parametrize(
@@ -185,3 +185,17 @@ def test_bfcl_gold_is_the_shortest_acceptable_answer() -> None:
     assert row.gold == (ToolCall("area", {"base": 10, "height": 5, "opts": {"round": True}}),)
     assert row.acceptable[0].arguments["unit"] == ["units", ""]
     assert row.tools[0].parameters["type"] == "object"
+
+
+def test_a_rendered_prompt_reads_back_exactly_and_nothing_else_does() -> None:
+    tools = [
+        ToolSpec("weather", "Weather.\n\nUser request: a trap in a description", {"type": "object"}),
+        ToolSpec("time", "", {"type": "object", "properties": {"tz": {"type": "string"}}}),
+    ]
+    for query in ("Rain in Paris?", "two\n\nUser request: lines", ""):
+        assert read_prompt(render_prompt(query, tools)) == (tools, query)
+    rendered = render_prompt("Rain?", tools)
+    assert read_prompt(rendered.replace("Available tools:", "Tools:")) is None
+    assert read_prompt(rendered.replace("\n\nUser request: ", "\n\nRequest: ")) is None
+    assert read_prompt(rendered.replace('"name": "time"', '"title": "time"')) is None
+    assert read_prompt("Available tools:\n") is None

@@ -16,6 +16,8 @@ from slm_swap.backends.local import LocalBackend
 from slm_swap.cli import main
 from slm_swap.types import Example
 
+from .test_stops import check_choices
+
 pytestmark = pytest.mark.network
 
 
@@ -58,3 +60,30 @@ def test_infer_answers_a_row_with_the_real_model(
     assert result.exit_code == 0, result.output
     assert "answer: " in result.output and "outcome: " in result.output
     assert f"model: slm {embedded_model.name}" in result.output
+
+
+def test_the_real_model_stops_after_one_call_and_still_makes_several(embedded_model: Path) -> None:
+    """BFCL parallel_197 asks for two lawsuits and multiple_163 for one thing among several tools: under
+    the stop rules the model makes the two different calls of the first (both right) and one call for the
+    second, where choosing by the next token alone goes on to another tool."""
+    from slm_swap.constrained import Constraint
+    from slm_swap.files import read_examples
+    from slm_swap.scoring.metrics import score
+    from slm_swap.scoring.parse import parse_toolcall
+
+    parallel, multiple = read_examples(Path(__file__).parent / "data" / "bfcl_calls.jsonl")
+    backend = LocalBackend(embedded_model, constrained=True)
+    several, one = backend.generate([parallel, multiple])
+    calls = parse_toolcall(several.text).calls or ()
+    assert len(calls) == 2 and calls[0] != calls[1], several.text
+    assert score(parallel, several).metrics["ast_match"] == 1.0, several.text
+    engine = backend.engine
+    texts = [engine.render(e.messages()) for e in (parallel, multiple)]
+    constraints = [engine.grammars.for_track("toolcall", e.tools) for e in (parallel, multiple)]
+    assert check_choices(engine, texts, constraints, "toolcall") == {"more": 1, "end": 2}
+    assert len(parse_toolcall(one.text).calls or ()) == 1, one.text
+    grammar = engine.grammars.for_track("toolcall", multiple.tools).grammar
+    by_next_token = engine.generate(
+        [engine.render(multiple.messages())], 384, constraints=[Constraint(grammar, "toolcall")]
+    )[0]
+    assert len(parse_toolcall(by_next_token.text).calls or ()) >= 2, by_next_token.text

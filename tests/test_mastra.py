@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from slm_swap.serve import Engine
+from slm_swap.engine import Engine
+from slm_swap.serve import Batcher
 
 from .serving import Running
 
@@ -28,8 +29,8 @@ def test_mastra_agent_calls_a_tool_and_answers(embedded_model: Path) -> None:
     assert node.is_file(), "run `make setup` (it installs the example's npm packages)"
     version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout
     assert version.startswith("v22."), version
-    running = Running(Engine(embedded_model, {}, max_batch=8), api_key="mastra-key")
-    before = len(running.engine.batches)
+    running = Running(Batcher(Engine(embedded_model, {}), max_batch=8), api_key="mastra-key")
+    before = len(running.batcher.batches)
     try:
         env = {
             **os.environ,
@@ -46,7 +47,7 @@ def test_mastra_agent_calls_a_tool_and_answers(embedded_model: Path) -> None:
             timeout=600,
         )
     finally:
-        requests = len(running.engine.batches) - before
+        requests = len(running.batcher.batches) - before
         running.stop()
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])

@@ -15,8 +15,9 @@ from click.testing import CliRunner
 
 from slm_swap.cli import main
 from slm_swap.data.formats import TOOLCALL_SYSTEM, render_prompt
+from slm_swap.engine import Engine
 from slm_swap.runs import read_run
-from slm_swap.serve import ChatRequest, Engine, render_messages, to_response
+from slm_swap.serve import Batcher, ChatRequest, render_messages, to_response
 from slm_swap.types import Completion, Example, ToolSpec, Usage
 
 from .langfuse_receiver import LangfuseReceiver
@@ -35,7 +36,8 @@ WEATHER = {
 @pytest.fixture(scope="module")
 def server(tiny_model: Path, tiny_adapter: Path) -> Iterator[Running]:
     running = Running(
-        Engine(tiny_model, {"toolcall": tiny_adapter}, max_batch=8, max_wait_s=0.05), api_key="serve-key"
+        Batcher(Engine(tiny_model, {"toolcall": tiny_adapter}), max_batch=8, max_wait_s=0.05),
+        api_key="serve-key",
     )
     yield running
     running.stop()
@@ -111,7 +113,7 @@ def test_concurrent_clients_are_batched_and_all_answered(server: Running) -> Non
         .message.content
         for i in range(4)
     }
-    before = len(server.engine.batches)
+    before = len(server.batcher.batches)
 
     def ask(i: int) -> str | None:
         return (
@@ -125,7 +127,7 @@ def test_concurrent_clients_are_batched_and_all_answered(server: Running) -> Non
     with ThreadPoolExecutor(32) as pool:
         answers = list(pool.map(ask, range(32)))
     assert len(answers) == 32 and all(a is not None for a in answers)
-    sizes = server.engine.batches[before:]
+    sizes = server.batcher.batches[before:]
     assert sum(sizes) == 32 and max(sizes) > 1  # shared generate calls
     agree = sum(answers[i] == alone[i % 4] for i in range(32))
     print(f"\nbatched vs alone answers identical for {agree}/32 requests (padding can change float order)")
@@ -344,7 +346,8 @@ def test_streaming_with_tools_sends_tool_call_chunks(server: Running) -> None:
 def test_constrained_server_answers_evaluation_requests_like_eval_constrained(
     prepared: list[Example], tiny_model: Path
 ) -> None:
-    running = Running(Engine(tiny_model, {}, max_batch=8, max_wait_s=0.05), api_key=None, constrained=True)
+    batcher = Batcher(Engine(tiny_model, {}), max_batch=8, max_wait_s=0.05)
+    running = Running(batcher, api_key=None, constrained=True)
     try:
         args = ["--base-url", running.url + "/v1", "--api-key", "none", "--model", "tiny-llama"]
         served = CliRunner().invoke(
@@ -372,7 +375,8 @@ def test_requests_are_traced_like_eval_generations(
         LangfuseSettings(f"pk-lf-serve-{secrets.token_hex(4)}", "sk-lf-serve-SECRET", langfuse_receiver.url),
         timeout_s=2,
     )
-    running = Running(Engine(tiny_model, {}, max_batch=8, max_wait_s=0.05), api_key=None, tracer=tracer)
+    batcher = Batcher(Engine(tiny_model, {}), max_batch=8, max_wait_s=0.05)
+    running = Running(batcher, api_key=None, tracer=tracer)
     try:
         c = openai.OpenAI(base_url=running.url + "/v1", api_key="none", max_retries=0)
         reply = c.chat.completions.create(

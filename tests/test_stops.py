@@ -1,5 +1,5 @@
-"""The stop rule of constrained decoding: an answer ends at a repeated call, cut back before it; several
-different calls stay possible."""
+"""The stop rules of constrained decoding: an answer ends where ending is likelier than one more call, and
+at a repeated call, cut back before it; several different calls stay possible."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from slm_swap.constrained import Constraint
+from slm_swap.engine import Engine
 from slm_swap.scoring.parse import parse_structured, parse_toolcall
-from slm_swap.stops import cut_at_repeat
-from slm_swap.types import ToolSpec
+from slm_swap.stops import WAYS, closes_next, could_end, cut_at_repeat
+from slm_swap.types import ToolSpec, Track
 
 
 def block(name: str, arguments: dict[str, Any]) -> str:
@@ -38,36 +42,109 @@ def test_a_repeated_structured_call_is_cut_and_the_answer_closed() -> None:
     assert cut_at_repeat('{"calls": [' + json.dumps(one) + ', {"name": "wea') is None
 
 
-def test_constrained_generation_stops_at_the_repeat(tiny_model: Path) -> None:
+def test_the_points_where_an_answer_could_end_are_found_in_both_formats() -> None:
+    paris = block("weather", {"city": "Paris}>"})  # closing characters inside a string are not the end
+    assert could_end("toolcall", paris) and not could_end("toolcall", paris[:-1])
+    assert closes_next("toolcall", paris[:-1]) and not closes_next("toolcall", paris)
+    entry = json.dumps({"name": "weather", "arguments": {"city": "a}", "at": {"day": 1}}})
+    text = '{"calls": [' + entry
+    assert could_end("structured", text) and could_end("structured", f"{text}, {entry}")
+    assert closes_next("structured", text[:-1])  # the arguments closed: the entry closes next
+    assert not closes_next("structured", text[: text.index("}}") + 1])  # an inner object closed
+    assert not could_end("structured", text[:-1]) and not could_end("structured", text + "]}")
+    assert not could_end("structured", '{"calls": [{"name": "a}')
+
+
+class Collect:
+    """A transformers streamer keeping each row's generated tokens."""
+
+    def __init__(self, rows: int):
+        self.ids: list[list[int]] = [[] for _ in range(rows)]
+
+    def put(self, value: Any) -> None:
+        if value.dim() == 1:  # one step's tokens (the prompt comes first, as a matrix)
+            for row, token in zip(self.ids, value.tolist(), strict=True):
+                row.append(token)
+
+    def end(self) -> None:
+        pass
+
+
+def likelihoods(engine: Engine, context: list[int], track: Track) -> tuple[float, float]:
+    """log P(end), log P(one more call) after `context`, computed here by plain teacher forcing."""
+    import torch
+
+    ways, tokenizer = WAYS[track], engine.tokenizer
+    end = tokenizer(ways.end, add_special_tokens=False)["input_ids"] if ways.end else []
+    more = tokenizer(ways.more, add_special_tokens=False)["input_ids"]
+    totals = []
+    for way in ([*end, tokenizer.eos_token_id], more):
+        with torch.inference_mode():
+            log_probs = torch.log_softmax(engine.llm(torch.tensor([context + way])).logits[0].float(), -1)
+        totals.append(sum(float(log_probs[len(context) + j - 1, t]) for j, t in enumerate(way)))
+    return totals[0], totals[1]
+
+
+def check_choices(
+    engine: Engine, texts: list[str], constraints: list[Constraint], track: Track
+) -> dict[str, int]:
+    """Generates, then checks against likelihoods computed independently here on the tokens generated:
+    after every call of every answer, it went on if and only if the model found the opening of one more
+    call likelier than the end. Returns how many of each choice were checked."""
+    collect = Collect(len(texts))
+    engine.generate(texts, 160, constraints=constraints, streamer=collect)
+    eos = engine.tokenizer.eos_token_id
+    decisions = {"end": 0, "more": 0}
+    for text, ids in zip(texts, collect.ids, strict=True):
+        prompt = engine.tokenizer(text, add_special_tokens=False)["input_ids"]
+        ended = eos in ids
+        ids = ids[: ids.index(eos)] if ended else ids
+        points = [k for k in range(1, len(ids) + 1) if could_end(track, engine.tokenizer.decode(ids[:k]))]
+        for k in points:
+            if k == len(ids) and not ended:
+                continue  # stopped there by the repeat rule or the token limit, not by a choice
+            end, more = likelihoods(engine, prompt + ids[:k], track)
+            went_on = engine.tokenizer.decode(ids[k:]).startswith(WAYS[track].more[0])
+            assert went_on == (more > end), (engine.tokenizer.decode(ids), k, end, more)
+            decisions["more" if went_on else "end"] += 1
+    return decisions
+
+
+@pytest.mark.parametrize("track", ["toolcall", "structured"])
+def test_an_answer_ends_where_the_end_is_likelier(track: Track, tiny_model: Path) -> None:
+    """Tools without parameters, so that a random tiny model completes calls; to such a model the end
+    (one or three tokens) is always likelier than the opening of one more call (five or more). The other
+    choice is checked on the real model (`test_embedded_model.py`)."""
+    engine = Engine(tiny_model)
+    tools = [ToolSpec(name, "", {"type": "object", "properties": {}}) for name in ("f", "g", "h", "k")]
+    queries = ["call", "call them all", "one", "f then g", "nothing", "k", "h and k", "all four"]
+    texts = [engine.render([{"role": "user", "content": q}]) for q in queries]
+    decisions = check_choices(engine, texts, [engine.grammars.for_track(track, tools)] * len(texts), track)
+    assert decisions["end"] >= 4, decisions
+
+
+def test_a_runaway_answer_stops_at_the_repeat(tiny_model: Path) -> None:
     """EOS is held off (transformers' MinNewTokensLengthLogitsProcessor), so under the grammar the model
     can only add calls: without the rule it fills the token limit with them, with it the answer stops
     at the first repeat and every call in it is different."""
     from transformers import MinNewTokensLengthLogitsProcessor
 
-    from slm_swap.backends.local import LocalBackend, chat_text, generate_batch
-
-    backend = LocalBackend(tiny_model, constrained=True)
-    assert backend.grammars is not None
+    engine = Engine(tiny_model)
     tools = (
         ToolSpec("f", "", {"type": "object", "properties": {}}),
         ToolSpec("g", "", {"type": "object", "properties": {}}),
     )
-    grammar = backend.grammars.tool_calls(tools)
-    text = chat_text(backend.tokenizer, [{"role": "user", "content": "call"}])
-    prompt_length = len(backend.tokenizer(text, add_special_tokens=False)["input_ids"])
-    hold_eos = MinNewTokensLengthLogitsProcessor(prompt_length, 400, backend.tokenizer.eos_token_id)
+    grammar = engine.grammars.tool_calls(tools).grammar
+    text = engine.render([{"role": "user", "content": "call"}])
+    hold_eos = MinNewTokensLengthLogitsProcessor(
+        engine.prompt_tokens(text), 400, engine.tokenizer.eos_token_id
+    )
 
-    def answer(stop: bool) -> Any:
-        grammar_mask = backend.grammars.processor([grammar])  # type: ignore[union-attr]
+    def answer(calls: Track | None) -> Any:
+        constraint = Constraint(grammar, calls)  # the repeat rule alone: EOS is held off anyway
+        return engine.generate([text], 160, constraints=[constraint], processors=[hold_eos])[0]
 
-        def processor(input_ids: Any, scores: Any) -> Any:
-            return grammar_mask(input_ids, hold_eos(input_ids, scores))
-
-        return generate_batch(
-            backend.llm, backend.tokenizer, [text], 160, processor=processor, stop_at_repeat=[stop]
-        )[0]
-
-    runaway, stopped = answer(False), answer(True)
+    runaway, stopped = answer(None), answer("toolcall")
     runaway_calls = parse_toolcall(runaway.text).calls or ()
     calls = parse_toolcall(stopped.text).calls or ()
     assert len(runaway_calls) > len({c.name for c in runaway_calls})  # it repeats itself

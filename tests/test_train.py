@@ -95,7 +95,7 @@ def test_training_changes_lora_only_learns_and_is_reproducible(toy: None, tiny_m
     base = AutoModelForCausalLM.from_pretrained(tiny_model)
     loaded = LocalBackend(tiny_model, adapter=Path("04_ft/a"), max_new_tokens=24)
     base_weights = {k: v for k, v in base.state_dict().items()}
-    for name, tensor in loaded.llm.get_base_model().state_dict().items():
+    for name, tensor in loaded.engine.llm.get_base_model().state_dict().items():
         key = name.replace(".base_layer", "")
         if "lora_" not in name and key in base_weights:
             assert torch.equal(tensor, base_weights[key]), name

@@ -657,24 +657,25 @@ def serve(
         import uvicorn
     except ImportError as e:
         raise SlmSwapError("serve needs the serve extra\n  fix: pip install 'slm-swap[serve]'") from e
-    from slm_swap.serve import Engine, create_app
+    from slm_swap.engine import Engine
+    from slm_swap.serve import Batcher, create_app
     from slm_swap.tracing import tracer_if_configured
 
     tracing = tracer_if_configured()
     tracer = tracing.tracer
     stderr.print(tracing.says)
-    engine = Engine(resolve_model_path(model_path), named, max_batch=max_batch)
+    batcher = Batcher(Engine(resolve_model_path(model_path), named), max_batch=max_batch)
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         stderr.print(f"warning: serving on {host} without --api-key: anyone who can reach it can use it")
     stderr.print(
-        f"serving {', '.join(engine.model_names)} at http://{host}:{port}/v1"
+        f"serving {', '.join(batcher.engine.model_names)} at http://{host}:{port}/v1"
         + (" (grammar-constrained)" if constrained else "")
     )
     try:
-        app = create_app(engine, api_key=api_key, tracer=tracer, constrained=constrained)
+        app = create_app(batcher, api_key=api_key, tracer=tracer, constrained=constrained)
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
-        engine.close()
+        batcher.close()
         if tracer is not None:
             tracer.flush()
             tracer.close()

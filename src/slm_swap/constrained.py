@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from slm_swap.data.formats import answer_schema, strict_parameters
@@ -43,6 +44,18 @@ def _xgrammar() -> Any:
     return xgrammar
 
 
+@dataclass(frozen=True)
+class Constraint:
+    """What a constrained answer must follow: a compiled grammar and, when the answer is made of calls in
+    a track's format, that track (`calls`): the stop rules of `stops.py` then end it at a repeated call.
+    `stop_or_continue`: wherever the answer could end, the grammar allows only the end or one more call,
+    and the likelier of the two is taken."""
+
+    grammar: Any
+    calls: Track | None = None
+    stop_or_continue: bool = False
+
+
 class Grammars:
     """Compiles grammars for one tokenizer. xgrammar caches compiled grammars, so an example's grammar
     is built once however often it is asked for."""
@@ -55,23 +68,26 @@ class Grammars:
         self.vocab_size = vocab_size
         self.compiler = xgr.GrammarCompiler(info, max_threads=1)
 
-    def for_track(self, track: Track, tools: Sequence[ToolSpec]) -> xgrammar.CompiledGrammar:
-        """The answer grammar of `track` for an example offering `tools`."""
+    def for_track(self, track: Track, tools: Sequence[ToolSpec]) -> Constraint:
+        """The answer of `track` for an example offering `tools`: one or more calls."""
         if track == "structured":
-            return self.json_schema(answer_schema(tools))
+            return Constraint(self._json_schema(answer_schema(tools)), "structured", stop_or_continue=True)
         return self.tool_calls(tools)
 
-    def json_schema(self, schema: dict[str, Any]) -> xgrammar.CompiledGrammar:
+    def json_schema(self, schema: dict[str, Any]) -> Constraint:
         """JSON satisfying `schema`. Raises ValueError for a schema xgrammar cannot compile."""
+        return Constraint(self._json_schema(schema))
+
+    def _json_schema(self, schema: dict[str, Any]) -> xgrammar.CompiledGrammar:
         try:
             return self.compiler.compile_json_schema(json.dumps(schema), **JSON_LAYOUT)
         except (RuntimeError, TypeError) as e:  # xgrammar reports unsupported or invalid schemas this way
             raise ValueError(f"unsupported JSON schema: {e}") from e
 
-    def any_json(self) -> xgrammar.CompiledGrammar:
-        return self.compiler.compile_builtin_json_grammar()
+    def any_json(self) -> Constraint:
+        return Constraint(self.compiler.compile_builtin_json_grammar())
 
-    def tool_calls(self, tools: Sequence[ToolSpec], *, parallel: bool = True) -> xgrammar.CompiledGrammar:
+    def tool_calls(self, tools: Sequence[ToolSpec], *, parallel: bool = True) -> Constraint:
         """One or more (`parallel`) or exactly one `<tool_call name="...">{...}</tool_call>` lines calling
         only `tools`."""
         if not tools:
@@ -86,11 +102,12 @@ class Grammars:
                 f"args{i}": self.xgr.Grammar.from_json_schema(json.dumps(strict_parameters(t)), **JSON_LAYOUT)
                 for i, t in enumerate(tools)
             }
-            return self.compiler.compile_lark(lark, named_grammars=arguments)
+            grammar = self.compiler.compile_lark(lark, named_grammars=arguments)
         except (RuntimeError, TypeError) as e:  # xgrammar's report of a schema it cannot compile
             raise ValueError(f"cannot build a tool-call grammar: {e}") from e
+        return Constraint(grammar, "toolcall", stop_or_continue=parallel)
 
-    def optional_tool_calls(self, tools: Sequence[ToolSpec]) -> xgrammar.CompiledGrammar:
+    def optional_tool_calls(self, tools: Sequence[ToolSpec]) -> Constraint:
         """Free text, in which every `<tool_call` begun must be a well-formed call of one of `tools`
         (`tool_choice: auto` under `serve --constrained`)."""
         st = self.xgr.structural_tag
@@ -104,9 +121,11 @@ class Grammars:
         ]
         tag = st.StructuralTag(format=st.TriggeredTagsFormat(triggers=["<tool_call"], tags=tags))
         try:
-            return self.compiler.compile_structural_tag(tag)
+            grammar = self.compiler.compile_structural_tag(tag)
         except RuntimeError as e:
             raise ValueError(f"cannot build a tool-call grammar: {e}") from e
+        # Calls within free text: a repeated call still ends the answer; prose may follow any call.
+        return Constraint(grammar, "toolcall")
 
     def processor(self, grammars: Sequence[xgrammar.CompiledGrammar | None]) -> GrammarProcessor:
         """A logits processor for one `generate` call over a batch; row i follows `grammars[i]`

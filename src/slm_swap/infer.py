@@ -76,18 +76,18 @@ def ask(
 def _complete(backend: Backend, messages: list[dict[str, str]], track: Track) -> Completion:
     """One free-form request to a local or hosted backend."""
     from slm_swap.backends.hosted import HostedBackend
-    from slm_swap.backends.local import LocalBackend, chat_text
+    from slm_swap.backends.local import LocalBackend
 
     if isinstance(backend, LocalBackend):
-        grammars = []
-        if backend.grammars is not None:
+        constraints = []
+        if backend.constrained:
             if track == "toolcall":
                 raise SlmSwapError(
                     "--constrained with --prompt: a free prompt offers no tools to build the toolcall "
                     "grammar from\n  fix: ask a dataset row (--id), or use --track structured (any JSON)"
                 )
-            grammars = [backend.grammars.any_json()]
-        return backend.generate_texts([chat_text(backend.tokenizer, messages)], grammars=grammars)[0]
+            constraints = [backend.engine.grammars.any_json()]
+        return backend.generate_texts([backend.engine.render(messages)], constraints=constraints)[0]
     if isinstance(backend, HostedBackend):
         return backend.complete(messages)
     raise SlmSwapError("--prompt needs a model (slm, azure or openai)")

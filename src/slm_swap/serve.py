@@ -10,8 +10,10 @@ Applications (Mastra, the openai SDKs, agent frameworks) call it as they called 
   point at it;
 * `GET /v1/models`, `GET /health`.
 
-Concurrent requests are queued and answered in shared `generate` calls (one batch per model), so many
-clients are served faster than one at a time. An agent's second turn works: assistant messages with
+Answers come from the one generation engine (`engine.py`) that `eval` uses: the same model and adapter
+loading, prompt rendering, grammars and stop rules, so a request gives the text `eval` would. Concurrent
+requests are queued and answered in shared `generate` calls (one batch per model), so many clients are
+served faster than one at a time. An agent's second turn works: assistant messages with
 `tool_calls` are shown as the `<tool_call>` blocks the model itself writes, and `tool` messages as
 `<tool_response name="...">...</tool_response>` in a user turn.
 
@@ -28,11 +30,9 @@ import queue
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, cast
 
 # FastAPI reads the handlers' annotations at run time, so its names are imported here, not lazily; this
@@ -42,9 +42,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from slm_swap.backends.local import chat_text, generate_batch
-from slm_swap.constrained import Grammars
-from slm_swap.data.formats import SYSTEM_PROMPTS, TOOLCALL_SYSTEM, TOOLS_HEADER, dumps, render_prompt
+from slm_swap.constrained import Constraint, Grammars
+from slm_swap.data.formats import SYSTEM_PROMPTS, TOOLCALL_SYSTEM, dumps, read_prompt, render_prompt
+from slm_swap.engine import Engine
 from slm_swap.scoring.parse import parse_toolcall
 from slm_swap.types import Completion, ToolSpec, Track
 
@@ -232,14 +232,10 @@ def evaluation_request(messages: list[dict[str, str]]) -> tuple[Track, list[Tool
     if len(messages) != 2 or [m["role"] for m in messages] != ["system", "user"]:
         return None
     track = next((t for t, prompt in SYSTEM_PROMPTS.items() if prompt == messages[0]["content"]), None)
-    head, sep, _ = messages[1]["content"].partition("\n\nUser request: ")
-    if track is None or not sep or not head.startswith(TOOLS_HEADER):
+    prompt = read_prompt(messages[1]["content"])
+    if track is None or prompt is None:
         return None
-    try:
-        tools = [ToolSpec.from_json(json.loads(line)) for line in head[len(TOOLS_HEADER) :].splitlines()]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return (cast(Track, track), tools) if tools else None
+    return cast(Track, track), prompt[0]
 
 
 def _compact(arguments: str) -> str:
@@ -295,7 +291,7 @@ def _usage(completion: Completion) -> dict[str, int]:
     }
 
 
-# --- the engine: one model, its adapters, and a queue that batches concurrent requests --------------
+# --- the queue: concurrent requests batched for the one engine -------------------------------------
 
 
 @dataclass
@@ -304,7 +300,7 @@ class Job:
     text: str
     max_tokens: int
     future: Future[Completion]
-    grammar: Any = None  # a compiled grammar the answer must follow
+    constraint: Constraint | None = None  # what the answer must follow
     on_token: Callable[[int], None] | None = None  # streaming: called with each new token id
 
 
@@ -335,28 +331,12 @@ class _Streams:
         pass
 
 
-class Engine:
-    """The base model with named LoRA adapters; `submit` queues a rendered prompt, and a worker thread
-    answers queued prompts of the same model in one batch."""
+class Batcher:
+    """Queues rendered prompts for the one generation engine (`engine.Engine`, the same that `eval`
+    answers with); a worker thread answers queued prompts of the same model in one batch."""
 
-    def __init__(
-        self, model_path: Path, adapters: Mapping[str, Path], *, max_batch: int = 8, max_wait_s: float = 0.05
-    ):
-        from slm_swap.backends.local import load_model
-
-        self.base_name = model_path.name
-        llm, self.tokenizer, self.loaded = load_model(model_path)
-        self.llm: Any = llm
-        self.grammars = Grammars(self.tokenizer, llm.config.vocab_size)
-        self.adapters = dict(adapters)
-        if self.adapters:
-            from peft import PeftModel
-
-            first, *rest = self.adapters.items()
-            self.llm = PeftModel.from_pretrained(self.llm, first[1], adapter_name=first[0])
-            for name, path in rest:
-                self.llm.load_adapter(str(path), adapter_name=name)
-            self.llm.eval()
+    def __init__(self, engine: Engine, *, max_batch: int = 8, max_wait_s: float = 0.05):
+        self.engine = engine
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.jobs: queue.Queue[Job | None] = queue.Queue()
@@ -364,23 +344,19 @@ class Engine:
         self.worker = threading.Thread(target=self._work, name="slm-swap-engine", daemon=True)
         self.worker.start()
 
-    @property
-    def model_names(self) -> list[str]:
-        return [self.base_name, *self.adapters]
-
     def submit(
         self,
         model: str,
         text: str,
         max_tokens: int,
         *,
-        grammar: Any = None,
+        constraint: Constraint | None = None,
         on_token: Callable[[int], None] | None = None,
     ) -> Future[Completion]:
-        """Queues a rendered prompt; the future resolves to its completion. `grammar` constrains the
+        """Queues a rendered prompt; the future resolves to its completion. `constraint` constrains the
         answer; `on_token` receives its tokens as they are generated (called on the engine's thread)."""
         future: Future[Completion] = Future()
-        self.jobs.put(Job(model, text, max_tokens, future, grammar, on_token))
+        self.jobs.put(Job(model, text, max_tokens, future, constraint, on_token))
         return future
 
     def close(self) -> None:
@@ -408,18 +384,9 @@ class Engine:
             for model in dict.fromkeys(j.model for j in batch):
                 self._run([j for j in batch if j.model == model])
 
-    def _model_for(self, name: str) -> AbstractContextManager[Any]:
-        """Selects the base model or the named adapter for one batch."""
-        if not self.adapters:
-            return nullcontext()
-        if name == self.base_name:
-            return self.llm.disable_adapter()
-        self.llm.set_adapter(name)
-        return nullcontext()
-
     def _run(self, jobs: Sequence[Job]) -> None:
         try:
-            with self._model_for(jobs[0].model):
+            with self.engine.using(jobs[0].model):
                 completions = self._generate(jobs)
             self.batches.append(len(jobs))
             for job, completion in zip(jobs, completions, strict=True):
@@ -430,21 +397,15 @@ class Engine:
                     job.future.set_exception(e)
 
     def _generate(self, jobs: Sequence[Job]) -> list[Completion]:
-        limit = max(j.max_tokens for j in jobs)
-        grammars = [j.grammar for j in jobs]
-        processor = self.grammars.processor(grammars) if any(g is not None for g in grammars) else None
+        tokenizer = self.engine.tokenizer
         streams = None
         if any(j.on_token for j in jobs):
-            streams = _Streams(jobs, {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id})
-        completions: list[Completion] = generate_batch(
-            self.llm,
-            self.tokenizer,
+            streams = _Streams(jobs, {tokenizer.eos_token_id, tokenizer.pad_token_id})
+        completions = self.engine.generate(
             [j.text for j in jobs],
-            limit,
-            processor=processor,
+            max(j.max_tokens for j in jobs),
+            constraints=[j.constraint for j in jobs],
             streamer=streams,
-            # The same stop rule as in-process constrained decoding, for every grammar-constrained request.
-            stop_at_repeat=[g is not None for g in grammars],
         )
         # Greedy answers share their first k tokens whatever the limit: cut each to its own.
         return [
@@ -453,8 +414,9 @@ class Engine:
         ]
 
     def _cut(self, completion: Completion, limit: int) -> Completion:
-        ids = self.tokenizer(completion.text, add_special_tokens=False)["input_ids"][:limit]
-        text = str(self.tokenizer.decode(ids, skip_special_tokens=True))
+        tokenizer = self.engine.tokenizer
+        ids = tokenizer(completion.text, add_special_tokens=False)["input_ids"][:limit]
+        text = str(tokenizer.decode(ids, skip_special_tokens=True))
         usage = type(completion.usage)(completion.usage.prompt_tokens, len(ids))
         return Completion(text=text, latency_s=completion.latency_s, usage=usage)
 
@@ -469,11 +431,12 @@ def _error(status: int, message: str, kind: str, code: str | None = None) -> JSO
 
 
 def create_app(
-    engine: Engine, *, api_key: str | None = None, tracer: Any = None, constrained: bool = False
+    batcher: Batcher, *, api_key: str | None = None, tracer: Any = None, constrained: bool = False
 ) -> Any:
-    """The FastAPI application over `engine`. With `api_key`, every request must carry it (Bearer, or
-    `api-key` on the Azure path); with `constrained`, see `choose_grammar`."""
+    """The FastAPI application over `batcher`'s engine. With `api_key`, every request must carry it
+    (Bearer, or `api-key` on the Azure path); with `constrained`, see `choose_grammar`."""
     app = FastAPI(title="slm-swap serve", docs_url=None, redoc_url=None)
+    engine = batcher.engine
 
     def on_done(model: str, messages: list[dict[str, str]], completion: Completion, start: float) -> None:
         if tracer is not None:
@@ -533,20 +496,20 @@ def create_app(
             return _error(400, f"max_tokens is {limit}; at most {MAX_TOKENS_LIMIT}.", "invalid_request_error")
         messages = render_messages(request)
         try:
-            grammar = await asyncio.to_thread(
+            constraint = await asyncio.to_thread(
                 choose_grammar, request, messages, engine.grammars, constrained=constrained
             )
         except ValueError as e:
             return _error(400, f"Invalid request: {e}", "invalid_request_error")
-        text = chat_text(engine.tokenizer, messages)
+        text = engine.render(messages)
         has_tools = bool(request.offered_tools())
         start = time.time()
         if request.stream and not has_tools:
             return StreamingResponse(
-                _stream_text(engine, request, messages, model, text, limit, grammar, on_done),
+                _stream_text(batcher, request, messages, model, text, limit, constraint, on_done),
                 media_type="text/event-stream",
             )
-        completion = await asyncio.wrap_future(engine.submit(model, text, limit, grammar=grammar))
+        completion = await asyncio.wrap_future(batcher.submit(model, text, limit, constraint=constraint))
         on_done(model, messages, completion, start)
         response = to_response(model, completion, has_tools, limit)
         if request.stream:  # with tools: the answer is parsed whole, then sent as chunks
@@ -620,13 +583,13 @@ async def _sse(chunks: Sequence[dict[str, Any]]) -> AsyncIterator[str]:
 
 
 async def _stream_text(
-    engine: Engine,
+    batcher: Batcher,
     request: ChatRequest,
     messages: list[dict[str, str]],
     model: str,
     text: str,
     limit: int,
-    grammar: Any,
+    constraint: Constraint | None,
     on_done: Callable[[str, list[dict[str, str]], Completion, float], None],
 ) -> AsyncIterator[str]:
     """Server-sent events of a text answer, token by token as the engine generates them (in a shared
@@ -638,7 +601,7 @@ async def _stream_text(
     def on_token(token: int) -> None:
         loop.call_soon_threadsafe(tokens.put_nowait, token)
 
-    future = engine.submit(model, text, limit, grammar=grammar, on_token=on_token)
+    future = batcher.submit(model, text, limit, constraint=constraint, on_token=on_token)
     future.add_done_callback(lambda _: loop.call_soon_threadsafe(tokens.put_nowait, None))
     rid = f"chatcmpl-{secrets.token_hex(12)}"
     ids: list[int] = []
@@ -647,7 +610,7 @@ async def _stream_text(
         yield _event(_chunk(rid, model, {"role": "assistant", "content": ""}, None))
         while (token := await tokens.get()) is not None:
             ids.append(token)
-            decoded = str(engine.tokenizer.decode(ids, skip_special_tokens=True))
+            decoded = str(batcher.engine.tokenizer.decode(ids, skip_special_tokens=True))
             if decoded.endswith("\ufffd"):  # an unfinished UTF-8 character: wait for its other bytes
                 continue
             if len(decoded) > len(sent):

@@ -1,25 +1,35 @@
-"""The stop rule of constrained decoding: an answer ends when it repeats a call it has already made.
+"""The stop rules of constrained decoding: when an answer made of calls is complete.
 
-Under a grammar that allows any number of calls, a small model keeps adding calls — most often the one
-it just made — until the token limit, and the answer then scores as the wrong number of calls or as cut
-off. Of BFCL's 2,501 single-turn AST rows, one gold answer repeats a call, so a repeat is almost never
-part of a right answer, while several *different* calls are (parallel calls stay possible).
+Under a grammar that allows any number of calls, a small model keeps adding calls until the token limit,
+and the answer then scores as the wrong number of calls or as cut off. Two rules end it, without being
+told how many calls are wanted; decoding stays greedy and deterministic, and the rules are recorded in a
+run's decoding settings (`RULE`).
 
-The rule is exact, not a guess at a count: once a call (same name, same arguments as JSON values) is
-completed a second time, that row stops and its answer is cut back to the calls before the repeat, still
-in the track's format (`<tool_call>` blocks, or the structured `{"calls": [...]}` closed after the last
-kept call). Decoding stays greedy and deterministic; the rule is recorded in a run's decoding settings.
+1. **Stop or continue, on the likelihood of each.** Where the answer could end (after a call, where the
+   grammar allows either the end or one more call), greedy decoding compares only the next token: the end
+   against a newline (toolcall) or a comma (structured). That newline carries all the model's wish to go
+   on — most often to write prose, which the grammar then turns into another call. So the rule compares
+   the two ways on as text: the end (EOS; `]}` and EOS) against the whole opening of one more call
+   (`\n<tool_call name="`; `, {"name": "`), each scored by the model itself (one extra forward pass over
+   the few tokens of each), and takes the likelier. On BFCL's `multiple` (one call wanted among several
+   offered tools) the newline beat the end after all 40 gold calls; the whole opening lost in 36.
+2. **A repeated call ends the answer.** Once a call (same name, same arguments as JSON values) is
+   completed a second time, the row stops and its answer is cut back to the calls before the repeat,
+   still in the track's format. Of BFCL's 2,501 single-turn AST rows, one gold answer repeats a call, so
+   a repeat is almost never part of a right answer, while several *different* calls are.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from slm_swap.scoring.parse import TOOL_CALL_BLOCK
+from slm_swap.types import Track
 
-RULE = "stops at a repeated call"
+RULE = "stops where ending is likelier than one more call, and at a repeated call"
 _STRUCTURED_START = '{"calls": ['
 
 
@@ -90,3 +100,184 @@ class RepeatedCallStop:
                 text = self.tokenizer.decode(input_ids[i, self.prompt_length :], skip_special_tokens=True)
                 done[i] = cut_at_repeat(text) is not None
         return done
+
+
+# --- stop or continue -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ways:
+    """The two ways on from a point where an answer of calls could end, as text: `end` ("" is the
+    end-of-sequence token alone) and `more` (the opening of one more call); `close` is the character
+    that completes a call."""
+
+    end: str
+    more: str
+    close: str
+
+
+WAYS: dict[Track, Ways] = {
+    "toolcall": Ways(end="", more='\n<tool_call name="', close=">"),
+    "structured": Ways(end="]}", more=', {"name": "', close="}"),
+}
+
+
+def _depth(text: str) -> int | None:
+    """The JSON nesting depth at the end of `text`, or None inside a string."""
+    depth, in_string, escaped = 0, False, False
+    for c in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "{[":
+            depth += 1
+        elif c in "}]":
+            depth -= 1
+    return None if in_string else depth
+
+
+def could_end(track: Track, text: str) -> bool:
+    """Whether an answer of calls in `track`'s format could end right after `text`: a call was just
+    completed."""
+    if track == "toolcall":
+        return text.endswith("</tool_call>")
+    return text.lstrip().startswith(_STRUCTURED_START) and text.endswith("}") and _depth(text) == 2
+
+
+def closes_next(track: Track, text: str) -> bool:
+    """Whether the next character after `text` completes a call (`Ways.close`)."""
+    if track == "toolcall":
+        return text.endswith("</tool_call")
+    # Inside an entry (depth 3), a `}` can only have closed its arguments, after which the entry closes.
+    return text.lstrip().startswith(_STRUCTURED_START) and text.endswith("}") and _depth(text) == 3
+
+
+class StopOrContinue:
+    """A transformers logits processor for one batch: at each point where row i's answer (in the format
+    `tracks[i]`, None: not an answer of calls) could end, it scores the end and the opening of one more
+    call with the model and forbids the first character of the less likely one. Runs before the grammar's
+    mask, which keeps everything else the grammar forbids forbidden.
+
+    So that every such point falls between two tokens, the token that completes a call is only its
+    closing character (`>`, `}`): a token such as `},` would complete the call and begin the next in one
+    step, past the point where the choice is made."""
+
+    def __init__(self, model: Any, tokenizer: Any, prompt_mask: Any, tracks: Sequence[Track | None]) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.prompt_mask = prompt_mask  # the padded prompts' attention mask
+        self.tracks = list(tracks)
+        self.eos = tokenizer.eos_token_id
+        self.decisions: list[tuple[int, str]] = []  # (row, "end" | "more"), in the order taken
+        self._prompt_cache: list[tuple[Any, Any]] | None = None
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        prompt_length = self.prompt_mask.shape[1]
+        at: list[tuple[int, Track]] = []
+        for i, track in enumerate(self.tracks):
+            if track is None:
+                continue
+            new = input_ids[i, prompt_length:]
+            if bool((new == self.eos).any()):
+                continue  # this row has ended; the rest is padding
+            text = self.tokenizer.decode(new, skip_special_tokens=True)
+            if closes_next(track, text):
+                scores[i, _tokens_starting_with(self.tokenizer, WAYS[track].close, longer=True)] = -torch.inf
+            elif could_end(track, text):
+                at.append((i, track))
+        if not at:
+            return scores
+        rows = [i for i, _ in at for _ in range(2)]
+        ways = [w for _, t in at for w in ([*self._ids(WAYS[t].end), self.eos], self._ids(WAYS[t].more))]
+        likelihoods = self._score(input_ids, rows, ways)
+        for n, (i, track) in enumerate(at):
+            end, more = likelihoods[2 * n], likelihoods[2 * n + 1]
+            choice = "more" if more > end else "end"
+            self.decisions.append((i, choice))
+            loser = WAYS[track].end if choice == "more" else WAYS[track].more
+            scores[i, self._starting_with(loser)] = -torch.inf
+        return scores
+
+    def _ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
+
+    def _prompts(self, input_ids: Any) -> list[tuple[Any, Any]]:
+        """The prompts' keys and values, per layer, computed once per batch (at its first choice)."""
+        if self._prompt_cache is None:
+            import torch
+
+            ids = input_ids[:, : self.prompt_mask.shape[1]]
+            with torch.inference_mode():
+                cache = self.model(
+                    input_ids=ids,
+                    attention_mask=self.prompt_mask,
+                    position_ids=(self.prompt_mask.cumsum(-1) - 1).clamp(min=0),
+                    use_cache=True,
+                    logits_to_keep=1,
+                ).cache
+            self._prompt_cache = [(layer.keys, layer.values) for layer in cache.layers]
+        return self._prompt_cache
+
+    def _score(self, input_ids: Any, rows: Sequence[int], ways: Sequence[list[int]]) -> list[float]:
+        """The model's log-likelihood of each way on after its row's prompt and answer so far: one forward
+        pass over the answers and ways (left-padded between prompt and answer), on the prompts' cache."""
+        import torch
+        from transformers import DynamicCache
+
+        prompts = self._prompts(input_ids)
+        answers = input_ids[list(rows), self.prompt_mask.shape[1] :].tolist()
+        index = torch.tensor(list(rows), device=self.prompt_mask.device)
+        cache = DynamicCache(ddp_cache_data=[(k[index], v[index]) for k, v in prompts])
+        sequences = [a + w for a, w in zip(answers, ways, strict=True)]
+        width = max(map(len, sequences))
+        pad = self.tokenizer.pad_token_id
+        device = self.prompt_mask.device
+        ids = torch.tensor([[pad] * (width - len(s)) + s for s in sequences], device=device)
+        new_mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in sequences], device=device)
+        mask = torch.cat([self.prompt_mask[index], new_mask], dim=1)
+        keep = max(map(len, ways)) + 1
+        with torch.inference_mode():
+            logits = self.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=(mask.cumsum(-1) - 1).clamp(min=0)[:, -width:],
+                cache=cache,
+                use_cache=True,
+                logits_to_keep=keep,
+            ).logits
+        log_probs = torch.log_softmax(logits.float(), dim=-1)
+        totals = []
+        for row, way in enumerate(ways):
+            # Way token j sits at position width - len(way) + j and is predicted one position before it;
+            # the kept logits start at position width - keep.
+            totals.append(sum(float(log_probs[row, keep - len(way) + j - 1, t]) for j, t in enumerate(way)))
+        return totals
+
+    def _starting_with(self, text: str) -> list[int]:
+        """The tokens that would begin `text` ("" : the end-of-sequence token)."""
+        if not text:
+            return [self.eos]
+        return _tokens_starting_with(self.tokenizer, text[0])
+
+
+_STARTS: dict[tuple[int, str, bool], list[int]] = {}
+
+
+def _tokens_starting_with(tokenizer: Any, character: str, *, longer: bool = False) -> list[int]:
+    """The tokens whose text begins with `character` (with `longer`: and goes on past it), found once
+    per tokenizer."""
+    key = (id(tokenizer), character, longer)
+    if key not in _STARTS:
+        texts = [tokenizer.decode([i]) for i in range(len(tokenizer))]
+        _STARTS[key] = [
+            i for i, t in enumerate(texts) if t.startswith(character) and (not longer or t != character)
+        ]
+    return _STARTS[key]

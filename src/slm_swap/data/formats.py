@@ -43,11 +43,34 @@ def render_tools(tools: Sequence[ToolSpec]) -> str:
 
 
 TOOLS_HEADER = "Available tools:\n"
+REQUEST_HEADER = "\n\nUser request: "
 
 
 def render_prompt(query: str, tools: Sequence[ToolSpec]) -> str:
     """The user message: the tools offered, then the request."""
-    return f"{TOOLS_HEADER}{render_tools(tools)}\n\nUser request: {query}"
+    return f"{TOOLS_HEADER}{render_tools(tools)}{REQUEST_HEADER}{query}"
+
+
+def read_prompt(text: str) -> tuple[list[ToolSpec], str] | None:
+    """The tools and request of a user message that `render_prompt` wrote, or None for any other text.
+
+    Exact, not a guess: each tool is one line of JSON (which escapes newlines), so the tools end at the
+    first line that is not a tool, and the result must render back to `text`."""
+    if not text.startswith(TOOLS_HEADER):
+        return None
+    tools: list[ToolSpec] = []
+    rest = text[len(TOOLS_HEADER) :]
+    while True:
+        line, _, rest = rest.partition("\n")
+        try:
+            tools.append(ToolSpec.from_json(json.loads(line)))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+        if rest.startswith(REQUEST_HEADER[1:]):
+            query = rest[len(REQUEST_HEADER) - 1 :]
+            return (tools, query) if render_prompt(query, tools) == text else None
+        if not rest:
+            return None
 
 
 def render_completion(track: Track, calls: Sequence[ToolCall]) -> str:

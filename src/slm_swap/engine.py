@@ -1,0 +1,210 @@
+"""The one generation engine of the local SLM, shared by `eval`/`infer`/`live`/`run` (the local backend)
+and `serve`: model and adapter loading, prompt rendering, grammars, the stop rules, batched greedy
+generation.
+
+Prompts are rendered with the model's own chat template from the messages every backend gets. Decoding
+is greedy and seeded; the model is in eval mode with deterministic algorithms, as the spec asks.
+
+On a CUDA machine the model loads 8-bit with `device_map="auto"` (bitsandbytes); on a CPU-only machine
+it loads in float32 on the CPU (8-bit kernels need CUDA, and bfloat16 is emulated on CPUs and slower).
+LoRA adapters load by name on top of one base model (PEFT), and each batch runs under one of them or
+under none.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from slm_swap.errors import ConfigError
+from slm_swap.types import Completion, Usage
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from slm_swap.constrained import Constraint, Grammars
+
+SEED = 42
+
+
+def set_determinism() -> None:
+    """Seeds and deterministic kernels, set before any CUDA work (the spec's determinism settings)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    import torch
+    from transformers import set_seed
+
+    set_seed(SEED)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if torch.backends.cudnn.is_available():
+        torch.backends.cudnn.benchmark = False
+
+
+def load_model(
+    model_path: Path, *, adapters: Mapping[str, Path] | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict[str, Any]]:
+    """Loads the checkpoint, with `adapters` (name → adapter folder) on top, for inference; returns the
+    model, tokenizer and a description of how it was loaded (device, precision) for run files. With
+    adapters, the first one named is active."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    set_determinism()
+    cuda = torch.cuda.is_available()
+    kwargs: dict[str, Any] = {}
+    if cuda:
+        try:
+            import bitsandbytes  # noqa: F401
+            from transformers import BitsAndBytesConfig
+        except ImportError as e:
+            raise ConfigError(
+                "8-bit loading on CUDA needs bitsandbytes\n  fix: pip install 'slm-swap[cuda]'"
+            ) from e
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+        kwargs["device_map"] = "auto"
+        precision, device = "8-bit", "cuda"
+    else:
+        kwargs["dtype"] = torch.float32
+        precision, device = "float32", "cpu"
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model: Any = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+    for i, (name, adapter) in enumerate((adapters or {}).items()):
+        if not (adapter / "adapter_config.json").is_file():
+            raise ConfigError(
+                f"no LoRA adapter at {adapter} (no adapter_config.json)\n"
+                "  fix: pass the folder `slm-swap train --out` wrote"
+            )
+        if i == 0:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, adapter, adapter_name=name)
+        else:
+            model.load_adapter(str(adapter), adapter_name=name)
+    model.eval()
+    return model, tokenizer, {"device": device, "precision": precision}
+
+
+def chat_text(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> str:
+    """The chat-template text of `messages` with the assistant turn opened: the exact string the model
+    continues, at evaluation, training and serving alike."""
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return str(text)
+
+
+class Engine:
+    """One base model with its named LoRA adapters, its tokenizer and its grammars."""
+
+    def __init__(self, model_path: Path, adapters: Mapping[str, Path] | None = None):
+        self.model_path = model_path
+        self.base_name = model_path.name
+        self.adapters = dict(adapters or {})
+        self.llm: Any
+        self.llm, self.tokenizer, self.loaded = load_model(model_path, adapters=self.adapters)
+        self._grammars: Grammars | None = None
+
+    @property
+    def model_names(self) -> list[str]:
+        return [self.base_name, *self.adapters]
+
+    @property
+    def grammars(self) -> Grammars:
+        """The grammar compiler for this tokenizer, made on first use (it needs xgrammar)."""
+        if self._grammars is None:
+            from slm_swap.constrained import Grammars
+
+            self._grammars = Grammars(self.tokenizer, self.llm.config.vocab_size)
+        return self._grammars
+
+    def render(self, messages: list[dict[str, str]]) -> str:
+        return chat_text(self.tokenizer, messages)
+
+    def prompt_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def using(self, name: str | None) -> AbstractContextManager[Any]:
+        """Runs what follows under the named adapter, or under the base model alone (its name, or None
+        when it has no adapters)."""
+        if not self.adapters:
+            return nullcontext()
+        if name is None or name == self.base_name:
+            return self.llm.disable_adapter()
+        self.llm.set_adapter(name)
+        return nullcontext()
+
+    def generate(
+        self,
+        texts: Sequence[str],
+        max_new_tokens: int,
+        *,
+        constraints: Sequence[Constraint | None] = (),
+        streamer: Any = None,
+        processors: Sequence[Any] = (),
+    ) -> list[Completion]:
+        """Greedy continuation of rendered prompts as one left-padded batch; each answer stops at EOS.
+
+        Row i follows `constraints[i]` (None or absent: free): its grammar masks what it forbids and,
+        for an answer of calls, the stop rules of `stops.py` end it. `streamer` receives each step's
+        tokens (a transformers streamer); `processors` are further logits processors, applied first.
+        Greedy decoding makes an answer's first k tokens the same whatever the limit, so callers may cut
+        an answer to a smaller limit afterwards.
+        """
+        import torch
+        from transformers import LogitsProcessorList, StoppingCriteriaList
+
+        from slm_swap.stops import RepeatedCallStop, StopOrContinue, cut_at_repeat
+
+        rows = list(constraints) or [None] * len(texts)
+        calls = [None if c is None else c.calls for c in rows]
+        start = time.perf_counter()
+        encoded = self.tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=False)
+        encoded = {k: v.to(self.llm.device) for k, v in encoded.items()}
+        prompt_len = encoded["input_ids"].shape[1]
+        processors = list(processors)
+        stopping: list[Any] = []
+        if any(c is not None for c in rows):
+            deciding = [None if c is None or not c.stop_or_continue else c.calls for c in rows]
+            if any(deciding):
+                # Before the grammar's mask: it scores the ways on from the model's own likelihoods.
+                processors.append(
+                    StopOrContinue(self.llm, self.tokenizer, encoded["attention_mask"], deciding)
+                )
+            processors.append(self.grammars.processor([None if c is None else c.grammar for c in rows]))
+            stopping.append(RepeatedCallStop(self.tokenizer, prompt_len, [c is not None for c in calls]))
+        with torch.inference_mode():
+            output = self.llm.generate(
+                **encoded,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=self.tokenizer.pad_token_id,
+                logits_processor=LogitsProcessorList(processors),
+                streamer=streamer,
+                stopping_criteria=StoppingCriteriaList(stopping),
+            )
+        elapsed = time.perf_counter() - start
+        eos = self.tokenizer.eos_token_id
+        completions = []
+        for row, mask, track in zip(output, encoded["attention_mask"], calls, strict=True):
+            new = row[prompt_len:].tolist()
+            if eos in new:
+                new = new[: new.index(eos)]
+            while new and new[-1] == self.tokenizer.pad_token_id:
+                new.pop()
+            text = str(self.tokenizer.decode(new, skip_special_tokens=True))
+            cut = None if track is None else cut_at_repeat(text)
+            completions.append(
+                Completion(
+                    text=text if cut is None else cut,
+                    latency_s=elapsed / len(texts),
+                    usage=Usage(prompt_tokens=int(mask.sum()), completion_tokens=len(new)),
+                )
+            )
+        return completions
+
+    def close(self) -> None:
+        del self.llm
