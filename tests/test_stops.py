@@ -110,12 +110,17 @@ def check_choices(
     return decisions
 
 
-@pytest.mark.parametrize("track", ["toolcall", "structured"])
-def test_an_answer_ends_where_the_end_is_likelier(track: Track, tiny_model: Path) -> None:
+@pytest.mark.parametrize(
+    ("track", "adapted"), [("toolcall", False), ("structured", False), ("toolcall", True)]
+)
+def test_an_answer_ends_where_the_end_is_likelier(
+    track: Track, adapted: bool, tiny_model: Path, tiny_adapter: Path
+) -> None:
     """Tools without parameters, so that a random tiny model completes calls; to such a model the end
     (one or three tokens) is always likelier than the opening of one more call (five or more). The other
-    choice is checked on the real model (`test_embedded_model.py`)."""
-    engine = Engine(tiny_model)
+    choice is checked on the real model (`test_embedded_model.py`). With an adapter, the choice is the
+    adapted model's."""
+    engine = Engine(tiny_model, {"adapter": tiny_adapter} if adapted else None)
     tools = [ToolSpec(name, "", {"type": "object", "properties": {}}) for name in ("f", "g", "h", "k")]
     queries = ["call", "call them all", "one", "f then g", "nothing", "k", "h and k", "all four"]
     texts = [engine.render([{"role": "user", "content": q}]) for q in queries]

@@ -174,7 +174,6 @@ class StopOrContinue:
         self.prompt_mask = prompt_mask  # the padded prompts' attention mask
         self.tracks = list(tracks)
         self.eos = tokenizer.eos_token_id
-        self.decisions: list[tuple[int, str]] = []  # (row, "end" | "more"), in the order taken
         self._prompt_cache: list[tuple[Any, Any]] | None = None
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
@@ -200,9 +199,7 @@ class StopOrContinue:
         likelihoods = self._score(input_ids, rows, ways)
         for n, (i, track) in enumerate(at):
             end, more = likelihoods[2 * n], likelihoods[2 * n + 1]
-            choice = "more" if more > end else "end"
-            self.decisions.append((i, choice))
-            loser = WAYS[track].end if choice == "more" else WAYS[track].more
+            loser = WAYS[track].end if more > end else WAYS[track].more
             scores[i, self._starting_with(loser)] = -torch.inf
         return scores
 
