@@ -72,7 +72,7 @@ def main() -> None:
 
         b8 = FixedLength(model_dir, batch_size=8, max_new_tokens=args.new_tokens)
         b8.generate(examples[:1])  # warm-up
-        batches = [[chat_text(b8.tokenizer, e.messages()) for e in b] for b in b8.schedule(examples)]
+        batches = [[chat_text(b8.engine.tokenizer, e.messages()) for e in b] for b in b8.schedule(examples)]
         # Interleaved and repeated, best of two, so neither side profits from running second.
         bare = [bare_loop(b8, batches, args.new_tokens) for _ in range(1)]
         runs = [harness(b8, "h8a")]

@@ -20,7 +20,7 @@ SPLIT = Path("02_dataset/toolcall/test.jsonl")
 def test_chat_template_renders_system_and_user(tiny_model: Path) -> None:
     backend = LocalBackend(tiny_model, max_new_tokens=4)
     text = chat_text(
-        backend.tokenizer, [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
+        backend.engine.tokenizer, [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
     )
     assert text == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n"
 
@@ -32,7 +32,7 @@ def test_batches_are_sorted_by_length_and_results_come_back_in_order(
     batches = backend.schedule(prepared)
     assert [len(b) for b in batches] == [3, 3, 2]
     lengths = [
-        len(backend.tokenizer(chat_text(backend.tokenizer, e.messages()))["input_ids"])
+        len(backend.engine.tokenizer(chat_text(backend.engine.tokenizer, e.messages()))["input_ids"])
         for b in batches
         for e in b
     ]

@@ -22,6 +22,7 @@ run's decoding settings (`RULE`).
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -265,16 +266,17 @@ class StopOrContinue:
         return _tokens_starting_with(self.tokenizer, text[0])
 
 
-_STARTS: dict[tuple[int, str, bool], list[int]] = {}
+# Per tokenizer (held weakly: an id() could be reused by another tokenizer once this one is freed).
+_STARTS: weakref.WeakKeyDictionary[Any, dict[tuple[str, bool], list[int]]] = weakref.WeakKeyDictionary()
 
 
 def _tokens_starting_with(tokenizer: Any, character: str, *, longer: bool = False) -> list[int]:
     """The tokens whose text begins with `character` (with `longer`: and goes on past it), found once
     per tokenizer."""
-    key = (id(tokenizer), character, longer)
-    if key not in _STARTS:
+    found = _STARTS.setdefault(tokenizer, {})
+    if (character, longer) not in found:
         texts = [tokenizer.decode([i]) for i in range(len(tokenizer))]
-        _STARTS[key] = [
+        found[character, longer] = [
             i for i, t in enumerate(texts) if t.startswith(character) and (not longer or t != character)
         ]
-    return _STARTS[key]
+    return found[character, longer]

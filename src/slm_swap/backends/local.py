@@ -41,8 +41,6 @@ class LocalBackend(Backend):
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         self.engine = Engine(model_path, {} if adapter is None else {"adapter": adapter})
-        self.tokenizer = self.engine.tokenizer
-        self.loaded = self.engine.loaded
         self.constrained = constrained
         if constrained:
             self.engine.grammars  # noqa: B018  (a missing xgrammar is reported now, not mid-run)
@@ -57,7 +55,7 @@ class LocalBackend(Backend):
             "max_new_tokens": self.max_new_tokens,
             # Padding changes float reduction order, so batch size can change a greedy answer.
             "batch_size": self.batch_size,
-            "precision": self.loaded["precision"],
+            "precision": self.engine.loaded["precision"],
         }
 
     @property
@@ -69,7 +67,7 @@ class LocalBackend(Backend):
     def describe(self) -> dict[str, object]:
         return {
             **super().describe(),
-            **self.loaded,
+            **self.engine.loaded,
             "max_new_tokens": self.max_new_tokens,
             "model_path": str(self.model_path),
             "decoding": self.decoding,
