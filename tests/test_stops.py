@@ -12,7 +12,7 @@ import pytest
 from slm_swap.constrained import Constraint
 from slm_swap.engine import Engine
 from slm_swap.scoring.parse import parse_structured, parse_toolcall
-from slm_swap.stops import WAYS, closes_next, could_end, cut_at_repeat
+from slm_swap.stops import LOOP_WINDOW, WAYS, LoopStop, closes_next, could_end, cut_at_repeat, loop_length
 from slm_swap.types import ToolSpec, Track
 
 
@@ -157,3 +157,45 @@ def test_a_runaway_answer_stops_at_the_repeat(tiny_model: Path) -> None:
     assert len({c.name for c in calls}) == len(calls)  # no call twice
     assert stopped.usage.completion_tokens < runaway.usage.completion_tokens
     assert runaway.text.startswith(stopped.text)  # greedy: the same answer, cut at the repeat
+
+
+def test_a_loop_is_a_stretch_that_repeats_one_short_unit() -> None:
+    assert loop_length([1, 2, 3, 4]) == 0
+    assert loop_length([7, 1, 1, 1, 1, 9]) == 4
+    assert loop_length([5, 1, 2, 1, 2, 1, 8]) == 5  # (1 2) twice and a half
+    assert loop_length([1, 2, 3] * 5, max_unit=2) == 0  # its unit is longer than allowed
+    import torch
+
+    prompt = [9, 9]
+    rows = torch.tensor([prompt + [4, 5] * (LOOP_WINDOW // 2), prompt + list(range(LOOP_WINDOW))])
+    assert LoopStop(2, [True, True])(rows, None).tolist() == [True, False]
+    assert LoopStop(2, [False, True])(rows, None).tolist() == [False, False]  # not asked for
+    assert LoopStop(2, [True, True])(rows[:, :-1], None).tolist() == [False, False]  # not yet a window
+
+
+class Force:
+    """A logits processor that makes the model write `ids`, one per step: a model caught in a loop."""
+
+    def __init__(self, ids: list[int]):
+        self.ids = ids
+        self.step = 0
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        forced = torch.full_like(scores, -torch.inf)
+        forced[:, self.ids[self.step]] = 0.0
+        self.step += 1
+        return forced
+
+
+def test_a_looping_constrained_answer_stops_early_and_a_free_one_is_left_alone(tiny_model: Path) -> None:
+    engine = Engine(tiny_model)
+    loop = engine.tokenizer('["x"' + ', "x"' * 200, add_special_tokens=False)["input_ids"]
+    text = engine.render([{"role": "user", "content": "a list"}])
+    strings = engine.grammars.json_schema({"type": "array", "items": {"type": "string"}})
+    free = engine.generate([text], 200, processors=[Force(loop)])[0]
+    stopped = engine.generate([text], 200, constraints=[strings], processors=[Force(loop)])[0]
+    assert free.usage.completion_tokens == 200
+    assert LOOP_WINDOW <= stopped.usage.completion_tokens < LOOP_WINDOW + 16
+    assert free.text.startswith(stopped.text)

@@ -157,7 +157,7 @@ class Engine:
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
-        from slm_swap.stops import RepeatedCallStop, StopOrContinue, cut_at_repeat
+        from slm_swap.stops import LoopStop, RepeatedCallStop, StopOrContinue, cut_at_repeat
 
         rows = list(constraints) or [None] * len(texts)
         calls = [None if c is None else c.calls for c in rows]
@@ -176,6 +176,7 @@ class Engine:
                 )
             processors.append(self.grammars.processor([None if c is None else c.grammar for c in rows]))
             stopping.append(RepeatedCallStop(self.tokenizer, prompt_len, [c is not None for c in calls]))
+            stopping.append(LoopStop(prompt_len, [c is not None for c in rows]))
         with torch.inference_mode():
             output = self.llm.generate(
                 **encoded,

@@ -17,6 +17,11 @@ run's decoding settings (`RULE`).
    completed a second time, the row stops and its answer is cut back to the calls before the repeat,
    still in the track's format. Of BFCL's 2,501 single-turn AST rows, one gold answer repeats a call, so
    a repeat is almost never part of a right answer, while several *different* calls are.
+3. **A looping answer stops.** Inside a value the grammar cannot end a string or a list for the model;
+   a small model then loops (`"Bacon", "Bacon", ...`, `000...`, `1.1.1.`) until the token limit. Once a
+   constrained answer's last `LOOP_WINDOW` tokens are one unit of at most `LOOP_UNIT` tokens repeated,
+   the row stops: the answer was going to be cut off anyway, and is now cut off early. Of BFCL's 2,501
+   single-turn AST gold answers, written in the toolcall format, the longest such stretch is 25 tokens.
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ from typing import Any
 from slm_swap.scoring.parse import TOOL_CALL_BLOCK
 from slm_swap.types import Track
 
-RULE = "stops where ending is likelier than one more call, and at a repeated call"
+RULE = "stops where ending is likelier than one more call, at a repeated call, and when it loops"
+LOOP_WINDOW = 64
+LOOP_UNIT = 16
 _STRUCTURED_START = '{"calls": ['
 
 
@@ -101,6 +108,45 @@ class RepeatedCallStop:
                 text = self.tokenizer.decode(input_ids[i, self.prompt_length :], skip_special_tokens=True)
                 done[i] = cut_at_repeat(text) is not None
         return done
+
+
+def loop_length(ids: Sequence[int], max_unit: int = LOOP_UNIT) -> int:
+    """The length of the longest stretch of `ids` that repeats one unit of at most `max_unit` tokens
+    (a unit of p tokens repeated k times, the last time perhaps in part, is a stretch of p * k tokens)."""
+    best = 0
+    for p in range(1, max_unit + 1):
+        run = 0
+        for j in range(p, len(ids)):
+            run = run + 1 if ids[j] == ids[j - p] else 0
+            if run:
+                best = max(best, run + p)
+    return best
+
+
+class LoopStop:
+    """A transformers stopping criterion over one batch: row i stops once its last `window` new tokens
+    repeat one unit of at most `max_unit` tokens, when `rows[i]` asks for the rule."""
+
+    def __init__(
+        self, prompt_length: int, rows: Sequence[bool], window: int = LOOP_WINDOW, max_unit: int = LOOP_UNIT
+    ):
+        self.prompt_length = prompt_length
+        self.rows = list(rows)
+        self.window = window
+        self.max_unit = max_unit
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        if input_ids.shape[1] - self.prompt_length < self.window:
+            return done
+        tail = input_ids[:, -self.window :]
+        looping = torch.zeros_like(done)
+        for p in range(1, self.max_unit + 1):
+            looping |= (tail[:, p:] == tail[:, :-p]).all(dim=1)
+        asked = torch.tensor(self.rows, dtype=torch.bool, device=input_ids.device)
+        return looping & asked
 
 
 # --- stop or continue -----------------------------------------------------------------------------
