@@ -99,13 +99,8 @@ def main() -> None:
 
 
 @main.command()
-@option(settings.SOURCE, type=click.Choice(["xlam", "bfcl"]))
-@click.option(
-    "--dataset-path",
-    type=click.Path(path_type=Path),
-    help="xLAM: the JSON/JSONL file (default: the shipped sample). BFCL: the bfcl-eval wheel or "
-    "its bfcl_eval/data folder (default: fetched with pip, without dependencies).",
-)
+@option(settings.SOURCE, type=click.Choice(settings.SOURCES))
+@option(settings.DATASET_PATH, type=click.Path(path_type=Path))
 @option(settings.BFCL_CATEGORY)
 @option(settings.DATASET_DIR, "--out-dir", help="Where the splits go ({track}/{split}.jsonl).")
 @click.option("--train-size", type=click.IntRange(min=0), default=32, show_default=True)
@@ -141,21 +136,15 @@ def prepare(
     smoke_rows: int,
 ) -> None:
     """Write 02_dataset/{structured,toolcall}/{train,val,test}.jsonl from xLAM or BFCL data."""
-    from slm_swap.data import bfcl
-    from slm_swap.data.prepare import SplitSizes, bfcl_source, sample_path, smoke_splits, xlam_source
+    from slm_swap.data.prepare import SplitSizes, sample_path, smoke_splits, source_for
     from slm_swap.data.prepare import prepare as run_prepare
 
-    if source == "bfcl":
-        location = dataset_path or bfcl.fetch_wheel()
-        src = bfcl_source(location, bfcl_category)
-    else:
-        if dataset_path is None:
-            dataset_path = sample_path()
-            stdout.print(
-                f"using the shipped xLAM-format sample ({dataset_path.name}); "
-                "pass --dataset-path for the real xLAM file"
-            )
-        src = xlam_source(dataset_path)
+    if source == "xlam" and dataset_path is None:
+        stdout.print(
+            f"using the shipped xLAM-format sample ({sample_path().name}); "
+            "pass --dataset-path for the real xLAM file"
+        )
+    src = source_for(source, dataset_path, bfcl_category)
     if smoke:
         result = smoke_splits(src, out_dir, per_track=smoke_rows, seed=seed, skip_invalid=skip_invalid)
     else:
@@ -168,6 +157,8 @@ def prepare(
         stdout.print(f"wrote {path}")
     counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
     stdout.print(f"{result.rows_read} rows read, {len(result.skipped)} skipped; rows per split: {counts}")
+    for reason, n in result.left_out.items():
+        stdout.print(f"left out {n} row{'s' if n != 1 else ''}: {reason}")
     for line in result.skipped[:5]:
         stderr.print(f"skipped {line}")
     if result.unknown_types:
@@ -813,12 +804,12 @@ def _print_decision(decision: Decision, path: Path) -> None:
     show_default=True,
     help="auto: Azure when AZURE_* are set, else an OpenAI-compatible --base-url, else a local stand-in.",
 )
-@option(settings.SOURCE, type=click.Choice(["xlam", "bfcl"]))
-@click.option(
-    "--dataset-path",
+@option(settings.SOURCE, type=click.Choice(settings.SOURCES))
+@option(
+    settings.DATASET_PATH,
     type=click.Path(path_type=Path),
-    help="xLAM: the file [default: the shipped sample]; BFCL: the wheel or its data folder. The splits "
-    "are kept while this content, the sizes and the seed are unchanged, and redone when they change.",
+    help=settings.DATASET_PATH.help + " The splits are kept while this content, the sizes and the seed "
+    "are unchanged, and redone when they change.",
 )
 @option(settings.BFCL_CATEGORY)
 @option(settings.SEED, type=int)

@@ -132,20 +132,19 @@ def schema_problem(value: Any, schema: dict[str, Any]) -> str | None:
 _validators: dict[str, Any] = {}
 
 
-def _tool_schema_problem(tool: dict[str, Any]) -> str | None:
-    """Why a tool's parameters are not a JSON Schema of an object, or None (checked once per schema)."""
+def tool_schema_problem(name: str, parameters: dict[str, Any]) -> str | None:
+    """Why a tool's parameters are not a JSON Schema, or None (checked once per schema)."""
     import jsonschema
 
-    key = json.dumps(tool["parameters"], sort_keys=True)
+    key = json.dumps(parameters, sort_keys=True)
     if key not in _tool_problems:
         try:
-            jsonschema.Draft202012Validator.check_schema(tool["parameters"])
+            jsonschema.Draft202012Validator.check_schema(parameters)
             _tool_problems[key] = None
         except jsonschema.SchemaError as e:
-            _tool_problems[key] = (
-                f"tool {tool['name']!r}: parameters are not a JSON Schema ({e.message[:160]})"
-            )
-    return _tool_problems[key]
+            _tool_problems[key] = f"parameters are not a JSON Schema ({e.message[:160]})"
+    problem = _tool_problems[key]
+    return None if problem is None else f"tool {name!r}: {problem}"
 
 
 _tool_problems: dict[str, str | None] = {}
@@ -158,7 +157,9 @@ def read_examples(path: Path) -> list[Example]:
     for lineno, row in read_jsonl(path, "a split written by `slm-swap prepare`"):
         problem = schema_problem(row, EXAMPLE_SCHEMA)
         if problem is None:
-            problem = next(filter(None, (_tool_schema_problem(t) for t in row["tools"])), None)
+            problem = next(
+                filter(None, (tool_schema_problem(t["name"], t["parameters"]) for t in row["tools"])), None
+            )
         if problem is None and str(row["id"]) in seen:
             problem = f"id {row['id']!r} appears twice"
         if problem is not None:

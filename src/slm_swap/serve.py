@@ -33,7 +33,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 # FastAPI reads the handlers' annotations at run time, so its names are imported here, not lazily; this
 # module itself is only imported by `slm-swap serve` (the serve extra).
@@ -43,10 +43,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from slm_swap.constrained import Constraint, Grammars
-from slm_swap.data.formats import SYSTEM_PROMPTS, TOOLCALL_SYSTEM, dumps, read_prompt, render_prompt
+from slm_swap.data.formats import Turn, read_prompt, render_prompt, render_turns, system_text, track_of_system
 from slm_swap.engine import Engine
 from slm_swap.scoring.parse import parse_toolcall
-from slm_swap.types import Completion, ToolSpec, Track
+from slm_swap.types import Completion, ToolCall, ToolSpec, Track
 
 MAX_BODY_BYTES = 1_000_000
 MAX_TOKENS_LIMIT = 4096
@@ -148,43 +148,46 @@ class ChatRequest(BaseModel):
 
 
 def render_messages(request: ChatRequest) -> list[dict[str, str]]:
-    """The chat-template messages for a request. With tools, the first user turn is rendered exactly as
-    in evaluation and training (`Available tools: ... User request: ...`) under the toolcall system
-    prompt; a client's own system text follows ours."""
+    """The chat-template messages for a request. With tools, the conversation is rendered exactly as a
+    logged one is for evaluation and training (`formats`): the toolcall system prompt and then the
+    client's own system text, the first user turn as `Available tools: ... User request: ...`, later
+    turns by `render_turns`. Raises ValueError (a 400) for an earlier call whose arguments are not JSON."""
     tools = request.offered_tools()
+    system = "\n\n".join(m.text() for m in request.messages if m.role in ("system", "developer"))
     names = {tc.id: tc.function.name for m in request.messages for tc in m.tool_calls or []}
-    rendered: list[dict[str, str]] = []
-    system = [m.text() for m in request.messages if m.role in ("system", "developer")]
-    if tools:
-        rendered.append({"role": "system", "content": "\n\n".join([TOOLCALL_SYSTEM, *system])})
-    elif system:
-        rendered.append({"role": "system", "content": "\n\n".join(system)})
-    first_user = True
-    for m in request.messages:
-        if m.role in ("system", "developer"):
-            continue
-        if m.role == "user":
-            content = render_prompt(m.text(), tools) if tools and first_user else m.text()
-            first_user = False
-            rendered.append({"role": "user", "content": content})
-        elif m.role == "assistant":
-            blocks = [
-                f'<tool_call name="{tc.function.name}">{_compact(tc.function.arguments)}</tool_call>'
-                for tc in m.tool_calls or []
-            ]
-            rendered.append({"role": "assistant", "content": "\n".join([m.text(), *blocks]).strip()})
-        else:
-            name = m.name or names.get(m.tool_call_id or "", "tool")
-            reply = f'<tool_response name="{name}">{m.text()}</tool_response>'
-            if (
-                rendered
-                and rendered[-1]["role"] == "user"
-                and rendered[-1]["content"].startswith("<tool_response")
-            ):
-                rendered[-1]["content"] += "\n" + reply  # several results of parallel calls: one turn
-            else:
-                rendered.append({"role": "user", "content": reply})
-    return rendered
+    system = system_text("toolcall", system) if tools else system
+    rendered = [{"role": "system", "content": system}] if system else []
+    rest = [m for m in request.messages if m.role not in ("system", "developer")]
+    first = next((i for i, m in enumerate(rest) if m.role == "user"), None) if tools else None
+    if first is None:
+        return rendered + render_turns("toolcall", [_turn(m, names) for m in rest])
+    before = render_turns("toolcall", [_turn(m, names) for m in rest[:first]])
+    request_turn = {"role": "user", "content": render_prompt(rest[first].text(), tools)}
+    return [
+        *rendered,
+        *before,
+        request_turn,
+        *render_turns("toolcall", [_turn(m, names) for m in rest[first + 1 :]]),
+    ]
+
+
+def _turn(message: Message, names: dict[str, str]) -> Turn:
+    if message.role == "assistant":
+        calls = []
+        for tc in message.tool_calls or []:
+            try:
+                arguments = json.loads(tc.function.arguments or "{}")
+            except ValueError as e:
+                raise ValueError(f"the arguments of tool call {tc.id!r} are not JSON") from e
+            if not isinstance(arguments, dict):
+                raise ValueError(f"the arguments of tool call {tc.id!r} are not a JSON object")
+            calls.append(ToolCall(tc.function.name, arguments))
+        return Turn("assistant", message.text(), tuple(calls))
+    if message.role == "tool":
+        return Turn(
+            "tool", message.text(), name=message.name or names.get(message.tool_call_id or "", "tool")
+        )
+    return Turn("user", message.text())
 
 
 def choose_grammar(
@@ -228,21 +231,17 @@ def choose_grammar(
 
 
 def evaluation_request(messages: list[dict[str, str]]) -> tuple[Track, list[ToolSpec]] | None:
-    """The track and tools of a request written by slm-swap's evaluation renderer, or None."""
-    if len(messages) != 2 or [m["role"] for m in messages] != ["system", "user"]:
+    """The track and tools of a request written by slm-swap's evaluation renderer (`Example.messages`:
+    a track's system message, the rendered tools and request, perhaps later turns), or None."""
+    if len(messages) < 2 or [m["role"] for m in messages[:2]] != ["system", "user"]:
         return None
-    track = next((t for t, prompt in SYSTEM_PROMPTS.items() if prompt == messages[0]["content"]), None)
+    if messages[-1]["role"] != "user":
+        return None
+    track = track_of_system(messages[0]["content"])
     prompt = read_prompt(messages[1]["content"])
     if track is None or prompt is None:
         return None
-    return cast(Track, track), prompt[0]
-
-
-def _compact(arguments: str) -> str:
-    try:
-        return dumps(json.loads(arguments))
-    except ValueError:
-        return arguments
+    return track, prompt[0]
 
 
 def to_response(request_model: str, completion: Completion, has_tools: bool, limit: int) -> dict[str, Any]:
@@ -494,8 +493,8 @@ def create_app(
         limit = request.max_completion_tokens or request.max_tokens or DEFAULT_MAX_TOKENS
         if limit > MAX_TOKENS_LIMIT:
             return _error(400, f"max_tokens is {limit}; at most {MAX_TOKENS_LIMIT}.", "invalid_request_error")
-        messages = render_messages(request)
         try:
+            messages = render_messages(request)
             constraint = await asyncio.to_thread(
                 choose_grammar, request, messages, engine.grammars, constrained=constrained
             )

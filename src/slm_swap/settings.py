@@ -21,8 +21,20 @@ class Setting:
     secret: bool = False  # never shown as a default, never written
 
 
+SOURCES = ("xlam", "bfcl", "openai")
 SOURCE = Setting(
-    "--source", "xlam", None, "xLAM function-calling file, or BFCL data from the bfcl-eval wheel."
+    "--source",
+    "xlam",
+    None,
+    "xLAM function-calling file, BFCL data from the bfcl-eval wheel, or a team's own conversations in "
+    "OpenAI's chat format (JSON Lines of messages and tools).",
+)
+DATASET_PATH = Setting(
+    "--dataset-path",
+    None,
+    None,
+    "xLAM: the JSON/JSONL file [default: the shipped sample]. BFCL: the bfcl-eval wheel or its "
+    "bfcl_eval/data folder [default: fetched with pip, without dependencies]. openai: the JSON Lines file.",
 )
 BFCL_CATEGORY = Setting("--bfcl-category", "simple_python", None, "BFCL category.")
 DATASET_DIR = Setting(

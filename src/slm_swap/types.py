@@ -99,6 +99,15 @@ EXAMPLE_SCHEMA: dict[str, Any] = {
             },
         },
         "gold": {"type": "array", "items": _CALL},
+        "turns": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["role", "content"],
+                "properties": {"role": {"enum": ["user", "assistant"]}, "content": _STR},
+                "additionalProperties": False,
+            },
+        },
         "acceptable": {
             "type": "array",
             "items": {
@@ -150,10 +159,14 @@ class Example:
     system: str
     prompt: str
     completion: str
+    # A logged conversation's turns after its first user message, rendered (`formats.render_turns`).
+    turns: tuple[dict[str, str], ...] = ()
 
     def messages(self) -> list[dict[str, str]]:
-        """The `[system, user]` messages every backend receives, for evaluation, training and serving."""
-        return [{"role": "system", "content": self.system}, {"role": "user", "content": self.prompt}]
+        """The messages every backend receives, for evaluation, training and serving: `[system, user]`,
+        then the conversation's later turns, if any."""
+        first = [{"role": "system", "content": self.system}, {"role": "user", "content": self.prompt}]
+        return first + [dict(t) for t in self.turns]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -167,7 +180,7 @@ class Example:
             "tools": [t.to_json() for t in self.tools],
             "gold": [c.to_json() for c in self.gold],
             "acceptable": [c.to_json() for c in self.acceptable],
-        }
+        } | ({"turns": [dict(t) for t in self.turns]} if self.turns else {})
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Example:
@@ -182,6 +195,7 @@ class Example:
             system=data["system"],
             prompt=data["prompt"],
             completion=data["completion"],
+            turns=tuple({"role": t["role"], "content": t["content"]} for t in data.get("turns", ())),
         )
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from slm_swap.types import ToolCall, ToolSpec, Track
 
@@ -78,6 +79,53 @@ def render_completion(track: Track, calls: Sequence[ToolCall]) -> str:
     if track == "structured":
         return dumps({"calls": [c.to_json() for c in calls]})
     return "\n".join(f'<tool_call name="{c.name}">{dumps(c.arguments)}</tool_call>' for c in calls)
+
+
+def system_text(track: Track, instructions: str = "") -> str:
+    """The system message: the track's answer instructions, then the team's own system text (a logged
+    conversation's system message, a client's under `serve`), if any."""
+    return f"{SYSTEM_PROMPTS[track]}\n\n{instructions}" if instructions else SYSTEM_PROMPTS[track]
+
+
+def track_of_system(text: str) -> Track | None:
+    """The track whose system message `system_text` wrote as `text`, or None."""
+    for track, prompt in SYSTEM_PROMPTS.items():
+        if text == prompt or text.startswith(prompt + "\n\n"):
+            return track  # type: ignore[return-value]
+    return None
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A turn of a conversation after its first user message, in OpenAI's roles: a user's text, an
+    assistant's text and calls, or a tool's result (`name`: the tool that gave it)."""
+
+    role: Literal["user", "assistant", "tool"]
+    content: str = ""
+    calls: tuple[ToolCall, ...] = ()
+    name: str = "tool"
+
+
+def render_turns(track: Track, turns: Sequence[Turn]) -> list[dict[str, str]]:
+    """The chat messages for the turns after the first user message, as evaluation, training and
+    serving show them: an assistant's calls in the track's own answer format (after its text, if any),
+    and tool results as `<tool_response name="...">...</tool_response>` in a user turn (the results of
+    one round of calls together)."""
+    rendered: list[dict[str, str]] = []
+    for turn in turns:
+        if turn.role == "assistant":
+            calls = render_completion(track, turn.calls) if turn.calls else ""
+            rendered.append({"role": "assistant", "content": "\n".join([turn.content, calls]).strip()})
+        elif turn.role == "tool":
+            reply = f'<tool_response name="{turn.name}">{turn.content}</tool_response>'
+            last = rendered[-1] if rendered else None
+            if last is not None and last["role"] == "user" and last["content"].startswith("<tool_response"):
+                last["content"] += "\n" + reply
+            else:
+                rendered.append({"role": "user", "content": reply})
+        else:
+            rendered.append({"role": "user", "content": turn.content})
+    return rendered
 
 
 def strict_parameters(tool: ToolSpec) -> dict[str, Any]:

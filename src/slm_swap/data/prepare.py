@@ -22,8 +22,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from slm_swap.data import bfcl, xlam
-from slm_swap.data.rows import RowError, SourceRow
+from slm_swap.data import bfcl, openai_chat, xlam
+from slm_swap.data.rows import RowError, RowLeftOut, SourceRow
 from slm_swap.errors import InputError
 from slm_swap.files import atomic_writer, jsonl_text, read_jsonl, sha256_text
 from slm_swap.identity import file_digest
@@ -88,6 +88,35 @@ def bfcl_source(location: Path, category: str) -> Source:
     return Source(f"{location} [{category}]", rows, identity)
 
 
+def openai_source(path: Path) -> Source:
+    """A team's own conversations in OpenAI's chat format (`openai_chat.py`)."""
+
+    def rows() -> Iterator[tuple[str, Callable[[], SourceRow]]]:
+        for where, data in openai_chat.iter_lines(path):
+            yield where, partial(openai_chat.convert_row, data, where)
+
+    def identity() -> dict[str, Any]:
+        if not path.is_file():
+            raise InputError(path, None, "no such file", "pass the JSON Lines file with --dataset-path")
+        return {"kind": "openai", "sha256": file_digest(path)}
+
+    return Source(str(path), rows, identity)
+
+
+def source_for(kind: str, path: Path | None, bfcl_category: str) -> Source:
+    """The source a command's `--source`, `--dataset-path` and `--bfcl-category` name. xLAM defaults to
+    the shipped sample, BFCL to the bfcl-eval wheel (fetched once); an OpenAI-format file must be given."""
+    if kind == "bfcl":
+        return bfcl_source(path or bfcl.fetch_wheel(), bfcl_category)
+    if kind == "openai":
+        if path is None:
+            raise InputError(
+                "--source openai", None, "needs a file", "pass the JSON Lines file with --dataset-path"
+            )
+        return openai_source(path)
+    return xlam_source(path or sample_path())
+
+
 MANIFEST = "prepared.json"  # in the dataset folder: what the splits were made from
 MANIFEST_FORMAT = "slm-swap.prepared/1"
 
@@ -121,6 +150,7 @@ class Scan:
     usable: list[int] = field(default_factory=list)
     ids: dict[str, int] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    left_out: Counter[str] = field(default_factory=Counter)  # well-formed rows that make no example
     unknown_types: Counter[str] = field(default_factory=Counter)
     rows_read: int = 0
 
@@ -133,6 +163,9 @@ def scan(source: Source, *, skip_invalid: bool, exclude_ids: frozenset[str] = fr
         try:
             try:
                 row = convert()
+            except RowLeftOut as e:
+                result.left_out[e.reason] += 1
+                continue
             except RowError:
                 raise
             except (TypeError, KeyError, AttributeError, ValueError) as e:
@@ -170,6 +203,7 @@ class PrepareResult:
     skipped: list[str]
     unknown_types: dict[str, int]
     kept: list[Path] = field(default_factory=list)
+    left_out: dict[str, int] = field(default_factory=dict)
 
 
 def _write_splits(out_dir: Path, splits: dict[str, list[SourceRow]], inputs: dict[str, Any]) -> list[Path]:
@@ -193,10 +227,12 @@ def _write_splits(out_dir: Path, splits: dict[str, list[SourceRow]], inputs: dic
 
 
 def _not_enough(source: Source, found: Scan, need: int, what: str) -> InputError:
+    left_out = f", {sum(found.left_out.values())} left out" if found.left_out else ""
     return InputError(
         source.label,
         None,
-        f"has {len(found.usable)} usable rows ({found.rows_read} read, {len(found.skipped)} skipped); "
+        f"has {len(found.usable)} usable rows ({found.rows_read} read, {len(found.skipped)} skipped"
+        f"{left_out}); "
         f"{what} need {need}",
         "use a larger file or smaller --train-size/--val-size/--test-size",
     )
@@ -231,6 +267,7 @@ def prepare(
         found.rows_read,
         found.skipped,
         dict(found.unknown_types),
+        left_out=dict(found.left_out),
     )
 
 
@@ -284,4 +321,5 @@ def smoke_splits(
         found.skipped,
         dict(found.unknown_types),
         kept,
+        dict(found.left_out),
     )

@@ -5,12 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from slm_swap.data.formats import SYSTEM_PROMPTS, render_completion, render_prompt
+from slm_swap.data.formats import Turn, render_completion, render_prompt, render_turns, system_text
 from slm_swap.data.schema import json_type_of
 from slm_swap.jsonvalues import json_equal
 from slm_swap.types import AcceptableCall, Example, ToolCall, ToolSpec, Track
 
 OMITTED = ""  # BFCL's marker, inside a list of acceptable values, for "may be left out"
+
+
+class RowLeftOut(Exception):
+    """A well-formed row that makes no example (a conversation whose answer is not a tool call, or that
+    has no answer yet); `reason` is counted and reported, never an error."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
 class RowError(ValueError):
@@ -31,6 +40,8 @@ class SourceRow:
     gold: tuple[ToolCall, ...]
     acceptable: tuple[AcceptableCall, ...]
     unknown_types: tuple[str, ...] = ()
+    instructions: str = ""  # the conversation's own system text
+    turns: tuple[Turn, ...] = ()  # the conversation after its first user message (`query`)
 
     def to_example(self, track: Track) -> Example:
         """Renders this row for one track with the shared prompt renderer."""
@@ -42,9 +53,10 @@ class SourceRow:
             tools=self.tools,
             gold=self.gold,
             acceptable=self.acceptable,
-            system=SYSTEM_PROMPTS[track],
+            system=system_text(track, self.instructions),
             prompt=render_prompt(self.query, self.tools),
             completion=render_completion(track, self.gold),
+            turns=tuple(render_turns(track, self.turns)),
         )
 
 
