@@ -220,6 +220,51 @@ def _options(kind: str, kw: dict[str, Any], predictions: Path | None = None) -> 
     )
 
 
+@main.command()
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Conversations in OpenAI's chat format (JSON Lines); those that end before the answer are labelled.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The labelled file (an --source openai file).",
+)
+@click.option("--force", is_flag=True, help="Replace --out if it exists, and ask again from the start.")
+@model_options(kind_choices=("azure", "openai"))
+def label(input_path: Path, out: Path, force: bool, model_kind: str, **kw: Any) -> None:
+    """Label unanswered conversations with the hosted model (the teacher); keeps answers that parse and
+    satisfy the tools' schemas, with their provenance."""
+    from slm_swap.backends.factory import make_backend
+    from slm_swap.label import label as run_label
+
+    with traced() as tracer:
+        backend = make_backend(_options(model_kind, kw))
+        try:
+            with _progress(f"label · {model_kind}", _unanswered(input_path)) as advance:
+                outcome = run_label(input_path, out, backend, tracer, force=force, on_answer=advance)
+        finally:
+            backend.close()
+    if outcome.resumed:
+        stdout.print(f"resumed: {outcome.resumed} answers were taken from the journal of the interrupted run")
+    stdout.print(
+        f"wrote {out}: {outcome.kept} labelled by {backend.model}, {outcome.passed} already answered, "
+        f"{sum(outcome.dropped.values())} dropped"
+    )
+    for reason, n in outcome.dropped.most_common():
+        stdout.print(f"dropped {n}: {reason}")
+
+
+def _unanswered(path: Path) -> int:
+    from slm_swap.label import unanswered
+
+    return unanswered(path)
+
+
 @main.command(name="eval")
 @track_option
 @click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)

@@ -99,6 +99,7 @@ EXAMPLE_SCHEMA: dict[str, Any] = {
             },
         },
         "gold": {"type": "array", "items": _CALL},
+        "labelled_by": _STR,
         "turns": {
             "type": "array",
             "items": {
@@ -161,6 +162,8 @@ class Example:
     completion: str
     # A logged conversation's turns after its first user message, rendered (`formats.render_turns`).
     turns: tuple[dict[str, str], ...] = ()
+    # The hosted model whose answer is the gold (`slm-swap label`): scores on it measure agreement.
+    labelled_by: str = ""
 
     def messages(self) -> list[dict[str, str]]:
         """The messages every backend receives, for evaluation, training and serving: `[system, user]`,
@@ -169,18 +172,22 @@ class Example:
         return first + [dict(t) for t in self.turns]
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "track": self.track,
-            "source": self.source,
-            "prompt": self.prompt,
-            "completion": self.completion,
-            "system": self.system,
-            "query": self.query,
-            "tools": [t.to_json() for t in self.tools],
-            "gold": [c.to_json() for c in self.gold],
-            "acceptable": [c.to_json() for c in self.acceptable],
-        } | ({"turns": [dict(t) for t in self.turns]} if self.turns else {})
+        return (
+            {
+                "id": self.id,
+                "track": self.track,
+                "source": self.source,
+                "prompt": self.prompt,
+                "completion": self.completion,
+                "system": self.system,
+                "query": self.query,
+                "tools": [t.to_json() for t in self.tools],
+                "gold": [c.to_json() for c in self.gold],
+                "acceptable": [c.to_json() for c in self.acceptable],
+            }
+            | ({"turns": [dict(t) for t in self.turns]} if self.turns else {})
+            | ({"labelled_by": self.labelled_by} if self.labelled_by else {})
+        )
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Example:
@@ -196,6 +203,7 @@ class Example:
             prompt=data["prompt"],
             completion=data["completion"],
             turns=tuple({"role": t["role"], "content": t["content"]} for t in data.get("turns", ())),
+            labelled_by=str(data.get("labelled_by", "")),
         )
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ WHAT = 'one conversation per line: {"messages": [...], "tools": [...]}'
 NO_CALL = "the final assistant message is text without a tool call"
 UNLABELLED = "the conversation ends before the assistant's answer (label it with `slm-swap label`)"
 ROLES = ("system", "developer", "user", "assistant", "tool")
+LABEL_KEY = "slm_swap_label"  # in a row's metadata: who labelled it and when (`slm-swap label`)
 
 
 def iter_lines(path: Path) -> Iterator[tuple[str, Any]]:
@@ -122,9 +124,41 @@ def _calls(message: dict[str, Any], where: str, tools: dict[str, ToolSpec]) -> t
     return tuple(calls)
 
 
-def convert_row(data: Any, where: str, source: str = "openai") -> SourceRow:
-    """Validates one conversation and converts it. Raises RowError naming what is wrong, RowLeftOut for a
-    well-formed row that makes no example."""
+@dataclass(frozen=True)
+class Conversation:
+    """One validated row: its tools, its request (the first user message), its own system text, the
+    turns after the request (the final answer included, when there is one) and who labelled it."""
+
+    row_id: str
+    tools: dict[str, ToolSpec]
+    query: str
+    instructions: str
+    turns: tuple[Turn, ...]
+    labelled_by: str = ""  # the hosted model that wrote the final answer (`slm-swap label`), if any
+
+    @property
+    def answered(self) -> bool:
+        """Whether the conversation ends with the assistant's answer (not at a user or tool turn)."""
+        return bool(self.turns) and self.turns[-1].role == "assistant"
+
+    def source_row(
+        self, gold: tuple[ToolCall, ...], turns: tuple[Turn, ...], source: str = "openai"
+    ) -> SourceRow:
+        return SourceRow(
+            id=f"{source}-{self.row_id}",
+            source=source,
+            query=self.query,
+            tools=tuple(self.tools.values()),
+            gold=gold,
+            acceptable=tuple(acceptable_from_gold(c, self.tools[c.name]) for c in gold),
+            instructions=self.instructions,
+            turns=turns,
+            labelled_by=self.labelled_by,
+        )
+
+
+def read_conversation(data: Any, where: str) -> Conversation:
+    """Validates one row. Raises RowError naming what is wrong."""
     if not isinstance(data, dict):
         raise RowError(f"a row must be a JSON object, not {type(data).__name__}", WHAT)
     messages = data.get("messages")
@@ -161,21 +195,24 @@ def convert_row(data: Any, where: str, source: str = "openai") -> SourceRow:
             turns.append(Turn("user", text))
     if not query:
         raise RowError("no user message with text" if query is None else "the first user message is empty")
-    if not turns or turns[-1].role != "assistant":
-        raise RowLeftOut(UNLABELLED)
-    answer = turns.pop()
-    if not answer.calls:
-        raise RowLeftOut(NO_CALL)
     row_id = data.get("id", where.replace(" ", "-"))
     if not isinstance(row_id, (str, int)) or isinstance(row_id, bool):
         raise RowError('"id" must be a string or a number')
-    return SourceRow(
-        id=f"{source}-{row_id}",
-        source=source,
-        query=query,
-        tools=tuple(tools.values()),
-        gold=answer.calls,
-        acceptable=tuple(acceptable_from_gold(c, tools[c.name]) for c in answer.calls),
-        instructions="\n\n".join(t for t in instructions if t),
-        turns=tuple(turns),
+    metadata = data.get("metadata")
+    label = metadata.get(LABEL_KEY) if isinstance(metadata, dict) else None
+    labelled_by = str(label.get("model", "")) if isinstance(label, dict) else ""
+    return Conversation(
+        str(row_id), tools, query, "\n\n".join(t for t in instructions if t), tuple(turns), labelled_by
     )
+
+
+def convert_row(data: Any, where: str, source: str = "openai") -> SourceRow:
+    """Validates one conversation and converts it: its final answer's calls are the gold. Raises RowError
+    naming what is wrong, RowLeftOut for a well-formed row that makes no example."""
+    conversation = read_conversation(data, where)
+    if not conversation.answered:
+        raise RowLeftOut(UNLABELLED)
+    answer = conversation.turns[-1]
+    if not answer.calls:
+        raise RowLeftOut(NO_CALL)
+    return conversation.source_row(answer.calls, conversation.turns[:-1], source)

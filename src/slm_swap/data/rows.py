@@ -42,6 +42,7 @@ class SourceRow:
     unknown_types: tuple[str, ...] = ()
     instructions: str = ""  # the conversation's own system text
     turns: tuple[Turn, ...] = ()  # the conversation after its first user message (`query`)
+    labelled_by: str = ""  # the hosted model whose answer is the gold (`slm-swap label`), if any
 
     def to_example(self, track: Track) -> Example:
         """Renders this row for one track with the shared prompt renderer."""
@@ -57,6 +58,7 @@ class SourceRow:
             prompt=render_prompt(self.query, self.tools),
             completion=render_completion(track, self.gold),
             turns=tuple(render_turns(track, self.turns)),
+            labelled_by=self.labelled_by,
         )
 
 

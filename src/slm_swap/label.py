@@ -1,0 +1,218 @@
+"""`slm-swap label`: the hosted model as teacher, for logged conversations that have no answer yet.
+
+Each conversation of an OpenAI-format file (`data/openai_chat.py`) that ends before the assistant's answer
+is sent to the hosted model in the evaluation prompt of the toolcall track — the same messages the
+model is evaluated and the SLM trained with — at temperature 0. An answer is kept only if it parses as
+tool calls, every call names one of the row's tools, and its arguments satisfy that tool's parameter
+schema; the row is then written with that answer as its final assistant message (`tool_calls`, as the
+API returns them) and its provenance in `metadata.slm_swap_label` (which model, which endpoint, when).
+Rows that already end with an answer pass through unchanged.
+
+The evaluation prompt, rather than the API's native tool calling, is the choice: it is what the hosted
+model is measured with in `eval`, so the labels are the answers that `compare` holds the SLM to, and a
+hosted run on a labelled split scores its own answers (agreement, by construction — every comparison on
+such a split says so).
+
+Like `eval`: requests run `--concurrency` at a time with the SDK's retries; every answer is journaled
+as it arrives, so an interrupted run resumes where it stopped; the output is written atomically at the
+end and never over an existing file without `--force`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from slm_swap.backends.base import Backend
+from slm_swap.data import openai_chat
+from slm_swap.data.rows import RowError
+from slm_swap.errors import InputError, SlmSwapError
+from slm_swap.evaluate import now_iso, run_meta
+from slm_swap.files import atomic_writer, jsonl_text, schema_problem
+from slm_swap.runs import Journal
+from slm_swap.scoring.parse import parse_toolcall
+from slm_swap.tracing import Tracer
+from slm_swap.types import Example, ExampleResult, ToolCall
+
+LABEL_SPLIT = "label"  # the journal's split name: these are answers to label with, not a split's run
+
+
+@dataclass
+class LabelOutcome:
+    written: int = 0  # rows in the output
+    kept: int = 0  # answers kept as labels
+    passed: int = 0  # rows that already had an answer
+    resumed: int = 0  # answers taken from the journal of an interrupted run
+    dropped: Counter[str] = field(default_factory=Counter)  # why answers were not kept
+
+
+@dataclass(frozen=True)
+class _Row:
+    data: dict[str, Any]
+    example: Example | None  # None: already answered
+
+
+def _read(path: Path) -> list[_Row]:
+    rows: list[_Row] = []
+    ids: dict[str, str] = {}
+    for where, data in openai_chat.iter_lines(path):
+        try:
+            conversation = openai_chat.read_conversation(data, where)
+        except RowError as e:
+            raise InputError(path, where, e.problem, e.fix or "fix the row") from e
+        if conversation.row_id in ids:
+            raise InputError(
+                path, where, f"id {conversation.row_id!r} also appears at {ids[conversation.row_id]}"
+            )
+        ids[conversation.row_id] = where
+        if conversation.answered:
+            rows.append(_Row(data, None))
+        else:
+            source_row = conversation.source_row((), conversation.turns)
+            rows.append(_Row(data, source_row.to_example("toolcall")))
+    return rows
+
+
+def unanswered(path: Path) -> int:
+    """How many conversations of `path` need a label (for the progress bar). Raises InputError."""
+    return sum(r.example is not None for r in _read(path))
+
+
+def check_answer(text: str, example: Example) -> tuple[tuple[ToolCall, ...], str | None]:
+    """The calls of a teacher's answer, or why it cannot be a label."""
+    parsed = parse_toolcall(text)
+    if not parsed.valid or not parsed.calls:
+        return (), "not tool calls in the answer format" if text.strip() else "empty answer"
+    tools = {t.name: t for t in example.tools}
+    for call in parsed.calls:
+        tool = tools.get(call.name)
+        if tool is None:
+            return (), "calls a tool the row does not offer"
+        if schema_problem(call.arguments, tool.parameters) is not None:
+            return (), "arguments do not satisfy the tool's parameters"
+    return tuple(parsed.calls), None
+
+
+def _labelled(
+    data: dict[str, Any], calls: tuple[ToolCall, ...], provenance: dict[str, Any]
+) -> dict[str, Any]:
+    answer = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": f"call_{i}",
+                "type": "function",
+                "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)},
+            }
+            for i, c in enumerate(calls)
+        ],
+    }
+    metadata: dict[str, Any] = data["metadata"] if isinstance(data.get("metadata"), dict) else {}
+    return {
+        **data,
+        "messages": [*data["messages"], answer],
+        "metadata": {**metadata, openai_chat.LABEL_KEY: provenance},
+    }
+
+
+def label(
+    input_path: Path,
+    out: Path,
+    backend: Backend,
+    tracer: Tracer,
+    *,
+    force: bool = False,
+    on_answer: Callable[[object], None] | None = None,
+) -> LabelOutcome:
+    """Labels the unanswered conversations of `input_path` with `backend` and writes `out` (see above)."""
+    if out.exists() and not force:
+        raise SlmSwapError(
+            f"{out} already exists\n  fix: pass --force to replace it, or choose another --out"
+        )
+    if out.resolve() == input_path.resolve():
+        raise SlmSwapError(f"--out {out} is the input file\n  fix: write the labels to another file")
+    rows = _read(input_path)
+    examples = [r.example for r in rows if r.example is not None]
+    meta = run_meta("toolcall", LABEL_SPLIT, input_path, backend)
+    journal = Journal(out, meta)
+    done = {} if force else journal.load()
+    wanted = {e.id for e in examples}
+    done = {k: v for k, v in done.items() if k in wanted}
+    journal.rewrite(done)
+    outcome = LabelOutcome(resumed=len(done))
+    todo = [e for e in examples if e.id not in done]
+    with tracer.run(
+        f"label {backend.kind}",
+        input={"file": str(input_path)},
+        metadata={**meta.identity(), "out": str(out)},
+    ) as trace:
+        for _ in done.values():
+            if on_answer:
+                on_answer(None)
+        for example, completion in backend.stream(todo):
+            calls, problem = (
+                check_answer(completion.text, example) if completion.error is None else ((), None)
+            )
+            why = f"request failed: {completion.error}" if completion.error is not None else problem
+            result = ExampleResult(
+                id=example.id,
+                output=completion.text,
+                calls=[c.to_json() for c in calls] or None,
+                metrics={},
+                error_category=None if why is None else why.split(":")[0],
+                error_detail=why,
+                latency_s=completion.latency_s,
+                usage=completion.usage,
+                backend_error=completion.error,
+            )
+            journal.append(result)
+            done[example.id] = result
+            finished = datetime.now(UTC)
+            trace.generation(
+                name=f"label/{example.id}",
+                model=backend.model,
+                input=example.messages(),
+                output=completion.text,
+                metadata={"kept": why is None, "why_not": why},
+                usage={"input": completion.usage.prompt_tokens, "output": completion.usage.completion_tokens},
+                start_time=finished - timedelta(seconds=completion.latency_s),
+                end_time=finished,
+                error=completion.error,
+            )
+            if on_answer:
+                on_answer(None)
+        provenance = {
+            "model": backend.model,
+            "model_kind": backend.kind,
+            "endpoint": backend.describe().get("endpoint"),
+            "prompt": "slm-swap toolcall evaluation prompt",
+            "labelled_at": now_iso(),
+        }
+        lines: list[dict[str, Any]] = []
+        for row in rows:
+            if row.example is None:
+                lines.append(row.data)
+                outcome.passed += 1
+                continue
+            result = done[row.example.id]
+            if result.error_detail is not None or not result.calls:
+                reason = "request failed" if result.backend_error else (result.error_detail or "no calls")
+                outcome.dropped[reason] += 1
+                continue
+            calls = tuple(ToolCall(c["name"], c["arguments"]) for c in result.calls)
+            lines.append(_labelled(row.data, calls, provenance))
+            outcome.kept += 1
+        with atomic_writer(out) as f:
+            f.write(jsonl_text(lines))
+        journal.remove()
+        outcome.written = len(lines)
+        trace.update(
+            output={"kept": outcome.kept, "dropped": dict(outcome.dropped), "passed": outcome.passed}
+        )
+    return outcome
