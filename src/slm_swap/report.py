@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from slm_swap import settings
-from slm_swap.compare import VERDICTS, read_decision, read_verdict, verdict_of
+from slm_swap.compare import VERDICTS, agreement_note, read_decision, read_verdict, verdict_of
 from slm_swap.errors import SlmSwapError
 from slm_swap.files import atomic_writer, read_examples
 from slm_swap.runs import RunResult, read_run
@@ -319,6 +319,16 @@ document.querySelectorAll('input.disagree').forEach(function (box) {
 """
 
 
+def _labelled(tracks: list[TrackData]) -> list[tuple[str, str]]:
+    """The tracks whose gold was written by the hosted model, and by which."""
+    found = []
+    for t in tracks:
+        by = next((run.meta.gold_by for run in t.runs.values() if run.meta.gold_by), "")
+        if by:
+            found.append((t.track, by))
+    return found
+
+
 def _e(value: Any) -> str:
     return html.escape(str(value))
 
@@ -335,6 +345,9 @@ def render_html(verdict: dict[str, Any] | None, tracks: list[TrackData], pricing
         out.append(f"<p class='standin'><b>Note:</b> {_e(STANDIN_NOTE.format(hosted['description']))}</p>")
     elif hosted:
         out.append(f"<p>Hosted model: {_e(hosted['description'])}</p>")
+    for track, labelled_by in _labelled(tracks):
+        note = _e(agreement_note(labelled_by))
+        out.append(f"<p class='standin' id='agreement-{track}'><b>{track}:</b> {note}.</p>")
     out.append("<table id='verdicts'><tr><th>track</th><th>verdict</th><th>why</th></tr>")
     for t in tracks:
         out.append(
@@ -455,6 +468,8 @@ def render_markdown(verdict: dict[str, Any] | None, tracks: list[TrackData], pri
         ]
     elif hosted:
         lines += [f"Hosted model: {hosted['description']}", ""]
+    for track, labelled_by in _labelled(tracks):
+        lines += [f"> **{track}:** {agreement_note(labelled_by)}.", ""]
     lines += ["| track | verdict | why |", "|---|---|---|"]
     lines += [f"| {t.track} | **{VERDICTS[t.verdict]}** | {t.reason} |" for t in tracks]
     for t in tracks:

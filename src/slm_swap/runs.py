@@ -39,6 +39,8 @@ class RunMeta:
     inputs: dict[str, Any] = field(default_factory=dict)
     started_at: str = ""
     finished_at: str = ""
+    # The hosted model whose answers are the split's gold (`slm-swap label`); "" for independent gold.
+    gold_by: str = ""
     versions: dict[str, str] = field(
         default_factory=lambda: {"slm_swap": __version__, "python": platform.python_version()}
     )
@@ -91,7 +93,7 @@ RUN_SCHEMA: dict[str, Any] = {
             "properties": {
                 "track": {"enum": list(TRACKS)},
                 **{k: _TEXT for k in ("split", "dataset", "dataset_sha256", "model_kind", "model")},
-                **{k: _TEXT for k in ("started_at", "finished_at")},
+                **{k: _TEXT for k in ("started_at", "finished_at", "gold_by")},
                 "adapter": {"type": ["string", "null"]},
                 "constrained": {"type": "boolean"},
                 "settings": {"type": "object"},

@@ -21,13 +21,19 @@ class Setting:
     secret: bool = False  # never shown as a default, never written
 
 
-SOURCES = ("xlam", "bfcl", "openai")
+SOURCES = ("xlam", "bfcl", "openai", "langfuse")
 SOURCE = Setting(
     "--source",
     "xlam",
     None,
-    "xLAM function-calling file, BFCL data from the bfcl-eval wheel, or a team's own conversations in "
-    "OpenAI's chat format (JSON Lines of messages and tools).",
+    "xLAM function-calling file, BFCL data from the bfcl-eval wheel, or a team's own conversations: in "
+    "OpenAI's chat format (JSON Lines of messages and tools), or a Langfuse dataset.",
+)
+LANGFUSE_DATASET = Setting(
+    "--langfuse-dataset",
+    None,
+    None,
+    "langfuse: the dataset's name (read with LANGFUSE_HOST, LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY).",
 )
 DATASET_PATH = Setting(
     "--dataset-path",

@@ -129,6 +129,14 @@ class DeliveryReport:
     message: str | None = None
 
 
+@dataclass(frozen=True)
+class ItemOutcome:
+    """A model's answer to one dataset item and its metric scores."""
+
+    output: str
+    scores: Mapping[str, float]
+
+
 class GenerationTrace(ABC):
     """One model call inside a run; `observation_id` is None when tracing is off."""
 
@@ -202,6 +210,18 @@ class Tracer(ABC):
     @abstractmethod
     def flush(self) -> DeliveryReport:
         """Block until everything sent so far is delivered or has failed; never raises."""
+
+    def dataset_run(  # noqa: B027 - a no-op default is the point
+        self,
+        dataset: str,
+        run: str,
+        items: Mapping[str, ItemOutcome],
+        *,
+        description: str,
+        metadata: Mapping[str, Any],
+    ) -> None:
+        """Records answers to items of a Langfuse dataset (by item id) as one dataset run (experiment)
+        named `run`, each item linked to its trace with its scores; never raises."""
 
     def close(self) -> None:  # noqa: B027 - a no-op default is the point
         """Flush and release threads and connections; idempotent, never raises.
@@ -546,6 +566,45 @@ class LangfuseTracer(Tracer):
             self._ledger.span_ended()
             with _guard(self._ledger):
                 root.end()
+
+    def dataset_run(
+        self,
+        dataset: str,
+        run: str,
+        items: Mapping[str, ItemOutcome],
+        *,
+        description: str,
+        metadata: Mapping[str, Any],
+    ) -> None:
+        # The SDK's public experiment runner makes the dataset run: one trace per item, linked to the
+        # item, with the scores on the item's task observation. The answers exist already; the task only
+        # hands each back, one item at a time, so the evaluator knows which item it scores.
+        from langfuse import Evaluation
+
+        with _guard(self._ledger):
+            chosen = [i for i in self._client.get_dataset(dataset).items if i.id in items]
+            current: dict[str, str] = {}
+
+            def task(*, item: Any, **_: Any) -> str:
+                current["id"] = item.id
+                return items[item.id].output
+
+            def metrics(**_: Any) -> list[Evaluation]:
+                scores = items[current["id"]].scores
+                for _score in scores:
+                    self._ledger.score_created()
+                return [Evaluation(name=name, value=float(value)) for name, value in scores.items()]
+
+            self._client.run_experiment(
+                name=run,
+                run_name=run,
+                description=description,
+                data=chosen,
+                task=task,
+                evaluators=[metrics],
+                max_concurrency=1,
+                metadata=dict(metadata),
+            )
 
     def flush(self) -> DeliveryReport:
         with _guard(self._ledger):

@@ -21,7 +21,7 @@ before the assistant's answer (label those with `slm-swap label`).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -216,3 +216,47 @@ def convert_row(data: Any, where: str, source: str = "openai") -> SourceRow:
     if not answer.calls:
         raise RowLeftOut(NO_CALL)
     return conversation.source_row(answer.calls, conversation.turns[:-1], source)
+
+
+# --- writing the format ----------------------------------------------------------------------------------
+
+
+def assistant_message(
+    calls: Sequence[ToolCall], content: str | None = None, first: int = 0
+) -> dict[str, Any]:
+    """An assistant message making `calls`, as the API returns it (ids `call_<n>` from `first`)."""
+    return {
+        "role": "assistant",
+        "content": content,
+        "tool_calls": [
+            {
+                "id": f"call_{first + i}",
+                "type": "function",
+                "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)},
+            }
+            for i, c in enumerate(calls)
+        ],
+    }
+
+
+def openai_tool(tool: ToolSpec) -> dict[str, Any]:
+    return {"type": "function", "function": tool.to_json()}
+
+
+def conversation_messages(row: SourceRow) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A row as the messages of the request (system text, the request, later turns) and its answer: the
+    inverse of `convert_row` for any source, so a prepared row can be written in this format."""
+    messages: list[dict[str, Any]] = []
+    if row.instructions:
+        messages.append({"role": "system", "content": row.instructions})
+    messages.append({"role": "user", "content": row.query})
+    made = 0
+    for turn in row.turns:
+        if turn.role == "assistant":
+            messages.append(assistant_message(turn.calls, turn.content or None, made))
+            made += len(turn.calls)
+        elif turn.role == "tool":
+            messages.append({"role": "tool", "name": turn.name, "content": turn.content})
+        else:
+            messages.append({"role": "user", "content": turn.content})
+    return messages, assistant_message(row.gold, None, made)

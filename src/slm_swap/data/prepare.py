@@ -103,9 +103,36 @@ def openai_source(path: Path) -> Source:
     return Source(str(path), rows, identity)
 
 
-def source_for(kind: str, path: Path | None, bfcl_category: str) -> Source:
-    """The source a command's `--source`, `--dataset-path` and `--bfcl-category` name. xLAM defaults to
-    the shipped sample, BFCL to the bfcl-eval wheel (fetched once); an OpenAI-format file must be given."""
+def langfuse_source(name: str) -> Source:
+    """The items of a Langfuse dataset (`langfuse_datasets.py`), fetched once, at the first read."""
+    from slm_swap.data import langfuse_datasets
+
+    fetched: list[Any] = []
+
+    def items() -> list[Any]:
+        if not fetched:
+            fetched.append(langfuse_datasets.fetch_items(name, langfuse_datasets.client()))
+        return list(fetched[0])
+
+    def rows() -> Iterator[tuple[str, Callable[[], SourceRow]]]:
+        yield from langfuse_datasets.rows(name, items())
+
+    def identity() -> dict[str, Any]:
+        return {"kind": "langfuse", "dataset": name, "sha256": langfuse_datasets.content_digest(items())}
+
+    return Source(f"langfuse dataset {name!r}", rows, identity)
+
+
+def source_for(
+    kind: str, path: Path | None, bfcl_category: str, langfuse_dataset: str | None = None
+) -> Source:
+    """The source a command's `--source`, `--dataset-path`, `--bfcl-category` and `--langfuse-dataset`
+    name. xLAM defaults to the shipped sample, BFCL to the bfcl-eval wheel (fetched once); an
+    OpenAI-format file and a Langfuse dataset must be named."""
+    if kind == "langfuse":
+        if not langfuse_dataset:
+            raise InputError("--source langfuse", None, "needs a dataset", "pass --langfuse-dataset NAME")
+        return langfuse_source(langfuse_dataset)
     if kind == "bfcl":
         return bfcl_source(path or bfcl.fetch_wheel(), bfcl_category)
     if kind == "openai":
@@ -204,6 +231,7 @@ class PrepareResult:
     unknown_types: dict[str, int]
     kept: list[Path] = field(default_factory=list)
     left_out: dict[str, int] = field(default_factory=dict)
+    rows: dict[str, list[SourceRow]] = field(default_factory=dict)  # per split, as written
 
 
 def _write_splits(out_dir: Path, splits: dict[str, list[SourceRow]], inputs: dict[str, Any]) -> list[Path]:
@@ -268,6 +296,7 @@ def prepare(
         found.skipped,
         dict(found.unknown_types),
         left_out=dict(found.left_out),
+        rows=splits,
     )
 
 

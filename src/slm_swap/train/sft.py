@@ -18,7 +18,7 @@ import platform
 import shutil
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -190,13 +190,17 @@ def _digest(model: Any) -> str:
     return digest.hexdigest()
 
 
-def build_trainer(config: TrainConfig) -> Built:
-    """Loads the data and the base model and builds the SFT trainer (nothing is trained yet)."""
+def build_trainer(config: TrainConfig, on_step: Callable[[int, int], None] | None = None) -> Built:
+    """Loads the data and the base model and builds the SFT trainer (nothing is trained yet).
+    `on_step(step, steps)` is called after each optimizer step; the trainer's per-step dictionaries are
+    printed only under `--verbose` (they are kept in the card's loss history either way)."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import TrainerCallback
+    from transformers import PrinterCallback, TrainerCallback
     from trl import SFTConfig, SFTTrainer
+
+    from slm_swap.console import verbose
 
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     train_rows = _rows(read_examples(config.train), config.track, config.train)
@@ -262,6 +266,8 @@ def build_trainer(config: TrainConfig) -> Built:
 
     class StopOnInterrupt(TrainerCallback):
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if on_step is not None:
+                on_step(state.global_step, state.max_steps)
             if stop["stop"]:
                 control.should_save = True
                 control.should_training_stop = True
@@ -277,6 +283,8 @@ def build_trainer(config: TrainConfig) -> Built:
         peft_config=lora,
         callbacks=[StopOnInterrupt()],
     )
+    if not verbose():
+        trainer.remove_callback(PrinterCallback)
     for split, path in (("train", config.train), ("eval", config.val)):
         dataset = getattr(trainer, f"{split}_dataset")
         if dataset is not None and len(dataset) == 0:
@@ -308,10 +316,16 @@ def train_inputs(config: TrainConfig) -> dict[str, Any]:
     }
 
 
-def train(config: TrainConfig, tracer: Tracer, *, session_id: str | None = None) -> TrainResult:
+def train(
+    config: TrainConfig,
+    tracer: Tracer,
+    *,
+    session_id: str | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> TrainResult:
     """Fine-tunes a LoRA adapter and writes it, with its tokenizer and card, to `config.out`; the trace
     joins `session_id` when given (a `slm-swap run`)."""
-    built = build_trainer(config)
+    built = build_trainer(config, on_step)
     trainer, tokenizer, engine, precision, stop = (
         built.trainer,
         built.tokenizer,

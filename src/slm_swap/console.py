@@ -1,0 +1,44 @@
+"""A quiet console: by default the libraries keep their progress bars, advice and warnings to themselves.
+
+slm-swap shows one line or one progress bar per stage (with rate and time left); transformers' loading
+and tokenising bars, the hub's download bars, datasets' map bars, deprecation and advisory warnings and
+the trainer's per-step dictionaries are held back. `slm-swap --verbose` (or `SLM_SWAP_VERBOSE=1`) lets
+them through. The settings go into the environment, so processes slm-swap starts (the stand-in server,
+training launchers) are as quiet as the command that started them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+VERBOSE_ENV = "SLM_SWAP_VERBOSE"
+QUIET_ENV = {
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # the hub's and transformers' bars (loading weights)
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",  # datasets' map and tokenising bars
+    "TRANSFORMERS_VERBOSITY": "error",
+    "DATASETS_VERBOSITY": "error",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    "TOKENIZERS_PARALLELISM": "false",  # else a warning at every fork of a process that has tokenised
+    "PYTHONWARNINGS": "ignore",  # for the processes started from here
+}
+LIBRARIES = ("transformers", "datasets", "peft", "trl", "accelerate", "torch", "httpx", "urllib3")
+
+
+def verbose() -> bool:
+    return os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+
+
+def configure(verbose_output: bool) -> None:
+    """Sets the console for this process and the ones it starts (before any library is imported)."""
+    if verbose_output:
+        os.environ[VERBOSE_ENV] = "1"
+        return
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    for name in LIBRARIES:
+        logging.getLogger(name).setLevel(logging.ERROR)

@@ -1,0 +1,191 @@
+"""Langfuse datasets: `prepare --source langfuse` (paged reading through the real SDK client),
+`prepare --to-langfuse`, and every eval on such a split becoming a dataset run. The server is the
+stand-in receiver (a fake that speaks Langfuse's public API and OTLP), driven by the real SDK."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from slm_swap.cli import main
+from slm_swap.files import read_examples
+from tests.langfuse_receiver import LangfuseReceiver
+from tests.openai_server import FakeOpenAIServer
+from tests.test_openai_source import BOOK, WEATHER, call, user
+
+
+def item(i: int, **extra: Any) -> dict[str, Any]:
+    city = f"City{i}"
+    return {
+        "id": f"item-{i}",
+        "input": {"messages": [user(f"Weather in {city}?")], "tools": [WEATHER, BOOK]},
+        "expectedOutput": {"tool_calls": [call("get_weather", {"city": city})]},
+        **extra,
+    }
+
+
+@pytest.fixture
+def langfuse(
+    workspace: Path, langfuse_receiver: LangfuseReceiver, monkeypatch: pytest.MonkeyPatch
+) -> LangfuseReceiver:
+    monkeypatch.setenv("LANGFUSE_HOST", langfuse_receiver.url)
+    monkeypatch.setenv("LANGFUSE_SECRET_KEY", "sk-lf-secret")
+    fresh_key(monkeypatch)
+    return langfuse_receiver
+
+
+def fresh_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The SDK keeps one client per public key per process; each traced command here gets its own key.
+    monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", f"pk-lf-{secrets.token_hex(4)}")
+
+
+def prepare(*args: str) -> Any:
+    return CliRunner().invoke(main, ["prepare", *args])
+
+
+def test_a_dataset_is_read_page_by_page_into_both_tracks(langfuse: LangfuseReceiver) -> None:
+    items = [item(i) for i in range(57)]
+    items[3] = item(3, expectedOutput=[call("get_weather", {"city": "City3"})])  # the calls as a list
+    items[4] = item(
+        4, expectedOutput={"role": "assistant", "tool_calls": [call("get_weather", {"city": "C"})]}
+    )
+    items[5] = item(5, expectedOutput=None)  # no answer yet
+    items[6] = item(6, status="ARCHIVED")
+    langfuse.add_dataset("support-traffic", items)
+    sizes = ["--train-size", "40", "--val-size", "5", "--test-size", "10"]
+    result = prepare("--source", "langfuse", "--langfuse-dataset", "support-traffic", *sizes)
+    assert result.exit_code == 0, result.output
+    assert "57 rows read, 0 skipped" in result.output
+    assert "left out 1 row: the conversation ends before the assistant's answer" in result.output
+    assert "left out 1 row: archived in Langfuse" in result.output
+    pages = [r.query["page"] for r in langfuse.requests if r.path == "/api/public/dataset-items"]
+    assert pages == [["1"], ["2"]]  # 50 items a page
+    examples = {
+        e.id: e
+        for s in ("train", "val", "test")
+        for e in read_examples(Path(f"02_dataset/toolcall/{s}.jsonl"))
+    }
+    assert len(examples) == 55 and "langfuse-item-5" not in examples and "langfuse-item-6" not in examples
+    if "langfuse-item-4" in examples:
+        assert examples["langfuse-item-4"].gold[0].arguments == {"city": "C"}
+    manifest = json.loads(Path("02_dataset/prepared.json").read_text())
+    assert manifest["inputs"]["source"]["kind"] == "langfuse"
+    assert manifest["inputs"]["source"]["dataset"] == "support-traffic"
+    assert "sk-lf-secret" not in Path("02_dataset/prepared.json").read_text()
+
+
+def test_bad_items_and_a_missing_dataset_or_key_are_named(
+    langfuse: LangfuseReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = ["--train-size", "1", "--val-size", "0", "--test-size", "0"]
+    langfuse.add_dataset("bad", [item(1, expectedOutput={"tool_calls": [call("send_mail", {})]}), item(2)])
+    result = prepare("--source", "langfuse", "--langfuse-dataset", "bad", *sizes)
+    assert result.exit_code == 2
+    assert "langfuse dataset 'bad':item item-1: messages[1].tool_calls[0] calls 'send_mail'" in result.output
+    langfuse.add_dataset("odd", [item(1, expectedOutput="get_weather(City1)")])
+    odd = prepare("--source", "langfuse", "--langfuse-dataset", "odd", *sizes)
+    assert odd.exit_code == 2 and "expectedOutput is not tool calls" in odd.output
+    missing = prepare("--source", "langfuse", "--langfuse-dataset", "nope", *sizes)
+    assert missing.exit_code == 2 and "langfuse dataset 'nope': no such dataset" in missing.output
+    assert prepare("--source", "langfuse", *sizes).exit_code == 2
+    monkeypatch.delenv("LANGFUSE_SECRET_KEY")
+    keyless = prepare("--source", "langfuse", "--langfuse-dataset", "bad", *sizes)
+    assert keyless.exit_code == 2 and "LANGFUSE_SECRET_KEY" in keyless.output
+    assert not Path("02_dataset").exists()
+
+
+def test_a_prepared_split_goes_to_langfuse_and_comes_back_the_same(langfuse: LangfuseReceiver) -> None:
+    sizes = ["--train-size", "4", "--val-size", "2", "--test-size", "6"]
+    sent = prepare(*sizes, "--to-langfuse", "from-sample")
+    assert sent.exit_code == 0, sent.output
+    assert "wrote 6 items of the test split to Langfuse dataset 'from-sample'" in sent.output
+    assert len(langfuse.items["from-sample"]) == 6
+    original = read_examples(Path("02_dataset/toolcall/test.jsonl"))
+    again = prepare(
+        "--source",
+        "langfuse",
+        "--langfuse-dataset",
+        "from-sample",
+        "--out-dir",
+        "back",
+        "--train-size",
+        "0",
+        "--val-size",
+        "0",
+        "--test-size",
+        "6",
+    )
+    assert again.exit_code == 0, again.output
+    back = {e.id.removeprefix("langfuse-"): e for e in read_examples(Path("back/toolcall/test.jsonl"))}
+    for example in original:
+        returned = back[example.id]
+        assert returned.messages() == example.messages() and returned.completion == example.completion
+        assert returned.gold == example.gold
+    # Uploading again replaces items of the same id rather than adding duplicates.
+    assert prepare(*sizes, "--to-langfuse", "from-sample").exit_code == 0
+    assert len(langfuse.items["from-sample"]) == 6
+
+
+def test_each_eval_on_a_dataset_split_becomes_a_dataset_run(
+    langfuse: LangfuseReceiver,
+    openai_server: FakeOpenAIServer,
+    tiny_model: Path,
+    tiny_adapter: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    langfuse.add_dataset("traffic", [item(i) for i in range(6)])
+    sizes = ["--train-size", "2", "--val-size", "1", "--test-size", "3"]
+    assert prepare("--source", "langfuse", "--langfuse-dataset", "traffic", *sizes).exit_code == 0
+    monkeypatch.delenv("LANGFUSE_DISABLED", raising=False)
+    tests = read_examples(Path("02_dataset/toolcall/test.jsonl"))
+    for example in tests:
+        openai_server.answers[example.prompt] = example.completion  # a hosted model that is always right
+    hosted = [
+        "--model-kind",
+        "openai",
+        "--base-url",
+        openai_server.openai_url,
+        "--api-key",
+        "test-key",
+        "--model",
+        "gpt-x",
+    ]
+    slm = ["--model-kind", "slm", "--model-path", str(tiny_model), "--max-new-tokens", "4"]
+    for args in (hosted, slm, [*slm, "--adapter", str(tiny_adapter)]):
+        fresh_key(monkeypatch)
+        result = CliRunner().invoke(main, ["eval", "--track", "toolcall", *args])
+        assert result.exit_code == 0, result.output
+        assert "warning" not in result.output, result.output
+
+    runs: dict[str, dict[str, str]] = {}  # run name -> item id -> trace id
+    for span in langfuse.spans:
+        name = span.attr("langfuse.experiment.name")
+        if name and span.name == "experiment-item-task":
+            runs.setdefault(name, {})[span.attr("langfuse.experiment.item.id")] = span.trace_id
+    assert sorted(runs) == [
+        "toolcall test · SLM + adapter · tiny",
+        "toolcall test · SLM · tiny",
+        "toolcall test · hosted (openai) · gpt-x",
+    ], sorted(runs)
+    item_ids = {e.id.removeprefix("langfuse-") for e in tests}
+    dataset_id = langfuse.datasets["traffic"]["id"]
+    for name, linked in runs.items():
+        assert set(linked) == item_ids, name
+        tasks = [
+            s
+            for s in langfuse.spans
+            if s.attr("langfuse.experiment.name") == name and s.name == "experiment-item-task"
+        ]
+        assert {s.attr("langfuse.experiment.dataset.id") for s in tasks} == {dataset_id}
+    hosted_run = runs["toolcall test · hosted (openai) · gpt-x"]
+    scores = [
+        s
+        for s in langfuse.scores
+        if s.get("traceId") in set(hosted_run.values()) and s["name"] == "ast_match"
+    ]
+    assert len(scores) == 3 and all(s["value"] == 1.0 and s.get("observationId") for s in scores)
