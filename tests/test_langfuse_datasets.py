@@ -168,8 +168,8 @@ def test_each_eval_on_a_dataset_split_becomes_a_dataset_run(
         if name and span.name == "experiment-item-task":
             runs.setdefault(name, {})[span.attr("langfuse.experiment.item.id")] = span.trace_id
     assert sorted(runs) == [
-        "toolcall test · SLM + adapter · tiny",
-        "toolcall test · SLM · tiny",
+        "toolcall test · SLM + adapter · tiny-llama",
+        "toolcall test · SLM · tiny-llama",
         "toolcall test · hosted (openai) · gpt-x",
     ], sorted(runs)
     item_ids = {e.id.removeprefix("langfuse-") for e in tests}
@@ -189,3 +189,81 @@ def test_each_eval_on_a_dataset_split_becomes_a_dataset_run(
         if s.get("traceId") in set(hosted_run.values()) and s["name"] == "ast_match"
     ]
     assert len(scores) == 3 and all(s["value"] == 1.0 and s.get("observationId") for s in scores)
+
+
+def test_labelled_traffic_through_langfuse_runs_the_whole_loop_into_dataset_runs(
+    langfuse: LangfuseReceiver,
+    openai_server: FakeOpenAIServer,
+    tiny_model: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A new user's path: unlabelled logs → `label` (the hosted model) → a Langfuse dataset (`--to-langfuse`)
+    → `run --source langfuse`: the hosted model, the SLM and the SLM + adapter each become a dataset run."""
+    from tests.test_label import prompt_of
+    from tests.test_openai_source import row, write
+
+    cities = ["Lyon", "Oslo", "Kyiv", "Lima", "Pune", "Bern", "Nice", "Graz", "Cork", "Riga"]
+    rows = [row(user(f"Weather in {city}?"), id=city) for city in cities]
+    write(Path("log.jsonl"), rows)
+    for logged, city in zip(rows, cities, strict=True):
+        openai_server.answers[prompt_of(logged)] = (
+            f'<tool_call name="get_weather">{{"city": "{city}"}}</tool_call>'
+        )
+    for name, value in {
+        "AZURE_ENDPOINT": openai_server.azure_root,
+        "AZURE_DEPLOYMENT": "gpt-test",
+        "AZURE_API_KEY": "test-key",
+        "AZURE_API_VERSION": "2024-05-01-preview",
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert (
+        CliRunner()
+        .invoke(main, ["label", "--input", "log.jsonl", "--out", "labelled.jsonl", "--model-kind", "azure"])
+        .exit_code
+        == 0
+    )
+    every = ["--train-size", "0", "--val-size", "0", "--test-size", "10", "--out-dir", "upload"]
+    sent = prepare(
+        "--source", "openai", "--dataset-path", "labelled.jsonl", *every, "--to-langfuse", "traffic"
+    )
+    assert sent.exit_code == 0 and "wrote 10 items" in sent.output, sent.output
+
+    monkeypatch.delenv("LANGFUSE_DISABLED", raising=False)
+    fresh_key(monkeypatch)
+    argv = ["run", "--source", "langfuse", "--langfuse-dataset", "traffic", "--tracks", "toolcall"]
+    argv += ["--model-path", str(tiny_model), "--train-size", "4", "--val-size", "2", "--test-size", "4"]
+    argv += ["--max-new-tokens", "8", "--max-length", "512", "--train-batch-size", "2"]
+    result = CliRunner().invoke(main, argv)
+    assert result.exit_code == 0, result.output
+    assert "agreement with the hosted model" in result.output
+    names = {s.attr("langfuse.experiment.name") for s in langfuse.spans if s.name == "experiment-item-task"}
+    assert names == {
+        "toolcall test · hosted (azure) · gpt-test",
+        "toolcall test · SLM · tiny-llama",
+        "toolcall test · SLM + adapter · tiny-llama",
+    }, names
+    assert "sk-lf-secret" not in "".join(p.read_text(errors="replace") for p in Path("05_eval").iterdir())
+
+
+def test_each_item_of_a_dataset_run_has_its_own_trace_whatever_span_is_open(
+    langfuse_receiver: LangfuseReceiver,
+) -> None:
+    """The SDK's experiment runner parents on the thread's current span; a caller's open span must not
+    fold every item of every run into one trace."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from slm_swap.tracing import ItemOutcome, LangfuseSettings, LangfuseTracer
+
+    langfuse_receiver.add_dataset("d", [item(i) for i in range(2)])
+    tracer = LangfuseTracer(LangfuseSettings(f"pk-lf-{secrets.token_hex(4)}", "sk", langfuse_receiver.url))
+    outer = TracerProvider().get_tracer("caller")
+    answers = {f"item-{i}": ItemOutcome("answer", {"ast_match": 1.0}) for i in range(2)}
+    with outer.start_as_current_span("an open span") as span:
+        for run in ("a", "b"):
+            tracer.dataset_run("d", run, answers, description="", metadata={})
+        open_trace = format(span.get_span_context().trace_id, "032x")
+    assert tracer.flush().delivered
+    tracer.close()
+    tasks = [s for s in langfuse_receiver.spans if s.name == "experiment-item-task"]
+    assert len(tasks) == 4 and len({s.trace_id for s in tasks}) == 4
+    assert open_trace not in {s.trace_id for s in tasks}

@@ -369,3 +369,29 @@ def test_a_second_client_for_one_public_key_is_refused_not_misrouted(
         LangfuseTracer(LangfuseSettings(first.settings.public_key, SECRET, "http://127.0.0.1:1"), timeout_s=1)
     record_run(first, generations=1)
     assert first.flush().delivered
+
+
+def test_ids_differ_between_runs_even_after_the_model_seeds_random(
+    langfuse_receiver: LangfuseReceiver, open_tracer: OpenTracer
+) -> None:
+    """Loading a model seeds Python's `random` with 42 in every process; trace, span and score ids must not
+    follow it, or every run would reuse the last one's ids and Langfuse would merge them."""
+    import random
+
+    trace_ids = []
+    for _ in range(2):
+        tracer = open_tracer(langfuse_receiver.url)
+        random.seed(42)
+        trace_ids.append(record_run(tracer))
+        assert tracer.flush().delivered
+    assert trace_ids[0] != trace_ids[1]
+    span_ids = [s.span_id for s in langfuse_receiver.spans]
+    assert len(span_ids) == len(set(span_ids))
+    score_ids = [s["id"] for s in langfuse_receiver.scores]
+    assert len(score_ids) == 8 and len(set(score_ids)) == 8
+    random.seed(42)
+    state = random.random()
+    random.seed(42)
+
+    open_tracer(langfuse_receiver.url).dataset_run("none", "r", {}, description="", metadata={})
+    assert random.random() == state  # the caller's seeded sequence is left as it was

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import secrets
 import threading
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -368,6 +370,38 @@ class _Ledger:
         return DeliveryReport(delivered=False, sent=sent, failed=failed, message=message)
 
 
+def _new_id() -> str:
+    """An id for a score: from the OS, never from `random`, which model loading seeds (42) in every
+    process, so its ids would be the same in every run and Langfuse would merge them."""
+    return secrets.token_hex(8)
+
+
+@contextmanager
+def _ids_from_the_os() -> Iterator[None]:
+    """Runs SDK code that draws ids from the `random` module (its experiment runner's score ids) on a
+    state seeded from the OS, and gives the caller its own (seeded) state back afterwards."""
+    state = random.getstate()
+    random.seed(os.urandom(16))
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
+def _id_generator() -> Any:
+    """Trace and span ids from the OS (OpenTelemetry's default draws them from `random`; see `_new_id`)."""
+    from opentelemetry.sdk.trace.id_generator import IdGenerator
+
+    class OsIds(IdGenerator):
+        def generate_span_id(self) -> int:
+            return int.from_bytes(os.urandom(8), "big") or 1
+
+        def generate_trace_id(self) -> int:
+            return int.from_bytes(os.urandom(16), "big") or 1
+
+    return OsIds()
+
+
 @contextmanager
 def _guard(ledger: _Ledger) -> Iterator[None]:
     # Tracing must never change a run's outcome: an SDK error becomes a delivery failure instead.
@@ -408,7 +442,11 @@ class _LangfuseGeneration(GenerationTrace):
         self._ledger.score_created()
         with _guard(self._ledger):
             self._generation.score(
-                name=name, value=float(value), data_type=ScoreDataType.NUMERIC, comment=comment
+                name=name,
+                value=float(value),
+                score_id=_new_id(),
+                data_type=ScoreDataType.NUMERIC,
+                comment=comment,
             )
 
 
@@ -480,7 +518,11 @@ class _LangfuseRun(RunTrace):
         self._ledger.score_created()
         with _guard(self._ledger):
             self._root.score_trace(
-                name=name, value=float(value), data_type=ScoreDataType.NUMERIC, comment=comment
+                name=name,
+                value=float(value),
+                score_id=_new_id(),
+                data_type=ScoreDataType.NUMERIC,
+                comment=comment,
             )
 
     def event(self, name: str, metadata: Mapping[str, Any]) -> None:
@@ -580,8 +622,11 @@ class LangfuseTracer(Tracer):
         # item, with the scores on the item's task observation. The answers exist already; the task only
         # hands each back, one item at a time, so the evaluator knows which item it scores.
         from langfuse import Evaluation
+        from opentelemetry import context
 
-        with _guard(self._ledger):
+        # An empty context, as for `run()`: each item's trace is its own, whatever span the caller has open.
+        token = context.attach(context.Context())
+        with _guard(self._ledger), _ids_from_the_os():
             chosen = [i for i in self._client.get_dataset(dataset).items if i.id in items]
             current: dict[str, str] = {}
 
@@ -605,6 +650,7 @@ class LangfuseTracer(Tracer):
                 max_concurrency=1,
                 metadata=dict(metadata),
             )
+        context.detach(token)
 
     def flush(self) -> DeliveryReport:
         with _guard(self._ledger):
@@ -717,6 +763,7 @@ def _open_client(
     unlimited = SpanLimits.UNSET
     provider = TracerProvider(
         resource=Resource({"service.name": "slm-swap"}),
+        id_generator=_id_generator(),
         sampler=ALWAYS_ON,
         span_limits=SpanLimits(max_span_attributes=unlimited, max_span_attribute_length=unlimited),
     )

@@ -156,7 +156,12 @@ def upload(name: str, rows: Sequence[SourceRow], api: Any, *, description: str) 
                 id=row.id,
                 input={"messages": messages, "tools": [openai_chat.openai_tool(t) for t in row.tools]},
                 expected_output={"tool_calls": answer["tool_calls"]},
-                metadata={"source": row.source, "slm_swap_id": row.id},
+                metadata={
+                    "source": row.source,
+                    "slm_swap_id": row.id,
+                    # Who wrote the answer travels with it: gold from the hosted model stays agreement.
+                    **({openai_chat.LABEL_KEY: {"model": row.labelled_by}} if row.labelled_by else {}),
+                },
             )
     except Exception as e:
         raise _refused(e, name) from e
