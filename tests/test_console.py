@@ -12,11 +12,12 @@ from click.testing import CliRunner
 
 from slm_swap.cli import main
 
-NOISE = ("Loading weights", "it/s]", "{'loss':", "Tokenizing", "Warning", "warn(")
+NOISE = ("Loading weights", "it/s]", "%|", "{'loss':", "Tokenizing", "Warning", "warn(", "adapter sha256")
 
 
 def slm_swap(*args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLM_SWAP_", "HF_", "TRANSFORMERS_"))}
+    quiet = ("SLM_SWAP_", "HF_", "TRANSFORMERS_", "DATASETS_", "TQDM_", "TOKENIZERS_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(quiet)}  # as a fresh shell has it
     env.pop("PYTHONWARNINGS", None)
     done = subprocess.run(
         [sys.executable, "-m", "slm_swap", *args], env=env, capture_output=True, text=True, timeout=600

@@ -17,6 +17,7 @@ VERBOSE_ENV = "SLM_SWAP_VERBOSE"
 QUIET_ENV = {
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # the hub's and transformers' bars (loading weights)
     "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",  # datasets' map and tokenising bars
+    "TQDM_DISABLE": "1",  # bars libraries draw with tqdm directly (transformers' GGUF conversion)
     "TRANSFORMERS_VERBOSITY": "error",
     "DATASETS_VERBOSITY": "error",
     "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from slm_swap import __version__
+from slm_swap.console import verbose
 from slm_swap.errors import ConfigError, SlmSwapError
 from slm_swap.files import read_examples, write_json
 from slm_swap.identity import ADAPTER_CARD, adapter_files_digest, checkpoint_digest, file_digest
@@ -200,8 +201,6 @@ def build_trainer(config: TrainConfig, on_step: Callable[[int, int], None] | Non
     from transformers import PrinterCallback, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    from slm_swap.console import verbose
-
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     train_rows = _rows(read_examples(config.train), config.track, config.train)
     val_rows = _rows(read_examples(config.val), config.track, config.val)
@@ -360,7 +359,9 @@ def train(
         train_losses = [h["loss"] for h in history if "loss" in h]
         val_loss = None if stop["stop"] else trainer.evaluate().get("eval_loss")
         digest = _digest(trainer.model)
-        print(f"rank {_local_rank()} adapter sha256 {digest}", flush=True)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 or verbose():
+            # Each rank's adapter, so a multi-GPU run shows that its ranks agree (the card keeps rank 0's).
+            print(f"rank {_local_rank()} adapter sha256 {digest}", flush=True)
         card: dict[str, Any] = {
             "format": "slm-swap.adapter/1",
             **metadata,
