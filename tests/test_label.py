@@ -161,22 +161,25 @@ def test_a_bad_row_is_named_and_nothing_is_asked(workspace: Path, openai_server:
     assert openai_server.requests == [] and not Path("labelled.jsonl").exists()
 
 
+def unlabelled_log_and_azure_teacher(server: FakeOpenAIServer, monkeypatch: Any) -> None:
+    """log.jsonl: ten unanswered weather requests; `server` as the Azure deployment that answers them."""
+    cities = ["Lyon", "Oslo", "Kyiv", "Lima", "Pune", "Bern", "Nice", "Graz", "Cork", "Riga"]
+    rows = [row(user(f"Weather in {city}?"), id=city) for city in cities]
+    write(Path("log.jsonl"), rows)
+    for logged, city in zip(rows, cities, strict=True):
+        server.answers[prompt_of(logged)] = f'<tool_call name="get_weather">{{"city": "{city}"}}</tool_call>'
+    monkeypatch.setenv("AZURE_ENDPOINT", server.azure_root)
+    monkeypatch.setenv("AZURE_DEPLOYMENT", "gpt-test")
+    monkeypatch.setenv("AZURE_API_KEY", "test-key")
+    monkeypatch.setenv("AZURE_API_VERSION", "2024-05-01-preview")
+
+
 def test_a_team_labels_its_traffic_and_runs_the_loop_on_it(
     workspace: Path, openai_server: FakeOpenAIServer, tiny_model: Path, monkeypatch: Any
 ) -> None:
     """Unlabelled logs → `label` with the hosted model (Azure-shaped stand-in) → `run --source openai`:
     the hosted side scores its own labels, and every place the verdict is shown says it is agreement."""
-    cities = ["Lyon", "Oslo", "Kyiv", "Lima", "Pune", "Bern", "Nice", "Graz", "Cork", "Riga"]
-    rows = [row(user(f"Weather in {city}?"), id=city) for city in cities]
-    write(Path("log.jsonl"), rows)
-    for logged, city in zip(rows, cities, strict=True):
-        openai_server.answers[prompt_of(logged)] = (
-            f'<tool_call name="get_weather">{{"city": "{city}"}}</tool_call>'
-        )
-    monkeypatch.setenv("AZURE_ENDPOINT", openai_server.azure_root)
-    monkeypatch.setenv("AZURE_DEPLOYMENT", "gpt-test")
-    monkeypatch.setenv("AZURE_API_KEY", "test-key")
-    monkeypatch.setenv("AZURE_API_VERSION", "2024-05-01-preview")
+    unlabelled_log_and_azure_teacher(openai_server, monkeypatch)
     labelled = CliRunner().invoke(
         main, ["label", "--input", "log.jsonl", "--out", "labelled.jsonl", "--model-kind", "azure"]
     )

@@ -199,23 +199,9 @@ def test_labelled_traffic_through_langfuse_runs_the_whole_loop_into_dataset_runs
 ) -> None:
     """A new user's path: unlabelled logs → `label` (the hosted model) → a Langfuse dataset (`--to-langfuse`)
     → `run --source langfuse`: the hosted model, the SLM and the SLM + adapter each become a dataset run."""
-    from tests.test_label import prompt_of
-    from tests.test_openai_source import row, write
+    from tests.test_label import unlabelled_log_and_azure_teacher
 
-    cities = ["Lyon", "Oslo", "Kyiv", "Lima", "Pune", "Bern", "Nice", "Graz", "Cork", "Riga"]
-    rows = [row(user(f"Weather in {city}?"), id=city) for city in cities]
-    write(Path("log.jsonl"), rows)
-    for logged, city in zip(rows, cities, strict=True):
-        openai_server.answers[prompt_of(logged)] = (
-            f'<tool_call name="get_weather">{{"city": "{city}"}}</tool_call>'
-        )
-    for name, value in {
-        "AZURE_ENDPOINT": openai_server.azure_root,
-        "AZURE_DEPLOYMENT": "gpt-test",
-        "AZURE_API_KEY": "test-key",
-        "AZURE_API_VERSION": "2024-05-01-preview",
-    }.items():
-        monkeypatch.setenv(name, value)
+    unlabelled_log_and_azure_teacher(openai_server, monkeypatch)
     assert (
         CliRunner()
         .invoke(main, ["label", "--input", "log.jsonl", "--out", "labelled.jsonl", "--model-kind", "azure"])
