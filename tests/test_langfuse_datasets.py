@@ -129,6 +129,12 @@ def test_a_prepared_split_goes_to_langfuse_and_comes_back_the_same(langfuse: Lan
     # Uploading again replaces items of the same id rather than adding duplicates.
     assert prepare(*sizes, "--to-langfuse", "from-sample").exit_code == 0
     assert len(langfuse.items["from-sample"]) == 6
+    onto_itself = prepare(
+        "--source", "langfuse", "--langfuse-dataset", "from-sample", "--to-langfuse", "from-sample",
+        "--train-size", "0", "--val-size", "0", "--test-size", "6",
+    )  # fmt: skip
+    assert onto_itself.exit_code == 2 and "is the dataset the rows come from" in onto_itself.output
+    assert len(langfuse.items["from-sample"]) == 6
 
 
 def test_each_eval_on_a_dataset_split_becomes_a_dataset_run(

@@ -174,6 +174,11 @@ def prepare(
     src = source_for(source, dataset_path, bfcl_category, langfuse_dataset)
     if to_langfuse and smoke:
         raise SlmSwapError("--to-langfuse writes a prepared split; it does not go with --smoke")
+    if to_langfuse and source == "langfuse" and to_langfuse == langfuse_dataset:
+        raise SlmSwapError(
+            f"--to-langfuse {to_langfuse!r} is the dataset the rows come from\n"
+            "  fix: write them to another dataset"
+        )
     if smoke:
         result = smoke_splits(src, out_dir, per_track=smoke_rows, seed=seed, skip_invalid=skip_invalid)
     else:
@@ -283,8 +288,16 @@ def label(input_path: Path, out: Path, force: bool, model_kind: str, **kw: Any) 
     with traced() as tracer:
         backend = make_backend(_options(model_kind, kw))
         try:
-            with _progress(f"label · {model_kind}", _unanswered(input_path)) as advance:
-                outcome = run_label(input_path, out, backend, tracer, force=force, on_answer=advance)
+            with _progress(f"label · {model_kind}", None) as advance:
+                outcome = run_label(
+                    input_path,
+                    out,
+                    backend,
+                    tracer,
+                    force=force,
+                    on_total=lambda n: advance(total=n),
+                    on_answer=advance,
+                )
         finally:
             backend.close()
     if outcome.resumed:
@@ -295,12 +308,6 @@ def label(input_path: Path, out: Path, force: bool, model_kind: str, **kw: Any) 
     )
     for reason, n in outcome.dropped.most_common():
         stdout.print(f"dropped {n}: {reason}")
-
-
-def _unanswered(path: Path) -> int:
-    from slm_swap.label import unanswered
-
-    return unanswered(path)
 
 
 @main.command(name="eval")
@@ -355,7 +362,7 @@ def eval_command(
 @contextmanager
 def _progress(label: str, total: int | None) -> Iterator[Callable[..., None]]:
     """A progress bar on stderr with rate and time left; yields the callback that advances it by one
-    (`total=`: for a stage that learns its length only as it starts)."""
+    (`total=` sets the length instead, for a stage that learns it only as it starts)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (
@@ -372,6 +379,7 @@ def _progress(label: str, total: int | None) -> Iterator[Callable[..., None]]:
         def advance(_: object = None, *, total: int | None = None) -> None:
             if total is not None:
                 progress.update(task, total=total)
+                return
             progress.advance(task)
             speed = progress.tasks[task].speed
             progress.update(task, rate=f"{speed:.2f} ex/s" if speed else "")
@@ -612,6 +620,7 @@ def train(
 
         def on_step(step: int, steps: int) -> None:
             advance(total=steps)
+            advance()
 
         result = run_train(config, tracer, on_step=on_step)
     if result.interrupted:

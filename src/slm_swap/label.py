@@ -77,11 +77,6 @@ def _read(path: Path) -> list[_Row]:
     return rows
 
 
-def unanswered(path: Path) -> int:
-    """How many conversations of `path` need a label (for the progress bar). Raises InputError."""
-    return sum(r.example is not None for r in _read(path))
-
-
 def check_answer(text: str, example: Example) -> tuple[tuple[ToolCall, ...], str | None]:
     """The calls of a teacher's answer, or why it cannot be a label."""
     parsed = parse_toolcall(text)
@@ -115,9 +110,11 @@ def label(
     tracer: Tracer,
     *,
     force: bool = False,
+    on_total: Callable[[int], None] | None = None,
     on_answer: Callable[[object], None] | None = None,
 ) -> LabelOutcome:
-    """Labels the unanswered conversations of `input_path` with `backend` and writes `out` (see above)."""
+    """Labels the unanswered conversations of `input_path` with `backend` and writes `out` (see above).
+    `on_total` hears how many need a label, once the file is read; `on_answer` hears each answer."""
     if out.exists() and not force:
         raise SlmSwapError(
             f"{out} already exists\n  fix: pass --force to replace it, or choose another --out"
@@ -126,6 +123,8 @@ def label(
         raise SlmSwapError(f"--out {out} is the input file\n  fix: write the labels to another file")
     rows = _read(input_path)
     examples = [r.example for r in rows if r.example is not None]
+    if on_total:
+        on_total(len(examples))
     meta = run_meta("toolcall", LABEL_SPLIT, input_path, backend)
     journal = Journal(out, meta)
     done = {} if force else journal.load()
