@@ -197,3 +197,46 @@ def test_two_process_ddp_over_gloo_ranks_agree(toy: None, tiny_model: Path) -> N
     assert card["adapter_sha256"] == digests["0"]
     # 8 rows, 2 per device on 2 ranks: 2 steps in the (default) one epoch.
     assert card["steps"] == 2
+
+
+def test_padding_free_batches_give_the_padded_loss_and_the_same_labels(
+    prepared: list[Example], tiny_model: Path
+) -> None:
+    """Rows of different lengths, as real ones are: the padded batch is a third padding or more. The model
+    keeps packed rows apart, so batches go padding-free; on the same batch both collations give one loss
+    and train on the very same answer tokens."""
+    import dataclasses
+
+    import torch
+
+    rows = []
+    for i, e in enumerate(prepared[:8]):
+        row = e.to_json()
+        row["prompt"] = f"Request {i}: " + "please " * (60 * i) + "ping the server."
+        row["completion"] = TOY_ANSWER
+        rows.append(row)
+    Path("long_train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    toy_split(prepared[:4], Path("toy_val.jsonl"))
+    built = build_trainer(config(tiny_model, "04_ft/pf", train=Path("long_train.jsonl")))
+    assert built.batches == "padding-free"
+    trainer = built.trainer
+    packed_collator = trainer.data_collator
+    padded_collator = dataclasses.replace(packed_collator, padding_free=False)
+    batch = [trainer.train_dataset[i] for i in range(4)]
+    packed, padded = packed_collator(batch), padded_collator(batch)
+    assert "attention_mask" not in packed and packed["input_ids"].shape[0] == 1
+    assert int(padded["attention_mask"].sum()) == packed["input_ids"].shape[1]  # no position is padding
+    assert padded["attention_mask"].float().mean() < 0.8  # while the padded batch pads a fifth or more
+    # The same answer tokens carry the loss (the completion mask is unchanged).
+    assert (
+        padded["labels"][padded["labels"] != -100].tolist()
+        == packed["labels"][packed["labels"] != -100].tolist()
+    )
+    model = trainer.model
+    model.eval()
+    with torch.no_grad():
+        loss_packed = model(
+            input_ids=packed["input_ids"], position_ids=packed["position_ids"], labels=packed["labels"]
+        ).loss
+        loss_padded = model(**padded).loss
+    assert math.isclose(float(loss_packed), float(loss_padded), rel_tol=1e-5)

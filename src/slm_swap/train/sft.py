@@ -87,6 +87,7 @@ class Built:
     engine: str
     precision: str
     stop: dict[str, bool]  # set by Ctrl-C: save a checkpoint and stop
+    batches: str = "padded"  # or "padding-free" (`use_padding_free`)
 
 
 @dataclass(frozen=True)
@@ -294,7 +295,51 @@ def build_trainer(config: TrainConfig, on_step: Callable[[int, int], None] | Non
                 f"{path}: no row keeps any of its answer within --max-length {config.max_length}\n"
                 "  fix: raise --max-length (the spec's default is 2048)"
             )
-    return Built(trainer, tokenizer, engine, precision, stop)
+    batches = "padded"
+    if engine != "unsloth" and use_padding_free(trainer):
+        batches = "padding-free"
+    return Built(trainer, tokenizer, engine, precision, stop, batches)
+
+
+def use_padding_free(trainer: Any) -> bool:
+    """Switches the trainer to padding-free batches when its model keeps packed rows apart.
+
+    A padded batch pads every row to the batch's longest (about a third of the positions on the shipped
+    sample), and the model computes over the padding. Padding-free, the rows of a batch are one sequence
+    whose position ids restart at each row, and attention is kept within each row (transformers builds
+    that mask from the position ids for sdpa and eager attention; flash attention takes the row lengths).
+    The rows, their truncation to --max-length and their completion-only labels are TRL's, unchanged; only
+    the collation differs. Whether the model really keeps packed rows apart is checked here, on the first
+    two training rows: their logits packed must equal their logits apart, else batches stay padded."""
+    import dataclasses
+
+    import torch
+
+    try:  # TRL's collator (a dataclass with a padding_free field); any other is left as it is
+        packed_collator: Any = dataclasses.replace(trainer.data_collator, padding_free=True)
+    except TypeError:
+        return False
+    rows = [trainer.train_dataset[i] for i in range(min(2, len(trainer.train_dataset)))]
+    if len(rows) < 2:
+        return False
+    rows = [{"input_ids": r["input_ids"][:32], "labels": r["labels"][:32]} for r in rows]
+    model = trainer.model
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            packed = packed_collator(rows)
+            logits = model(
+                input_ids=packed["input_ids"].to(device), position_ids=packed["position_ids"].to(device)
+            ).logits[0]
+            apart = [model(input_ids=torch.tensor([r["input_ids"]], device=device)).logits[0] for r in rows]
+        same = torch.allclose(logits.float(), torch.cat(apart).float(), atol=1e-3, rtol=1e-3)
+    finally:
+        model.train(was_training)
+    if same:
+        trainer.data_collator = packed_collator
+    return bool(same)
 
 
 def hyperparameters(config: TrainConfig) -> dict[str, Any]:
@@ -340,6 +385,7 @@ def train(
         "base_model": str(config.model_path),
         "engine": engine,
         "precision": precision,
+        "batches": built.batches,
         "strategy": config.strategy,
         **train_inputs(config),
     }
