@@ -148,10 +148,7 @@ def evaluate(
                 "  fix: pass --force to replace it, or choose another --out"
             )
     journal = Journal(out, meta)
-    done = {} if force else journal.load()
-    wanted = set(ids)
-    done = {k: v for k, v in done.items() if k in wanted}
-    journal.rewrite(done)
+    done = journal.resume(ids, fresh=force)
     resumed = len(done)
     meta = replace(meta, started_at=now_iso())
     todo = [e for e in examples if e.id not in done]

@@ -127,10 +127,7 @@ def label(
         on_total(len(examples))
     meta = run_meta("toolcall", LABEL_SPLIT, input_path, backend)
     journal = Journal(out, meta)
-    done = {} if force else journal.load()
-    wanted = {e.id for e in examples}
-    done = {k: v for k, v in done.items() if k in wanted}
-    journal.rewrite(done)
+    done = journal.resume((e.id for e in examples), fresh=force)
     outcome = LabelOutcome(resumed=len(done))
     todo = [e for e in examples if e.id not in done]
     with tracer.run(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,13 @@ class Journal:
                 break  # a line cut short by a crash, or damaged: everything before it is good
             result = ExampleResult.from_json(entry["result"])
             done[result.id] = result
+        return done
+
+    def resume(self, ids: Iterable[str], *, fresh: bool = False) -> dict[str, ExampleResult]:
+        """The journaled results for `ids` (none when `fresh`), the journal restarted with just those."""
+        wanted = set(ids)
+        done = {} if fresh else {k: v for k, v in self.load().items() if k in wanted}
+        self.rewrite(done)
         return done
 
     def rewrite(self, done: dict[str, ExampleResult]) -> None:
