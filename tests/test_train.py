@@ -20,10 +20,12 @@ from slm_swap.cli import main
 from slm_swap.errors import ConfigError
 from slm_swap.files import sha256_file
 from slm_swap.tracing import NullTracer
+from slm_swap.train.packing import ROWS, completion_loss
 from slm_swap.train.sft import CARD, TrainConfig, build_trainer, train
 from slm_swap.types import Example
 
 TOY_ANSWER = '<tool_call name="ping">{}</tool_call>'
+PRECISION = "float32"  # what `--precision auto` computes in on a CPU
 
 
 def toy_split(examples: list[Example], path: Path) -> Path:
@@ -68,7 +70,7 @@ def test_loss_covers_only_the_answer(toy: None, tiny_model: Path) -> None:
     prompt = [t for t, label in zip(row["input_ids"], row["labels"], strict=True) if label == -100]
     assert built.tokenizer.decode(answer) == TOY_ANSWER + "<|im_end|>\n"
     assert built.tokenizer.decode(prompt).endswith("<|im_start|>assistant\n")
-    assert built.engine == "trl+peft" and built.precision == "float32"
+    assert built.engine == "trl+peft" and built.precision == PRECISION
 
 
 def test_training_changes_lora_only_learns_and_is_reproducible(toy: None, tiny_model: Path) -> None:
@@ -81,7 +83,7 @@ def test_training_changes_lora_only_learns_and_is_reproducible(toy: None, tiny_m
     card = json.loads(Path("04_ft/a", CARD).read_text())
     assert math.isfinite(card["train_loss_first"]) and math.isfinite(first.val_loss or math.nan)
     assert card["train_loss_last"] < card["train_loss_first"] * 0.7  # learnable: the loss falls
-    assert card["engine"] == "trl+peft" and card["precision"] == "float32" and card["steps"] == 16
+    assert card["engine"] == "trl+peft" and card["precision"] == PRECISION and card["steps"] == 16
     assert card["train_sha256"] == sha256_file(Path("toy_train.jsonl"))
     assert card["hyperparameters"]["lora_r"] == 64 and card["hyperparameters"]["lora_alpha"] == 16
     assert {"torch", "transformers", "peft", "trl"} <= set(card["versions"])
@@ -199,6 +201,18 @@ def test_two_process_ddp_over_gloo_ranks_agree(toy: None, tiny_model: Path) -> N
     assert card["steps"] == 2
 
 
+def varied_rows(prepared: list[Example], path: Path) -> Path:
+    """Rows of different lengths, as real ones are: padded to a batch, a third of it or more is padding."""
+    rows = []
+    for i, e in enumerate(prepared[:8]):
+        row = e.to_json()
+        row["prompt"] = f"Request {i}: " + "please " * (60 * i) + "ping the server."
+        row["completion"] = TOY_ANSWER
+        rows.append(row)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
 def test_padding_free_batches_give_the_padded_loss_and_the_same_labels(
     prepared: list[Example], tiny_model: Path
 ) -> None:
@@ -209,13 +223,7 @@ def test_padding_free_batches_give_the_padded_loss_and_the_same_labels(
 
     import torch
 
-    rows = []
-    for i, e in enumerate(prepared[:8]):
-        row = e.to_json()
-        row["prompt"] = f"Request {i}: " + "please " * (60 * i) + "ping the server."
-        row["completion"] = TOY_ANSWER
-        rows.append(row)
-    Path("long_train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    varied_rows(prepared, Path("long_train.jsonl"))
     toy_split(prepared[:4], Path("toy_val.jsonl"))
     built = build_trainer(config(tiny_model, "04_ft/pf", train=Path("long_train.jsonl")))
     assert built.batches == "padding-free"
@@ -239,4 +247,49 @@ def test_padding_free_batches_give_the_padded_loss_and_the_same_labels(
             input_ids=packed["input_ids"], position_ids=packed["position_ids"], labels=packed["labels"]
         ).loss
         loss_padded = model(**padded).loss
+        # The loss through the LM head at the answer positions only is the full-logits loss.
+        loss_compact, _ = completion_loss(model, packed)
+        # Row-by-row attention is sdpa's over the block-diagonal mask of the packed rows.
+        base = model.get_base_model()
+        assert base.config._attn_implementation == ROWS
+        rows_logits = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"]).logits
+        base.set_attn_implementation("sdpa")
+        mask_logits = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"]).logits
     assert math.isclose(float(loss_packed), float(loss_padded), rel_tol=1e-5)
+    assert math.isclose(float(loss_compact), float(loss_packed), rel_tol=1e-5)
+    assert torch.allclose(rows_logits, mask_logits, atol=1e-5)
+
+
+def test_the_faster_step_trains_as_the_slower_one_step_by_step(
+    prepared: list[Example], tiny_model: Path
+) -> None:
+    """Padding-free batches, row-by-row attention and the loss at answer positions only, against TRL's
+    padded batches, sdpa and full-vocabulary loss: the same loss at every step, the same adapter (float32
+    and no dropout, so that only the arithmetic's order differs)."""
+    import dataclasses
+
+    import torch
+
+    varied_rows(prepared, Path("long_train.jsonl"))
+    toy_split(prepared[:4], Path("toy_val.jsonl"))
+    settings = {"train": Path("long_train.jsonl"), "epochs": 2.0, "lora_dropout": 0.0, "precision": "float32"}
+    fast = build_trainer(config(tiny_model, "04_ft/fast", **settings))
+    slow = build_trainer(config(tiny_model, "04_ft/slow", **settings))
+    assert fast.batches == "padding-free" and fast.trainer.compact_loss
+    slow.trainer.data_collator = dataclasses.replace(slow.trainer.data_collator, padding_free=False)
+    slow.trainer.model.get_base_model().set_attn_implementation("sdpa")
+    slow.trainer.compact_loss = False
+    losses = {}
+    for name, built in (("fast", fast), ("slow", slow)):
+        built.trainer.train()
+        losses[name] = [h["loss"] for h in built.trainer.state.log_history if "loss" in h]
+    assert len(losses["fast"]) == 4  # 8 rows, 4 a batch, 2 epochs
+    for a, b in zip(losses["fast"], losses["slow"], strict=True):
+        assert math.isclose(a, b, rel_tol=1e-4), losses
+    assert losses["fast"][-1] < losses["fast"][0]  # and it learns
+    weights = {
+        name: {k: v for k, v in built.trainer.model.named_parameters() if v.requires_grad}
+        for name, built in (("fast", fast), ("slow", slow))
+    }
+    for key, value in weights["fast"].items():
+        assert torch.allclose(value, weights["slow"][key], atol=1e-5, rtol=1e-3), key

@@ -582,6 +582,14 @@ def smoke(
 @click.option("--gradient-accumulation", type=int, default=1, show_default=True)
 @click.option("--load-in-4bit", is_flag=True, help="QLoRA (CUDA only); the default on CUDA is an 8-bit base.")
 @click.option("--save-steps", type=int, default=10, show_default=True, help="Checkpoint every N steps.")
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "float32", "bfloat16"]),
+    default="auto",
+    show_default=True,
+    help="The arithmetic. auto: bfloat16 mixed (float32 weights) on CUDA, float32 on a CPU; bfloat16 "
+    "also on a CPU with native bfloat16 (AVX512-BF16, AMX), faster there but learning less per step.",
+)
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --out.")
 @click.option(
     "--strategy",

@@ -1,0 +1,265 @@
+"""Does a LoRA fine-tune lift the embedded SLM on data nobody here wrote? A learning curve, through
+slm-swap's own commands.
+
+Trains the embedded model with the spec's defaults (or a `--recipe`) on the first N rows of a fixed pool,
+N = `--rows` (nested: the 32 rows are the first of the 128), and evaluates the untrained model and each
+adapter on BFCL's non-live simple_python and multiple rows (the same 40 + 40 as `bench/bfcl.py`: `prepare
+--source bfcl`, seed 42), free and grammar-constrained, toolcall track, with Wilson 95% intervals.
+
+The pool (`--source`):
+- `bfcl`: BFCL's live categories, which no test row comes from: live_simple and live_multiple, rows taken
+  in turn (live_simple has 258 rows; past them, live_multiple alone), 4 + 4 held out for validation;
+- `sample`: the shipped xLAM sample's toolcall rows.
+
+Every evaluation is a run file under `--work`, kept across invocations: a rerun only computes the points it
+lacks (a finished run file is not recomputed), and N = 0, the untrained model, is shared by both pools.
+Prints the curve, writes it as Markdown and as an SVG chart (`--out`, without suffix).
+
+    python bench/learning_curve.py [--source bfcl] [--rows 32 128 512] [--eval-rows 40]
+                                   [--modes free constrained] [--recipe NAME] [--work bench-curve]
+                                   [--out docs/learning_curve_bfcl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bfcl import wilson  # bench/bfcl.py, the decoding benchmark these rows are shared with
+from slm_swap.identity import ADAPTER_CARD
+
+EVAL_CATEGORIES = ("simple_python", "multiple")
+POOL_CATEGORIES = ("live_simple", "live_multiple")
+TRACK = "toolcall"
+VAL_PER_CATEGORY = 4
+
+
+def slm_swap(*args: str) -> str:
+    env = {**os.environ, "LANGFUSE_DISABLED": "1"}
+    done = subprocess.run([sys.executable, "-m", "slm_swap", *args], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"slm-swap {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def lines(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if line.strip()]
+
+
+def usable_rows(category: str) -> int:
+    """How many rows of a BFCL category `prepare` can use."""
+    from slm_swap.data.prepare import scan, source_for
+
+    return len(scan(source_for("bfcl", None, category), skip_invalid=False).usable)
+
+
+def bfcl_pool(work: Path, most: int) -> tuple[list[str], list[str]]:
+    """Train rows in turn from the live categories, and the validation rows (4 of each)."""
+    per_category: dict[str, list[str]] = {}
+    val: list[str] = []
+    for category in POOL_CATEGORIES:
+        out = work / "pool" / category
+        if not (out / TRACK / "train.jsonl").exists():
+            train = min(most, usable_rows(category) - VAL_PER_CATEGORY)
+            slm_swap("prepare", "--source", "bfcl", "--bfcl-category", category, "--out-dir", str(out),
+                     "--train-size", str(train), "--val-size", str(VAL_PER_CATEGORY),
+                     "--test-size", "0")  # fmt: skip
+        per_category[category] = lines(out / TRACK / "train.jsonl")
+        val += lines(out / TRACK / "val.jsonl")
+    pool: list[str] = []
+    queues = [list(rows) for rows in per_category.values()]
+    while any(queues):
+        for queue in queues:
+            if queue:
+                pool.append(queue.pop(0))
+    return pool, val
+
+
+def sample_pool(work: Path, most: int) -> tuple[list[str], list[str]]:
+    out = work / "pool" / "sample"
+    if not (out / TRACK / "train.jsonl").exists():
+        slm_swap("prepare", "--out-dir", str(out), "--train-size", str(most),
+                 "--val-size", str(2 * VAL_PER_CATEGORY), "--test-size", "0")  # fmt: skip
+    return lines(out / TRACK / "train.jsonl"), lines(out / TRACK / "val.jsonl")
+
+
+def eval_sets(work: Path, rows: int) -> dict[str, Path]:
+    sets = {}
+    for category in EVAL_CATEGORIES:
+        out = work / "eval" / category / "02_dataset"
+        if not (out / TRACK / "test.jsonl").exists():
+            slm_swap("prepare", "--source", "bfcl", "--bfcl-category", category, "--out-dir", str(out),
+                     "--train-size", "0", "--val-size", "0", "--test-size", str(rows))  # fmt: skip
+        sets[category] = out
+    return sets
+
+
+def train(work: Path, source: str, n: int, pool: list[str], val: list[str], recipe: list[str]) -> Path:
+    """The adapter for the first n pool rows (kept: a rerun with the same rows reuses it)."""
+    folder = work / f"{source}-{n}"
+    adapter = folder / "adapter"
+    if (adapter / ADAPTER_CARD).exists():
+        return adapter
+    if len(pool) < n:
+        raise SystemExit(f"the {source} pool has {len(pool)} rows; {n} asked")
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    train_file, val_file = folder / "data" / "train.jsonl", folder / "data" / "val.jsonl"
+    train_file.write_text("\n".join(pool[:n]) + "\n")
+    val_file.write_text("\n".join(val) + "\n")
+    if adapter.exists():  # an interrupted run: start it again
+        import shutil
+
+        shutil.rmtree(adapter)
+    start = time.perf_counter()
+    slm_swap("train", "--track", TRACK, "--train", str(train_file), "--val", str(val_file),
+             "--out", str(adapter), "--save-steps", "100000", *recipe)  # fmt: skip
+    card = json.loads((adapter / ADAPTER_CARD).read_text())
+    print(
+        f"trained {source} N={n}: {card['steps']} steps, {time.perf_counter() - start:.0f} s end to end, "
+        f"train loss {card['train_loss_first']:.3f} -> {card['train_loss_last']:.3f}, "
+        f"val loss {card['val_loss']:.3f}",
+        flush=True,
+    )
+    return adapter
+
+
+def evaluate(folder: Path, sets: dict[str, Path], adapter: Path | None, modes: list[str]) -> dict[str, Any]:
+    """ast_match hits per (category, mode), and seconds per example, from run files (kept across runs)."""
+    points: dict[str, Any] = {}
+    for category, data in sets.items():
+        for mode in modes:
+            out = folder / f"{category}_{mode}.json"
+            if not out.exists():
+                start = time.perf_counter()
+                slm_swap("eval", "--track", TRACK, "--model-kind", "slm", "--dataset-dir", str(data),
+                         "--out", str(out), "--max-new-tokens", "384", "--force",
+                         *(["--adapter", str(adapter)] if adapter else []),
+                         *(["--constrained"] if mode == "constrained" else []))  # fmt: skip
+                seconds = time.perf_counter() - start
+            else:
+                seconds = float("nan")
+            results = json.loads(out.read_text())["results"]
+            hits = sum(int(r["metrics"]["ast_match"] == 1.0) for r in results)
+            points[f"{category} {mode}"] = {"hits": hits, "n": len(results), "seconds": seconds}
+    return points
+
+
+def svg(curve: dict[int, dict[str, Any]], title: str) -> str:
+    """A small line chart: ast_match (with 95% intervals) against training rows, one line per series."""
+    width, height, left, right, top, bottom = 560, 320, 56, 150, 36, 44
+    ns = sorted(curve)
+    series = sorted({name for point in curve.values() for name in point})
+    colours = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e"]
+    x = {n: left + (width - left - right) * i / max(1, len(ns) - 1) for i, n in enumerate(ns)}
+
+    def y(value: float) -> float:
+        return top + (height - top - bottom) * (1 - value)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="sans-serif" font-size="11">',
+        f'<text x="{left}" y="20" font-size="13">{title}</text>',
+    ]
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        parts.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" stroke="#ddd"/>'
+            f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end">{tick:.2f}</text>'
+        )
+    for n in ns:
+        parts.append(f'<text x="{x[n]:.1f}" y="{height - bottom + 16}" text-anchor="middle">{n}</text>')
+    parts.append(
+        f'<text x="{(left + width - right) / 2:.1f}" y="{height - 8}" text-anchor="middle">'
+        "training rows (0: the untrained model)</text>"
+        f'<text x="14" y="{(top + height - bottom) / 2:.1f}" text-anchor="middle" '
+        f'transform="rotate(-90 14 {(top + height - bottom) / 2:.1f})">ast_match, 95% interval</text>'
+    )
+    for i, name in enumerate(series):
+        colour = colours[i % len(colours)]
+        dash = ' stroke-dasharray="4 3"' if name.endswith("free") else ""
+        points = []
+        for n in ns:
+            if name not in curve[n]:
+                continue
+            hits, total = curve[n][name]["hits"], curve[n][name]["n"]
+            low, high = wilson(hits, total)
+            cx, cy = x[n] + (i - 1.5) * 3, y(hits / total)
+            points.append(f"{cx:.1f},{cy:.1f}")
+            parts.append(
+                f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{y(low):.1f}" y2="{y(high):.1f}" '
+                f'stroke="{colour}" stroke-opacity="0.5"/><circle cx="{cx:.1f}" cy="{cy:.1f}" r="3" '
+                f'fill="{colour}"/>'
+            )
+        parts.append(
+            f'<polyline points="{" ".join(points)}" fill="none" stroke="{colour}" stroke-width="1.5"{dash}/>'
+        )
+        ly = top + 16 * i
+        parts.append(
+            f'<line x1="{width - right + 12}" x2="{width - right + 32}" y1="{ly}" y2="{ly}" '
+            f'stroke="{colour}" stroke-width="2"{dash}/>'
+            f'<text x="{width - right + 36}" y="{ly + 4}">{name}</text>'
+        )
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", choices=["bfcl", "sample"], default="bfcl")
+    parser.add_argument("--rows", type=int, nargs="+", default=[32, 128, 512])
+    parser.add_argument("--eval-rows", type=int, default=40)
+    parser.add_argument(
+        "--modes", nargs="+", default=["free", "constrained"], choices=["free", "constrained"]
+    )
+    parser.add_argument("--recipe", help="a `train --recipe` to train with instead of the spec's defaults")
+    parser.add_argument("--work", type=Path, default=Path("bench-curve"))
+    parser.add_argument("--out", type=Path, help="[default: docs/learning_curve_<source>]")
+    args = parser.parse_args()
+    out = args.out or Path("docs") / f"learning_curve_{args.source}"
+    recipe = ["--recipe", args.recipe] if args.recipe else []
+    tag = args.source + (f"-{args.recipe}" if args.recipe else "")
+    sets = eval_sets(args.work, args.eval_rows)
+    most = max(args.rows)
+    pool, val = (bfcl_pool if args.source == "bfcl" else sample_pool)(args.work, most)
+    curve: dict[int, dict[str, Any]] = {}
+    base = args.work / "untrained"
+    base.mkdir(parents=True, exist_ok=True)
+    curve[0] = evaluate(base, sets, None, args.modes)
+    report(0, curve[0])
+    for n in sorted(args.rows):
+        adapter = train(args.work, tag, n, pool, val, recipe)
+        curve[n] = evaluate(adapter.parent, sets, adapter, args.modes)
+        report(n, curve[n])
+    table = ["| training rows | " + " | ".join(curve[0]) + " |", "|---" * (len(curve[0]) + 1) + "|"]
+    for n, point in curve.items():
+        cells = []
+        for p in point.values():
+            low, high = wilson(p["hits"], p["n"])
+            cells.append(f"{p['hits']}/{p['n']} [{low:.2f}, {high:.2f}]")
+        table.append(f"| {n} | " + " | ".join(cells) + " |")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text("\n".join(table) + "\n")
+    what = "BFCL live rows" if args.source == "bfcl" else "the shipped xLAM sample"
+    title = f"SmolLM2-135M + LoRA ({args.recipe or 'spec defaults'}) on {what}: BFCL ast_match"
+    out.with_suffix(".svg").write_text(svg(curve, title))
+    print("\n".join(table))
+    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.svg')}")
+
+
+def report(n: int, point: dict[str, Any]) -> None:
+    cells = []
+    for name, p in point.items():
+        low, high = wilson(p["hits"], p["n"])
+        seconds = "" if p["seconds"] != p["seconds"] else f", {p['seconds'] / p['n']:.1f} s/ex"
+        cells.append(f"{name} {p['hits']}/{p['n']} [{low:.2f}, {high:.2f}]{seconds}")
+    print(f"N={n}: " + "; ".join(cells), flush=True)
+
+
+if __name__ == "__main__":
+    main()

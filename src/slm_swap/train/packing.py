@@ -1,0 +1,156 @@
+"""What makes a training step the model's own work and little else, where the trainer's defaults cost more.
+
+Measured on the embedded SmolLM2-135M, a 2-core CPU, batches of 4 shipped-sample rows (~2,400 tokens, ~350
+of them in answers), seconds per forward and backward (`bench/train_embedded.py` prints the same):
+
+- padded batches: about a third of the positions are padding, and the model computes over them;
+- padding-free (the rows of a batch as one sequence, position ids restarting at each row), with sdpa:
+  attention runs over the whole packed sequence under a block-diagonal mask, so it costs (sum of the rows)^2
+  where the rows need the sum of their squares: 26 s a step against 16 s with attention row by row;
+- TRL's loss off CUDA projects every position through the LM head (49,152 logits each, then their entropy
+  and top-1 for its logs), where only the answer tokens carry loss: 21.5 s against 13.7 s.
+
+So, where it is safe (checked at start-up, `use_padding_free`), a batch is padding-free, attention runs row by
+row (`ROWS`, registered through transformers' `AttentionInterface`), and the loss projects only the
+positions whose next token is in an answer (`CompletionLossTrainer`, through `logits_to_keep`). The rows,
+their truncation, the completion-only labels, the loss's normalisation and the hyperparameters are TRL's,
+unchanged. On CUDA, TRL's own LM head already scores only those positions, and flash attention takes
+packed rows natively (see the README's GPU plan).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Any
+
+import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+from trl import SFTTrainer
+
+ROWS = "slm_swap_rows"  # the attention implementation that keeps packed rows apart by computing them apart
+
+
+def rows_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """sdpa; but a padding-free sequence of packed rows is computed row by row, each causal over itself
+    alone. The rows are read from the collator's `cu_seq_lens_q` (cumulative row lengths) or else from
+    where the position ids restart at 0. Anything else (a padded batch, one row) is sdpa's, mask and all."""
+    bounds = _row_bounds(query.shape[2], kwargs.get("cu_seq_lens_q"), kwargs.get("position_ids"))
+    if query.shape[0] != 1 or len(bounds) <= 2:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    rest = {k: v for k, v in kwargs.items() if k != "is_causal"}
+    outputs = [
+        sdpa_attention_forward(
+            module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], None, is_causal=True, **rest
+        )[0]
+        for a, b in itertools.pairwise(bounds)
+    ]
+    return torch.cat(outputs, dim=1), None  # (batch, length, heads, head_dim), as sdpa's
+
+
+def _row_bounds(length: int, cumulative: torch.Tensor | None, position_ids: torch.Tensor | None) -> list[int]:
+    """Where the packed rows of a sequence start, and its end; [0, length] when it is not packed."""
+    if cumulative is not None:
+        bounds = [int(x) for x in cumulative.tolist()]
+    elif position_ids is not None and position_ids.shape[0] == 1:
+        bounds = [int(x) for x in (position_ids[0] == 0).nonzero().flatten().tolist()] + [length]
+    else:
+        return [0, length]
+    if bounds[0] != 0 or bounds[-1] != length:
+        return [0, length] if bounds[-1] != length else [0, *bounds]
+    return [b for i, b in enumerate(bounds) if i == 0 or b > bounds[i - 1]]
+
+
+AttentionInterface.register(ROWS, rows_attention)
+# Its masks are sdpa's (a padded batch keeps its padding mask); a packed sequence's is not read.
+AttentionMaskInterface.register(ROWS, sdpa_mask)
+
+
+def use_padding_free(trainer: Any) -> bool:
+    """Switches the trainer to padding-free batches with row-by-row attention, when its model keeps packed
+    rows apart that way.
+
+    The collation is TRL's own with `padding_free=True`. Whether the model really keeps the rows apart is
+    checked here, on the first two training rows: their logits packed must equal their logits apart (with
+    the model's own attention), else the batches stay padded and the attention as it was."""
+    try:  # TRL's collator (a dataclass with a padding_free field); any other is left as it is
+        packed_collator: Any = dataclasses.replace(trainer.data_collator, padding_free=True)
+    except TypeError:
+        return False
+    rows = [trainer.train_dataset[i] for i in range(min(2, len(trainer.train_dataset)))]
+    if len(rows) < 2:
+        return False
+    rows = [{"input_ids": r["input_ids"][:32], "labels": r["labels"][:32]} for r in rows]
+    model = trainer.model
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    before = base.config._attn_implementation
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            apart = [model(input_ids=torch.tensor([r["input_ids"]], device=device)).logits[0] for r in rows]
+            base.set_attn_implementation(ROWS)
+            packed = {k: v.to(device) if torch.is_tensor(v) else v for k, v in packed_collator(rows).items()}
+            logits = model(**{k: v for k, v in packed.items() if k != "labels"}).logits[0]
+        same = torch.allclose(logits.float(), torch.cat(apart).float(), atol=1e-3, rtol=1e-3)
+    except (TypeError, ValueError):  # a model whose forward takes no packed rows
+        same = False
+    finally:
+        model.train(was_training)
+    if same:
+        trainer.data_collator = packed_collator
+    else:
+        base.set_attn_implementation(before)
+    return bool(same)
+
+
+class CompletionLossTrainer(SFTTrainer):
+    """TRL's SFTTrainer, with a loss that sends only the positions whose next token carries loss through
+    the LM head (`compact_loss`, set where TRL's own loss would project every position: off CUDA).
+
+    The loss is TRL's: the summed negative log-likelihood of the answer tokens over `num_items_in_batch`
+    (the answer tokens of the whole optimizer step), scaled the same way under DDP. TRL's per-step entropy
+    and token accuracy are not logged on this path; the loss is."""
+
+    compact_loss = False
+
+    def compute_loss(
+        self,
+        model: Any,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> Any:
+        if not self.compact_loss:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        loss, outputs = completion_loss(model, inputs, num_items_in_batch)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * self.accelerator.num_processes  # DDP averages the gradients across ranks
+        return (loss, outputs) if return_outputs else loss
+
+
+def completion_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> tuple[Any, Any]:
+    """The causal LM loss over the answer tokens, with logits computed only where they are needed."""
+    labels = inputs["labels"]
+    targets = labels[:, 1:]
+    answer = targets != -100
+    keep = answer.any(dim=0).nonzero().flatten()  # positions whose next token is in an answer, in any row
+    model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+    outputs = model(**model_inputs, use_cache=False, logits_to_keep=keep)
+    logits = outputs.logits.float()  # (batch, kept, vocab)
+    summed = torch.nn.functional.cross_entropy(
+        logits.transpose(1, 2), targets[:, keep], ignore_index=-100, reduction="sum"
+    )
+    count = answer.sum() if num_items_in_batch is None else num_items_in_batch
+    loss = summed / torch.as_tensor(count, device=summed.device).clamp(min=1)
+    return loss, outputs
