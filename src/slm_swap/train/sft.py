@@ -171,12 +171,12 @@ def load_base(config: TrainConfig, engine: str) -> tuple[Any, Any, str]:
     if config.load_in_4bit:
         raise ConfigError("--load-in-4bit (QLoRA) needs a CUDA GPU")
     model = AutoModelForCausalLM.from_pretrained(config.model_path, dtype=torch.float32)
-    return model, tokenizer, "bfloat16 mixed" if mixed_bfloat16(config) else "float32"
+    return model, tokenizer, "bfloat16 mixed" if mixed_bfloat16(config, cuda=False) else "float32"
 
 
 def _quantised(config: TrainConfig) -> str:
     base = "4-bit" if config.load_in_4bit else "8-bit"
-    return f"{base} base, {'bfloat16 mixed' if mixed_bfloat16(config) else 'float32'}"
+    return f"{base} base, {'bfloat16 mixed' if mixed_bfloat16(config, cuda=True) else 'float32'}"
 
 
 def native_bfloat16() -> bool:
@@ -191,13 +191,11 @@ def native_bfloat16() -> bool:
     return any(getattr(cpu, probe, lambda: False)() for probe in probes)
 
 
-def mixed_bfloat16(config: TrainConfig) -> bool:
+def mixed_bfloat16(config: TrainConfig, *, cuda: bool) -> bool:
     """Whether the run computes in bfloat16 mixed precision: `--precision bfloat16`, or auto on CUDA."""
-    import torch
-
-    if config.precision == "bfloat16" and not native_bfloat16():
+    if config.precision == "bfloat16" and not (cuda or native_bfloat16()):
         raise ConfigError("--precision bfloat16: this machine has no native bfloat16; use auto or float32")
-    return config.precision == "bfloat16" or (config.precision == "auto" and torch.cuda.is_available())
+    return config.precision == "bfloat16" or (config.precision == "auto" and cuda)
 
 
 @contextmanager
@@ -251,33 +249,8 @@ def build_trainer(config: TrainConfig, on_step: Callable[[int, int], None] | Non
     engine = engine_available()
     model, tokenizer, precision = load_base(config, engine)
     cuda = torch.cuda.is_available()
-    args = SFTConfig(
-        output_dir=str(checkpoints),
-        num_train_epochs=config.epochs,
-        learning_rate=config.learning_rate,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation,
-        max_length=config.max_length,
-        completion_only_loss=True,
-        seed=config.seed,
-        data_seed=config.seed,
-        full_determinism=True,
-        logging_steps=1,
-        eval_strategy="epoch",
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=2,
-        report_to=[],
-        use_cpu=not cuda,
-        # Recomputing activations saves GPU memory; on a CPU memory is plentiful and it only costs time.
-        gradient_checkpointing=cuda,
-        bf16=mixed_bfloat16(config),
-        fp16=False,
-        ddp_find_unused_parameters=False if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
-        dataloader_num_workers=0,
-        disable_tqdm=True,
-    )
+    settings = trainer_settings(config, cuda=cuda, world_size=int(os.environ.get("WORLD_SIZE", "1")))
+    args = SFTConfig(output_dir=str(checkpoints), **settings)
     lora: LoraConfig | None = LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
@@ -337,6 +310,37 @@ def build_trainer(config: TrainConfig, on_step: Callable[[int, int], None] | Non
     # Off CUDA, TRL's loss would project every position through the LM head; this one only the answers'.
     trainer.compact_loss = engine != "unsloth" and not cuda
     return Built(trainer, tokenizer, engine, precision, stop, batches)
+
+
+def trainer_settings(config: TrainConfig, *, cuda: bool, world_size: int = 1) -> dict[str, Any]:
+    """The SFTConfig of a run, on a CUDA machine or a CPU and under DDP: the plan a launcher's ranks get."""
+    return {
+        "num_train_epochs": config.epochs,
+        "learning_rate": config.learning_rate,
+        "per_device_train_batch_size": config.batch_size,
+        "per_device_eval_batch_size": config.batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation,
+        "max_length": config.max_length,
+        "completion_only_loss": True,
+        "seed": config.seed,
+        "data_seed": config.seed,
+        "full_determinism": True,
+        "logging_steps": 1,
+        "eval_strategy": "epoch",
+        "save_strategy": "steps",
+        "save_steps": config.save_steps,
+        "save_total_limit": 2,
+        "report_to": [],
+        "use_cpu": not cuda,
+        # Recomputing activations saves GPU memory; on a CPU memory is plentiful and it only costs time.
+        "gradient_checkpointing": cuda,
+        "bf16": mixed_bfloat16(config, cuda=cuda),
+        "fp16": False,
+        # LoRA leaves no trainable parameter unused: DDP need not search for them every step.
+        "ddp_find_unused_parameters": False if world_size > 1 else None,
+        "dataloader_num_workers": 0,
+        "disable_tqdm": True,
+    }
 
 
 def hyperparameters(config: TrainConfig) -> dict[str, Any]:
