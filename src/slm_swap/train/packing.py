@@ -8,11 +8,13 @@ of them in answers), seconds per forward and backward (`bench/train_embedded.py`
   attention runs over the whole packed sequence under a block-diagonal mask, so it costs (sum of the rows)^2
   where the rows need the sum of their squares: 26 s a step against 16 s with attention row by row;
 - TRL's loss off CUDA projects every position through the LM head (49,152 logits each, then their entropy
-  and top-1 for its logs), where only the answer tokens carry loss: 21.5 s against 13.7 s.
+  and top-1 for its logs), where only the answer tokens carry loss: 21.5 s against 13.7 s;
+- LoRA dropout draws its masks with torch's CPU Bernoulli sampler, 16% of a step.
 
 So, where it is safe (checked at start-up, `use_padding_free`), a batch is padding-free, attention runs row by
 row (`ROWS`, registered through transformers' `AttentionInterface`), and the loss projects only the
-positions whose next token is in an answer (`CompletionLossTrainer`, through `logits_to_keep`). The rows,
+positions whose next token is in an answer (`CompletionLossTrainer`, through `logits_to_keep`); on a CPU
+the dropout masks are drawn from uniform numbers (`MaskDropout`, the same distribution). The rows,
 their truncation, the completion-only labels, the loss's normalisation and the hyperparameters are TRL's,
 unchanged. On CUDA, TRL's own LM head already scores only those positions, and flash attention takes
 packed rows natively (see the README's GPU plan).
@@ -112,6 +114,40 @@ def use_padding_free(trainer: Any) -> bool:
     else:
         base.set_attn_implementation(before)
     return bool(same)
+
+
+class MaskDropout(torch.nn.Module):
+    """Inverted dropout as torch's, drawn faster on a CPU: each element is kept with probability 1 - p and
+    scaled by 1 / (1 - p). torch's CPU dropout draws its Bernoulli mask at ~9 ms per 1.4 M elements, where
+    uniform numbers compared with p take ~4 ms; LoRA dropout runs 7 times per layer, on every forward."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.empty_like(x).uniform_() >= self.p
+        return torch.where(keep, x * (1 / (1 - self.p)), 0.0)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def use_mask_dropout(model: Any) -> int:
+    """Puts `MaskDropout` in place of each LoRA layer's `torch.nn.Dropout` (PEFT's `lora_dropout`), with
+    the same p. Returns how many were replaced."""
+    replaced = 0
+    for module in model.modules():
+        dropouts = getattr(module, "lora_dropout", None)
+        if not isinstance(dropouts, torch.nn.ModuleDict):
+            continue
+        for name, dropout in list(dropouts.items()):
+            if type(dropout) is torch.nn.Dropout and dropout.p > 0:
+                dropouts[name] = MaskDropout(dropout.p)
+                replaced += 1
+    return replaced
 
 
 class CompletionLossTrainer(SFTTrainer):

@@ -234,7 +234,7 @@ def build_trainer(config: TrainConfig, on_step: Callable[[int, int], None] | Non
     from transformers import PrinterCallback, TrainerCallback
     from trl import SFTConfig
 
-    from slm_swap.train.packing import CompletionLossTrainer, use_padding_free
+    from slm_swap.train.packing import CompletionLossTrainer, use_mask_dropout, use_padding_free
 
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     train_rows = _rows(read_examples(config.train), config.track, config.train)
@@ -309,6 +309,8 @@ def build_trainer(config: TrainConfig, on_step: Callable[[int, int], None] | Non
         batches = "padding-free"
     # Off CUDA, TRL's loss would project every position through the LM head; this one only the answers'.
     trainer.compact_loss = engine != "unsloth" and not cuda
+    if engine != "unsloth" and not cuda:  # CUDA's dropout kernel is fast already
+        use_mask_dropout(trainer.model)
     return Built(trainer, tokenizer, engine, precision, stop, batches)
 
 
