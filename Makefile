@@ -32,7 +32,8 @@ chromium:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
 
-demo: setup
+# The demo needs the Python environment only (the browser and the Mastra example are for the tests).
+demo: $(VENV)/.installed
 	scripts/demo.sh $(DEMO_DIR)
 
 lint: setup

@@ -33,6 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bfcl import wilson  # bench/bfcl.py, the decoding benchmark these rows are shared with
+from slm_swap.compare import mcnemar_exact
 from slm_swap.identity import ADAPTER_CARD
 
 EVAL_CATEGORIES = ("simple_python", "multiple")
@@ -146,8 +147,13 @@ def evaluate(folder: Path, sets: dict[str, Path], adapter: Path | None, modes: l
             else:
                 seconds = float("nan")
             results = json.loads(out.read_text())["results"]
-            hits = sum(int(r["metrics"]["ast_match"] == 1.0) for r in results)
-            points[f"{category} {mode}"] = {"hits": hits, "n": len(results), "seconds": seconds}
+            right = {r["id"] for r in results if r["metrics"]["ast_match"] == 1.0}
+            points[f"{category} {mode}"] = {
+                "hits": len(right),
+                "n": len(results),
+                "right": right,
+                "seconds": seconds,
+            }
     return points
 
 
@@ -241,13 +247,8 @@ def main() -> None:
         adapter = train(args.work, tag, n, pool, val, recipe)
         curve[n] = evaluate(adapter.parent, sets, adapter, args.modes)
         report(n, curve[n])
-    table = ["| training rows | " + " | ".join(curve[0]) + " |", "|---" * (len(curve[0]) + 1) + "|"]
-    for n, point in curve.items():
-        cells = []
-        for p in point.values():
-            low, high = wilson(p["hits"], p["n"])
-            cells.append(f"{p['hits']}/{p['n']} [{low:.2f}, {high:.2f}]")
-        table.append(f"| {n} | " + " | ".join(cells) + " |")
+    table = markdown(curve, {n: json.loads((args.work / f"{tag}-{n}" / "adapter" / ADAPTER_CARD).read_text())
+                             for n in args.rows})  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text("\n".join(table) + "\n")
     what = "BFCL live rows" if args.source == "bfcl" else "the shipped xLAM sample"
@@ -255,6 +256,32 @@ def main() -> None:
     out.with_suffix(".svg").write_text(svg(curve, title))
     print("\n".join(table))
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.svg')}")
+
+
+def markdown(curve: dict[int, dict[str, Any]], cards: dict[int, dict[str, Any]]) -> list[str]:
+    """The curve (hits, Wilson 95% intervals), and each adapter's change against the untrained model on
+    the same rows: the difference, the rows it got right and wrong anew, the exact McNemar p-value."""
+    names = list(curve[0])
+    table = ["| training rows | training | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
+    for n, point in curve.items():
+        card = cards.get(n)
+        trained = (
+            f"{card['steps']} steps, {card['wall_seconds']:.0f} s; val loss {card['val_loss']:.3f}"
+            if card
+            else "none"
+        )
+        cells = []
+        for name, p in point.items():
+            low, high = wilson(p["hits"], p["n"])
+            cell = f"{p['hits']}/{p['n']} [{low:.2f}, {high:.2f}]"
+            if n:
+                before = curve[0][name]["right"]
+                gained, lost = len(p["right"] - before), len(before - p["right"])
+                change = (p["hits"] - curve[0][name]["hits"]) / p["n"]
+                cell += f"; {change:+.3f} (+{gained} −{lost}, p {mcnemar_exact(gained, lost):.3f})"
+            cells.append(cell)
+        table.append(f"| {n} | {trained} | " + " | ".join(cells) + " |")
+    return table
 
 
 def report(n: int, point: dict[str, Any]) -> None:

@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--step-batches", type=int, default=2, help="batches timed side by side (0: skip)")
     parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"])
     args = parser.parse_args()
+    print(f"this machine now: {matmul_rate():.0f} GFLOP/s (float32 matmul 2400x576 @ 576x1536, all threads)")
     model = pull(cache_dir() / "models" / "SmolLM2-135M-Instruct").path
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
@@ -89,6 +90,20 @@ def main() -> None:
         print(f"held-out {args.track} test rows: {args.test_rows}")
         for label, summary in summaries.items():
             print(f"  {label:>6}: " + ", ".join(f"{m} {summary[m]:.3f}" for m in metrics))
+
+
+def matmul_rate() -> float:
+    """The machine's float32 matmul rate at a LoRA layer's shape: absolute timings are only comparable
+    between runs at the same rate (a shared machine's speed drifts)."""
+    import torch
+
+    a, b = torch.randn(2400, 576), torch.randn(576, 1536)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(20):
+        a @ b
+    return 2 * 2400 * 576 * 1536 / ((time.perf_counter() - start) / 20) / 1e9
 
 
 def steps_side_by_side(config: TrainConfig, batches: int) -> None:
