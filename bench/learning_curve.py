@@ -159,7 +159,7 @@ def evaluate(folder: Path, sets: dict[str, Path], adapter: Path | None, modes: l
 
 def svg(curve: dict[int, dict[str, Any]], title: str) -> str:
     """A small line chart: ast_match (with 95% intervals) against training rows, one line per series."""
-    width, height, left, right, top, bottom = 560, 320, 56, 150, 36, 44
+    width, height, left, right, top, bottom = 640, 320, 56, 190, 36, 44
     ns = sorted(curve)
     series = sorted({name for point in curve.values() for name in point})
     colours = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e"]
