@@ -7,7 +7,7 @@
 #
 # Sizes are small so that the whole loop fits in 10 minutes on a fresh 2-core CPU machine, set-up
 # included: 8 test rows a track and 8 training rows (2 optimizer steps a track). Set-up and the six
-# evaluations take most of it; the spec's 32 training rows add about 2.5 minutes a track here.
+# evaluations take most of it; the spec's 32 training rows would add about 3 minutes a track here.
 set -euo pipefail
 BIN="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin"
 WORK="${1:-demo}"
