@@ -117,7 +117,9 @@ def test_a_run_stopped_by_ctrl_c_resumes(azure: FakeOpenAIServer, tiny_model: Pa
     for line in process.stdout:
         seen.append(line)
         if line.startswith("eval toolcall slm: 4 examples"):
-            time.sleep(1.0)  # inside the SLM's evaluation (4 answers of 300 tokens, one at a time)
+            # Inside the SLM's evaluation: loading the model and 4 answers of 300 tokens, one at a time.
+            # It can take under 2 s, so the signal goes soon after the stage starts.
+            time.sleep(0.25)
             process.send_signal(signal.SIGINT)
             break
     rest, _ = process.communicate(timeout=120)
