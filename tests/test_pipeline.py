@@ -109,8 +109,15 @@ def test_a_run_stopped_by_ctrl_c_resumes(azure: FakeOpenAIServer, tiny_model: Pa
 
     argv = [sys.executable, "-m", "slm_swap", "run", "--model-path", str(tiny_model), "--tracks", "toolcall"]
     argv += [*SMALL[:6], "--max-new-tokens", "300", "--batch-size", "1", *TRAIN]
+    # Ctrl-C's target as a terminal leaves it: a runner that starts the suite in the background (a shell
+    # without job control) ignores SIGINT, and an ignored SIGINT stays ignored in every child.
     process = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=os.environ,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert process.stdout is not None
     seen = []
