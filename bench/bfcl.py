@@ -33,11 +33,13 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def slm_swap(*args: str) -> None:
+def slm_swap(*args: str) -> str:
+    """Runs one slm-swap command with tracing off; its output, or the benchmark stops with it."""
     env = {**os.environ, "LANGFUSE_DISABLED": "1"}
     done = subprocess.run([sys.executable, "-m", "slm_swap", *args], env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"slm-swap {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
 
 
 def cell(results: list[dict[str, object]], metric: str) -> str:

@@ -25,14 +25,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bfcl import wilson  # bench/bfcl.py, the decoding benchmark these rows are shared with
+from bfcl import slm_swap, wilson  # bench/bfcl.py, the decoding benchmark these rows are shared with
 from slm_swap.compare import mcnemar_exact
 from slm_swap.identity import ADAPTER_CARD
 
@@ -40,14 +39,6 @@ EVAL_CATEGORIES = ("simple_python", "multiple")
 POOL_CATEGORIES = ("live_simple", "live_multiple")
 TRACK = "toolcall"
 VAL_PER_CATEGORY = 4
-
-
-def slm_swap(*args: str) -> str:
-    env = {**os.environ, "LANGFUSE_DISABLED": "1"}
-    done = subprocess.run([sys.executable, "-m", "slm_swap", *args], env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"slm-swap {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    return done.stdout
 
 
 def lines(path: Path) -> list[str]:

@@ -62,14 +62,12 @@ def rows_attention(
 def _row_bounds(length: int, cumulative: torch.Tensor | None, position_ids: torch.Tensor | None) -> list[int]:
     """Where the packed rows of a sequence start, and its end; [0, length] when it is not packed."""
     if cumulative is not None:
-        bounds = [int(x) for x in cumulative.tolist()]
+        starts = [int(x) for x in cumulative.tolist()[:-1]]
     elif position_ids is not None and position_ids.shape[0] == 1:
-        bounds = [int(x) for x in (position_ids[0] == 0).nonzero().flatten().tolist()] + [length]
+        starts = [int(x) for x in (position_ids[0] == 0).nonzero().flatten().tolist()]
     else:
-        return [0, length]
-    if bounds[0] != 0 or bounds[-1] != length:
-        return [0, length] if bounds[-1] != length else [0, *bounds]
-    return [b for i, b in enumerate(bounds) if i == 0 or b > bounds[i - 1]]
+        starts = []
+    return [*sorted({0, *starts}), length]
 
 
 AttentionInterface.register(ROWS, rows_attention)
