@@ -1,7 +1,7 @@
 """Does a LoRA fine-tune lift the embedded SLM on data nobody here wrote? A learning curve, through
 slm-swap's own commands.
 
-Trains the embedded model with the spec's defaults (or a `--recipe`) on the first N rows of a fixed pool,
+Trains the embedded model with the spec's defaults on the first N rows of a fixed pool,
 N = `--rows` (nested: the 32 rows are the first of the 128), and evaluates the untrained model and each
 adapter on BFCL's non-live simple_python and multiple rows (the same 40 + 40 as `bench/bfcl.py`: `prepare
 --source bfcl`, seed 42), free and grammar-constrained, toolcall track, with Wilson 95% intervals.
@@ -16,7 +16,7 @@ lacks (a finished run file is not recomputed), and N = 0, the untrained model, i
 Prints the curve, writes it as Markdown and as an SVG chart (`--out`, without suffix).
 
     python bench/learning_curve.py [--source bfcl] [--rows 32 128 512] [--eval-rows 40]
-                                   [--modes free constrained] [--recipe NAME] [--work bench-curve]
+                                   [--modes free constrained] [--work bench-curve]
                                    [--out docs/learning_curve_bfcl]
 """
 
@@ -93,7 +93,7 @@ def eval_sets(work: Path, rows: int) -> dict[str, Path]:
     return sets
 
 
-def train(work: Path, source: str, n: int, pool: list[str], val: list[str], recipe: list[str]) -> Path:
+def train(work: Path, source: str, n: int, pool: list[str], val: list[str]) -> Path:
     """The adapter for the first n pool rows (kept: a rerun with the same rows reuses it)."""
     folder = work / f"{source}-{n}"
     adapter = folder / "adapter"
@@ -111,7 +111,7 @@ def train(work: Path, source: str, n: int, pool: list[str], val: list[str], reci
         shutil.rmtree(adapter)
     start = time.perf_counter()
     slm_swap("train", "--track", TRACK, "--train", str(train_file), "--val", str(val_file),
-             "--out", str(adapter), "--save-steps", "100000", *recipe)  # fmt: skip
+             "--out", str(adapter), "--save-steps", "100000")  # fmt: skip
     card = json.loads((adapter / ADAPTER_CARD).read_text())
     print(
         f"trained {source} N={n}: {card['steps']} steps, {time.perf_counter() - start:.0f} s end to end, "
@@ -214,7 +214,6 @@ def main() -> None:
     parser.add_argument(
         "--modes", nargs="+", default=["free", "constrained"], choices=["free", "constrained"]
     )
-    parser.add_argument("--recipe", help="a `train --recipe` to train with instead of the spec's defaults")
     parser.add_argument("--work", type=Path, default=Path("bench-curve"))
     parser.add_argument("--out", type=Path, help="[default: docs/learning_curve_<source>]")
     args = parser.parse_args()
@@ -224,8 +223,6 @@ def main() -> None:
 
         os.environ["SLM_MODEL_PATH"] = str(pull(cache_dir() / "models" / "SmolLM2-135M-Instruct").path)
     out = args.out or Path("docs") / f"learning_curve_{args.source}"
-    recipe = ["--recipe", args.recipe] if args.recipe else []
-    tag = args.source + (f"-{args.recipe}" if args.recipe else "")
     sets = eval_sets(args.work, args.eval_rows)
     most = max(args.rows)
     pool, val = (bfcl_pool if args.source == "bfcl" else sample_pool)(args.work, most)
@@ -235,15 +232,18 @@ def main() -> None:
     curve[0] = evaluate(base, sets, None, args.modes)
     report(0, curve[0])
     for n in sorted(args.rows):
-        adapter = train(args.work, tag, n, pool, val, recipe)
+        adapter = train(args.work, args.source, n, pool, val)
         curve[n] = evaluate(adapter.parent, sets, adapter, args.modes)
         report(n, curve[n])
-    table = markdown(curve, {n: json.loads((args.work / f"{tag}-{n}" / "adapter" / ADAPTER_CARD).read_text())
-                             for n in args.rows})  # fmt: skip
+    cards = {
+        n: json.loads((args.work / f"{args.source}-{n}" / "adapter" / ADAPTER_CARD).read_text())
+        for n in args.rows
+    }
+    table = markdown(curve, cards)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text("\n".join(table) + "\n")
     what = "BFCL live rows" if args.source == "bfcl" else "the shipped xLAM sample"
-    title = f"SmolLM2-135M + LoRA ({args.recipe or 'spec defaults'}) on {what}: BFCL ast_match"
+    title = f"SmolLM2-135M + LoRA (spec defaults) on {what}: BFCL ast_match"
     out.with_suffix(".svg").write_text(svg(curve, title))
     print("\n".join(table))
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.svg')}")
