@@ -42,10 +42,14 @@ def slm_swap(*args: str) -> str:
     return done.stdout
 
 
+def share(hits: int, n: int) -> str:
+    """`hits/n [low, high]`, with the Wilson 95% interval."""
+    low, high = wilson(hits, n)
+    return f"{hits}/{n} [{low:.2f}, {high:.2f}]"
+
+
 def cell(results: list[dict[str, object]], metric: str) -> str:
-    hits = sum(int(r["metrics"][metric] == 1.0) for r in results)  # type: ignore[index]
-    low, high = wilson(hits, len(results))
-    return f"{hits}/{len(results)} [{low:.2f}, {high:.2f}]"
+    return share(sum(int(r["metrics"][metric] == 1.0) for r in results), len(results))  # type: ignore[index]
 
 
 def main() -> None:

@@ -25,13 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bfcl import slm_swap, wilson  # bench/bfcl.py, the decoding benchmark these rows are shared with
+from bfcl import share, slm_swap, wilson  # bench/bfcl.py, the decoding benchmark these rows are shared with
 from slm_swap.compare import mcnemar_exact
 from slm_swap.identity import ADAPTER_CARD
 
@@ -97,18 +98,26 @@ def train(work: Path, source: str, n: int, pool: list[str], val: list[str]) -> P
     """The adapter for the first n pool rows (kept: a rerun with the same rows reuses it)."""
     folder = work / f"{source}-{n}"
     adapter = folder / "adapter"
-    if (adapter / ADAPTER_CARD).exists():
-        return adapter
     if len(pool) < n:
-        raise SystemExit(f"the {source} pool has {len(pool)} rows; {n} asked")
-    (folder / "data").mkdir(parents=True, exist_ok=True)
+        raise SystemExit(
+            f"the {source} pool under {work / 'pool'} has {len(pool)} rows, {n} asked: it was prepared for "
+            f"fewer; remove {work / 'pool'} to prepare it again (points on changed rows are recomputed)"
+        )
     train_file, val_file = folder / "data" / "train.jsonl", folder / "data" / "val.jsonl"
-    train_file.write_text("\n".join(pool[:n]) + "\n")
-    val_file.write_text("\n".join(val) + "\n")
-    if adapter.exists():  # an interrupted run: start it again
-        import shutil
-
-        shutil.rmtree(adapter)
+    rows = {train_file: "\n".join(pool[:n]) + "\n", val_file: "\n".join(val) + "\n"}
+    if (adapter / ADAPTER_CARD).exists() and all(f.exists() and f.read_text() == t for f, t in rows.items()):
+        return adapter
+    for stale in (
+        adapter,
+        *(folder / f"{c}_{m}.json" for c in EVAL_CATEGORIES for m in ("free", "constrained")),
+    ):
+        if stale.is_dir():  # an interrupted run, or one on other rows: trained and evaluated again
+            shutil.rmtree(stale)
+        elif stale.exists():
+            stale.unlink()
+    train_file.parent.mkdir(parents=True, exist_ok=True)
+    for file, text in rows.items():
+        file.write_text(text)
     start = time.perf_counter()
     slm_swap("train", "--track", TRACK, "--train", str(train_file), "--val", str(val_file),
              "--out", str(adapter), "--save-steps", "100000")  # fmt: skip
@@ -263,8 +272,7 @@ def markdown(curve: dict[int, dict[str, Any]], cards: dict[int, dict[str, Any]])
         )
         cells = []
         for name, p in point.items():
-            low, high = wilson(p["hits"], p["n"])
-            cell = f"{p['hits']}/{p['n']} [{low:.2f}, {high:.2f}]"
+            cell = share(p["hits"], p["n"])
             if n:
                 before = curve[0][name]["right"]
                 gained, lost = len(p["right"] - before), len(before - p["right"])
@@ -278,9 +286,8 @@ def markdown(curve: dict[int, dict[str, Any]], cards: dict[int, dict[str, Any]])
 def report(n: int, point: dict[str, Any]) -> None:
     cells = []
     for name, p in point.items():
-        low, high = wilson(p["hits"], p["n"])
         seconds = "" if p["seconds"] != p["seconds"] else f", {p['seconds'] / p['n']:.1f} s/ex"
-        cells.append(f"{name} {p['hits']}/{p['n']} [{low:.2f}, {high:.2f}]{seconds}")
+        cells.append(f"{name} {share(p['hits'], p['n'])}{seconds}")
     print(f"N={n}: " + "; ".join(cells), flush=True)
 
 
