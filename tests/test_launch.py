@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,10 +26,18 @@ def test_parallel_runs_both_tracks_at_once_on_separate_gpu_pairs() -> None:
     }
     assert toolcall.env["CUDA_VISIBLE_DEVICES"] == "2,3"
     assert structured.argv == [
-        "accelerate",
-        "launch",
-        "--config_file",
-        "configs/accelerate/2gpu.yaml",
+        sys.executable,  # this environment's launcher, whether or not its bin folder is on PATH
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_machines",
+        "1",
+        "--num_processes",
+        "2",
+        "--mixed_precision",
+        "bf16",
+        "--dynamo_backend",
+        "no",
         "--main_process_port",
         "29500",
         "-m",
@@ -45,7 +54,7 @@ def test_parallel_runs_both_tracks_at_once_on_separate_gpu_pairs() -> None:
         "--strategy",
         "parallel",
     ]
-    assert toolcall.argv[5] == "29501"  # its own port
+    assert toolcall.argv[toolcall.argv.index("--main_process_port") + 1] == "29501"  # its own port
     assert (structured.log, toolcall.log) == (
         Path("logs/train_structured_2gpu.log"),
         Path("logs/train_toolcall_2gpu.log"),
@@ -57,14 +66,41 @@ def test_sequential_runs_each_track_on_all_gpus_in_turn() -> None:
     assert [len(s) for s in stages] == [1, 1]
     first = stages[0][0]
     assert first.env["CUDA_VISIBLE_DEVICES"] == "0,1,2,3"
-    assert first.argv[:6] == ["torchrun", "--nproc_per_node", "4", "--master_port", "29500", "-m"]
+    assert first.argv[:8] == [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "4",
+        "--master_port",
+        "29500",
+        "-m",
+    ]
     assert first.argv[-1] == "--load-in-4bit" and first.log == Path("logs/train_structured_4gpu.log")
 
 
 def test_accelerate_configs_match_the_plans() -> None:
+    """The checked-in configs (for a hand-run `accelerate launch`) say what the plans pass as flags."""
     for gpus in (2, 4):
         config = yaml.safe_load((ROOT / f"configs/accelerate/{gpus}gpu.yaml").read_text())
         assert config["num_processes"] == gpus and config["distributed_type"] == "MULTI_GPU"
+        (launch,) = plan("sequential", gpus=gpus)[0]
+        flags = dict(zip(launch.argv[4:12:2], launch.argv[5:13:2], strict=True))
+        assert flags == {
+            "--num_machines": str(config["num_machines"]),
+            "--num_processes": str(gpus),
+            "--mixed_precision": config["mixed_precision"],
+            "--dynamo_backend": "no",
+        }
+
+
+def test_one_gpu_a_track_runs_the_trainer_alone_on_it() -> None:
+    """`--gpus 2` in parallel gives each track one GPU: no launcher, no config for one process."""
+    (stage,) = plan("parallel", gpus=2)
+    for gpu, launch in enumerate(stage):
+        assert launch.argv[:4] == [sys.executable, "-m", "slm_swap", "train"]
+        assert launch.env["CUDA_VISIBLE_DEVICES"] == str(gpu)
+        assert launch.log == Path(f"logs/train_{launch.track}_1gpu.log")
 
 
 def test_launch_dry_run_prints_the_commands() -> None:
@@ -73,7 +109,7 @@ def test_launch_dry_run_prints_the_commands() -> None:
     )
     assert result.exit_code == 0, result.output
     assert "stage 1 (at the same time):" in result.output
-    assert "CUDA_VISIBLE_DEVICES=2,3 accelerate launch" in result.output
+    assert f"CUDA_VISIBLE_DEVICES=2,3 {sys.executable} -m accelerate.commands.launch" in result.output
     assert result.output.count("--load-in-4bit") == 2
     assert "> logs/train_toolcall_2gpu.log 2>&1" in result.output
 

@@ -221,6 +221,7 @@ def model_options(*, kind_choices: tuple[str, ...] = MODEL_KINDS, with_kind: boo
             option(settings.BATCH_SIZE, type=click.IntRange(min=1)),
             option(settings.MAX_NEW_TOKENS, type=click.IntRange(min=1)),
             option(settings.CONSTRAINED),
+            option(settings.LOAD_IN, type=click.Choice(settings.LOADS)),
             option(settings.BASE_URL),
             option(settings.API_KEY),
             option(settings.MODEL, "--model", "model_name"),
@@ -260,6 +261,7 @@ def _options(kind: str, kw: dict[str, Any], predictions: Path | None = None) -> 
         max_retries=kw["max_retries"],
         predictions=predictions,
         constrained=kw["constrained"],
+        load_in=kw["load_in"],
     )
 
 
@@ -608,10 +610,11 @@ def train(
     **kw: Any,
 ) -> None:
     """Fine-tune a LoRA adapter on a track's train split (TRL + PEFT; Unsloth on CUDA when installed)."""
-    try:
-        import trl  # noqa: F401
-    except ImportError as e:
-        raise SlmSwapError("train needs the train extra\n  fix: pip install 'slm-swap[train]'") from e
+    import importlib.util
+
+    if importlib.util.find_spec("trl") is None:
+        raise SlmSwapError("train needs the train extra\n  fix: pip install 'slm-swap[train]'")
+    _training_process()
     from slm_swap.models import resolve_model_path
     from slm_swap.train.sft import TrainConfig
     from slm_swap.train.sft import train as run_train
@@ -724,6 +727,7 @@ def launch(
     "--gpus", type=click.IntRange(min=1), default=1, show_default=True, help="vllm: data-parallel GPUs."
 )
 @click.option("--dry-run", is_flag=True, help="vllm: print the command instead of running it.")
+@option(settings.LOAD_IN, type=click.Choice(settings.LOADS))
 def serve(
     host: str,
     port: int,
@@ -735,6 +739,7 @@ def serve(
     engine_name: str,
     gpus: int,
     dry_run: bool,
+    load_in: str,
 ) -> None:
     """Serve the SLM (and adapters) over the OpenAI chat-completions API, batching concurrent requests."""
     from slm_swap.models import resolve_model_path
@@ -747,6 +752,11 @@ def serve(
             raise SlmSwapError(
                 "--constrained is slm-swap's own engine; vLLM constrains response_format and tool_choice "
                 "itself\n  fix: drop --constrained with --engine vllm"
+            )
+        if load_in not in ("auto", "bfloat16"):
+            raise SlmSwapError(
+                f"--load-in {load_in}: vLLM serves the model unquantised in bfloat16 here\n"
+                "  fix: drop --load-in with --engine vllm (compare its runs with eval --load-in bfloat16)"
             )
         shown = exec_vllm(resolve_model_path(model_path), named, host, port, gpus, api_key, dry_run=dry_run)
         stdout.print(shown, markup=False, highlight=False, soft_wrap=True)
@@ -762,7 +772,9 @@ def serve(
     tracing = tracer_if_configured()
     tracer = tracing.tracer
     stderr.print(tracing.says)
-    batcher = Batcher(Engine(resolve_model_path(model_path), named), max_batch=max_batch)
+    # Grammars serve response_format and tool_choice whatever --constrained says: the kernels are needed.
+    engine = Engine(resolve_model_path(model_path), named, load_in=load_in, kernels=True)
+    batcher = Batcher(engine, max_batch=max_batch)
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         stderr.print(f"warning: serving on {host} without --api-key: anyone who can reach it can use it")
     stderr.print(
@@ -789,6 +801,18 @@ def _named_adapters(items: tuple[str, ...]) -> dict[str, Path]:
             raise SlmSwapError(f"--adapter {item}: no LoRA adapter at {folder} (no adapter_config.json)")
         named[name] = Path(folder)
     return named
+
+
+def _training_process() -> None:
+    """Readies a process that trains: one GPU of several (TRL trains on one per process; `launch` starts
+    one per GPU), then the training engine, imported before TRL (Unsloth patches what it imports after)."""
+    from slm_swap import cuda
+    from slm_swap.train.sft import load_engine
+
+    note = cuda.keep_one_gpu(os.environ)
+    if note:
+        stderr.print(note)
+    load_engine()
 
 
 @contextmanager
@@ -962,10 +986,14 @@ def run(
 ) -> None:
     """The whole swap decision: prepare, evaluate hosted and SLM, compare, fine-tune where the SLM trails,
     re-evaluate, and write the verdict and the report. Finished stages are kept (rerun to resume)."""
+    import importlib.util
+
     from slm_swap.data.prepare import SplitSizes
     from slm_swap.pipeline import PipelineOptions, choose_hosted, run_pipeline
     from slm_swap.report import Pricing
 
+    if importlib.util.find_spec("trl") is not None:  # it may fine-tune, in this process
+        _training_process()
     slm = replace(_options("slm", kw), kind="slm")
     hosted_options = choose_hosted(hosted, replace(_options(hosted, kw), constrained=False), os.environ)
     options = PipelineOptions(

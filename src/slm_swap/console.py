@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 
 VERBOSE_ENV = "SLM_SWAP_VERBOSE"
@@ -24,7 +25,25 @@ QUIET_ENV = {
     "TOKENIZERS_PARALLELISM": "false",  # else a warning at every fork of a process that has tokenised
     "PYTHONWARNINGS": "ignore",  # for the processes started from here
 }
-LIBRARIES = ("transformers", "datasets", "peft", "trl", "accelerate", "torch", "httpx", "urllib3")
+LIBRARIES = (
+    "transformers",
+    "datasets",
+    "peft",
+    "trl",
+    "accelerate",
+    "torch",
+    "bitsandbytes",
+    "httpx",
+    "urllib3",
+)
+# bitsandbytes says this at every 8-bit matrix product whose input is not float16 (each layer, each
+# token), as a warning in some versions and a log record in others: noise even under --verbose.
+CAST_NOTICE = r"MatMul8bitLt: inputs will be cast from .* to float16"
+
+
+class _HideCastNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return re.match(CAST_NOTICE, record.getMessage()) is None
 
 
 def verbose() -> bool:
@@ -33,6 +52,11 @@ def verbose() -> bool:
 
 def configure(verbose_output: bool) -> None:
     """Sets the console for this process and the ones it starts (before any library is imported)."""
+    warnings.filterwarnings("ignore", message=CAST_NOTICE)
+    for name in ("bitsandbytes", "bitsandbytes.autograd._functions"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _HideCastNotice) for f in logger.filters):
+            logger.addFilter(_HideCastNotice())
     if verbose_output:
         os.environ[VERBOSE_ENV] = "1"
         return

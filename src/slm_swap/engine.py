@@ -5,8 +5,9 @@ generation.
 Prompts are rendered with the model's own chat template from the messages every backend gets. Decoding
 is greedy and seeded; the model is in eval mode with deterministic algorithms, as the spec asks.
 
-On a CUDA machine the model loads 8-bit with `device_map="auto"` (bitsandbytes); on a CPU-only machine
-it loads in float32 on the CPU (8-bit kernels need CUDA, and bfloat16 is emulated on CPUs and slower).
+On a CUDA machine the model loads 8-bit with `device_map="auto"` (bitsandbytes), or unquantised in
+bfloat16 when asked (`--load-in`); on a CPU-only machine it loads in float32 on the CPU (8-bit kernels
+need CUDA, and bfloat16 is emulated on most CPUs and slower). `cuda.preflight` runs first.
 LoRA adapters load by name on top of one base model (PEFT), and each batch runs under one of them or
 under none.
 """
@@ -44,36 +45,49 @@ def set_determinism() -> None:
 
 
 def load_model(
-    model_path: Path, *, adapters: Mapping[str, Path] | None = None
+    model_path: Path,
+    *,
+    adapters: Mapping[str, Path] | None = None,
+    load_in: str = "auto",
+    kernels: bool = False,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict[str, Any]]:
     """Loads the checkpoint, with `adapters` (name → adapter folder) on top, for inference; returns the
-    model, tokenizer and a description of how it was loaded (device, precision) for run files. With
-    adapters, the first one named is active."""
+    model, tokenizer and a description of how it was loaded (engine, device, precision) for run files.
+    With adapters, the first one named is active. `load_in` is one of `settings.LOADS`; `kernels`: the
+    run will apply grammars (Triton kernels on CUDA). The CUDA preflight runs before anything loads."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from slm_swap import cuda
+
+    machine = cuda.preflight(cuda.Needs(quantized=load_in in ("auto", "8bit"), kernels=kernels))
     set_determinism()
-    cuda = torch.cuda.is_available()
+    if load_in == "auto":
+        load_in = "8bit" if machine.cuda else "float32"
     kwargs: dict[str, Any] = {}
-    if cuda:
-        try:
-            import bitsandbytes  # noqa: F401
-            from transformers import BitsAndBytesConfig
-        except ImportError as e:
+    if load_in == "8bit":
+        if not machine.cuda:
             raise ConfigError(
-                "8-bit loading on CUDA needs bitsandbytes\n  fix: pip install 'slm-swap[cuda]'"
-            ) from e
-        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
-        kwargs["device_map"] = "auto"
-        precision, device = "8-bit", "cuda"
+                "--load-in 8bit needs a CUDA GPU (bitsandbytes' 8-bit kernels)\n"
+                "  fix: --load-in auto (float32 on a CPU)"
+            )
+        from transformers import BitsAndBytesConfig
+
+        # The weights that stay unquantised (norms, embeddings) in bfloat16, not a float32 checkpoint's
+        # own dtype; bitsandbytes computes its 8-bit products in float16 either way.
+        kwargs = {"quantization_config": BitsAndBytesConfig(load_in_8bit=True), "dtype": torch.bfloat16}
+        precision = "8-bit"
     else:
-        kwargs["dtype"] = torch.float32
-        precision, device = "float32", "cpu"
+        kwargs = {"dtype": getattr(torch, load_in)}
+        precision = load_in
+    if machine.cuda:
+        kwargs["device_map"] = "auto"  # the spec's: spread over the visible GPUs where one is too small
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model: Any = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+    device = cuda.describe(model)
     for i, (name, adapter) in enumerate((adapters or {}).items()):
         if not (adapter / "adapter_config.json").is_file():
             raise ConfigError(
@@ -87,7 +101,7 @@ def load_model(
         else:
             model.load_adapter(str(adapter), adapter_name=name)
     model.eval()
-    return model, tokenizer, {"device": device, "precision": precision}
+    return model, tokenizer, {"engine": "transformers", "device": device, "precision": precision}
 
 
 def chat_text(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> str:
@@ -100,12 +114,21 @@ def chat_text(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]
 class Engine:
     """One base model with its named LoRA adapters, its tokenizer and its grammars."""
 
-    def __init__(self, model_path: Path, adapters: Mapping[str, Path] | None = None):
+    def __init__(
+        self,
+        model_path: Path,
+        adapters: Mapping[str, Path] | None = None,
+        *,
+        load_in: str = "auto",
+        kernels: bool = False,
+    ):
         self.model_path = model_path
         self.base_name = model_path.name
         self.adapters = dict(adapters or {})
         self.llm: Any
-        self.llm, self.tokenizer, self.loaded = load_model(model_path, adapters=self.adapters)
+        self.llm, self.tokenizer, self.loaded = load_model(
+            model_path, adapters=self.adapters, load_in=load_in, kernels=kernels
+        )
         self._grammars: Grammars | None = None
 
     @property

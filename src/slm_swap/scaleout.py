@@ -5,6 +5,9 @@ vLLM serves the base model under the folder name `slm-swap serve` uses and each 
 `--adapter` NAME (`--enable-lora --lora-modules NAME=DIR`), with data parallelism across GPUs. Requests
 from `eval` are plain text prompts, so no tool parser is needed; vLLM has no parser for slm-swap's
 `<tool_call name=...>` format, so applications that send OpenAI `tools` use `slm-swap serve`.
+
+vLLM serves the weights in bfloat16, not 8-bit as the in-process backend does by default on CUDA: an
+`eval --model-kind openai` against it scores the bfloat16 model, like `eval --load-in bfloat16`.
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ def vllm_command(
         str(SEED),
         "--generation-config",
         "vllm",  # requests' own settings (temperature 0 from eval), not the checkpoint's defaults
+        # Unquantised: its runs compare with `eval --load-in bfloat16`, not with the in-process 8-bit default.
+        "--dtype",
+        "bfloat16",
     ]
     if gpus > 1:
         argv += ["--data-parallel-size", str(gpus)]

@@ -63,6 +63,14 @@ MODEL_PATH = Setting(
 )
 BATCH_SIZE = Setting("--batch-size", 8, None, "slm: prompts per generate call.")
 MAX_NEW_TOKENS = Setting("--max-new-tokens", 384, None, "Longest answer, in tokens.")
+LOADS = ("auto", "8bit", "bfloat16", "float32")
+LOAD_IN = Setting(
+    "--load-in",
+    "auto",
+    None,
+    "slm: how the weights load for inference. auto: 8-bit (bitsandbytes) with device_map=auto on CUDA, "
+    "as the spec asks; float32 on a CPU. bfloat16: unquantised (faster than 8-bit on a GPU with room).",
+)
 CONSTRAINED = Setting(
     "--constrained", False, None, "slm: grammar-constrained decoding (xgrammar); answers always parse."
 )

@@ -26,6 +26,7 @@ run's decoding settings (`RULE`).
 
 from __future__ import annotations
 
+import functools
 import json
 import weakref
 from collections.abc import Sequence
@@ -260,13 +261,14 @@ class StopOrContinue:
 
             ids = input_ids[:, : self.prompt_mask.shape[1]]
             with torch.inference_mode():
-                cache = self.model(
+                output = self.model(
                     input_ids=ids,
                     attention_mask=self.prompt_mask,
                     position_ids=(self.prompt_mask.cumsum(-1) - 1).clamp(min=0),
                     use_cache=True,
                     logits_to_keep=1,
-                ).cache
+                )
+            cache = output[_cache_name()]
             self._prompt_cache = [(layer.keys, layer.values) for layer in cache.layers]
         return self._prompt_cache
 
@@ -279,7 +281,7 @@ class StopOrContinue:
         prompts = self._prompts(input_ids)
         answers = input_ids[list(rows), self.prompt_mask.shape[1] :].tolist()
         index = torch.tensor(list(rows), device=self.prompt_mask.device)
-        cache = DynamicCache(ddp_cache_data=[(k[index], v[index]) for k, v in prompts])
+        cache = DynamicCache(ddp_cache_data=rows_of(prompts, rows))
         sequences = [a + w for a, w in zip(answers, ways, strict=True)]
         width = max(map(len, sequences))
         pad = self.tokenizer.pad_token_id
@@ -293,9 +295,9 @@ class StopOrContinue:
                 input_ids=ids,
                 attention_mask=mask,
                 position_ids=(mask.cumsum(-1) - 1).clamp(min=0)[:, -width:],
-                cache=cache,
                 use_cache=True,
                 logits_to_keep=keep,
+                **{_cache_name(): cache},
             ).logits
         log_probs = torch.log_softmax(logits.float(), dim=-1)
         totals = []
@@ -310,6 +312,28 @@ class StopOrContinue:
         if not text:
             return [self.eos]
         return _tokens_starting_with(self.tokenizer, text[0])
+
+
+def rows_of(layers: Sequence[tuple[Any, Any]], rows: Sequence[int]) -> list[tuple[Any, Any]]:
+    """The cached keys and values of `rows`, layer by layer. Each layer's index lives on that layer's
+    device: with `device_map="auto"` the layers, and so their caches, are spread over several GPUs."""
+    import torch
+
+    picked = []
+    for keys, values in layers:
+        index = torch.tensor(list(rows), device=keys.device)
+        picked.append((keys[index], values[index.to(values.device)]))
+    return picked
+
+
+@functools.cache
+def _cache_name() -> str:
+    """The name transformers gives the key-value cache in a model's inputs and outputs: `cache` from 5.24
+    on, `past_key_values` before (the version Unsloth pins)."""
+    from importlib.metadata import version
+
+    major, minor = (int(x) for x in version("transformers").split(".")[:2])
+    return "cache" if (major, minor) >= (5, 24) else "past_key_values"
 
 
 # Per tokenizer (held weakly: an id() could be reused by another tokenizer once this one is freed).

@@ -31,6 +31,7 @@ class ModelOptions:
     max_retries: int = 5
     predictions: Path | None = None
     constrained: bool = False
+    load_in: str = "auto"  # slm: settings.LOADS
     served: dict[str, object] | None = None  # azure/openai: what answers there, when known (the stand-in)
 
 
@@ -70,6 +71,7 @@ def make_backend(options: ModelOptions, env: Mapping[str, str] | None = None) ->
             batch_size=options.batch_size,
             max_new_tokens=options.max_new_tokens,
             constrained=options.constrained,
+            load_in=options.load_in,
         )
     if options.kind in HOSTED_KINDS:
         from slm_swap.backends.hosted import AzureSettings, HostedBackend, azure_endpoint, openai_endpoint

@@ -34,13 +34,15 @@ class LocalBackend(Backend):
         batch_size: int = 8,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         constrained: bool = False,
+        load_in: str = "auto",
     ):
         self.model_path = model_path
         self.adapter = adapter
         self.model = model_path.name
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
-        self.engine = Engine(model_path, {} if adapter is None else {"adapter": adapter})
+        adapters = {} if adapter is None else {"adapter": adapter}
+        self.engine = Engine(model_path, adapters, load_in=load_in, kernels=constrained)
         self.constrained = constrained
         if constrained:
             self.engine.grammars  # noqa: B018  (a missing xgrammar is reported now, not mid-run)

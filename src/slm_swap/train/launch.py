@@ -4,9 +4,12 @@
   ports and logs) — for small datasets this halves wall-clock time against running them one by one;
 * sequential: each track in turn on all four GPUs.
 
-Each launch is `accelerate launch` (with the checked-in configs) or `torchrun`, running `slm-swap train`
-under DDP: every rank loads its own copy of the base on its own GPU. The launchers set the spec's
-environment: PYTHONHASHSEED=42 and CUBLAS_WORKSPACE_CONFIG=:4096:8.
+Each launch is `accelerate launch` (with the settings of the checked-in `configs/accelerate/*.yaml` given
+as flags, so that any GPU count works from any folder) or `torchrun`, running `slm-swap train`
+under DDP: every rank loads its own copy of the base on its own GPU. A track given one GPU (`--gpus 2`
+in parallel) runs `slm-swap train` alone on it, with no launcher. Launchers and trainers start from this
+Python (`sys.executable -m ...`), so they are found whether or not the environment's bin folder is on
+PATH. The launchers set the spec's environment: PYTHONHASHSEED=42 and CUBLAS_WORKSPACE_CONFIG=:4096:8.
 
 No DeepSpeed ZeRO config is shipped, on purpose: LoRA trains ~1-2% of the weights, so the optimizer state
 and gradients ZeRO would shard are already small, and ZeRO-3 cannot partition a bitsandbytes 8-bit base.
@@ -16,13 +19,13 @@ Plain DDP is simpler and at least as fast here.
 from __future__ import annotations
 
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from slm_swap.types import TRACKS
 from slm_swap.workspace import Workspace
 
-CONFIGS = Path("configs/accelerate")
 BASE_PORT = 29500
 ENV = {"PYTHONHASHSEED": "42", "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
 
@@ -50,6 +53,8 @@ def plan(
     """Stages of launches: the launches of one stage run at the same time, stages one after another."""
     if strategy not in ("parallel", "sequential"):
         raise ValueError(f"strategy must be parallel or sequential, got {strategy!r}")
+    if launcher not in ("accelerate", "torchrun"):
+        raise ValueError(f"launcher must be accelerate or torchrun, got {launcher!r}")
     workspace = workspace or Workspace()
     per_track = gpus // 2 if strategy == "parallel" else gpus
     stages: list[list[Launch]] = []
@@ -76,20 +81,38 @@ def plan(
             strategy,
             *extra,
         ]
-        if launcher == "accelerate":
+        if per_track == 1:
+            argv = [sys.executable, *train]
+        elif launcher == "accelerate":
             argv = [
-                "accelerate",
-                "launch",
-                "--config_file",
-                str(CONFIGS / f"{per_track}gpu.yaml"),
+                sys.executable,
+                "-m",
+                "accelerate.commands.launch",
+                # The settings of configs/accelerate/*.yaml as flags: any GPU count, from any folder.
+                "--multi_gpu",
+                "--num_machines",
+                "1",
+                "--num_processes",
+                str(per_track),
+                "--mixed_precision",
+                "bf16",
+                "--dynamo_backend",
+                "no",
                 "--main_process_port",
                 port,
                 *train,
             ]
-        elif launcher == "torchrun":
-            argv = ["torchrun", "--nproc_per_node", str(per_track), "--master_port", port, *train]
         else:
-            raise ValueError(f"launcher must be accelerate or torchrun, got {launcher!r}")
+            argv = [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nproc_per_node",
+                str(per_track),
+                "--master_port",
+                port,
+                *train,
+            ]
         env = {**ENV, "CUDA_VISIBLE_DEVICES": ",".join(map(str, devices))}
         launch = Launch(track, argv, env, workspace.log(f"train_{track}_{per_track}gpu.log"))
         if strategy == "parallel" and stages:

@@ -3,11 +3,14 @@
 The defaults are the spec's fixed hyperparameters: LoRA r=64, alpha=16, dropout=0.1, lr 2e-4, 1 epoch,
 max length 2048, the base loaded 8-bit on CUDA (`load_in_4bit` gives QLoRA). Batch size 4 per device
 with no gradient accumulation is ours: on 32 rows that is 8 optimizer steps. The arithmetic is bfloat16
-mixed precision (float32 weights, optimizer and loss) on CUDA and float32 on a CPU (`--precision`). A CPU
-with native bfloat16 (AVX512-BF16, AMX) can be asked for it: on the embedded model it trains 32 sample rows
-in 111 s instead of 125 s, but learns less in them (validation loss 0.392 against 0.348), so it is not the
-default. Unsloth is used on CUDA machines where it is installed; everywhere else, TRL's SFTTrainer with
-PEFT. Either way the run says which engine and precision ran.
+mixed precision on CUDA, where TRL also casts the LoRA weights to bfloat16 on an 8-bit or 4-bit base (as
+QLoRA's paper does), and float32 on a CPU (`--precision`). A CPU with native bfloat16 (AVX512-BF16, AMX)
+can be asked for it: on the embedded model it trains 32 sample rows in 111 s instead of 125 s, but learns
+less in them (validation loss 0.392 against 0.348), so it is not the default. Unsloth is used on CUDA
+machines where it is installed (`load_engine` imports it before TRL, so that its patches apply);
+everywhere else, TRL's SFTTrainer with PEFT. The card records the engine, the device and the precision
+read from the trained model. One process trains on one GPU (`cuda.keep_one_gpu`); `slm-swap launch`
+starts one DDP rank per GPU.
 
 Each row is a TRL conversational prompt-completion pair: the prompt is the same `[system, user]`
 messages evaluation sends, rendered by the same chat template, and the loss covers the completion only.
@@ -95,6 +98,7 @@ class Built:
     precision: str
     stop: dict[str, bool]  # set by Ctrl-C: save a checkpoint and stop
     batches: str = "padded"  # or "padding-free" (`use_padding_free`)
+    device: str = "cpu"
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,37 @@ def engine_available() -> str:
     return "trl+peft"
 
 
+def load_engine() -> str:
+    """Chooses the engine and, for Unsloth, imports it now: its patches apply only to the transformers,
+    TRL and PEFT classes imported after it. Call before anything imports TRL (and after `cuda.keep_one_gpu`,
+    since this starts CUDA)."""
+    engine = engine_available()
+    if engine == "unsloth":
+        import unsloth  # noqa: F401
+
+        if verbose():
+            print("engine: unsloth, imported before TRL so that its patches apply", flush=True)
+    return engine
+
+
+def linear_modules(model: Any) -> list[str]:
+    """The names of the model's linear layers that LoRA adapts (every one but the LM head), as PEFT's
+    "all-linear" finds them: `q_proj` ... `down_proj` for Llama-style models, and the fused `qkv_proj`
+    and `gate_up_proj` of Phi-3 and Phi-4. Unsloth needs them listed."""
+    import torch
+
+    names = set()
+    for name, module in model.named_modules():
+        # bitsandbytes' 8-bit and 4-bit layers are subclasses of torch's Linear.
+        if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] != "lm_head":
+            names.add(name.rsplit(".", 1)[-1])
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    for name, module in model.named_modules():
+        if module is output:
+            names.discard(name.rsplit(".", 1)[-1])
+    return sorted(names)
+
+
 def _rows(examples: list[Example], track: str, path: Path) -> list[dict[str, Any]]:
     wrong = [e.id for e in examples if e.track != track]
     if wrong:
@@ -133,12 +168,16 @@ def _local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def load_base(config: TrainConfig, engine: str) -> tuple[Any, Any, str]:
-    """The base model and tokenizer for training, and the precision it was loaded in. Under DDP each
-    rank loads its own copy on its own device (never device_map="auto")."""
+def load_base(config: TrainConfig, engine: str) -> tuple[Any, Any]:
+    """The base model and tokenizer for training. Under DDP each rank loads its own copy on its own
+    device (never device_map="auto"). The CUDA preflight runs first."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from slm_swap import cuda
+
+    # Unsloth's kernels are Triton's; TRL + PEFT here use none (the loss is `CompletionLossTrainer`'s).
+    machine = cuda.preflight(cuda.Needs(quantized=True, kernels=engine == "unsloth"))
     if engine == "unsloth":
         from unsloth import FastLanguageModel
 
@@ -149,13 +188,19 @@ def load_base(config: TrainConfig, engine: str) -> tuple[Any, Any, str]:
             load_in_8bit=not config.load_in_4bit,
             device_map={"": _local_rank()},
         )
-        return model, tokenizer, _quantised(config)
+        return model, tokenizer
     tokenizer = AutoTokenizer.from_pretrained(config.model_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    if torch.cuda.is_available():
+    if machine.cuda:
         from transformers import BitsAndBytesConfig
 
+        if torch.cuda.device_count() > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+            # Trainer would wrap the model in nn.DataParallel, which TRL refuses (`cuda.keep_one_gpu`).
+            raise ConfigError(
+                "several GPUs are visible to one training process, which TRL cannot use\n"
+                "  fix: CUDA_VISIBLE_DEVICES=0 slm-swap train ..., or slm-swap launch for every GPU"
+            )
         quantization = (
             BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16)
             if config.load_in_4bit
@@ -167,16 +212,22 @@ def load_base(config: TrainConfig, engine: str) -> tuple[Any, Any, str]:
             device_map={"": _local_rank()},
             dtype=torch.bfloat16,
         )
-        return model, tokenizer, _quantised(config)
+        return model, tokenizer
     if config.load_in_4bit:
         raise ConfigError("--load-in-4bit (QLoRA) needs a CUDA GPU")
     model = AutoModelForCausalLM.from_pretrained(config.model_path, dtype=torch.float32)
-    return model, tokenizer, "bfloat16 mixed" if mixed_bfloat16(config, cuda=False) else "float32"
+    return model, tokenizer
 
 
-def _quantised(config: TrainConfig) -> str:
+def precision_of(config: TrainConfig, model: Any, *, cuda: bool) -> str:
+    """The precision a run really trains in, read from the model the trainer holds: the base's weights,
+    the LoRA weights' dtype (TRL casts them to bfloat16 on an 8-bit or 4-bit base) and the arithmetic."""
+    dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters() if p.requires_grad})
+    arithmetic = "bfloat16 mixed" if mixed_bfloat16(config, cuda=cuda) else "float32"
+    if not cuda:
+        return arithmetic  # float32 weights and LoRA weights: the arithmetic says it all
     base = "4-bit" if config.load_in_4bit else "8-bit"
-    return f"{base} base, {'bfloat16 mixed' if mixed_bfloat16(config, cuda=True) else 'float32'}"
+    return f"{base} base, {'/'.join(dtypes) or 'no'} LoRA weights, {arithmetic}"
 
 
 def native_bfloat16() -> bool:
@@ -210,6 +261,10 @@ def _interruptible(flag: dict[str, bool]) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _device(model: Any) -> str:
+    return str(next(model.parameters()).device)
 
 
 def _digest(model: Any) -> str:
@@ -247,7 +302,7 @@ def build_trainer(config: TrainConfig, on_step: Callable[[int, int], None] | Non
             f"{config.out} is not empty; pass --resume to continue its checkpoint, or choose --out"
         )
     engine = engine_available()
-    model, tokenizer, precision = load_base(config, engine)
+    model, tokenizer = load_base(config, engine)
     cuda = torch.cuda.is_available()
     settings = trainer_settings(config, cuda=cuda, world_size=int(os.environ.get("WORLD_SIZE", "1")))
     args = SFTConfig(output_dir=str(checkpoints), **settings)
@@ -267,7 +322,7 @@ def build_trainer(config: TrainConfig, on_step: Callable[[int, int], None] | Non
             r=config.lora_r,
             lora_alpha=config.lora_alpha,
             lora_dropout=config.lora_dropout,
-            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+            target_modules=linear_modules(model),
             random_state=config.seed,
         )
         lora = None
@@ -307,11 +362,13 @@ def build_trainer(config: TrainConfig, on_step: Callable[[int, int], None] | Non
     batches = "padded"
     if engine != "unsloth" and use_padding_free(trainer):
         batches = "padding-free"
-    # Off CUDA, TRL's loss would project every position through the LM head; this one only the answers'.
-    trainer.compact_loss = engine != "unsloth" and not cuda
+    # TRL's loss would project every position through the LM head (off CUDA) or through a Triton kernel
+    # compiled at first use (on CUDA); this one projects only the answers' positions, with plain torch.
+    trainer.compact_loss = engine != "unsloth"
     if engine != "unsloth" and not cuda:  # CUDA's dropout kernel is fast already
         use_mask_dropout(trainer.model)
-    return Built(trainer, tokenizer, engine, precision, stop, batches)
+    precision = precision_of(config, trainer.model, cuda=cuda)
+    return Built(trainer, tokenizer, engine, precision, stop, batches, device=_device(trainer.model))
 
 
 def trainer_settings(config: TrainConfig, *, cuda: bool, world_size: int = 1) -> dict[str, Any]:
@@ -387,6 +444,7 @@ def train(
         "adapter": str(config.out),
         "base_model": str(config.model_path),
         "engine": engine,
+        "device": built.device,
         "precision": precision,
         "batches": built.batches,
         "strategy": config.strategy,
