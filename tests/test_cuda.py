@@ -128,6 +128,21 @@ def test_one_process_that_trains_keeps_one_gpu_and_a_launchers_rank_keeps_its_ow
     assert cuda.one_gpu({}, 1) == cuda.Pin() and cuda.one_gpu({}, 0) == cuda.Pin()
 
 
+def test_a_training_process_keeps_the_first_gpu_before_cuda_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch counts GPUs through NVML, which honours CUDA_VISIBLE_DEVICES until CUDA starts: the process
+    narrows itself to one GPU. Where CUDA has started already (the count does not change), it stops with
+    the fix instead of reaching TRL's DataParallel error. The device counts are stood in for."""
+    env: dict[str, str] = {"CUDA_VISIBLE_DEVICES": "1,2,3"}
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: len(env["CUDA_VISIBLE_DEVICES"].split(",")))
+    note = cuda.keep_one_gpu(env)
+    assert env["CUDA_VISIBLE_DEVICES"] == "1" and note is not None and "trains on GPU 1 alone" in note
+    assert cuda.keep_one_gpu(env) is None  # one GPU now: nothing more to do
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    with pytest.raises(cuda.ConfigError, match="several GPUs are visible to one training process"):
+        cuda.keep_one_gpu({})
+    assert cuda.keep_one_gpu({"WORLD_SIZE": "4", "LOCAL_RANK": "0"}) is None  # a launcher's rank
+
+
 class Recording:
     """A fake cached tensor that lives on `device` and records the device of each index it is given."""
 

@@ -43,6 +43,7 @@ def test_batches_are_sorted_by_length_and_results_come_back_in_order(
     assert [r.id for r in run.results] == [e.id for e in prepared]
     assert all(r.usage.prompt_tokens > 100 and 0 < r.usage.completion_tokens <= 6 for r in run.results)
     assert run.meta.settings["device"] == "cpu" and run.meta.settings["precision"] == "float32"
+    assert run.meta.settings["engine"] == "transformers"
 
 
 def test_same_inputs_and_batch_size_give_identical_outputs(prepared: list[Example], tiny_model: Path) -> None:

@@ -195,12 +195,9 @@ def load_base(config: TrainConfig, engine: str) -> tuple[Any, Any]:
     if machine.cuda:
         from transformers import BitsAndBytesConfig
 
-        if torch.cuda.device_count() > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
-            # Trainer would wrap the model in nn.DataParallel, which TRL refuses (`cuda.keep_one_gpu`).
-            raise ConfigError(
-                "several GPUs are visible to one training process, which TRL cannot use\n"
-                "  fix: CUDA_VISIBLE_DEVICES=0 slm-swap train ..., or slm-swap launch for every GPU"
-            )
+        # The CLI has kept one GPU already; a library caller that has not gets the same error (Trainer
+        # would wrap the model in nn.DataParallel, which TRL refuses), as CUDA has started by now.
+        cuda.keep_one_gpu(os.environ)
         quantization = (
             BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16)
             if config.load_in_4bit
