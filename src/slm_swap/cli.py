@@ -340,10 +340,11 @@ def eval_command(
 ) -> None:
     """Evaluate a model on a split and write its run file (metrics and per-example results)."""
     from slm_swap.evaluate import evaluate, open_evaluation
-    from slm_swap.files import read_examples
+    from slm_swap.files import check_output, read_examples
 
     dataset = workspace.split(track, split)
     out = out or workspace.run_file(track, model_kind, split, fine_tuned=kw["adapter"] is not None)
+    check_output(out)  # before the model loads
     with traced() as tracer:
         examples = read_examples(dataset)
         options = _options(model_kind, kw, predictions)

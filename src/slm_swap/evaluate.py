@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,6 +11,7 @@ from pathlib import Path
 from slm_swap.backends.base import Backend
 from slm_swap.backends.factory import ModelOptions
 from slm_swap.errors import InputError, SlmSwapError
+from slm_swap.files import check_output, one_writer
 from slm_swap.identity import Check, compare_inputs, file_digest
 from slm_swap.runs import Journal, RunMeta, RunResult, read_run, write_run
 from slm_swap.scoring.metrics import METRICS, score
@@ -135,8 +136,38 @@ def evaluate(
 
     A finished run file for the same inputs (`reuse_check`) is returned as is unless `force`; one for
     other inputs is replaced only with `force` or `replace_stale`. Results of an interrupted run of the
-    same inputs are taken from its journal unless `force`.
+    same inputs are taken from its journal unless `force`. One process writes `out` at a time (a second
+    stops, naming the first); a path that cannot be written stops the run before its journal starts.
     """
+    check_output(out)
+    with one_writer(out):
+        return _evaluate(
+            examples,
+            backend,
+            meta,
+            out,
+            tracer,
+            force=force,
+            replace_stale=replace_stale,
+            tags=tags,
+            session_id=session_id,
+            on_result=on_result,
+        )
+
+
+def _evaluate(
+    examples: Sequence[Example],
+    backend: Backend,
+    meta: RunMeta,
+    out: Path,
+    tracer: Tracer,
+    *,
+    force: bool,
+    replace_stale: bool,
+    tags: Sequence[str],
+    session_id: str | None,
+    on_result: Callable[[ExampleResult], None] | None,
+) -> EvalOutcome:
     ids = [e.id for e in examples]
     if out.is_file() and not force:
         reuse = reuse_check(out, meta, examples)
@@ -153,18 +184,21 @@ def evaluate(
     meta = replace(meta, started_at=now_iso())
     todo = [e for e in examples if e.id not in done]
     by_id = {e.id: e for e in examples}
-    with tracer.run(
-        f"eval {meta.track}/{meta.split} {meta.model_kind}",
-        input={"dataset": meta.dataset},
-        metadata={
-            **meta.identity(),
-            "dataset": meta.dataset,
-            "metrics_path": str(out),
-            "start": meta.started_at,
-        },
-        tags=tags,
-        session_id=session_id,
-    ) as trace:
+    with (
+        closing(journal),  # on disk however the run ends
+        tracer.run(
+            f"eval {meta.track}/{meta.split} {meta.model_kind}",
+            input={"dataset": meta.dataset},
+            metadata={
+                **meta.identity(),
+                "dataset": meta.dataset,
+                "metrics_path": str(out),
+                "start": meta.started_at,
+            },
+            tags=tags,
+            session_id=session_id,
+        ) as trace,
+    ):
         for result in done.values():
             if on_result:
                 on_result(result)

@@ -4,21 +4,47 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from slm_swap.errors import InputError
+from slm_swap.errors import InputError, SlmSwapError
 from slm_swap.types import EXAMPLE_SCHEMA, Example
+
+
+def check_output(path: Path, flag: str = "--out") -> None:
+    """Stops, before anything is written, when the file `path` could not be written: it is a folder, a
+    file stands where one of its folders would be, or its nearest existing folder refuses a new file
+    (read-only, not ours). Nothing is created by the check."""
+    fix = f"choose another {flag}"
+    if path.is_dir():
+        raise SlmSwapError(
+            f"{path} is a folder; {flag} names the file to write\n  fix: e.g. {flag} {path / 'name.json'}"
+        )
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise SlmSwapError(f"{folder} is a file, so {path} cannot be written under it\n  fix: {fix}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".slm-swap-write-check.", dir=folder)
+    except OSError as e:
+        raise SlmSwapError(f"{path}: cannot write in {folder} ({e.strerror})\n  fix: {fix}") from e
+    os.close(fd)
+    os.unlink(probe)
 
 
 @contextmanager
 def atomic_writer(path: Path) -> Iterator[IO[str]]:
     """Opens a temporary file beside `path` and renames it over `path` only if the block succeeds, so a
-    reader never sees a half-written file and a failure leaves the old file as it was."""
+    reader never sees a half-written file and a failure leaves the old file as it was. A path that cannot
+    be written is a SlmSwapError naming it (`check_output` says why before a long run starts)."""
+    check_output(path, "the output path")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -32,14 +58,90 @@ def atomic_writer(path: Path) -> Iterator[IO[str]]:
         raise
 
 
+@contextmanager
+def one_writer(path: Path) -> Iterator[None]:
+    """Holds `path`'s lock (`<path>.lock`, an OS lock that dies with its process) while the block writes
+    it: a second slm-swap writing the same output stops at once, naming the first, instead of both
+    finishing and one silently winning. Check what `path` holds after taking the lock, not before."""
+    import fcntl
+
+    lock = path.with_name(path.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as e:
+        holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise SlmSwapError(
+            f"{path} is being written by another slm-swap (pid {holder})\n"
+            "  fix: wait for it to finish (then rerun: finished work is kept), or choose another output"
+        ) from e
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
+
+
 def write_json(path: Path, data: Any) -> None:
     with atomic_writer(path) as f:
-        json.dump(data, f, ensure_ascii=False, indent=2)
+        json.dump(data, f, ensure_ascii=False, indent=2, allow_nan=False)
         f.write("\n")
 
 
 def jsonl_text(rows: Iterable[dict[str, Any]]) -> str:
-    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    return "".join(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n" for row in rows)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (JSON has no NaN or Infinity)")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is beyond the range of a number")
+    return value
+
+
+def _surrogate(value: Any) -> str | None:
+    """The first lone UTF-16 surrogate in the strings of `value` (not text: it cannot be written as
+    UTF-8), or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            return f"\\u{ord(value[e.start]):04x}"
+        return None
+    if isinstance(value, dict):
+        children = [*value.keys(), *value.values()]
+    elif isinstance(value, list):
+        children = value
+    else:
+        return None
+    for child in children:
+        found = _surrogate(child)
+        if found:
+            return found
+    return None
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def loads(text: str) -> Any:
+    """Standard JSON, strictly: NaN, Infinity and numbers beyond a float's range are errors (Python's
+    json module takes them, other parsers do not), and so is a lone surrogate escape such as \\ud800
+    (it decodes to no text). Errors are ValueErrors."""
+    value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    if _SURROGATE_ESCAPE.search(text):  # only then is the value walked
+        found = _surrogate(value)
+        if found:
+            raise ValueError(f"{found} is a lone surrogate, not text")
+    return value
 
 
 def _not_utf8(path: object, where: str | None, error: UnicodeDecodeError, what: str) -> InputError:
@@ -57,7 +159,7 @@ def read_json(path: Path, what: str) -> Any:
         raise InputError(path, None, f"no such file (expected {what})")
     data = path.read_bytes()
     try:
-        return json.loads(data.decode("utf-8"))
+        return loads(data.decode("utf-8"))
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise _not_utf8(path, str(line), e, what) from e
@@ -65,6 +167,8 @@ def read_json(path: Path, what: str) -> Any:
         raise InputError(
             path, f"{e.lineno}", f"not valid JSON ({e.msg}, column {e.colno})", f"expected {what}"
         ) from e
+    except ValueError as e:
+        raise InputError(path, None, f"not valid JSON ({e})", f"expected {what}") from e
     except RecursionError as e:
         raise InputError(path, None, "JSON nested too deeply", f"expected {what}") from e
 
@@ -95,7 +199,7 @@ def json_lines(lines: Iterable[bytes], label: object, what: str) -> Iterator[tup
         if not line.strip():
             continue
         try:
-            yield lineno, json.loads(line)
+            yield lineno, loads(line)
         except json.JSONDecodeError as e:
             raise InputError(
                 label,
@@ -103,6 +207,8 @@ def json_lines(lines: Iterable[bytes], label: object, what: str) -> Iterator[tup
                 f"not valid JSON ({e.msg}, column {e.colno})",
                 f"expected {what}; was the file truncated?",
             ) from e
+        except ValueError as e:
+            raise InputError(label, str(lineno), f"not valid JSON ({e})", f"expected {what}") from e
         except RecursionError as e:
             raise InputError(label, str(lineno), "JSON nested too deeply", f"expected {what}") from e
 
@@ -177,7 +283,8 @@ def read_examples(path: Path) -> list[Example]:
 
 
 def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    # surrogatepass: a model's answer may hold a lone surrogate; its digest must not fail the run.
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def sha256_file(path: Path) -> str:

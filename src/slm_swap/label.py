@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,7 +33,7 @@ from slm_swap.data import openai_chat
 from slm_swap.data.rows import RowError
 from slm_swap.errors import InputError, SlmSwapError
 from slm_swap.evaluate import now_iso, run_meta
-from slm_swap.files import atomic_writer, jsonl_text, schema_problem
+from slm_swap.files import atomic_writer, check_output, jsonl_text, one_writer, schema_problem
 from slm_swap.runs import Journal
 from slm_swap.scoring.parse import parse_toolcall
 from slm_swap.tracing import Tracer
@@ -114,7 +115,23 @@ def label(
     on_answer: Callable[[object], None] | None = None,
 ) -> LabelOutcome:
     """Labels the unanswered conversations of `input_path` with `backend` and writes `out` (see above).
-    `on_total` hears how many need a label, once the file is read; `on_answer` hears each answer."""
+    `on_total` hears how many need a label, once the file is read; `on_answer` hears each answer. One
+    process writes `out` at a time: a second stops, naming the first."""
+    check_output(out)
+    with one_writer(out):
+        return _label(input_path, out, backend, tracer, force=force, on_total=on_total, on_answer=on_answer)
+
+
+def _label(
+    input_path: Path,
+    out: Path,
+    backend: Backend,
+    tracer: Tracer,
+    *,
+    force: bool,
+    on_total: Callable[[int], None] | None,
+    on_answer: Callable[[object], None] | None,
+) -> LabelOutcome:
     if out.exists() and not force:
         raise SlmSwapError(
             f"{out} already exists\n  fix: pass --force to replace it, or choose another --out"
@@ -130,11 +147,14 @@ def label(
     done = journal.resume((e.id for e in examples), fresh=force)
     outcome = LabelOutcome(resumed=len(done))
     todo = [e for e in examples if e.id not in done]
-    with tracer.run(
-        f"label {backend.kind}",
-        input={"file": str(input_path)},
-        metadata={**meta.identity(), "out": str(out)},
-    ) as trace:
+    with (
+        closing(journal),  # on disk however the run ends
+        tracer.run(
+            f"label {backend.kind}",
+            input={"file": str(input_path)},
+            metadata={**meta.identity(), "out": str(out)},
+        ) as trace,
+    ):
         for _ in done.values():
             if on_answer:
                 on_answer(None)

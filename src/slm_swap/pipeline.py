@@ -39,7 +39,7 @@ from slm_swap.data.prepare import (
 )
 from slm_swap.errors import ConfigError, SlmSwapError
 from slm_swap.evaluate import evaluate, open_evaluation, reuse_check
-from slm_swap.files import read_examples, read_json, write_json
+from slm_swap.files import check_output, one_writer, read_examples, read_json, write_json
 from slm_swap.identity import Check, compare_inputs
 from slm_swap.models import ENV_MODEL_PATH, default_model_dir, pull
 from slm_swap.report import Pricing, Written, write_report
@@ -445,6 +445,9 @@ def _track_json(o: TrackOutcome) -> dict[str, Any]:
 
 
 def run_pipeline(options: PipelineOptions, tracer: Tracer, say: Say) -> RunOutcome:
-    """Runs every stage (skipping finished ones), writes the verdict and the report, and returns both."""
-    verdict = Pipeline(options, tracer, say).run()
-    return RunOutcome(verdict, write_report(options.workspace.eval_dir, options.pricing))
+    """Runs every stage (skipping finished ones), writes the verdict and the report, and returns both. One
+    `run` at a time in a workspace: a second stops at once, naming the first (its verdict is the lock)."""
+    check_output(options.workspace.verdict)
+    with one_writer(options.workspace.verdict):
+        verdict = Pipeline(options, tracer, say).run()
+        return RunOutcome(verdict, write_report(options.workspace.eval_dir, options.pricing))

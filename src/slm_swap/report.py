@@ -9,22 +9,30 @@ filters the example browser are inline.
 from __future__ import annotations
 
 import html
-import statistics
+import random
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from slm_swap import settings
 from slm_swap.compare import VERDICTS, agreement_note, read_decision, read_verdict, verdict_of
 from slm_swap.errors import SlmSwapError
-from slm_swap.files import atomic_writer, read_examples
+from slm_swap.files import atomic_writer, check_output, read_examples
 from slm_swap.runs import RunResult, read_run
 from slm_swap.scoring.metrics import CORE_METRICS
 from slm_swap.types import TRACKS, Example
 
 CORRECT = {"structured": "exact_match", "toolcall": "ast_match"}  # "a correct call" per track
+LATENCY_BINS = 40
+# The example browser shows at most this many rows: the disagreements first, then a seeded sample of the
+# rest; the run files hold every example. Texts are cut at CUT characters.
+EXAMPLES_SHOWN = 300
+CUT = 1500
+SEED = 42
 LABELS = {"hosted": "hosted", "slm": "SLM", "slm_ft": "SLM + adapter"}
 COLORS = {"hosted": "#4c72b0", "slm": "#dd8452", "slm_ft": "#55a868"}
 
@@ -249,32 +257,45 @@ def failure_chart(t: TrackData) -> str:
 
 
 def latency_chart(t: TrackData) -> str:
-    """Each model's per-example latencies: a dot per example, with the median marked."""
-    width, row_h, left = 640, 34, 110
+    """Each model's per-example latencies as a histogram (a row of bars per model, the same bins for
+    all, the last bin holding everything beyond the 99th percentile), with the median marked: the same
+    size for 8 examples or 100,000."""
+    width, row_h, left, bins = 640, 46, 110, LATENCY_BINS
     height = row_h * len(t.runs) + 40
-    top = max((r.latency_s for run in t.runs.values() for r in run.results), default=1.0) or 1.0
+    everything = np.array([r.latency_s for run in t.runs.values() for r in run.results], dtype=float)
+    top = float(np.percentile(everything, 99)) if everything.size else 1.0
+    top = top or float(everything.max(initial=0.0)) or 1.0
     span = width - left - 20
+    step = span / bins
     parts = [
         f'<svg class="chart" role="img" aria-label="latency per example" viewBox="0 0 {width} {height}">'
     ]
     for i, (label, run) in enumerate(t.runs.items()):
-        y = 20 + i * row_h
-        parts.append(f'<text x="{left - 8}" y="{y + 4}" text-anchor="end">{LABELS[label]}</text>')
-        for r in run.results:
-            x = left + r.latency_s / top * span
-            parts.append(f'<circle cx="{x:.1f}" cy="{y}" r="4" fill="{COLORS[label]}" fill-opacity="0.6"/>')
-        latencies = [r.latency_s for r in run.results]
-        if latencies:
-            median = statistics.median(latencies)
-            x = left + median / top * span
+        base = 20 + i * row_h + 30  # the row's baseline
+        parts.append(f'<text x="{left - 8}" y="{base - 4}" text-anchor="end">{LABELS[label]}</text>')
+        latencies = np.array([r.latency_s for r in run.results], dtype=float)
+        counts = np.bincount(np.minimum((latencies / top * bins).astype(int), bins - 1), minlength=bins)
+        tallest = int(counts.max(initial=0)) or 1
+        for b, count in enumerate(counts.tolist()):
+            if count:
+                h = max(1.0, count / tallest * 28)
+                x = left + b * step
+                parts.append(
+                    f'<rect x="{x:.1f}" y="{base - h:.1f}" width="{step - 1:.1f}" height="{h:.1f}" '
+                    f'fill="{COLORS[label]}" fill-opacity="0.75"><title>{count} examples</title></rect>'
+                )
+        if latencies.size:
+            median = float(np.median(latencies))
+            x = left + min(median / top, 1.0) * span
             parts.append(
-                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y - 10}" y2="{y + 10}" class="median">'
+                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{base - 32}" y2="{base + 2}" class="median">'
                 f"<title>median {median:.2f} s</title></line>"
             )
     axis_y = height - 12
     for tick in (0, top / 2, top):
         x = left + tick / top * span
-        parts.append(f'<text x="{x:.1f}" y="{axis_y}" text-anchor="middle">{tick:.1f} s</text>')
+        mark = "+" if tick == top else ""
+        parts.append(f'<text x="{x:.1f}" y="{axis_y}" text-anchor="middle">{tick:.1f} s{mark}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -426,36 +447,81 @@ def _track_html(t: TrackData, pricing: Pricing) -> str:
     return "\n".join(out)
 
 
+def _cut(text: str) -> str:
+    return text if len(text) <= CUT else text[:CUT] + f"… ({len(text) - CUT:,} more characters)"
+
+
+def shown_examples(t: TrackData) -> tuple[list[str], int]:
+    """The ids the example browser shows (at most EXAMPLES_SHOWN: every disagreement first, then a seeded
+    sample of the rest, each in run order) and how many examples disagree in all."""
+    runs = list(t.runs.values())
+    by_label = [{r.id: r for r in run.results} for run in runs]
+    ids = [r.id for r in runs[0].results]
+    disagree = [i for i in ids if len({_outcome(b[i], t.track) == "correct" for b in by_label}) > 1]
+    chosen = set(disagree[:EXAMPLES_SHOWN])
+    rest = [i for i in ids if i not in chosen]
+    room = EXAMPLES_SHOWN - len(chosen)
+    chosen |= set(random.Random(SEED).sample(rest, min(room, len(rest))))
+    return [i for i in ids if i in chosen], len(disagree)
+
+
 def _examples_html(t: TrackData) -> str:
     labels = list(t.runs)
     table_id = f"examples-{t.track}"
     by_label = {label: {r.id: r for r in run.results} for label, run in t.runs.items()}
-    out = [
-        f"<h3>Examples</h3><label><input type='checkbox' class='disagree' data-table='{table_id}'> "
+    shown, disagreeing = shown_examples(t)
+    total = len(t.runs["hosted"].results)
+    out = ["<h3>Examples</h3>"]
+    if len(shown) < total:
+        files = ", ".join(f"<code>{_e(path)}</code>" for path in _run_paths(t))
+        out.append(
+            f"<p class='note'>Showing {len(shown):,} of {total:,} examples: the "
+            f"{min(disagreeing, len(shown)):,} where the models disagree first ({disagreeing:,} in all), "
+            f"then a sample of the rest. Every example is in the run files: {files}.</p>"
+        )
+    out += [
+        f"<label><input type='checkbox' class='disagree' data-table='{table_id}'> "
         "show only examples where the models disagree</label>",
         f"<table class='examples' id='{table_id}'><thead><tr><th>example</th><th>prompt</th><th>gold</th>",
     ]
     out += [f"<th>{LABELS[label]}</th>" for label in labels]
     out.append("</tr></thead><tbody>")
-    for r in t.runs["hosted"].results:
-        results = [by_label[label][r.id] for label in labels]
+    for example_id in shown:
+        results = [by_label[label][example_id] for label in labels]
         outcomes = [_outcome(x, t.track) for x in results]
         disagree = len({o == "correct" for o in outcomes}) > 1
-        example = t.examples.get(r.id)
+        example = t.examples.get(example_id)
         prompt = (
-            f"<details><summary>prompt</summary><pre>{_e(example.prompt)}</pre></details>" if example else ""
+            f"<details><summary>prompt</summary><pre>{_e(_cut(example.prompt))}</pre></details>"
+            if example
+            else ""
         )
-        gold = f"<pre>{_e(example.completion)}</pre>" if example else ""
-        cells = [f"<td>{_e(r.id)}</td><td>{prompt}</td><td>{gold}</td>"]
+        gold = f"<pre>{_e(_cut(example.completion))}</pre>" if example else ""
+        cells = [f"<td>{_e(example_id)}</td><td>{prompt}</td><td>{gold}</td>"]
         for x, outcome in zip(results, outcomes, strict=True):
             cls = "correct" if outcome == "correct" else "wrong"
-            cells.append(f"<td><span class='{cls}'>{_e(outcome)}</span><pre>{_e(x.output[:1500])}</pre></td>")
+            cells.append(f"<td><span class='{cls}'>{_e(outcome)}</span><pre>{_e(_cut(x.output))}</pre></td>")
         out.append(f"<tr data-disagree='{int(disagree)}'>" + "".join(cells) + "</tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
 
 
+def _run_paths(t: TrackData) -> list[str]:
+    paths = [t.decisions["slm"]["hosted"]["path"], t.decisions["slm"]["slm"]["path"]]
+    if "slm_ft" in t.decisions:
+        paths.append(t.decisions["slm_ft"]["slm"]["path"])
+    return [str(p) for p in paths]
+
+
 # --- Markdown --------------------------------------------------------------------------------------------
+
+
+def _md(value: Any) -> str:
+    """Text for a Markdown table cell or line: no table breaks, no HTML, no emphasis or links."""
+    text = html.escape(" ".join(str(value).split()), quote=False)  # &, < and > as entities
+    for character in "\\`*_[]|":
+        text = text.replace(character, "\\" + character)
+    return text
 
 
 def render_markdown(verdict: dict[str, Any] | None, tracks: list[TrackData], pricing: Pricing) -> str:
@@ -463,15 +529,15 @@ def render_markdown(verdict: dict[str, Any] | None, tracks: list[TrackData], pri
     hosted = verdict["hosted"] if verdict else None
     if hosted and hosted.get("stand_in"):
         lines += [
-            f"> **Note:** {STANDIN_NOTE.format(hosted['description'])}",
+            f"> **Note:** {_md(STANDIN_NOTE.format(hosted['description']))}",
             "",
         ]
     elif hosted:
-        lines += [f"Hosted model: {hosted['description']}", ""]
+        lines += [f"Hosted model: {_md(hosted['description'])}", ""]
     for track, labelled_by in _labelled(tracks):
-        lines += [f"> **{track}:** {agreement_note(labelled_by)}.", ""]
+        lines += [f"> **{track}:** {_md(agreement_note(labelled_by))}.", ""]
     lines += ["| track | verdict | why |", "|---|---|---|"]
-    lines += [f"| {t.track} | **{VERDICTS[t.verdict]}** | {t.reason} |" for t in tracks]
+    lines += [f"| {t.track} | **{VERDICTS[t.verdict]}** | {_md(t.reason)} |" for t in tracks]
     for t in tracks:
         labels = list(t.runs)
         lines += ["", f"## {t.track}", "", f"{len(t.runs['hosted'].results)} paired examples.", ""]
@@ -497,7 +563,7 @@ def render_markdown(verdict: dict[str, Any] | None, tracks: list[TrackData], pri
         for c in costs(t, pricing):
             per = f"${c['cost_per_correct']:.4f}" if c.get("cost_per_correct") is not None else "—"
             lines.append(
-                f"| {LABELS[c['model']]} ({c['name']}) | {c['correct']}/{c['examples']} | "
+                f"| {LABELS[c['model']]} ({_md(c['name'])}) | {c['correct']}/{c['examples']} | "
                 f"{_seconds(c['seconds_per_correct'])} | {per if 'cost' in c else 'local'} |"
             )
         failures = {
@@ -508,7 +574,7 @@ def render_markdown(verdict: dict[str, Any] | None, tracks: list[TrackData], pri
             "",
             "Failure categories: "
             + "; ".join(
-                f"{LABELS[label]}: " + (", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "none")
+                f"{LABELS[label]}: " + (", ".join(f"{_md(k)} {v}" for k, v in sorted(c.items())) or "none")
                 for label, c in failures.items()
             ),
         ]
@@ -521,6 +587,8 @@ def write_report(eval_dir: Path, pricing: Pricing, out: Path | None = None) -> W
     verdict, tracks = load(eval_dir)
     html_path = out or eval_dir / "report.html"
     md_path = html_path.with_suffix(".md")
+    check_output(html_path)
+    check_output(md_path, "--out (its Markdown twin)")
     with atomic_writer(html_path) as f:
         f.write(render_html(verdict, tracks, pricing))
     with atomic_writer(md_path) as f:

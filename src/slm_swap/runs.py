@@ -11,14 +11,15 @@ from __future__ import annotations
 import json
 import os
 import platform
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from slm_swap import __version__
 from slm_swap.errors import InputError
-from slm_swap.files import atomic_writer, read_json, schema_problem, sha256_text, write_json
+from slm_swap.files import atomic_writer, loads, read_json, schema_problem, sha256_text, write_json
 from slm_swap.scoring.metrics import CORE_METRICS, error_counts, summarize
 from slm_swap.types import RESULT_SCHEMA, TRACKS, ExampleResult, Track
 
@@ -127,6 +128,9 @@ def read_run(path: Path) -> RunResult:
     return RunResult(RunMeta(**data["meta"]), [ExampleResult.from_json(r) for r in data["results"]])
 
 
+SYNC_SECONDS = 1.0  # how often a journal reaches the disk
+
+
 def journal_path(out: Path) -> Path:
     return out.with_name(out.name + ".journal")
 
@@ -138,6 +142,8 @@ class Journal:
         self.path = journal_path(out)
         self.identity = meta.identity()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: IO[str] | None = None
+        self._synced = time.monotonic()
 
     def load(self) -> dict[str, ExampleResult]:
         """Results already journaled for these same inputs; a journal for other inputs is set aside."""
@@ -170,18 +176,33 @@ class Journal:
 
     def rewrite(self, done: dict[str, ExampleResult]) -> None:
         """Starts the journal afresh with the header and the results kept (drops a torn last line)."""
+        self.close()
         with atomic_writer(self.path) as f:
             f.write(json.dumps({"journal": self.identity}) + "\n")
             for result in done.values():
                 f.write(_entry(result))
 
     def append(self, result: ExampleResult) -> None:
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(_entry(result))
-            f.flush()
-            os.fsync(f.fileno())
+        """Adds a result. Each is handed to the OS at once (a crash of this process loses none); it reaches
+        the disk at least once a second (a power cut loses at most that), not at every example: a replay
+        of 60,000 stored outputs is then not 60,000 disk syncs."""
+        if self._file is None:
+            self._file = self.path.open("a", encoding="utf-8")
+        self._file.write(_entry(result))
+        self._file.flush()
+        now = time.monotonic()
+        if now - self._synced >= SYNC_SECONDS:
+            os.fsync(self._file.fileno())
+            self._synced = now
+
+    def close(self) -> None:
+        if self._file is not None:
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
 
     def remove(self) -> None:
+        self.close()
         self.path.unlink(missing_ok=True)
 
 
@@ -192,11 +213,13 @@ def _line_digest(result: Any) -> str:
 def _entry(result: ExampleResult) -> str:
     """One journal line: the result and its digest, so a damaged line is never taken for a result."""
     data = result.to_json()
-    return json.dumps({"result": data, "sha256": _line_digest(data)}, ensure_ascii=False) + "\n"
+    return (
+        json.dumps({"result": data, "sha256": _line_digest(data)}, ensure_ascii=False, allow_nan=False) + "\n"
+    )
 
 
 def _journal_line(line: bytes) -> Any:
     try:
-        return json.loads(line.decode("utf-8"))
+        return loads(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         return None

@@ -123,6 +123,11 @@ EXAMPLE_SCHEMA: dict[str, Any] = {
     },
 }
 _NUM = {"type": "number"}
+# A latency and a token count as files may carry them: finite, not negative, and within what a run can
+# take (a year of seconds; a billion tokens), so that sums and costs stay ordinary floats.
+LATENCY_SCHEMA: dict[str, Any] = {"type": "number", "minimum": 0, "maximum": 31_536_000}
+TOKENS_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": 1_000_000_000}
+USAGE_PROPERTIES: dict[str, Any] = {"prompt_tokens": TOKENS_SCHEMA, "completion_tokens": TOKENS_SCHEMA}
 # One per-example result as stored in run files and journals.
 RESULT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -134,12 +139,8 @@ RESULT_SCHEMA: dict[str, Any] = {
         "metrics": {"type": "object", "additionalProperties": _NUM},
         "error_category": {"type": ["string", "null"]},
         "error_detail": {"type": ["string", "null"]},
-        "latency_s": _NUM,
-        "usage": {
-            "type": "object",
-            "properties": {"prompt_tokens": {"type": "integer"}, "completion_tokens": {"type": "integer"}},
-            "additionalProperties": False,
-        },
+        "latency_s": LATENCY_SCHEMA,
+        "usage": {"type": "object", "properties": USAGE_PROPERTIES, "additionalProperties": False},
         "backend_error": {"type": ["string", "null"]},
     },
     "additionalProperties": False,

@@ -15,7 +15,7 @@ from slm_swap.backends.base import Backend
 from slm_swap.errors import InputError
 from slm_swap.files import read_jsonl, schema_problem
 from slm_swap.runs import read_run
-from slm_swap.types import Completion, Example, Usage
+from slm_swap.types import LATENCY_SCHEMA, USAGE_PROPERTIES, Completion, Example, Usage
 
 PREDICTION_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -23,11 +23,8 @@ PREDICTION_SCHEMA: dict[str, Any] = {
     "properties": {
         "id": {"type": ["string", "integer"]},
         "output": {"type": ["string", "null"]},
-        "latency_s": {"type": ["number", "null"]},
-        "usage": {
-            "type": ["object", "null"],
-            "properties": {"prompt_tokens": {"type": "integer"}, "completion_tokens": {"type": "integer"}},
-        },
+        "latency_s": {"anyOf": [LATENCY_SCHEMA, {"type": "null"}]},
+        "usage": {"type": ["object", "null"], "properties": USAGE_PROPERTIES},
         "error": {"type": ["string", "null"]},
     },
 }

@@ -25,7 +25,7 @@ from typing import Any
 from slm_swap.data import bfcl, openai_chat, xlam
 from slm_swap.data.rows import RowError, RowLeftOut, SourceRow
 from slm_swap.errors import InputError
-from slm_swap.files import atomic_writer, jsonl_text, read_jsonl, sha256_text
+from slm_swap.files import atomic_writer, check_output, jsonl_text, read_jsonl, sha256_text
 from slm_swap.identity import file_digest
 from slm_swap.types import SPLITS, TRACKS, Track
 
@@ -247,6 +247,8 @@ def _write_splits(out_dir: Path, splits: dict[str, list[SourceRow]], inputs: dic
         "inputs": inputs,
         "files": {str(p.relative_to(out_dir)): sha256_text(text) for p, text in contents.items()},
     }
+    for path in [*contents, out_dir / MANIFEST]:  # all checked before any is written
+        check_output(path, "--out-dir")
     with ExitStack() as stack:
         for path, text in contents.items():
             stack.enter_context(atomic_writer(path)).write(text)

@@ -6,11 +6,11 @@ one); any other text around the answer makes it invalid for its track.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from slm_swap.files import loads
 from slm_swap.types import ToolCall, Track
 
 _FENCE = re.compile(r"^```[\w-]*[ \t]*\n(.*?)\n?```$", re.S)
@@ -44,7 +44,7 @@ def _strip(text: str) -> str:
 
 def _loads(text: str) -> tuple[bool, Any]:
     try:
-        return True, json.loads(text)
+        return True, loads(text)
     except (ValueError, RecursionError):
         return False, None
 

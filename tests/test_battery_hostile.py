@@ -1,0 +1,310 @@
+"""The battery's hostile kinds, through the commands that read or write them: output paths (a folder, a
+file in the way, read-only, a symlink), two writers at once, and extreme values (lone surrogates, NaN and
+Infinity, 1e308, 10^400, negative numbers). Each exits 2 naming the path or row and the fix, and leaves
+no partial output and no journal behind."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+
+from slm_swap.cli import main
+from slm_swap.compare import bootstrap_interval, mcnemar_exact
+from slm_swap.files import one_writer
+from slm_swap.types import Example
+
+ROOT = Path(__file__).resolve().parents[1]
+EVAL = ["eval", "--track", "toolcall", "--model-kind", "replay", "--split", "test"]
+
+
+def predictions(examples: list[Example], path: Path, **changes: Any) -> Path:
+    """Replay predictions answering every example with its gold; `changes` edit the first row."""
+    rows: list[dict[str, Any]] = [
+        {
+            "id": e.id,
+            "output": e.completion,
+            "latency_s": 0.5,
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5},
+        }
+        for e in examples
+    ]
+    rows[0].update(changes)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def strict(text: str) -> Any:
+    def refuse(name: str) -> Any:
+        raise AssertionError(f"{name} in a file slm-swap wrote")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def refused(result: Result, *said: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "fix:" in result.output
+    for words in said:
+        assert words in result.output, result.output
+
+
+def nothing_in(folder: Path) -> None:
+    assert not folder.exists() or not any(folder.iterdir()), sorted(folder.iterdir())
+
+
+# --- output paths ---------------------------------------------------------------------------------------
+
+
+def test_eval_out_that_is_a_folder_or_under_a_file_writes_nothing(prepared: list[Example]) -> None:
+    preds = predictions(prepared, Path("preds.jsonl"))
+    Path("runs").mkdir()
+    result = CliRunner().invoke(main, [*EVAL, "--predictions", str(preds), "--out", "runs"])
+    refused(result, "runs is a folder", "--out runs/name.json")
+    nothing_in(Path("runs"))
+    Path("flat").write_text("a file")
+    result = CliRunner().invoke(main, [*EVAL, "--predictions", str(preds), "--out", "flat/run.json"])
+    refused(result, "flat is a file, so flat/run.json cannot be written")
+    assert Path("flat").read_text() == "a file"
+
+
+def test_eval_follows_a_symlinked_output_folder(prepared: list[Example]) -> None:
+    preds = predictions(prepared, Path("preds.jsonl"))
+    Path("real").mkdir()
+    Path("linked").symlink_to("real")
+    result = CliRunner().invoke(main, [*EVAL, "--predictions", str(preds), "--out", "linked/run.json"])
+    assert result.exit_code == 0, result.output
+    assert strict(Path("real/run.json").read_text())["summary"]["ast_match"] == 1.0
+
+
+@pytest.fixture
+def read_only(workspace: Path) -> Iterator[Path]:
+    """A folder nobody may write in. Root writes through permissions, so for root it is a read-only
+    filesystem mounted there (or /proc, where no file can be made, when mounting is not allowed)."""
+    folder = workspace / "locked"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro", "tmpfs", str(folder)], capture_output=True)
+    yield folder if mounted.returncode == 0 else Path("/proc")
+    if mounted.returncode == 0:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_read_only_output_folder_stops_eval_compare_and_report(
+    prepared: list[Example], read_only: Path
+) -> None:
+    preds = predictions(prepared, Path("preds.jsonl"))
+    assert CliRunner().invoke(main, [*EVAL, "--predictions", str(preds)]).exit_code == 0
+    run = "05_eval/toolcall_replay_test.json"
+    assert (
+        CliRunner().invoke(main, ["compare", "--track", "toolcall", "--azure", run, "--slm", run]).exit_code
+        == 0
+    )
+    commands = {
+        "eval": [*EVAL, "--predictions", str(preds), "--out", f"{read_only}/run.json"],
+        "compare": [
+            "compare",
+            "--track",
+            "toolcall",
+            "--azure",
+            run,
+            "--slm",
+            run,
+            "--out",
+            f"{read_only}/d.json",
+        ],
+        "report": ["report", "--out", f"{read_only}/report.html"],
+    }
+    for args in commands.values():
+        refused(CliRunner().invoke(main, args), f"cannot write in {read_only}")
+    assert not list(read_only.glob("*.json*")) and not list(read_only.glob("report*"))
+    assert not Path("05_eval/run.json.journal").exists()
+
+
+def test_prepare_out_dir_that_is_a_file_or_holds_a_file_in_the_way(workspace: Path) -> None:
+    Path("data").write_text("a file")
+    refused(CliRunner().invoke(main, ["prepare", "--out-dir", "data"]), "data is a file", "--out-dir")
+    Path("splits").mkdir()
+    Path("splits/toolcall").write_text("in the way")
+    refused(CliRunner().invoke(main, ["prepare", "--out-dir", "splits"]), "splits/toolcall is a file")
+    assert sorted(p.name for p in Path("splits").iterdir()) == ["toolcall"]  # no empty structured/ left
+
+
+def test_report_whose_markdown_twin_is_a_folder_writes_neither(prepared: list[Example]) -> None:
+    preds = predictions(prepared, Path("preds.jsonl"))
+    assert CliRunner().invoke(main, [*EVAL, "--predictions", str(preds)]).exit_code == 0
+    run = "05_eval/toolcall_replay_test.json"
+    compared = CliRunner().invoke(main, ["compare", "--track", "toolcall", "--azure", run, "--slm", run])
+    assert compared.exit_code == 0, compared.output
+    Path("out/report.md").mkdir(parents=True)
+    refused(CliRunner().invoke(main, ["report", "--out", "out/report.html"]), "out/report.md is a folder")
+    assert not Path("out/report.html").exists()
+    refused(
+        CliRunner().invoke(
+            main, ["compare", "--track", "toolcall", "--azure", run, "--slm", run, "--out", "out"]
+        )
+    )
+
+
+# --- two writers ----------------------------------------------------------------------------------------
+
+
+def test_a_second_writer_of_the_same_run_stops_naming_the_first(prepared: list[Example]) -> None:
+    """Another process holds the run file's lock; eval exits 2 naming it and writes nothing; once the
+    lock is free the same command runs."""
+    preds = predictions(prepared, Path("preds.jsonl"))
+    out = Path("05_eval/toolcall_replay_test.json")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from slm_swap.files import one_writer\n"
+            "with one_writer(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        result = CliRunner().invoke(main, [*EVAL, "--predictions", str(preds)])
+        refused(result, f"is being written by another slm-swap (pid {holder.pid})")
+        assert not out.exists() and not Path(f"{out}.journal").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert CliRunner().invoke(main, [*EVAL, "--predictions", str(preds)]).exit_code == 0
+    assert not Path(f"{out}.lock").exists()
+
+
+def test_the_lock_is_held_only_while_writing(tmp_path: Path) -> None:
+    target = tmp_path / "x.json"
+    with one_writer(target):
+        assert (tmp_path / "x.json.lock").read_text().strip() == str(os.getpid())
+    assert not (tmp_path / "x.json.lock").exists()
+    with one_writer(target):  # free again
+        pass
+
+
+# --- extreme values -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "raw", "said"),
+    [
+        ("output", '"\\ud800"', "lone surrogate"),
+        ("error", '"broken \\udc00 text"', "lone surrogate"),
+        ("latency_s", "NaN", "NaN is not JSON"),
+        ("latency_s", "Infinity", "Infinity is not JSON"),
+        ("latency_s", "1e309", "beyond the range of a number"),
+        ("latency_s", "1e308", "latency_s"),
+        ("latency_s", "-1", "latency_s"),
+        ("usage", '{"prompt_tokens": 1' + "0" * 400 + ', "completion_tokens": 1}', "prompt_tokens"),
+        ("usage", '{"prompt_tokens": -5, "completion_tokens": 1}', "prompt_tokens"),
+    ],
+)
+def test_extreme_values_in_predictions_are_bad_input(
+    prepared: list[Example], key: str, raw: str, said: str
+) -> None:
+    """The first row's `key` holds `raw`, written into the file as it stands."""
+    path = predictions(prepared, Path("preds.jsonl"))
+    lines = path.read_text().splitlines()
+    first = {k: v for k, v in json.loads(lines[0]).items() if k != key}
+    lines[0] = json.dumps(first)[:-1] + f', "{key}": {raw}}}'
+    path.write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(main, [*EVAL, "--predictions", str(path)])
+    refused(result, "preds.jsonl", said)
+    nothing_in(Path("05_eval"))
+
+
+def test_a_surrogate_in_a_logged_conversation_is_bad_input(workspace: Path) -> None:
+    row = {
+        "messages": [
+            {"role": "user", "content": "weather in \\ud800"},
+            {
+                "role": "assistant",
+                "tool_calls": [{"type": "function", "function": {"name": "w", "arguments": "{}"}}],
+            },
+        ],
+        "tools": [{"type": "function", "function": {"name": "w", "parameters": {"type": "object"}}}],
+    }
+    Path("log.jsonl").write_text(json.dumps(row).replace("\\\\ud800", "\\ud800") + "\n")
+    result = CliRunner().invoke(main, ["prepare", "--source", "openai", "--dataset-path", "log.jsonl"])
+    refused(result, "log.jsonl:1", "lone surrogate")
+    nothing_in(Path("02_dataset"))
+
+
+def test_nan_in_an_answer_is_not_valid_json_and_run_files_are_standard_json(prepared: list[Example]) -> None:
+    from slm_swap.scoring.parse import parse_structured
+
+    for text in ('{"calls": [{"name": "f", "arguments": {"x": NaN}}]}', '{"calls": [], "x": Infinity}'):
+        assert not parse_structured(text).valid
+    preds = predictions(prepared, Path("preds.jsonl"), output='<tool_call name="f">{"x": NaN}</tool_call>')
+    assert CliRunner().invoke(main, [*EVAL, "--predictions", str(preds)]).exit_code == 0
+    run = strict(Path("05_eval/toolcall_replay_test.json").read_text())
+    assert run["results"][0]["metrics"]["format_valid"] == 0.0
+
+
+def test_report_md_escapes_names(prepared: list[Example]) -> None:
+    name = "h|<img src=x onerror=alert(1)>"
+    preds = predictions(prepared, Path(f"{name}.jsonl"))
+    out = "05_eval/hosted.json"
+    assert CliRunner().invoke(main, [*EVAL, "--predictions", str(preds), "--out", out]).exit_code == 0
+    assert (
+        CliRunner().invoke(main, ["compare", "--track", "toolcall", "--azure", out, "--slm", out]).exit_code
+        == 0
+    )
+    assert CliRunner().invoke(main, ["report"]).exit_code == 0
+    markdown = Path("05_eval/report.md").read_text()
+    assert "<img" not in markdown
+    row = next(line for line in markdown.splitlines() if "onerror" in line)
+    assert row.count("|") - row.count("\\|") == 5  # the table's own four columns, no more
+
+
+# --- linear cost: the statistics ------------------------------------------------------------------------
+
+
+def test_mcnemar_in_floating_point_agrees_with_exact_integers() -> None:
+    def exact(b: int, c: int) -> float:
+        n = b + c
+        if n == 0:
+            return 1.0
+        return min(1.0, 2 * sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2**n)
+
+    for b in range(0, 41, 3):
+        for c in range(0, 41, 4):
+            assert mcnemar_exact(b, c) == pytest.approx(exact(b, c), rel=1e-9, abs=1e-300)
+    assert mcnemar_exact(2_500, 2_400) == pytest.approx(exact(2_500, 2_400), rel=1e-9)
+    # A million discordant pairs: the large-sample normal tail (z = 2) agrees to three decimals.
+    assert mcnemar_exact(499_000, 501_000) == pytest.approx(math.erfc(2 / math.sqrt(2)), abs=1e-3)
+    assert mcnemar_exact(500_000, 500_000) == 1.0
+
+
+@pytest.mark.parametrize("kind", ["binary", "scores"])
+def test_the_bootstrap_over_counts_gives_the_index_bootstraps_interval(kind: str) -> None:
+    """Drawing counts of each distinct difference is the same distribution as drawing example indices:
+    on the same data the two intervals agree within Monte Carlo error (0.01 here at 10,000 resamples)."""
+    data = np.random.default_rng(7)
+    n = 300
+    if kind == "binary":
+        hosted, slm = data.random(n) < 0.8, data.random(n) < 0.6
+        diff = hosted.astype(float) - slm.astype(float)
+    else:
+        diff = data.choice([0.0, 1 / 3, 0.5, 2 / 3, 1.0], n) - data.choice([0.0, 0.25, 0.5, 1.0], n)
+    old = np.random.default_rng(42).integers(0, n, size=(10_000, n))
+    old_low, old_high = np.percentile(diff[old].mean(axis=1), [2.5, 97.5])
+    low, high = bootstrap_interval(diff, np.random.default_rng(42))
+    assert low == pytest.approx(old_low, abs=0.01) and high == pytest.approx(old_high, abs=0.01)
+    assert low < diff.mean() < high
