@@ -4,7 +4,8 @@ Generated one-tool conversations in OpenAI's chat format (`prepare --source open
 test split), replayed twice (a "hosted" side answering with the gold, an "SLM" side wrong on every third
 row), compared and reported. Each command runs as its own process; the table gives its wall time, its
 peak memory (the process's maximum resident set) and the size of what it wrote, at each size, and the
-ratio 60k / 6k (linear cost: about 10).
+ratio 60k / 6k (linear cost: about 10); then the time of McNemar's exact test on a million discordant
+pairs.
 
     python bench/scale.py [--sizes 6000 60000] [--work bench-scale]
 """
@@ -127,6 +128,20 @@ def at_size(n: int, work: Path) -> dict[str, Measured]:
     return found
 
 
+def mcnemar_times() -> str:
+    """McNemar's exact test on the largest tables asked of it: the slowest of a few, in milliseconds."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from slm_swap.compare import mcnemar_exact
+
+    tables = [(499_000, 501_000), (0, 1_000_000), (250_000, 750_000), (2_500, 2_500), (10_000, 10_000)]
+    worst = 0.0
+    for b, c in tables:
+        start = time.perf_counter()
+        mcnemar_exact(b, c)
+        worst = max(worst, time.perf_counter() - start)
+    return f"McNemar's exact test, tables up to 1,000,000 discordant pairs: at most {worst * 1000:.1f} ms"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs=2, default=[6000, 60000], metavar=("SMALL", "LARGE"))
@@ -145,6 +160,7 @@ def main() -> None:
             f"{b.seconds:.1f} s, {b.peak_mb:.0f} MB, {b.output_mb:.1f} MB | "
             f"{b.seconds / a.seconds:.1f} / {b.peak_mb / a.peak_mb:.1f} |"
         )
+    print(mcnemar_times())
 
 
 if __name__ == "__main__":

@@ -229,20 +229,21 @@ def test_extreme_values_in_predictions_are_bad_input(
     nothing_in(Path("05_eval"))
 
 
-def test_a_surrogate_in_a_logged_conversation_is_bad_input(workspace: Path) -> None:
+@pytest.mark.parametrize("where", ["user message", "call arguments"])
+def test_a_surrogate_in_a_logged_conversation_is_bad_input(workspace: Path, where: str) -> None:
+    text = "weather in \\ud800" if where == "user message" else "weather in Oslo"
+    arguments = '{"city": "\\ud800"}' if where == "call arguments" else '{"city": "Oslo"}'
+    call = {"type": "function", "function": {"name": "w", "arguments": arguments}}
     row = {
-        "messages": [
-            {"role": "user", "content": "weather in \\ud800"},
-            {
-                "role": "assistant",
-                "tool_calls": [{"type": "function", "function": {"name": "w", "arguments": "{}"}}],
-            },
-        ],
+        "messages": [{"role": "user", "content": text}, {"role": "assistant", "tool_calls": [call]}],
         "tools": [{"type": "function", "function": {"name": "w", "parameters": {"type": "object"}}}],
     }
-    Path("log.jsonl").write_text(json.dumps(row).replace("\\\\ud800", "\\ud800") + "\n")
+    line = json.dumps(row)
+    # The escape as a file holds it: \ud800 in the message's JSON, \\ud800 inside the arguments' string.
+    line = line.replace("\\\\ud800", "\\ud800") if where == "user message" else line
+    Path("log.jsonl").write_text(line + "\n")
     result = CliRunner().invoke(main, ["prepare", "--source", "openai", "--dataset-path", "log.jsonl"])
-    refused(result, "log.jsonl:1", "lone surrogate")
+    refused(result, "log.jsonl", "lone surrogate")
     nothing_in(Path("02_dataset"))
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from slm_swap.errors import InputError, SlmSwapError
-from slm_swap.types import EXAMPLE_SCHEMA, Example
+from slm_swap.types import EXAMPLE_SCHEMA, FILE_FORMATS, Example
 
 
 def check_output(path: Path, flag: str = "--out") -> None:
@@ -132,11 +132,13 @@ def _surrogate(value: Any) -> str | None:
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
-def loads(text: str) -> Any:
+def loads(text: str, *, check_floats: bool = True) -> Any:
     """Standard JSON, strictly: NaN, Infinity and numbers beyond a float's range are errors (Python's
     json module takes them, other parsers do not), and so is a lone surrogate escape such as \\ud800
     (it decodes to no text). Errors are ValueErrors."""
-    value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    # Looking at every float costs a Python call each (most of a second for a million), so a whole file
+    # is read with `check_floats=False` and its schema's bounds keep its numbers in range instead.
+    value = json.loads(text, parse_constant=_no_constant, parse_float=_finite if check_floats else None)
     if _SURROGATE_ESCAPE.search(text):  # only then is the value walked
         found = _surrogate(value)
         if found:
@@ -159,7 +161,7 @@ def read_json(path: Path, what: str) -> Any:
         raise InputError(path, None, f"no such file (expected {what})")
     data = path.read_bytes()
     try:
-        return loads(data.decode("utf-8"))
+        return loads(data.decode("utf-8"), check_floats=False)
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise _not_utf8(path, str(line), e, what) from e
@@ -222,9 +224,23 @@ def read_jsonl(path: Path, what: str) -> Iterator[tuple[int, Any]]:
 
 
 def schema_problem(value: Any, schema: dict[str, Any]) -> str | None:
-    """Why `value` does not satisfy the JSON Schema `schema` (its first field that does not), or None."""
+    """Why `value` does not satisfy the JSON Schema `schema` (its first field that does not), or None.
+    A file format's schema (`types.file_format`) is checked compiled; a value that fails it, and any value
+    under another schema (a tool's parameters), is checked by jsonschema, whose best match names the
+    field for the message."""
     import jsonschema
 
+    fast = FILE_FORMATS.get(id(schema))
+    if fast is not None and fast[0] is schema:
+        import fastjsonschema
+
+        if fast[1] is None:
+            fast[1] = fastjsonschema.compile(schema)
+        try:
+            fast[1](value)
+            return None
+        except fastjsonschema.JsonSchemaException:
+            pass
     key = json.dumps(schema, sort_keys=True)
     if key not in _validators:
         _validators[key] = jsonschema.Draft202012Validator(schema)
@@ -256,30 +272,61 @@ def tool_schema_problem(name: str, parameters: dict[str, Any]) -> str | None:
 _tool_problems: dict[str, str | None] = {}
 
 
-def read_examples(path: Path) -> list[Example]:
-    """Loads a prepared split (02_dataset/<track>/<split>.jsonl), each row checked field by field."""
+def read_examples(path: Path, ids: set[str] | None = None) -> list[Example]:
+    """Loads a prepared split (02_dataset/<track>/<split>.jsonl), each row checked field by field; with
+    `ids`, only the rows of those ids (the rest are skipped unread where their id can be seen first, as
+    `prepare` writes it, so that a report on 60,000 examples reads the few hundred it shows)."""
+    if not path.is_file():
+        raise InputError(path, None, f"no such file (expected {SPLIT_WHAT})")
     examples = []
     seen: set[str] = set()
-    for lineno, row in read_jsonl(path, "a split written by `slm-swap prepare`"):
-        problem = schema_problem(row, EXAMPLE_SCHEMA)
-        if problem is None:
-            problem = next(
-                filter(None, (tool_schema_problem(t["name"], t["parameters"]) for t in row["tools"])), None
-            )
-        if problem is None and str(row["id"]) in seen:
-            problem = f"id {row['id']!r} appears twice"
-        if problem is not None:
-            raise InputError(
-                path,
-                str(lineno),
-                f"not a prepared example ({problem})",
-                "regenerate the split with `slm-swap prepare`",
-            )
-        seen.add(str(row["id"]))
-        examples.append(Example.from_json(row))
-    if not examples:
+    with path.open("rb") as f:
+        for lineno, row in json_lines(_wanted(f, ids), path, SPLIT_WHAT):
+            problem = schema_problem(row, EXAMPLE_SCHEMA)
+            if problem is None:
+                problem = next(
+                    filter(None, (tool_schema_problem(t["name"], t["parameters"]) for t in row["tools"])),
+                    None,
+                )
+            if problem is None and str(row["id"]) in seen:
+                problem = f"id {row['id']!r} appears twice"
+            if problem is not None:
+                raise InputError(
+                    path,
+                    str(lineno),
+                    f"not a prepared example ({problem})",
+                    "regenerate the split with `slm-swap prepare`",
+                )
+            seen.add(str(row["id"]))
+            if ids is None or str(row["id"]) in ids:
+                examples.append(Example.from_json(row))
+    if not examples and ids is None:
         raise InputError(path, None, "the split is empty", "regenerate it with `slm-swap prepare`")
     return examples
+
+
+SPLIT_WHAT = "a split written by `slm-swap prepare`"
+_ID_FIRST = b'{"id": '
+
+
+def _wanted(lines: Iterable[bytes], ids: set[str] | None) -> Iterator[bytes]:
+    """The lines to read (each line is yielded, a skipped one as a blank line so that line numbers hold):
+    all, or those whose leading id is among `ids` (a line whose id does not come first is read)."""
+    if ids is None:
+        yield from lines
+        return
+    decoder = json.JSONDecoder()
+    for line in lines:
+        if line.startswith(_ID_FIRST):
+            head = line[len(_ID_FIRST) : len(_ID_FIRST) + 400].decode("utf-8", "replace")
+            try:
+                found, _ = decoder.raw_decode(head)
+            except ValueError:  # not a string, or longer than the head: read the line
+                found = None
+            if isinstance(found, str) and found not in ids:
+                yield b"\n"
+                continue
+        yield line
 
 
 def sha256_text(text: str) -> str:

@@ -90,9 +90,12 @@ def load(eval_dir: Path) -> tuple[dict[str, Any] | None, list[TrackData]]:
             runs["slm_ft"] = read_run(Path(ft["slm"]["path"]))
             decisions["slm_ft"] = ft
         said, reason = verdict_of(decision, ft)  # the rule `run` applied to these same decisions
+        data = TrackData(track, said, reason, runs, decisions, {})
         dataset = Path(runs["hosted"].meta.dataset)
-        examples = {e.id: e for e in read_examples(dataset)} if dataset.is_file() else {}
-        tracks.append(TrackData(track, said, reason, runs, decisions, examples))
+        if dataset.is_file():  # the prompts and gold answers of the examples the page shows
+            shown = set(shown_examples(data)[0])
+            data.examples = {e.id: e for e in read_examples(dataset, shown)}
+        tracks.append(data)
     if not tracks:
         raise SlmSwapError(
             f"nothing to report in {eval_dir}: no <track>_decision.json there\n"

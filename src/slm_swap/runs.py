@@ -8,6 +8,7 @@ names what it belongs to; a journal for other inputs is never mixed in.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -21,7 +22,7 @@ from slm_swap import __version__
 from slm_swap.errors import InputError
 from slm_swap.files import atomic_writer, loads, read_json, schema_problem, sha256_text, write_json
 from slm_swap.scoring.metrics import CORE_METRICS, error_counts, summarize
-from slm_swap.types import RESULT_SCHEMA, TRACKS, ExampleResult, Track
+from slm_swap.types import RESULT_SCHEMA, TRACKS, ExampleResult, Track, file_format
 
 RUN_FORMAT = "slm-swap.run/1"
 
@@ -65,8 +66,9 @@ class RunResult:
     meta: RunMeta
     results: list[ExampleResult]
 
-    @property
+    @functools.cached_property
     def summary(self) -> dict[str, float]:
+        """The run-level means, computed once (a run's results are not changed once it is made)."""
         return summarize(self.meta.track, self.results)
 
     def to_json(self) -> dict[str, Any]:
@@ -85,28 +87,30 @@ def write_run(path: Path, run: RunResult) -> None:
 
 
 _TEXT = {"type": "string"}
-RUN_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["format", "meta", "results"],
-    "properties": {
-        "meta": {
-            "type": "object",
-            "required": ["track", "split", "dataset", "dataset_sha256", "model_kind", "model"],
-            "properties": {
-                "track": {"enum": list(TRACKS)},
-                **{k: _TEXT for k in ("split", "dataset", "dataset_sha256", "model_kind", "model")},
-                **{k: _TEXT for k in ("started_at", "finished_at", "gold_by")},
-                "adapter": {"type": ["string", "null"]},
-                "constrained": {"type": "boolean"},
-                "settings": {"type": "object"},
-                "inputs": {"type": "object"},
-                "versions": {"type": "object", "additionalProperties": _TEXT},
+RUN_SCHEMA: dict[str, Any] = file_format(
+    {
+        "type": "object",
+        "required": ["format", "meta", "results"],
+        "properties": {
+            "meta": {
+                "type": "object",
+                "required": ["track", "split", "dataset", "dataset_sha256", "model_kind", "model"],
+                "properties": {
+                    "track": {"enum": list(TRACKS)},
+                    **{k: _TEXT for k in ("split", "dataset", "dataset_sha256", "model_kind", "model")},
+                    **{k: _TEXT for k in ("started_at", "finished_at", "gold_by")},
+                    "adapter": {"type": ["string", "null"]},
+                    "constrained": {"type": "boolean"},
+                    "settings": {"type": "object"},
+                    "inputs": {"type": "object"},
+                    "versions": {"type": "object", "additionalProperties": _TEXT},
+                },
+                "additionalProperties": False,
             },
-            "additionalProperties": False,
+            "results": {"type": "array", "items": RESULT_SCHEMA},
         },
-        "results": {"type": "array", "items": RESULT_SCHEMA},
-    },
-}
+    }
+)
 
 
 def read_run(path: Path) -> RunResult:

@@ -72,79 +72,103 @@ _CALL = {
     "properties": {"name": _STR, "arguments": {"type": "object"}},
 }
 # A prepared split row as `Example.from_json` reads it (checked before it is read).
-EXAMPLE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": [
-        "id",
-        "track",
-        "source",
-        "query",
-        "tools",
-        "gold",
-        "acceptable",
-        "system",
-        "prompt",
-        "completion",
-    ],
-    "properties": {
-        "id": {"type": ["string", "integer"]},
-        "track": {"enum": list(TRACKS)},
-        **{k: _STR for k in ("source", "query", "system", "prompt", "completion")},
-        "tools": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["name", "parameters"],
-                "properties": {"name": _STR, "description": _STR, "parameters": {"type": "object"}},
+FILE_FORMATS: dict[int, list[Any]] = {}  # id -> [schema, its compiled check once made] (files.schema_problem)
+
+
+def file_format(schema: dict[str, Any]) -> dict[str, Any]:
+    """Marks `schema` as one of slm-swap's file formats, defined once at import: `files.schema_problem`
+    then checks values against it compiled to Python (fastjsonschema: microseconds a row, where jsonschema
+    takes a hundred or more, which at 60,000 rows was most of `compare` and `report`). Returns it."""
+    FILE_FORMATS[id(schema)] = [schema, None]
+    return schema
+
+
+EXAMPLE_SCHEMA: dict[str, Any] = file_format(
+    {
+        "type": "object",
+        "required": [
+            "id",
+            "track",
+            "source",
+            "query",
+            "tools",
+            "gold",
+            "acceptable",
+            "system",
+            "prompt",
+            "completion",
+        ],
+        "properties": {
+            "id": {"type": ["string", "integer"]},
+            "track": {"enum": list(TRACKS)},
+            **{k: _STR for k in ("source", "query", "system", "prompt", "completion")},
+            "tools": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "parameters"],
+                    "properties": {"name": _STR, "description": _STR, "parameters": {"type": "object"}},
+                },
             },
-        },
-        "gold": {"type": "array", "items": _CALL},
-        "labelled_by": _STR,
-        "turns": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["role", "content"],
-                "properties": {"role": {"enum": ["user", "assistant"]}, "content": _STR},
-                "additionalProperties": False,
+            "gold": {"type": "array", "items": _CALL},
+            "labelled_by": _STR,
+            "turns": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["role", "content"],
+                    "properties": {"role": {"enum": ["user", "assistant"]}, "content": _STR},
+                    "additionalProperties": False,
+                },
             },
-        },
-        "acceptable": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["name", "arguments"],
-                "properties": {
-                    "name": _STR,
-                    "arguments": {"type": "object", "additionalProperties": {"type": "array"}},
+            "acceptable": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "arguments"],
+                    "properties": {
+                        "name": _STR,
+                        "arguments": {"type": "object", "additionalProperties": {"type": "array"}},
+                    },
                 },
             },
         },
-    },
-}
-_NUM = {"type": "number"}
+    }
+)
 # A latency and a token count as files may carry them: finite, not negative, and within what a run can
 # take (a year of seconds; a billion tokens), so that sums and costs stay ordinary floats.
 LATENCY_SCHEMA: dict[str, Any] = {"type": "number", "minimum": 0, "maximum": 31_536_000}
 TOKENS_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": 1_000_000_000}
+METRIC_SCHEMA: dict[str, Any] = {"type": "number", "minimum": 0, "maximum": 1}  # every metric is a share
 USAGE_PROPERTIES: dict[str, Any] = {"prompt_tokens": TOKENS_SCHEMA, "completion_tokens": TOKENS_SCHEMA}
 # One per-example result as stored in run files and journals.
-RESULT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["id", "output", "calls", "metrics", "error_category", "error_detail", "latency_s", "usage"],
-    "properties": {
-        "id": _STR,
-        "output": _STR,
-        "calls": {"type": ["array", "null"], "items": _CALL},
-        "metrics": {"type": "object", "additionalProperties": _NUM},
-        "error_category": {"type": ["string", "null"]},
-        "error_detail": {"type": ["string", "null"]},
-        "latency_s": LATENCY_SCHEMA,
-        "usage": {"type": "object", "properties": USAGE_PROPERTIES, "additionalProperties": False},
-        "backend_error": {"type": ["string", "null"]},
-    },
-    "additionalProperties": False,
-}
+RESULT_SCHEMA: dict[str, Any] = file_format(
+    {
+        "type": "object",
+        "required": [
+            "id",
+            "output",
+            "calls",
+            "metrics",
+            "error_category",
+            "error_detail",
+            "latency_s",
+            "usage",
+        ],
+        "properties": {
+            "id": _STR,
+            "output": _STR,
+            "calls": {"type": ["array", "null"], "items": _CALL},
+            "metrics": {"type": "object", "additionalProperties": METRIC_SCHEMA},
+            "error_category": {"type": ["string", "null"]},
+            "error_detail": {"type": ["string", "null"]},
+            "latency_s": LATENCY_SCHEMA,
+            "usage": {"type": "object", "properties": USAGE_PROPERTIES, "additionalProperties": False},
+            "backend_error": {"type": ["string", "null"]},
+        },
+        "additionalProperties": False,
+    }
+)
 
 
 @dataclass(frozen=True)

@@ -15,19 +15,21 @@ from slm_swap.backends.base import Backend
 from slm_swap.errors import InputError
 from slm_swap.files import read_jsonl, schema_problem
 from slm_swap.runs import read_run
-from slm_swap.types import LATENCY_SCHEMA, USAGE_PROPERTIES, Completion, Example, Usage
+from slm_swap.types import LATENCY_SCHEMA, USAGE_PROPERTIES, Completion, Example, Usage, file_format
 
-PREDICTION_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["id"],
-    "properties": {
-        "id": {"type": ["string", "integer"]},
-        "output": {"type": ["string", "null"]},
-        "latency_s": {"anyOf": [LATENCY_SCHEMA, {"type": "null"}]},
-        "usage": {"type": ["object", "null"], "properties": USAGE_PROPERTIES},
-        "error": {"type": ["string", "null"]},
-    },
-}
+PREDICTION_SCHEMA: dict[str, Any] = file_format(
+    {
+        "type": "object",
+        "required": ["id"],
+        "properties": {
+            "id": {"type": ["string", "integer"]},
+            "output": {"type": ["string", "null"]},
+            "latency_s": {"anyOf": [LATENCY_SCHEMA, {"type": "null"}]},
+            "usage": {"type": ["object", "null"], "properties": USAGE_PROPERTIES},
+            "error": {"type": ["string", "null"]},
+        },
+    }
+)
 
 
 def _completion(row: dict[str, Any]) -> Completion:

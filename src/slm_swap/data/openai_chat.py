@@ -29,7 +29,7 @@ from typing import Any
 from slm_swap.data.formats import Turn
 from slm_swap.data.rows import RowError, RowLeftOut, SourceRow, acceptable_from_gold
 from slm_swap.errors import InputError
-from slm_swap.files import json_lines, schema_problem, tool_schema_problem
+from slm_swap.files import json_lines, loads, schema_problem, tool_schema_problem
 from slm_swap.types import ToolCall, ToolSpec
 
 WHAT = 'one conversation per line: {"messages": [...], "tools": [...]}'
@@ -109,7 +109,7 @@ def _calls(message: dict[str, Any], where: str, tools: dict[str, ToolSpec]) -> t
         name, arguments = function["name"], function.get("arguments", "{}")
         if isinstance(arguments, str):
             try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
+                arguments = loads(arguments) if arguments.strip() else {}
             except ValueError as e:
                 raise RowError(f"{at}: arguments are not valid JSON ({e})") from e
         if not isinstance(arguments, dict):

@@ -18,7 +18,7 @@ import ijson
 from slm_swap.data.rows import RowError, SourceRow, acceptable_from_gold
 from slm_swap.data.schema import parse_python_type
 from slm_swap.errors import InputError
-from slm_swap.files import json_lines
+from slm_swap.files import json_lines, loads
 from slm_swap.types import ToolCall, ToolSpec
 
 REQUIRED_FIELDS = ("id", "query", "tools", "answers")
@@ -86,9 +86,11 @@ def _decode_field(data: dict[str, Any], key: str) -> Any:
             f'xLAM rows carry "{key}" as a string of JSON; re-encode it with json.dumps',
         )
     try:
-        return json.loads(value)
+        return loads(value)
     except json.JSONDecodeError as e:
         raise RowError(f'"{key}" is not valid JSON ({e.msg})') from e
+    except ValueError as e:  # NaN, Infinity, a lone surrogate
+        raise RowError(f'"{key}" is not valid JSON ({e})') from e
 
 
 def _convert_tool(raw: Any, position: int) -> tuple[ToolSpec, tuple[str, ...]]:
