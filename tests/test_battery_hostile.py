@@ -309,3 +309,72 @@ def test_the_bootstrap_over_counts_gives_the_index_bootstraps_interval(kind: str
     low, high = bootstrap_interval(diff, np.random.default_rng(42))
     assert low == pytest.approx(old_low, abs=0.01) and high == pytest.approx(old_high, abs=0.01)
     assert low < diff.mean() < high
+
+
+# --- a report of any size -------------------------------------------------------------------------------
+
+
+def _report_of(n: int, folder: Path) -> tuple[int, str]:
+    """prepare (n generated conversations, all test rows), two replay evals, compare and report in
+    `folder`; the page's size and text."""
+    folder.mkdir()
+    os.chdir(folder)
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "w",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+    with Path("log.jsonl").open("w") as f:
+        for i in range(n):
+            call = {
+                "type": "function",
+                "function": {"name": "w", "arguments": json.dumps({"city": f"C{i % 7}"})},
+            }
+            messages = [
+                {"role": "user", "content": f"weather {i}"},
+                {"role": "assistant", "tool_calls": [call]},
+            ]
+            f.write(json.dumps({"id": f"r{i}", "messages": messages, "tools": [tool]}) + "\n")
+    sizes = ["--train-size", "0", "--val-size", "0", "--test-size", str(n)]
+    assert (
+        CliRunner()
+        .invoke(main, ["prepare", "--source", "openai", "--dataset-path", "log.jsonl", *sizes])
+        .exit_code
+        == 0
+    )
+    split = [json.loads(line) for line in Path("02_dataset/toolcall/test.jsonl").read_text().splitlines()]
+    for side, wrong in (("hosted", 0), ("slm", 3)):
+        rows = [
+            {
+                "id": e["id"],
+                "output": "no" if wrong and i % wrong == 0 else e["completion"],
+                "latency_s": i % 9,
+            }
+            for i, e in enumerate(split)
+        ]
+        Path(f"{side}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        args = [*EVAL, "--predictions", f"{side}.jsonl", "--out", f"05_eval/{side}.json"]
+        assert CliRunner().invoke(main, args).exit_code == 0
+    compare = [
+        "compare",
+        "--track",
+        "toolcall",
+        "--azure",
+        "05_eval/hosted.json",
+        "--slm",
+        "05_eval/slm.json",
+    ]
+    assert CliRunner().invoke(main, compare).exit_code == 10
+    assert CliRunner().invoke(main, ["report"]).exit_code == 0
+    page = Path("05_eval/report.html")
+    return page.stat().st_size, page.read_text()
+
+
+def test_the_report_stays_the_same_size_whatever_the_runs_size(workspace: Path) -> None:
+    small, _ = _report_of(600, workspace / "small")
+    large, page = _report_of(3_000, workspace / "large")
+    assert large < 1.2 * small  # 5x the examples, about the same page
+    assert "Showing 300 of 3,000 examples: the 300 where the models disagree first (1,000 in all)" in page
+    assert page.count("<tr data-disagree='1'>") == 300 and "05_eval/hosted.json" in page
