@@ -378,3 +378,12 @@ def test_the_report_stays_the_same_size_whatever_the_runs_size(workspace: Path) 
     assert large < 1.2 * small  # 5x the examples, about the same page
     assert "Showing 300 of 3,000 examples: the 300 where the models disagree first (1,000 in all)" in page
     assert page.count("<tr data-disagree='1'>") == 300 and "05_eval/hosted.json" in page
+
+
+def test_written_files_follow_the_umask_like_any_other(prepared: list[Example]) -> None:
+    preds = predictions(prepared, Path("preds.jsonl"))
+    assert CliRunner().invoke(main, [*EVAL, "--predictions", str(preds)]).exit_code == 0
+    mask = os.umask(0)
+    os.umask(mask)
+    mode = Path("05_eval/toolcall_replay_test.json").stat().st_mode & 0o777
+    assert mode == 0o666 & ~mask  # not mkstemp's 0600: a team's shared folder can read it

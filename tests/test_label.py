@@ -5,6 +5,7 @@ with provenance; journal, resume and --force as in `eval`."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -211,3 +212,19 @@ def test_a_team_labels_its_traffic_and_runs_the_loop_on_it(
         ],
     )
     assert "note: the gold answers were written by the hosted model gpt-test" in compared.output
+
+
+def test_a_second_labeller_of_the_same_output_stops_naming_the_first(
+    workspace: Path, openai_server: FakeOpenAIServer
+) -> None:
+    """One writer per output: while another holds labelled.jsonl, label exits 2 naming it, asks the
+    teacher nothing and writes nothing."""
+    from slm_swap.files import one_writer
+
+    write(Path("log.jsonl"), unlabelled())
+    with one_writer(Path("labelled.jsonl")):
+        result = label(openai_server)
+    assert result.exit_code == 2, result.output
+    assert f"labelled.jsonl is being written by another slm-swap (pid {os.getpid()})" in result.output
+    assert not openai_server.requests and not Path("labelled.jsonl").exists()
+    assert not Path("labelled.jsonl.journal").exists()

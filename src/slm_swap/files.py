@@ -39,6 +39,15 @@ def check_output(path: Path, flag: str = "--out") -> None:
     os.unlink(probe)
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # reading it means setting it: put it back at once (at import, one thread)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
 @contextmanager
 def atomic_writer(path: Path) -> Iterator[IO[str]]:
     """Opens a temporary file beside `path` and renames it over `path` only if the block succeeds, so a
@@ -48,6 +57,7 @@ def atomic_writer(path: Path) -> Iterator[IO[str]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would leave the file readable by its owner alone
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             yield f
             f.flush()
