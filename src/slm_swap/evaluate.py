@@ -141,93 +141,66 @@ def evaluate(
     """
     check_output(out)
     with one_writer(out):
-        return _evaluate(
-            examples,
-            backend,
-            meta,
-            out,
-            tracer,
-            force=force,
-            replace_stale=replace_stale,
-            tags=tags,
-            session_id=session_id,
-            on_result=on_result,
-        )
-
-
-def _evaluate(
-    examples: Sequence[Example],
-    backend: Backend,
-    meta: RunMeta,
-    out: Path,
-    tracer: Tracer,
-    *,
-    force: bool,
-    replace_stale: bool,
-    tags: Sequence[str],
-    session_id: str | None,
-    on_result: Callable[[ExampleResult], None] | None,
-) -> EvalOutcome:
-    ids = [e.id for e in examples]
-    if out.is_file() and not force:
-        reuse = reuse_check(out, meta, examples)
-        if reuse.check.same and reuse.previous is not None:
-            return EvalOutcome(reuse.previous, reused=True, resumed=0)
-        if not replace_stale:
-            raise SlmSwapError(
-                f"{out} already holds a run of other inputs ({reuse.check.why}; this run: {meta.dataset})\n"
-                "  fix: pass --force to replace it, or choose another --out"
+        ids = [e.id for e in examples]
+        if out.is_file() and not force:
+            reuse = reuse_check(out, meta, examples)
+            if reuse.check.same and reuse.previous is not None:
+                return EvalOutcome(reuse.previous, reused=True, resumed=0)
+            if not replace_stale:
+                raise SlmSwapError(
+                    f"{out} already holds a run of other inputs ({reuse.check.why}; "
+                    f"this run: {meta.dataset})\n  fix: pass --force to replace it, or choose another --out"
+                )
+        journal = Journal(out, meta)
+        done = journal.resume(ids, fresh=force)
+        resumed = len(done)
+        meta = replace(meta, started_at=now_iso())
+        todo = [e for e in examples if e.id not in done]
+        by_id = {e.id: e for e in examples}
+        with (
+            closing(journal),  # on disk however the run ends
+            tracer.run(
+                f"eval {meta.track}/{meta.split} {meta.model_kind}",
+                input={"dataset": meta.dataset},
+                metadata={
+                    **meta.identity(),
+                    "dataset": meta.dataset,
+                    "metrics_path": str(out),
+                    "start": meta.started_at,
+                },
+                tags=tags,
+                session_id=session_id,
+            ) as trace,
+        ):
+            for result in done.values():
+                if on_result:
+                    on_result(result)
+            for example, completion in backend.stream(todo):
+                result = score(example, completion)
+                journal.append(result)
+                done[example.id] = result
+                _trace_example(trace, meta, by_id[example.id], result)
+                if on_result:
+                    on_result(result)
+            meta = replace(meta, finished_at=now_iso())
+            run = RunResult(meta, [done[i] for i in ids])
+            write_run(out, run)
+            journal.remove()
+            summary = run.summary
+            trace.update(output=summary, metadata={"end": meta.finished_at, "metrics_path": str(out)})
+            for name in METRICS[meta.track]:
+                trace.score(name, summary[name])
+        dataset = langfuse_dataset_of(Path(meta.dataset))
+        if dataset is not None:
+            outcomes = {r.id.removeprefix("langfuse-"): ItemOutcome(r.output, r.metrics) for r in run.results}
+            tracer.dataset_run(
+                dataset,
+                dataset_run_name(meta),
+                outcomes,
+                description=f"slm-swap eval -> {out}",
+                metadata=meta.identity(),
             )
-    journal = Journal(out, meta)
-    done = journal.resume(ids, fresh=force)
-    resumed = len(done)
-    meta = replace(meta, started_at=now_iso())
-    todo = [e for e in examples if e.id not in done]
-    by_id = {e.id: e for e in examples}
-    with (
-        closing(journal),  # on disk however the run ends
-        tracer.run(
-            f"eval {meta.track}/{meta.split} {meta.model_kind}",
-            input={"dataset": meta.dataset},
-            metadata={
-                **meta.identity(),
-                "dataset": meta.dataset,
-                "metrics_path": str(out),
-                "start": meta.started_at,
-            },
-            tags=tags,
-            session_id=session_id,
-        ) as trace,
-    ):
-        for result in done.values():
-            if on_result:
-                on_result(result)
-        for example, completion in backend.stream(todo):
-            result = score(example, completion)
-            journal.append(result)
-            done[example.id] = result
-            _trace_example(trace, meta, by_id[example.id], result)
-            if on_result:
-                on_result(result)
-        meta = replace(meta, finished_at=now_iso())
-        run = RunResult(meta, [done[i] for i in ids])
-        write_run(out, run)
-        journal.remove()
-        summary = run.summary
-        trace.update(output=summary, metadata={"end": meta.finished_at, "metrics_path": str(out)})
-        for name in METRICS[meta.track]:
-            trace.score(name, summary[name])
-    dataset = langfuse_dataset_of(Path(meta.dataset))
-    if dataset is not None:
-        outcomes = {r.id.removeprefix("langfuse-"): ItemOutcome(r.output, r.metrics) for r in run.results}
-        tracer.dataset_run(
-            dataset,
-            dataset_run_name(meta),
-            outcomes,
-            description=f"slm-swap eval -> {out}",
-            metadata=meta.identity(),
-        )
-    return EvalOutcome(run, reused=False, resumed=resumed)
+        return EvalOutcome(run, reused=False, resumed=resumed)
 
 
 def langfuse_dataset_of(split: Path) -> str | None:

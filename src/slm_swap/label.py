@@ -119,103 +119,93 @@ def label(
     process writes `out` at a time: a second stops, naming the first."""
     check_output(out)
     with one_writer(out):
-        return _label(input_path, out, backend, tracer, force=force, on_total=on_total, on_answer=on_answer)
-
-
-def _label(
-    input_path: Path,
-    out: Path,
-    backend: Backend,
-    tracer: Tracer,
-    *,
-    force: bool,
-    on_total: Callable[[int], None] | None,
-    on_answer: Callable[[object], None] | None,
-) -> LabelOutcome:
-    if out.exists() and not force:
-        raise SlmSwapError(
-            f"{out} already exists\n  fix: pass --force to replace it, or choose another --out"
-        )
-    if out.resolve() == input_path.resolve():
-        raise SlmSwapError(f"--out {out} is the input file\n  fix: write the labels to another file")
-    rows = _read(input_path)
-    examples = [r.example for r in rows if r.example is not None]
-    if on_total:
-        on_total(len(examples))
-    meta = run_meta("toolcall", LABEL_SPLIT, input_path, backend)
-    journal = Journal(out, meta)
-    done = journal.resume((e.id for e in examples), fresh=force)
-    outcome = LabelOutcome(resumed=len(done))
-    todo = [e for e in examples if e.id not in done]
-    with (
-        closing(journal),  # on disk however the run ends
-        tracer.run(
-            f"label {backend.kind}",
-            input={"file": str(input_path)},
-            metadata={**meta.identity(), "out": str(out)},
-        ) as trace,
-    ):
-        for _ in done.values():
-            if on_answer:
-                on_answer(None)
-        for example, completion in backend.stream(todo):
-            calls, problem = (
-                check_answer(completion.text, example) if completion.error is None else ((), None)
+        if out.exists() and not force:
+            raise SlmSwapError(
+                f"{out} already exists\n  fix: pass --force to replace it, or choose another --out"
             )
-            why = f"request failed: {completion.error}" if completion.error is not None else problem
-            result = ExampleResult(
-                id=example.id,
-                output=completion.text,
-                calls=[c.to_json() for c in calls] or None,
-                metrics={},
-                error_category=None if why is None else why.split(":")[0],
-                error_detail=why,
-                latency_s=completion.latency_s,
-                usage=completion.usage,
-                backend_error=completion.error,
+        if out.resolve() == input_path.resolve():
+            raise SlmSwapError(f"--out {out} is the input file\n  fix: write the labels to another file")
+        rows = _read(input_path)
+        examples = [r.example for r in rows if r.example is not None]
+        if on_total:
+            on_total(len(examples))
+        meta = run_meta("toolcall", LABEL_SPLIT, input_path, backend)
+        journal = Journal(out, meta)
+        done = journal.resume((e.id for e in examples), fresh=force)
+        outcome = LabelOutcome(resumed=len(done))
+        todo = [e for e in examples if e.id not in done]
+        with (
+            closing(journal),  # on disk however the run ends
+            tracer.run(
+                f"label {backend.kind}",
+                input={"file": str(input_path)},
+                metadata={**meta.identity(), "out": str(out)},
+            ) as trace,
+        ):
+            for _ in done.values():
+                if on_answer:
+                    on_answer(None)
+            for example, completion in backend.stream(todo):
+                calls, problem = (
+                    check_answer(completion.text, example) if completion.error is None else ((), None)
+                )
+                why = f"request failed: {completion.error}" if completion.error is not None else problem
+                result = ExampleResult(
+                    id=example.id,
+                    output=completion.text,
+                    calls=[c.to_json() for c in calls] or None,
+                    metrics={},
+                    error_category=None if why is None else why.split(":")[0],
+                    error_detail=why,
+                    latency_s=completion.latency_s,
+                    usage=completion.usage,
+                    backend_error=completion.error,
+                )
+                journal.append(result)
+                done[example.id] = result
+                finished = datetime.now(UTC)
+                trace.generation(
+                    name=f"label/{example.id}",
+                    model=backend.model,
+                    input=example.messages(),
+                    output=completion.text,
+                    metadata={"kept": why is None, "why_not": why},
+                    usage={
+                        "input": completion.usage.prompt_tokens,
+                        "output": completion.usage.completion_tokens,
+                    },
+                    start_time=finished - timedelta(seconds=completion.latency_s),
+                    end_time=finished,
+                    error=completion.error,
+                )
+                if on_answer:
+                    on_answer(None)
+            provenance = {
+                "model": backend.model,
+                "model_kind": backend.kind,
+                "endpoint": backend.describe().get("endpoint"),
+                "prompt": "slm-swap toolcall evaluation prompt",
+                "labelled_at": now_iso(),
+            }
+            lines: list[dict[str, Any]] = []
+            for row in rows:
+                if row.example is None:
+                    lines.append(row.data)
+                    outcome.passed += 1
+                    continue
+                result = done[row.example.id]
+                if result.error_detail is not None or not result.calls:
+                    reason = "request failed" if result.backend_error else (result.error_detail or "no calls")
+                    outcome.dropped[reason] += 1
+                    continue
+                calls = tuple(ToolCall(c["name"], c["arguments"]) for c in result.calls)
+                lines.append(_labelled(row.data, calls, provenance))
+                outcome.kept += 1
+            with atomic_writer(out) as f:
+                f.write(jsonl_text(lines))
+            journal.remove()
+            outcome.written = len(lines)
+            trace.update(
+                output={"kept": outcome.kept, "dropped": dict(outcome.dropped), "passed": outcome.passed}
             )
-            journal.append(result)
-            done[example.id] = result
-            finished = datetime.now(UTC)
-            trace.generation(
-                name=f"label/{example.id}",
-                model=backend.model,
-                input=example.messages(),
-                output=completion.text,
-                metadata={"kept": why is None, "why_not": why},
-                usage={"input": completion.usage.prompt_tokens, "output": completion.usage.completion_tokens},
-                start_time=finished - timedelta(seconds=completion.latency_s),
-                end_time=finished,
-                error=completion.error,
-            )
-            if on_answer:
-                on_answer(None)
-        provenance = {
-            "model": backend.model,
-            "model_kind": backend.kind,
-            "endpoint": backend.describe().get("endpoint"),
-            "prompt": "slm-swap toolcall evaluation prompt",
-            "labelled_at": now_iso(),
-        }
-        lines: list[dict[str, Any]] = []
-        for row in rows:
-            if row.example is None:
-                lines.append(row.data)
-                outcome.passed += 1
-                continue
-            result = done[row.example.id]
-            if result.error_detail is not None or not result.calls:
-                reason = "request failed" if result.backend_error else (result.error_detail or "no calls")
-                outcome.dropped[reason] += 1
-                continue
-            calls = tuple(ToolCall(c["name"], c["arguments"]) for c in result.calls)
-            lines.append(_labelled(row.data, calls, provenance))
-            outcome.kept += 1
-        with atomic_writer(out) as f:
-            f.write(jsonl_text(lines))
-        journal.remove()
-        outcome.written = len(lines)
-        trace.update(
-            output={"kept": outcome.kept, "dropped": dict(outcome.dropped), "passed": outcome.passed}
-        )
-    return outcome
+        return outcome
