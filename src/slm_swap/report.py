@@ -64,7 +64,8 @@ class TrackData:
     reason: str
     runs: dict[str, RunResult]  # hosted, slm, slm_ft (when fine-tuned)
     decisions: dict[str, dict[str, Any]]  # "slm" and "slm_ft": decision JSON vs hosted
-    examples: dict[str, Example]
+    examples: dict[str, Example]  # those the example browser shows (`shown`)
+    shown: Shown | None = None
 
 
 # --- loading ---------------------------------------------------------------------------------------------
@@ -91,10 +92,10 @@ def load(eval_dir: Path) -> tuple[dict[str, Any] | None, list[TrackData]]:
             decisions["slm_ft"] = ft
         said, reason = verdict_of(decision, ft)  # the rule `run` applied to these same decisions
         data = TrackData(track, said, reason, runs, decisions, {})
+        data.shown = shown_examples(data)
         dataset = Path(runs["hosted"].meta.dataset)
         if dataset.is_file():  # the prompts and gold answers of the examples the page shows
-            shown = set(shown_examples(data)[0])
-            data.examples = {e.id: e for e in read_examples(dataset, shown)}
+            data.examples = {e.id: e for e in read_examples(dataset, set(data.shown.ids))}
         tracks.append(data)
     if not tracks:
         raise SlmSwapError(
@@ -454,9 +455,16 @@ def _cut(text: str) -> str:
     return text if len(text) <= CUT else text[:CUT] + f"… ({len(text) - CUT:,} more characters)"
 
 
-def shown_examples(t: TrackData) -> tuple[list[str], int]:
-    """The ids the example browser shows (at most EXAMPLES_SHOWN: every disagreement first, then a seeded
-    sample of the rest, each in run order) and how many examples disagree in all."""
+@dataclass(frozen=True)
+class Shown:
+    """The examples the browser shows, in run order, and how many disagree in all."""
+
+    ids: list[str]
+    disagreeing: int
+
+
+def shown_examples(t: TrackData) -> Shown:
+    """At most EXAMPLES_SHOWN examples: every disagreement first, then a seeded sample of the rest."""
     runs = list(t.runs.values())
     by_label = [{r.id: r for r in run.results} for run in runs]
     ids = [r.id for r in runs[0].results]
@@ -465,14 +473,15 @@ def shown_examples(t: TrackData) -> tuple[list[str], int]:
     rest = [i for i in ids if i not in chosen]
     room = EXAMPLES_SHOWN - len(chosen)
     chosen |= set(random.Random(SEED).sample(rest, min(room, len(rest))))
-    return [i for i in ids if i in chosen], len(disagree)
+    return Shown([i for i in ids if i in chosen], len(disagree))
 
 
 def _examples_html(t: TrackData) -> str:
     labels = list(t.runs)
     table_id = f"examples-{t.track}"
     by_label = {label: {r.id: r for r in run.results} for label, run in t.runs.items()}
-    shown, disagreeing = shown_examples(t)
+    found = t.shown or shown_examples(t)
+    shown, disagreeing = found.ids, found.disagreeing
     total = len(t.runs["hosted"].results)
     out = ["<h3>Examples</h3>"]
     if len(shown) < total:
