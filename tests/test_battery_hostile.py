@@ -387,3 +387,20 @@ def test_written_files_follow_the_umask_like_any_other(prepared: list[Example]) 
     os.umask(mask)
     mode = Path("05_eval/toolcall_replay_test.json").stat().st_mode & 0o777
     assert mode == 0o666 & ~mask  # not mkstemp's 0600: a team's shared folder can read it
+
+
+def test_a_run_file_changed_after_writing_is_checked_field_by_field_again(prepared: list[Example]) -> None:
+    """Results that kept the digest slm-swap wrote skip the field-by-field check; any change sends them
+    through it, so a bad value cannot ride on an old digest."""
+    from slm_swap.errors import InputError
+    from slm_swap.runs import read_run
+
+    preds = predictions(prepared, Path("preds.jsonl"))
+    assert CliRunner().invoke(main, [*EVAL, "--predictions", str(preds)]).exit_code == 0
+    path = Path("05_eval/toolcall_replay_test.json")
+    data = strict(path.read_text())
+    assert len(data["sha256"]) == 64 and len(read_run(path).results) == len(prepared)
+    data["results"][0]["latency_s"] = -1.0
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError, match="latency_s"):
+        read_run(path)

@@ -167,9 +167,17 @@ def _not_utf8(path: object, where: str | None, error: UnicodeDecodeError, what: 
 
 def read_json(path: Path, what: str) -> Any:
     """Loads a whole JSON file; `what` says what the file should be, for the message."""
+    return parse_json(read_bytes(path, what), path, what)
+
+
+def read_bytes(path: Path, what: str) -> bytes:
     if not path.is_file():
         raise InputError(path, None, f"no such file (expected {what})")
-    data = path.read_bytes()
+    return path.read_bytes()
+
+
+def parse_json(data: bytes, path: Path, what: str) -> Any:
+    """The JSON value of a file's bytes (`loads`); an error names the file and the line."""
     try:
         return loads(data.decode("utf-8"), check_floats=False)
     except UnicodeDecodeError as e:
