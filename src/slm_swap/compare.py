@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from slm_swap import settings
 from slm_swap.errors import SlmSwapError
 from slm_swap.runs import RunResult
 from slm_swap.scoring.metrics import CORE_METRICS
 from slm_swap.tracing import Tracer
 from slm_swap.types import file_format
 
-SEED = 42
 RESAMPLES = 10_000
 DECISION_FORMAT = "slm-swap.decision/1"
 
@@ -115,7 +115,7 @@ class Decision:
             "confidence": 0.95,
             "bootstrap": {
                 "resamples": RESAMPLES,
-                "seed": SEED,
+                "seed": settings.BOOTSTRAP_SEED,
                 "method": "paired percentile (multinomial counts)",
             },
             "hosted": self.hosted,
@@ -210,7 +210,7 @@ def compare(
         )
     if not hosted_ids:
         raise SlmSwapError("the runs hold no examples; nothing to compare")
-    rng = np.random.default_rng(SEED)
+    rng = np.random.default_rng(settings.BOOTSTRAP_SEED)
     n = len(hosted_ids)
     comparisons = []
     for metric in CORE_METRICS[track]:

@@ -21,6 +21,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from slm_swap import settings
 from slm_swap.errors import ConfigError
 from slm_swap.types import Completion, Usage
 
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
 
     from slm_swap.constrained import Constraint, Grammars
 
-SEED = 42
-
 
 def set_determinism() -> None:
     """Seeds and deterministic kernels, set before any CUDA work (the spec's determinism settings)."""
@@ -38,7 +37,7 @@ def set_determinism() -> None:
     import torch
     from transformers import set_seed
 
-    set_seed(SEED)
+    set_seed(settings.DECODING_SEED)
     torch.use_deterministic_algorithms(True, warn_only=True)
     if torch.backends.cudnn.is_available():
         torch.backends.cudnn.benchmark = False

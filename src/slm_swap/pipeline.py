@@ -27,6 +27,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from slm_swap import settings
 from slm_swap.backends.factory import ModelOptions
 from slm_swap.compare import VERDICT_FORMAT, VERDICTS, Decision, agreement_note, decide, verdict_of
 from slm_swap.data.prepare import (
@@ -61,7 +62,7 @@ class PipelineOptions:
     source_kind: str = "xlam"  # settings.SOURCES
     bfcl_category: str = "simple_python"
     langfuse_dataset: str | None = None
-    seed: int = 42
+    seed: int = settings.SPLIT_SEED
     workspace: Workspace = field(default_factory=Workspace)
     sizes: SplitSizes = field(default_factory=SplitSizes)
     split: str = "test"

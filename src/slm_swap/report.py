@@ -32,7 +32,6 @@ LATENCY_BINS = 40
 # rest; the run files hold every example. Texts are cut at CUT characters.
 EXAMPLES_SHOWN = 300
 CUT = 1500
-SEED = 42
 LABELS = {"hosted": "hosted", "slm": "SLM", "slm_ft": "SLM + adapter"}
 COLORS = {"hosted": "#4c72b0", "slm": "#dd8452", "slm_ft": "#55a868"}
 
@@ -472,7 +471,7 @@ def shown_examples(t: TrackData) -> Shown:
     chosen = set(disagree[:EXAMPLES_SHOWN])
     rest = [i for i in ids if i not in chosen]
     room = EXAMPLES_SHOWN - len(chosen)
-    chosen |= set(random.Random(SEED).sample(rest, min(room, len(rest))))
+    chosen |= set(random.Random(settings.REPORT_SEED).sample(rest, min(room, len(rest))))
     return Shown([i for i in ids if i in chosen], len(disagree))
 
 

@@ -16,11 +16,11 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
+from slm_swap import settings
 from slm_swap.errors import ConfigError
 
 # The ranks vLLM accepts for --max-lora-rank.
 VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
-SEED = 42
 
 
 def adapter_rank(folder: Path) -> int:
@@ -47,7 +47,7 @@ def vllm_command(
         "--port",
         str(port),
         "--seed",
-        str(SEED),
+        str(settings.DECODING_SEED),
         "--generation-config",
         "vllm",  # requests' own settings (temperature 0 from eval), not the checkpoint's defaults
         # Unquantised: its runs compare with `eval --load-in bfloat16`, not with the in-process 8-bit default.

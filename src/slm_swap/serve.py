@@ -42,6 +42,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from slm_swap import settings
 from slm_swap.constrained import Constraint, Grammars
 from slm_swap.data.formats import Turn, read_prompt, render_prompt, render_turns, system_text, track_of_system
 from slm_swap.engine import Engine
@@ -50,7 +51,6 @@ from slm_swap.types import Completion, ToolCall, ToolSpec, Track
 
 MAX_BODY_BYTES = 1_000_000
 MAX_TOKENS_LIMIT = 4096
-DEFAULT_MAX_TOKENS = 512
 
 
 # --- the request, as the OpenAI API defines it (the parts we use; other fields are accepted and ignored) ---
@@ -490,7 +490,7 @@ def create_app(
                 "invalid_request_error",
                 "model_not_found",
             )
-        limit = request.max_completion_tokens or request.max_tokens or DEFAULT_MAX_TOKENS
+        limit = request.max_completion_tokens or request.max_tokens or settings.API_MAX_TOKENS
         if limit > MAX_TOKENS_LIMIT:
             return _error(400, f"max_tokens is {limit}; at most {MAX_TOKENS_LIMIT}.", "invalid_request_error")
         try:

@@ -63,6 +63,8 @@ MODEL_PATH = Setting(
 )
 BATCH_SIZE = Setting("--batch-size", 8, None, "slm: prompts per generate call.")
 MAX_NEW_TOKENS = Setting("--max-new-tokens", 384, None, "Longest answer, in tokens.")
+# An answer's limit when an OpenAI-API client names none (`serve`; the hosted client made on its own).
+API_MAX_TOKENS = 512
 LOADS = ("auto", "8bit", "bfloat16", "float32")
 LOAD_IN = Setting(
     "--load-in",
@@ -94,7 +96,13 @@ MAX_RETRIES = Setting(
     "azure/openai: retries of 429/5xx/timeouts (with backoff, honouring Retry-After).",
 )
 DELTA = Setting("--delta", 0.01, None, "Fine-tune when the SLM trails on any core metric by more than this.")
-SEED = Setting("--seed", 42, None, "Sampling seed for the splits.")
+# Seeds, each named for what it seeds (all the spec's 42); `--seed` sets the first.
+SPLIT_SEED = 42  # which source rows go into the splits
+DECODING_SEED = 42  # the generators set before local decoding; the hosted API's `seed`; vLLM's --seed
+TRAINING_SEED = 42  # LoRA's initialisation and the order of training rows
+BOOTSTRAP_SEED = 42  # the paired bootstrap's resamples (`compare`)
+REPORT_SEED = 42  # which of the examples the models agree on the report's browser samples
+SEED = Setting("--seed", SPLIT_SEED, None, "Sampling seed for the splits.")
 PRICE_IN = Setting(
     "--price-per-1k-input", 0.0025, None, "Hosted price per 1k prompt tokens (the report's cost)."
 )

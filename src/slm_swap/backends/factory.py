@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from slm_swap import settings
 from slm_swap.backends.base import Backend
 from slm_swap.errors import ConfigError
 
@@ -22,7 +23,7 @@ class ModelOptions:
     model_path: str | None = None
     adapter: Path | None = None
     batch_size: int = 8
-    max_new_tokens: int = 384
+    max_new_tokens: int = settings.MAX_NEW_TOKENS.default
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
     model: str | None = None

@@ -25,6 +25,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from slm_swap import settings
 from slm_swap.backends.base import Backend
 from slm_swap.errors import ConfigError
 from slm_swap.types import Completion, Example, Usage
@@ -32,8 +33,6 @@ from slm_swap.types import Completion, Example, Usage
 if TYPE_CHECKING:
     from openai import OpenAI
 
-SEED = 42
-DEFAULT_MAX_TOKENS = 512
 AZURE_VARS = ("AZURE_ENDPOINT", "AZURE_DEPLOYMENT", "AZURE_API_KEY", "AZURE_API_VERSION")
 _DEPLOYMENT_URL = re.compile(r"^(?P<root>https?://[^/]+)/openai/deployments/(?P<name>[^/?]+)")
 _MODELS_URL = re.compile(r"^(?P<base>https?://[^/]+(?:/[^?]*)?/models)(?:/chat/completions)?/?(?:\?.*)?$")
@@ -163,7 +162,7 @@ class HostedBackend(Backend):
         *,
         kind: str,
         concurrency: int = 8,
-        max_tokens: int = DEFAULT_MAX_TOKENS,
+        max_tokens: int = settings.API_MAX_TOKENS,
         served: dict[str, object] | None = None,
     ):
         """`served` says what answers at the endpoint when that is known (the local stand-in: its
@@ -183,7 +182,7 @@ class HostedBackend(Backend):
             "model": self.model,
             "max_tokens": self.max_tokens,
             "temperature": 0,
-            "seed": SEED,
+            "seed": settings.DECODING_SEED,
         }
 
     def describe(self) -> dict[str, object]:
@@ -195,7 +194,7 @@ class HostedBackend(Backend):
             "concurrency": self.concurrency,
             "max_tokens": self.max_tokens,
             "temperature": 0,
-            "seed": SEED,
+            "seed": settings.DECODING_SEED,
         }
 
     def complete(self, messages: list[dict[str, str]]) -> Completion:
@@ -206,7 +205,7 @@ class HostedBackend(Backend):
                 model=self.model,
                 messages=messages,  # type: ignore[arg-type]
                 temperature=0,
-                seed=SEED,
+                seed=settings.DECODING_SEED,
                 max_tokens=self.max_tokens,
             )
             choice = response.choices[0]

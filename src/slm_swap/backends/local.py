@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from slm_swap import settings
 from slm_swap.backends.base import Backend
 from slm_swap.engine import Engine, chat_text
 from slm_swap.types import Completion, Example
@@ -18,9 +19,7 @@ from slm_swap.types import Completion, Example
 if TYPE_CHECKING:
     from slm_swap.constrained import Constraint
 
-__all__ = ["DEFAULT_MAX_NEW_TOKENS", "LocalBackend", "chat_text"]
-
-DEFAULT_MAX_NEW_TOKENS = 384
+__all__ = ["LocalBackend", "chat_text"]
 
 
 class LocalBackend(Backend):
@@ -32,7 +31,7 @@ class LocalBackend(Backend):
         *,
         adapter: Path | None = None,
         batch_size: int = 8,
-        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        max_new_tokens: int = settings.MAX_NEW_TOKENS.default,
         constrained: bool = False,
         load_in: str = "auto",
     ):

@@ -22,6 +22,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from slm_swap import settings
 from slm_swap.data import bfcl, openai_chat, xlam
 from slm_swap.data.rows import RowError, RowLeftOut, SourceRow
 from slm_swap.errors import InputError
@@ -29,7 +30,6 @@ from slm_swap.files import atomic_writer, check_output, jsonl_text, read_jsonl, 
 from slm_swap.identity import file_digest
 from slm_swap.types import SPLITS, TRACKS, Track
 
-SEED = 42
 SMOKE_ROWS_PER_TRACK = 50
 
 
@@ -273,7 +273,7 @@ def prepare(
     out_dir: Path,
     sizes: SplitSizes = SplitSizes(),
     *,
-    seed: int = SEED,
+    seed: int = settings.SPLIT_SEED,
     skip_invalid: bool = False,
 ) -> PrepareResult:
     """Validates the source, samples disjoint train/val/test rows and writes both tracks' splits, with a
@@ -311,7 +311,7 @@ def smoke_splits(
     out_dir: Path,
     *,
     per_track: int = SMOKE_ROWS_PER_TRACK,
-    seed: int = SEED,
+    seed: int = settings.SPLIT_SEED,
     skip_invalid: bool = False,
 ) -> PrepareResult:
     """The spec's smoke resampling: 2 x `per_track` fresh rows (in no train/val split of either track)

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slm_swap import __version__
+from slm_swap import __version__, settings
 from slm_swap.console import verbose
 from slm_swap.errors import ConfigError, SlmSwapError
 from slm_swap.files import read_examples, write_json
@@ -39,7 +39,6 @@ from slm_swap.tracing import Tracer
 from slm_swap.types import TRACKS, Example
 
 CARD = ADAPTER_CARD
-SEED = 42
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
@@ -63,7 +62,7 @@ class TrainConfig:
     load_in_4bit: bool = False
     save_steps: int = 10
     resume: bool = False
-    seed: int = SEED
+    seed: int = settings.TRAINING_SEED
     precision: str = "auto"  # or "float32", "bfloat16" (mixed): the arithmetic, not the weights' storage
     strategy: str = field(default="single")
 
