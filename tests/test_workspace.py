@@ -84,3 +84,19 @@ def test_every_command_honours_the_folder_variables(
     plan = CliRunner().invoke(main, ["launch", "--strategy", "parallel", "--dry-run"])
     assert "data/structured/train.jsonl" in plan.output and "adapters/adapter_toolcall" in plan.output
     assert not any(Path(p).exists() for p in ("02_dataset", "04_ft", "05_eval"))
+
+
+def test_what_is_set_aside_keeps_its_suffix_and_never_replaces_an_earlier_one(tmp_path: Path) -> None:
+    from slm_swap.workspace import set_aside
+
+    split = tmp_path / "test.jsonl"
+    names = []
+    for content in ("first", "second"):  # twice within one second
+        split.write_text(content)
+        names.append(set_aside(split))
+    assert not split.exists() and [p.read_text() for p in names] == ["first", "second"]
+    assert all(p.name.startswith("test.") and p.suffix == ".jsonl" for p in names)
+    folder = tmp_path / "adapter_toolcall"
+    folder.mkdir()
+    kept = set_aside(folder)
+    assert kept.is_dir() and kept.name.startswith("adapter_toolcall.") and kept.name.endswith("Z")

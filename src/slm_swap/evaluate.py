@@ -17,6 +17,7 @@ from slm_swap.runs import Journal, RunMeta, RunResult, read_run, write_run
 from slm_swap.scoring.metrics import METRICS, score
 from slm_swap.tracing import ItemOutcome, RunTrace, Tracer
 from slm_swap.types import Example, ExampleResult, Track
+from slm_swap.workspace import dataset_dir_of
 
 
 def now_iso() -> str:
@@ -207,7 +208,7 @@ def langfuse_dataset_of(split: Path) -> str | None:
     """The Langfuse dataset a split was prepared from (its folder's manifest says), or None."""
     from slm_swap.data.prepare import recorded_inputs
 
-    inputs = recorded_inputs(split.parent.parent)
+    inputs = recorded_inputs(dataset_dir_of(split))
     source = inputs.get("source") if inputs else None
     if isinstance(source, dict) and source.get("kind") == "langfuse":
         return str(source["dataset"])

@@ -48,7 +48,7 @@ from slm_swap.scoring.metrics import CORE_METRICS
 from slm_swap.stops import RULE
 from slm_swap.tracing import Tracer
 from slm_swap.types import SPLITS, Track
-from slm_swap.workspace import Workspace
+from slm_swap.workspace import Workspace, set_aside
 
 AZURE_VARS = ("AZURE_ENDPOINT", "AZURE_DEPLOYMENT", "AZURE_API_KEY", "AZURE_API_VERSION")
 
@@ -213,13 +213,6 @@ def _splits_ready(workspace: Workspace, tracks: Sequence[Track]) -> bool:
         return False
 
 
-def _set_aside(path: Path) -> Path:
-    """Renames `path` to `<path>.<UTC time>` so nothing of it is lost, and returns the new name."""
-    kept = path.with_name(f"{path.name}.{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}")
-    path.rename(kept)
-    return kept
-
-
 def _adapter_check(card_path: Path, inputs: dict[str, Any]) -> Check:
     """Whether an adapter folder holds a finished run on these inputs (`train.sft.train_inputs`)."""
     if not card_path.is_file():
@@ -268,7 +261,7 @@ class Pipeline:
             self.say(f"prepare: splits in {folder} kept ({check.why})")
             return
         if folder.exists() and any(folder.iterdir()):
-            kept = _set_aside(folder)
+            kept = set_aside(folder)
             why = "--force" if self.o.force else check.why
             self.say(f"prepare: splits in {folder} redone ({why}); the earlier ones: {kept}")
         result = prepare(source, folder, self.o.sizes, seed=self.o.seed)
@@ -338,7 +331,7 @@ class Pipeline:
         # earlier adapter kept beside it.
         resume = not self.o.force and not card.exists() and any(out.glob("checkpoints/checkpoint-*"))
         if not resume and out.exists() and any(out.iterdir()):
-            kept = _set_aside(out)
+            kept = set_aside(out)
             why = "--force" if self.o.force else check.why
             self.say(f"train {track}: retraining ({why}); the earlier adapter is kept as {kept}")
         self.say(f"train {track}: LoRA on {config.train}{' (resuming its checkpoint)' if resume else ''} ...")

@@ -25,6 +25,7 @@ from slm_swap.files import atomic_writer, check_output, read_examples
 from slm_swap.runs import RunResult, read_run
 from slm_swap.scoring.metrics import CORE_METRICS
 from slm_swap.types import TRACKS, Example
+from slm_swap.workspace import Workspace
 
 CORRECT = {"structured": "exact_match", "toolcall": "ast_match"}  # "a correct call" per track
 LATENCY_BINS = 40
@@ -71,15 +72,16 @@ class TrackData:
 
 
 def load(eval_dir: Path) -> tuple[dict[str, Any] | None, list[TrackData]]:
-    verdict_path = eval_dir / "verdict.json"
+    workspace = Workspace(eval_dir=eval_dir)
+    verdict_path = workspace.verdict
     verdict = read_verdict(verdict_path) if verdict_path.is_file() else None
     tracks = []
     for track in TRACKS:
-        path = eval_dir / f"{track}_decision.json"
+        path = workspace.decision(track)
         if not path.is_file():
             continue
         decision = read_decision(path)
-        ft_path = eval_dir / f"{track}_ft_decision.json"
+        ft_path = workspace.decision(track, fine_tuned=True)
         ft = read_decision(ft_path) if ft_path.is_file() and decision["fine_tune"] else None
         runs = {
             "hosted": read_run(Path(decision["hosted"]["path"])),
@@ -596,7 +598,7 @@ def render_markdown(verdict: dict[str, Any] | None, tracks: list[TrackData], pri
 def write_report(eval_dir: Path, pricing: Pricing, out: Path | None = None) -> Written:
     """Writes `<eval_dir>/report.html` (or `out`) and the Markdown beside it, atomically."""
     verdict, tracks = load(eval_dir)
-    html_path = out or eval_dir / "report.html"
+    html_path = out or Workspace(eval_dir=eval_dir).report_html
     md_path = html_path.with_suffix(".md")
     check_output(html_path)
     check_output(md_path, "--out (its Markdown twin)")

@@ -6,12 +6,15 @@
     05_eval/{track}_decision.json, {track}_ft_decision.json, verdict.json, report.html, report.md
     models/, logs/
 
+A file or folder about to be replaced is set aside under a timestamped name first (`set_aside`).
+
 All paths are relative to the folder the user runs from, unless a folder option says otherwise.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from slm_swap import settings
@@ -45,5 +48,28 @@ class Workspace:
     def report_html(self) -> Path:
         return self.eval_dir / "report.html"
 
+    @property
+    def report_markdown(self) -> Path:
+        return self.report_html.with_suffix(".md")
+
     def log(self, name: str) -> Path:
         return self.logs_dir / name
+
+
+def dataset_dir_of(split: Path) -> Path:
+    """The dataset folder a split file lies in (`<dataset-dir>/{track}/{split}.jsonl`)."""
+    return split.parent.parent
+
+
+def set_aside(path: Path) -> Path:
+    """Renames a file or folder that is about to be replaced to `<name>.<UTC time>` (before a file's
+    suffix: `test.20261202T051500Z.jsonl`), so that nothing of it is lost; returns the new name."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    suffix = path.suffix if path.is_file() else ""
+    stem = path.name.removesuffix(suffix) if suffix else path.name
+    kept, n = path.with_name(f"{stem}.{stamp}{suffix}"), 1
+    while kept.exists():  # twice in one second
+        n += 1
+        kept = path.with_name(f"{stem}.{stamp}-{n}{suffix}")
+    path.rename(kept)
+    return kept

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import partial
 from importlib.resources import files
 from pathlib import Path
@@ -29,6 +27,7 @@ from slm_swap.errors import InputError
 from slm_swap.files import atomic_writer, check_output, jsonl_text, read_jsonl, sha256_text
 from slm_swap.identity import file_digest
 from slm_swap.types import SPLITS, TRACKS, Track
+from slm_swap.workspace import set_aside
 
 SMOKE_ROWS_PER_TRACK = 50
 
@@ -330,16 +329,13 @@ def smoke_splits(
         "structured": [rows[i] for i in chosen[:per_track]],
         "toolcall": [rows[i] for i in chosen[per_track:]],
     }
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     kept: list[Path] = []
     written: list[Path] = []
     for track, track_rows in per_track_rows.items():
         target = out_dir / track / "test.jsonl"
         text = jsonl_text(r.to_example(track).to_json() for r in track_rows)
         if target.is_file() and target.read_text(encoding="utf-8") != text:
-            backup = target.with_name(f"test.{stamp}.jsonl")
-            shutil.copy2(target, backup)
-            kept.append(backup)
+            kept.append(set_aside(target))
         with atomic_writer(target) as f:
             f.write(text)
         written.append(target)
