@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -379,13 +380,20 @@ def _progress(label: str, total: int | None) -> Iterator[Callable[..., None]]:
     with Progress(*columns, console=stderr, transient=False) as progress:
         task = progress.add_task(label, total=total, rate="")
 
+        shown = [0.0]  # when the rate was last worked out
+
         def advance(_: object = None, *, total: int | None = None) -> None:
             if total is not None:
                 progress.update(task, total=total)
                 return
             progress.advance(task)
-            speed = progress.tasks[task].speed
-            progress.update(task, rate=f"{speed:.2f} ex/s" if speed else "")
+            # rich's speed sums every step of the last 30 s: at thousands of steps a second (a replay),
+            # working it out at each step costs more than the step; a few times a second is enough to read.
+            now = time.monotonic()
+            if now - shown[0] >= 0.25:
+                shown[0] = now
+                speed = progress.tasks[task].speed
+                progress.update(task, rate=f"{speed:.2f} ex/s" if speed else "")
 
         yield advance
 
