@@ -9,7 +9,6 @@ names what it belongs to; a journal for other inputs is never mixed in.
 from __future__ import annotations
 
 import functools
-import gc
 import hashlib
 import json
 import os
@@ -22,7 +21,15 @@ from typing import IO, Any
 
 from slm_swap import __version__
 from slm_swap.errors import InputError
-from slm_swap.files import atomic_writer, loads, parse_json, read_bytes, schema_problem, sha256_text
+from slm_swap.files import (
+    atomic_writer,
+    loads,
+    many_objects,
+    parse_json,
+    read_bytes,
+    schema_problem,
+    sha256_text,
+)
 from slm_swap.scoring.metrics import CORE_METRICS, error_counts, summarize
 from slm_swap.types import RESULT_SCHEMA, TRACKS, ExampleResult, Track, file_format
 
@@ -166,15 +173,8 @@ _RUN_SCHEMA_UNCHANGED = _run_schema({"type": "array"})  # a file as slm-swap wro
 
 def read_run(path: Path) -> RunResult:
     """Loads a run file, checked field by field, with a message naming the file when it is not one."""
-    # Reading makes a few hundred thousand objects and no reference cycle: the cycle collector, which
-    # would walk them again and again as they are made, waits until the run is built.
-    paused = gc.isenabled()
-    gc.disable()
-    try:
+    with many_objects():
         return _read_run(path)
-    finally:
-        if paused:
-            gc.enable()
 
 
 def _read_run(path: Path) -> RunResult:

@@ -24,7 +24,7 @@ from slm_swap import settings
 from slm_swap.data import bfcl, openai_chat, xlam
 from slm_swap.data.rows import RowError, RowLeftOut, SourceRow
 from slm_swap.errors import InputError
-from slm_swap.files import atomic_writer, check_output, jsonl_text, read_jsonl, sha256_text
+from slm_swap.files import atomic_writer, check_output, jsonl_text, many_objects, read_jsonl, sha256_text
 from slm_swap.identity import file_digest
 from slm_swap.types import SPLITS, TRACKS, Track
 from slm_swap.workspace import set_aside
@@ -277,28 +277,29 @@ def prepare(
 ) -> PrepareResult:
     """Validates the source, samples disjoint train/val/test rows and writes both tracks' splits, with a
     manifest of what they were made from (`prepared.json`)."""
-    inputs = prepare_inputs(source, sizes, seed, skip_invalid)
-    found = scan(source, skip_invalid=skip_invalid)
-    if len(found.usable) < sizes.total:
-        raise _not_enough(source, found, sizes.total, "the splits")
-    chosen = random.Random(seed).sample(found.usable, sizes.total)
-    rows = collect(source, chosen)
-    bounds = {
-        "train": (0, sizes.train),
-        "val": (sizes.train, sizes.train + sizes.val),
-        "test": (sizes.train + sizes.val, sizes.total),
-    }
-    splits = {name: [rows[i] for i in chosen[a:b]] for name, (a, b) in bounds.items()}
-    written = _write_splits(out_dir, splits, inputs)
-    return PrepareResult(
-        written,
-        {k: len(v) for k, v in splits.items()},
-        found.rows_read,
-        found.skipped,
-        dict(found.unknown_types),
-        left_out=dict(found.left_out),
-        rows=splits,
-    )
+    with many_objects():  # 60,000 rows held at once
+        inputs = prepare_inputs(source, sizes, seed, skip_invalid)
+        found = scan(source, skip_invalid=skip_invalid)
+        if len(found.usable) < sizes.total:
+            raise _not_enough(source, found, sizes.total, "the splits")
+        chosen = random.Random(seed).sample(found.usable, sizes.total)
+        rows = collect(source, chosen)
+        bounds = {
+            "train": (0, sizes.train),
+            "val": (sizes.train, sizes.train + sizes.val),
+            "test": (sizes.train + sizes.val, sizes.total),
+        }
+        splits = {name: [rows[i] for i in chosen[a:b]] for name, (a, b) in bounds.items()}
+        written = _write_splits(out_dir, splits, inputs)
+        return PrepareResult(
+            written,
+            {k: len(v) for k, v in splits.items()},
+            found.rows_read,
+            found.skipped,
+            dict(found.unknown_types),
+            left_out=dict(found.left_out),
+            rows=splits,
+        )
 
 
 def _ids_in(path: Path) -> set[str]:
