@@ -67,10 +67,15 @@ def many_objects() -> Iterator[None]:
 def atomic_writer(path: Path) -> Iterator[IO[str]]:
     """Opens a temporary file beside `path` and renames it over `path` only if the block succeeds, so a
     reader never sees a half-written file and a failure leaves the old file as it was. A path that cannot
-    be written is a SlmSwapError naming it (`check_output` says why before a long run starts)."""
-    check_output(path, "the output path")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    be written is a SlmSwapError naming it (commands call `check_output` first, before a long run)."""
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError:
+        check_output(path, "the output path")  # says why, with the fix
+        raise
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would leave the file readable by its owner alone
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
