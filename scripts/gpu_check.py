@@ -287,7 +287,7 @@ def check_serve(ctx: Context) -> str:
         "serve",
         "--model-path",
         str(ctx.model),
-        "--adapter",
+        "--lora",
         f"toolcall={ctx.adapter}",
         "--port",
         str(port),

@@ -32,11 +32,11 @@ def test_training_and_evaluation_print_no_library_noise_unless_verbose(
     sizes = ["--train-size", "4", "--val-size", "2", "--test-size", "2"]
     assert CliRunner().invoke(main, ["prepare", *sizes]).exit_code == 0
     train = ["train", "--track", "toolcall", "--model-path", str(tiny_model), "--max-length", "512"]
-    quiet = slm_swap(*train, "--batch-size", "2", "--out", "quiet")
+    quiet = slm_swap(*train, "--train-batch-size", "2", "--out", "quiet")
     assert "train toolcall" in quiet and "wrote quiet" in quiet
     assert not [n for n in NOISE if n in quiet], quiet
     evaluation = ["eval", "--track", "toolcall", "--model-kind", "slm", "--model-path", str(tiny_model)]
     quiet_eval = slm_swap(*evaluation, "--max-new-tokens", "4")
     assert not [n for n in NOISE if n in quiet_eval], quiet_eval
-    loud = slm_swap("--verbose", *train, "--batch-size", "2", "--out", "loud")
+    loud = slm_swap("--verbose", *train, "--train-batch-size", "2", "--out", "loud")
     assert "{'loss':" in loud and "Loading weights" in loud  # the same run shows them when asked

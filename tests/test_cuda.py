@@ -217,8 +217,8 @@ def test_unsloth_is_imported_before_trl_and_transformers(tmp_path: Path) -> None
         import sys
         import slm_swap.train.sft as sft
         sft.engine_available = lambda: "unsloth"
-        from slm_swap.cli import _training_process
-        _training_process()
+        from slm_swap.cli.train import training_process
+        training_process()
         import unsloth
         print("before unsloth:", unsloth.BEFORE)
         """

@@ -188,7 +188,7 @@ def test_two_process_ddp_over_gloo_ranks_agree(toy: None, tiny_model: Path) -> N
         "29517",
         "-m",
         "slm_swap",
-        *_train_cmd(tiny_model, "04_ft/ddp", "--batch-size", "2"),
+        *_train_cmd(tiny_model, "04_ft/ddp", "--train-batch-size", "2"),
     ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

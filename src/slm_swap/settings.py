@@ -1,15 +1,23 @@
-"""Every shared setting once: its flag, its environment variable, its default and its help.
+"""Every setting once: its flag, its environment variable, its default, its range and its help.
 
-The CLI builds its options from these (`cli.option`), and library defaults read the same values, so a
-flag means the same thing, with the same default, in every command that takes it. Secrets (API keys)
-come only from the environment or a flag and are never written anywhere.
+A configuration dataclass declares its fields with `field(SETTING)`, so the field's default is the
+setting's; the CLI makes its options from the same settings (`cli.options`), from a whole configuration
+at once (`options_of`) or one at a time. A flag therefore means one thing, with one default, in every
+command that takes it. Library messages name a setting by the setting (`f"{LORA_DROPOUT} must be ..."`,
+which reads as its flag), never by a flag written out, so a renamed flag cannot leave a stale message.
+Secrets (API keys) come only from the environment or a flag and are never shown or written anywhere.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from slm_swap.errors import ConfigError
+from slm_swap.types import SPLITS, TRACKS
 
 
 @dataclass(frozen=True)
@@ -19,8 +27,39 @@ class Setting:
     envvar: str | None = None
     help: str = ""
     secret: bool = False  # never shown as a default, never written
+    kind: type | None = None  # the value's type [default: the default's type, else str]
+    choices: tuple[str, ...] | None = None
+    min: float | None = None
+    max: float | None = None
+    metavar: str | None = None
+
+    def __str__(self) -> str:
+        return self.flag
+
+    @property
+    def name(self) -> str:
+        """The Python name the CLI gives the value (and the configuration field that holds it)."""
+        return self.flag.lstrip("-").replace("-", "_")
+
+    @property
+    def value_type(self) -> type:
+        if self.kind is not None:
+            return self.kind
+        return str if self.default is None else type(self.default)
 
 
+def field(setting: Setting) -> Any:
+    """A configuration dataclass field whose default, flag and help are the setting's."""
+    return dataclasses.field(default=setting.default, metadata={"setting": setting})
+
+
+def setting_of(config: Any, name: str) -> Setting:
+    """The setting a configuration field was declared with."""
+    found: Setting = {f.name: f for f in dataclasses.fields(config)}[name].metadata["setting"]
+    return found
+
+
+# Where rows come from (prepare, run).
 SOURCES = ("xlam", "bfcl", "openai", "langfuse")
 SOURCE = Setting(
     "--source",
@@ -28,6 +67,7 @@ SOURCE = Setting(
     None,
     "xLAM function-calling file, BFCL data from the bfcl-eval wheel, or a team's own conversations: in "
     "OpenAI's chat format (JSON Lines of messages and tools), or a Langfuse dataset.",
+    choices=SOURCES,
 )
 LANGFUSE_DATASET = Setting(
     "--langfuse-dataset",
@@ -41,13 +81,34 @@ DATASET_PATH = Setting(
     None,
     "xLAM: the JSON/JSONL file [default: the shipped sample]. BFCL: the bfcl-eval wheel or its "
     "bfcl_eval/data folder [default: fetched with pip, without dependencies]. openai: the JSON Lines file.",
+    kind=Path,
 )
 BFCL_CATEGORY = Setting("--bfcl-category", "simple_python", None, "BFCL category.")
+TRAIN_SIZE = Setting("--train-size", 32, None, "Rows in the train split.", min=0)
+VAL_SIZE = Setting("--val-size", 8, None, "Rows in the validation split.", min=0)
+TEST_SIZE = Setting("--test-size", 8, None, "Rows in the test split.", min=0)
+SKIP_INVALID = Setting(
+    "--skip-invalid", False, None, "Leave bad rows out (and count them) instead of failing."
+)
+
+# Seeds, each named for what it seeds (all 42, as the specification has it); `--seed` sets the first.
+SPLIT_SEED = 42  # which source rows go into the splits
+DECODING_SEED = 42  # the hosted API's `seed` and vLLM's --seed (local decoding is greedy: nothing to seed)
+TRAINING_SEED = 42  # LoRA's initialisation and the order of training rows
+BOOTSTRAP_SEED = 42  # the paired bootstrap's resamples (`compare`)
+REPORT_SEED = 42  # which of the examples the models agree on the report's browser samples
+SEED = Setting("--seed", SPLIT_SEED, None, "Sampling seed for the splits.")
+
+# The workspace (every command that reads or writes it).
 DATASET_DIR = Setting(
     "--dataset-dir",
     Path("02_dataset"),
     "SLM_SWAP_DATASET_DIR",
     "Folder of prepared splits ({track}/{split}.jsonl).",
+)
+# prepare writes the dataset folder: named for that there (`--dataset-dir` is taken as a second name).
+OUT_DIR = Setting(
+    "--out-dir", DATASET_DIR.default, DATASET_DIR.envvar, "Where the splits go ({track}/{split}.jsonl)."
 )
 FT_DIR = Setting(
     "--ft-dir", Path("04_ft"), "SLM_SWAP_FT_DIR", "Folder of fine-tuned adapters (adapter_{track})."
@@ -55,14 +116,37 @@ FT_DIR = Setting(
 EVAL_DIR = Setting(
     "--eval-dir", Path("05_eval"), "SLM_SWAP_EVAL_DIR", "Folder of run, decision and verdict files."
 )
+TRACK = Setting("--track", None, None, "Which track.", choices=TRACKS)
+SPLIT = Setting("--split", "test", None, "Which split.", choices=SPLITS)
+OUT = Setting("--out", None, None, "The file (or folder) the command writes.", kind=Path)
+FORCE = Setting("--force", False, None, "Recompute even where the output is there and up to date.")
+SAVE = Setting("--save", False, None, "Write each model's run file to the eval folder, as eval does.")
+
+# The model asked (eval, infer, live, smoke, label, run, serve).
+MODEL_KINDS = ("slm", "azure", "openai", "replay")
+MODEL_KIND = Setting(
+    "--model-kind",
+    None,
+    None,
+    "slm (local transformers), azure, openai (any OpenAI-compatible endpoint) or replay (stored outputs).",
+    choices=MODEL_KINDS,
+)
+MODELS = Setting(
+    "--models",
+    ("azure", "slm"),
+    None,
+    "Models to run side by side on the same examples (repeat: --models azure --models slm).",
+    choices=MODEL_KINDS[:3],
+)
 MODEL_PATH = Setting(
     "--model-path",
     None,
     "SLM_MODEL_PATH",
     "The SLM checkpoint folder [default: models/SmolLM2-135M-Instruct].",
 )
-BATCH_SIZE = Setting("--batch-size", 8, None, "slm: prompts per generate call.")
-MAX_NEW_TOKENS = Setting("--max-new-tokens", 384, None, "Longest answer, in tokens.")
+ADAPTER = Setting("--adapter", None, None, "slm: a LoRA adapter folder to load.", kind=Path)
+BATCH_SIZE = Setting("--batch-size", 8, None, "slm: prompts per generate call.", min=1)
+MAX_NEW_TOKENS = Setting("--max-new-tokens", 384, None, "Longest answer, in tokens.", min=1)
 # An answer's limit when an OpenAI-API client names none (`serve`; the hosted client made on its own).
 API_MAX_TOKENS = 512
 LOADS = ("auto", "8bit", "bfloat16", "float32")
@@ -71,10 +155,17 @@ LOAD_IN = Setting(
     "auto",
     None,
     "slm: how the weights load for inference. auto: 8-bit (bitsandbytes) with device_map=auto on CUDA, "
-    "as the spec asks; float32 on a CPU. bfloat16: unquantised (faster than 8-bit on a GPU with room).",
+    "as the specification asks; float32 on a CPU. bfloat16: unquantised (faster than 8-bit on a GPU with "
+    "room).",
+    choices=LOADS,
 )
 CONSTRAINED = Setting(
-    "--constrained", False, None, "slm: grammar-constrained decoding (xgrammar); answers always parse."
+    "--constrained",
+    False,
+    None,
+    "slm: grammar-constrained decoding (xgrammar): answers in the track's format always parse. serve: "
+    "also for tool_choice=auto and for requests in the evaluation format (tool_choice required or named "
+    "and response_format are always honoured).",
 )
 BASE_URL = Setting(
     "--base-url", None, "OPENAI_BASE_URL", "openai: the endpoint, e.g. http://127.0.0.1:8000/v1."
@@ -83,32 +174,109 @@ API_KEY = Setting(
     "--api-key",
     None,
     "OPENAI_API_KEY",
-    "openai: the key (read from the environment; never written anywhere).",
+    "openai: the key the client sends (read from the environment; never written anywhere).",
     True,
 )
 MODEL = Setting("--model", None, "OPENAI_MODEL", "openai: the model name to request.")
-CONCURRENCY = Setting("--concurrency", 8, None, "azure/openai: requests in flight.")
-TIMEOUT = Setting("--timeout", 60.0, None, "azure/openai: seconds per request attempt.")
+CONCURRENCY = Setting("--concurrency", 8, None, "azure/openai: requests in flight.", min=1)
+TIMEOUT = Setting("--timeout", 60.0, None, "azure/openai: seconds per request attempt.", min=0.1)
 MAX_RETRIES = Setting(
     "--max-retries",
     5,
     None,
     "azure/openai: retries of 429/5xx/timeouts (with backoff, honouring Retry-After).",
+    min=0,
 )
-DELTA = Setting("--delta", 0.01, None, "Fine-tune when the SLM trails on any core metric by more than this.")
-# Seeds, each named for what it seeds (all the spec's 42); `--seed` sets the first.
-SPLIT_SEED = 42  # which source rows go into the splits
-DECODING_SEED = 42  # the generators set before local decoding; the hosted API's `seed`; vLLM's --seed
-TRAINING_SEED = 42  # LoRA's initialisation and the order of training rows
-BOOTSTRAP_SEED = 42  # the paired bootstrap's resamples (`compare`)
-REPORT_SEED = 42  # which of the examples the models agree on the report's browser samples
-SEED = Setting("--seed", SPLIT_SEED, None, "Sampling seed for the splits.")
+PREDICTIONS = Setting(
+    "--predictions",
+    None,
+    None,
+    "replay: JSON Lines of {id, output}, or a run file to score again.",
+    kind=Path,
+)
+# Azure OpenAI is configured by the environment alone (the specification's variables).
+AZURE_VARS = ("AZURE_ENDPOINT", "AZURE_DEPLOYMENT", "AZURE_API_KEY", "AZURE_API_VERSION")
+
+
+@dataclass(frozen=True)
+class AzureSettings:
+    endpoint: str
+    deployment: str
+    api_key: str = dataclasses.field(repr=False)
+    api_version: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> AzureSettings:
+        """The four variables, read at the command line's edge; a ConfigError names those missing."""
+        missing = [v for v in AZURE_VARS if not env.get(v, "").strip()]
+        if missing:
+            raise ConfigError(
+                f"{MODEL_KIND} azure needs {', '.join(missing)}\n"
+                "  fix: export AZURE_ENDPOINT, AZURE_DEPLOYMENT, AZURE_API_KEY and AZURE_API_VERSION"
+            )
+        return cls(*(env[v].strip() for v in AZURE_VARS))
+
+    @classmethod
+    def if_set(cls, env: Mapping[str, str]) -> AzureSettings | None:
+        """The settings when all four variables are set, else None (`run` then looks elsewhere)."""
+        return cls.from_env(env) if all(env.get(v, "").strip() for v in AZURE_VARS) else None
+
+
+# Deciding (compare, run, report).
+DELTA = Setting(
+    "--delta", 0.01, None, "Fine-tune when the SLM trails on any core metric by more than this.", min=0
+)
 PRICE_IN = Setting(
-    "--price-per-1k-input", 0.0025, None, "Hosted price per 1k prompt tokens (the report's cost)."
+    "--price-per-1k-input", 0.0025, None, "Hosted price per 1k prompt tokens (the report's cost).", min=0
 )
-PRICE_OUT = Setting("--price-per-1k-output", 0.01, None, "Hosted price per 1k completion tokens.")
+PRICE_OUT = Setting("--price-per-1k-output", 0.01, None, "Hosted price per 1k completion tokens.", min=0)
+HOSTED_KINDS = ("auto", "azure", "openai", "stand-in")
+HOSTED_KIND = Setting(
+    "--hosted-kind",
+    "auto",
+    None,
+    "run: the hosted model. auto: Azure when AZURE_* are set, else an OpenAI-compatible --base-url, else "
+    "a local stand-in (the SLM served, grammar-constrained).",
+    choices=HOSTED_KINDS,
+)
+STANDIN_PORT = Setting(
+    "--standin-port", 8765, None, "run: the local stand-in's port (127.0.0.1).", min=1, max=65535
+)
+
+# Fine-tuning (train, run): the specification's fixed hyperparameters are the defaults.
+LORA_R = Setting("--lora-r", 64, None, "LoRA rank.", min=1)
+LORA_ALPHA = Setting("--lora-alpha", 16, None, "LoRA alpha (scale alpha/r).", min=1)
+LORA_DROPOUT = Setting("--lora-dropout", 0.1, None, "LoRA dropout, in [0, 1).", min=0, max=0.999)
+LEARNING_RATE = Setting("--lr", 2e-4, None, "Learning rate.", min=0)
+EPOCHS = Setting("--epochs", 1.0, None, "Passes over the train split.", min=0.01)
+MAX_LENGTH = Setting("--max-length", 2048, None, "Longest training row, in tokens.", min=16)
+TRAIN_BATCH_SIZE = Setting("--train-batch-size", 4, None, "Training rows per step, per device.", min=1)
+GRADIENT_ACCUMULATION = Setting(
+    "--gradient-accumulation", 1, None, "Steps whose gradients add up before each update.", min=1
+)
+LOAD_IN_4BIT = Setting(
+    "--load-in-4bit", False, None, "QLoRA (CUDA only); the default on CUDA is an 8-bit base."
+)
+SAVE_STEPS = Setting("--save-steps", 10, None, "Checkpoint every N steps.", min=1)
+PRECISIONS = ("auto", "float32", "bfloat16")
+PRECISION = Setting(
+    "--precision",
+    "auto",
+    None,
+    "The arithmetic. auto: bfloat16 mixed (float32 weights) on CUDA, float32 on a CPU; bfloat16 also on a "
+    "CPU with native bfloat16 (AVX512-BF16, AMX), faster there but learning less per step.",
+    choices=PRECISIONS,
+)
+
+RESUME = Setting("--resume", False, None, "Continue from the last checkpoint in the adapter folder.")
+
+# GPUs (launch, serve --engine vllm).
+GPUS = Setting("--gpus", 4, None, "GPUs to use.", min=1)
+DRY_RUN = Setting("--dry-run", False, None, "Print the commands instead of running them.")
+
+# Serving.
 SERVE_API_KEY = Setting(
-    "--api-key",
+    "--require-api-key",
     None,
     "SLM_SWAP_API_KEY",
     "Require this bearer token (or Azure-style api-key header) on every request.",

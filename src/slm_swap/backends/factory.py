@@ -2,55 +2,56 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from slm_swap import settings
 from slm_swap.backends.base import Backend
 from slm_swap.errors import ConfigError
+from slm_swap.settings import AzureSettings
 
-MODEL_KINDS = ("slm", "azure", "openai", "replay")
+MODEL_KINDS = settings.MODEL_KINDS
 HOSTED_KINDS = ("azure", "openai")
 
 
 @dataclass(frozen=True)
 class ModelOptions:
-    """Everything any backend needs; each kind reads its own fields."""
+    """Everything any backend needs; each kind reads its own fields. The fields declared with a setting
+    are the command line's model options (`cli.options.model_options`)."""
 
     kind: str
-    model_path: str | None = None
-    adapter: Path | None = None
-    batch_size: int = 8
-    max_new_tokens: int = settings.MAX_NEW_TOKENS.default
-    base_url: str | None = None
-    api_key: str | None = field(default=None, repr=False)
-    model: str | None = None
-    concurrency: int = 8
-    timeout: float = 60.0
-    max_retries: int = 5
-    predictions: Path | None = None
-    constrained: bool = False
-    load_in: str = "auto"  # slm: settings.LOADS
+    model_path: str | None = settings.field(settings.MODEL_PATH)
+    adapter: Path | None = settings.field(settings.ADAPTER)
+    batch_size: int = settings.field(settings.BATCH_SIZE)
+    max_new_tokens: int = settings.field(settings.MAX_NEW_TOKENS)
+    constrained: bool = settings.field(settings.CONSTRAINED)
+    load_in: str = settings.field(settings.LOAD_IN)
+    base_url: str | None = settings.field(settings.BASE_URL)
+    api_key: str | None = field(default=None, repr=False, metadata={"setting": settings.API_KEY})
+    model: str | None = settings.field(settings.MODEL)
+    concurrency: int = settings.field(settings.CONCURRENCY)
+    timeout: float = settings.field(settings.TIMEOUT)
+    max_retries: int = settings.field(settings.MAX_RETRIES)
+    predictions: Path | None = None  # replay
+    azure: AzureSettings | None = None  # azure: read from the environment at the command line's edge
     served: dict[str, object] | None = None  # azure/openai: what answers there, when known (the stand-in)
 
 
-def make_backend(options: ModelOptions, env: Mapping[str, str] | None = None) -> Backend:
+def make_backend(options: ModelOptions) -> Backend:
     """The backend for `options.kind`. A missing optional dependency or setting is a ConfigError that
     says what to install or set."""
-    env = os.environ if env is None else env
     if options.constrained and options.kind != "slm":
         raise ConfigError(
-            f"--constrained applies to the local model (--model-kind slm), not {options.kind}\n"
-            "  fix: drop --constrained; to evaluate a constrained SLM behind an endpoint, "
-            "start it with `slm-swap serve --constrained`"
+            f"{settings.CONSTRAINED} applies to the local model ({settings.MODEL_KIND} slm), not "
+            f"{options.kind}\n"
+            f"  fix: drop {settings.CONSTRAINED}; to evaluate a constrained SLM behind an endpoint, "
+            f"start it with `slm-swap serve {settings.CONSTRAINED}`"
         )
     if options.kind == "replay":
         from slm_swap.backends.replay import ReplayBackend
 
         if options.predictions is None:
-            raise ConfigError("--model-kind replay needs --predictions FILE")
+            raise ConfigError(f"{settings.MODEL_KIND} replay needs {settings.PREDICTIONS} FILE")
         return ReplayBackend(options.predictions)
     if options.kind == "slm":
         try:
@@ -58,14 +59,14 @@ def make_backend(options: ModelOptions, env: Mapping[str, str] | None = None) ->
             import transformers  # noqa: F401
         except ImportError as e:
             raise ConfigError(
-                f"--model-kind slm needs the local extra ({e.name} is missing)\n"
+                f"{settings.MODEL_KIND} slm needs the local extra ({e.name} is missing)\n"
                 "  fix: pip install 'slm-swap[local]' (CPU: pip install torch==2.13.0 first)"
             ) from e
         from slm_swap.backends.local import LocalBackend
         from slm_swap.models import resolve_model_path
 
         if options.adapter is not None and not options.adapter.is_dir():
-            raise ConfigError(f"--adapter {options.adapter}: no such folder")
+            raise ConfigError(f"{settings.ADAPTER} {options.adapter}: no such folder")
         return LocalBackend(
             resolve_model_path(options.model_path),
             adapter=options.adapter,
@@ -75,22 +76,22 @@ def make_backend(options: ModelOptions, env: Mapping[str, str] | None = None) ->
             load_in=options.load_in,
         )
     if options.kind in HOSTED_KINDS:
-        from slm_swap.backends.hosted import AzureSettings, HostedBackend, azure_endpoint, openai_endpoint
+        from slm_swap.backends.hosted import HostedBackend, azure_endpoint, openai_endpoint
 
         if options.kind == "azure":
-            endpoint = azure_endpoint(
-                AzureSettings.from_env(env), timeout=options.timeout, max_retries=options.max_retries
-            )
+            # Without settings, from_env of nothing raises the message that lists the four variables.
+            azure = options.azure or AzureSettings.from_env({})
+            endpoint = azure_endpoint(azure, timeout=options.timeout, max_retries=options.max_retries)
         else:
-            model = options.model or env.get("OPENAI_MODEL")
-            if not model:
+            if not options.model:
                 raise ConfigError(
-                    "--model-kind openai needs --model (or OPENAI_MODEL): the model name to request"
+                    f"{settings.MODEL_KIND} openai needs {settings.MODEL} (or {settings.MODEL.envvar}): "
+                    "the model name to request"
                 )
             endpoint = openai_endpoint(
-                options.base_url or env.get("OPENAI_BASE_URL"),
-                options.api_key or env.get("OPENAI_API_KEY"),
-                model,
+                options.base_url,
+                options.api_key,
+                options.model,
                 timeout=options.timeout,
                 max_retries=options.max_retries,
             )
@@ -101,4 +102,6 @@ def make_backend(options: ModelOptions, env: Mapping[str, str] | None = None) ->
             max_tokens=options.max_new_tokens,
             served=options.served,
         )
-    raise ConfigError(f"unknown --model-kind {options.kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+    raise ConfigError(
+        f"unknown {settings.MODEL_KIND} {options.kind!r}; choose one of {', '.join(MODEL_KINDS)}"
+    )

@@ -20,40 +20,22 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from slm_swap import settings
 from slm_swap.backends.base import Backend
 from slm_swap.errors import ConfigError
+from slm_swap.settings import AzureSettings
 from slm_swap.types import Completion, Example, Usage
 
 if TYPE_CHECKING:
     from openai import OpenAI
 
-AZURE_VARS = ("AZURE_ENDPOINT", "AZURE_DEPLOYMENT", "AZURE_API_KEY", "AZURE_API_VERSION")
 _DEPLOYMENT_URL = re.compile(r"^(?P<root>https?://[^/]+)/openai/deployments/(?P<name>[^/?]+)")
 _MODELS_URL = re.compile(r"^(?P<base>https?://[^/]+(?:/[^?]*)?/models)(?:/chat/completions)?/?(?:\?.*)?$")
-
-
-@dataclass(frozen=True)
-class AzureSettings:
-    endpoint: str
-    deployment: str
-    api_key: str = field(repr=False)
-    api_version: str
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> AzureSettings:
-        missing = [v for v in AZURE_VARS if not env.get(v, "").strip()]
-        if missing:
-            raise ConfigError(
-                f"--model-kind azure needs {', '.join(missing)}\n"
-                "  fix: export AZURE_ENDPOINT, AZURE_DEPLOYMENT, AZURE_API_KEY and AZURE_API_VERSION"
-            )
-        return cls(*(env[v].strip() for v in AZURE_VARS))
 
 
 @dataclass(frozen=True)

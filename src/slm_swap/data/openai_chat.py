@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from slm_swap import settings
 from slm_swap.data.formats import Turn
 from slm_swap.data.rows import RowError, RowLeftOut, SourceRow, acceptable_from_gold
 from slm_swap.errors import InputError
@@ -43,7 +44,7 @@ def iter_lines(path: Path) -> Iterator[tuple[str, Any]]:
     """Yields ("line N", decoded row) for each non-blank line. Raises InputError for a missing file or a
     line that is not JSON."""
     if not path.is_file():
-        raise InputError(path, None, "no such file", "pass the JSON Lines file with --dataset-path")
+        raise InputError(path, None, "no such file", f"pass the JSON Lines file with {settings.DATASET_PATH}")
     with path.open("rb") as f:
         for lineno, data in json_lines(f, path, WHAT):
             yield f"line {lineno}", data

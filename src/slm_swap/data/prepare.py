@@ -39,14 +39,14 @@ def sample_path() -> Path:
 
 @dataclass(frozen=True)
 class SplitSizes:
-    train: int = 32
-    val: int = 8
-    test: int = 8
+    train: int = settings.field(settings.TRAIN_SIZE)
+    val: int = settings.field(settings.VAL_SIZE)
+    test: int = settings.field(settings.TEST_SIZE)
 
     def __post_init__(self) -> None:
         for name in SPLITS:
             if getattr(self, name) < 0:
-                raise ValueError(f"--{name}-size must be >= 0, got {getattr(self, name)}")
+                raise ValueError(f"{settings.setting_of(self, name)} must be >= 0, got {getattr(self, name)}")
 
     @property
     def total(self) -> int:
@@ -70,7 +70,9 @@ def xlam_source(path: Path) -> Source:
 
     def identity() -> dict[str, Any]:
         if not path.is_file():
-            raise InputError(path, None, "no such file", "pass the xLAM JSON file with --dataset-path")
+            raise InputError(
+                path, None, "no such file", f"pass the xLAM JSON file with {settings.DATASET_PATH}"
+            )
         return {"kind": "xlam", "sha256": file_digest(path)}
 
     return Source(str(path), rows, identity)
@@ -96,7 +98,9 @@ def openai_source(path: Path) -> Source:
 
     def identity() -> dict[str, Any]:
         if not path.is_file():
-            raise InputError(path, None, "no such file", "pass the JSON Lines file with --dataset-path")
+            raise InputError(
+                path, None, "no such file", f"pass the JSON Lines file with {settings.DATASET_PATH}"
+            )
         return {"kind": "openai", "sha256": file_digest(path)}
 
     return Source(str(path), rows, identity)
@@ -125,19 +129,27 @@ def langfuse_source(name: str) -> Source:
 def source_for(
     kind: str, path: Path | None, bfcl_category: str, langfuse_dataset: str | None = None
 ) -> Source:
-    """The source a command's `--source`, `--dataset-path`, `--bfcl-category` and `--langfuse-dataset`
+    """The source a command's source, dataset path, BFCL category and Langfuse dataset settings
     name. xLAM defaults to the shipped sample, BFCL to the bfcl-eval wheel (fetched once); an
     OpenAI-format file and a Langfuse dataset must be named."""
     if kind == "langfuse":
         if not langfuse_dataset:
-            raise InputError("--source langfuse", None, "needs a dataset", "pass --langfuse-dataset NAME")
+            raise InputError(
+                f"{settings.SOURCE} langfuse",
+                None,
+                "needs a dataset",
+                f"pass {settings.LANGFUSE_DATASET} NAME",
+            )
         return langfuse_source(langfuse_dataset)
     if kind == "bfcl":
         return bfcl_source(path or bfcl.fetch_wheel(), bfcl_category)
     if kind == "openai":
         if path is None:
             raise InputError(
-                "--source openai", None, "needs a file", "pass the JSON Lines file with --dataset-path"
+                f"{settings.SOURCE} openai",
+                None,
+                "needs a file",
+                f"pass the JSON Lines file with {settings.DATASET_PATH}",
             )
         return openai_source(path)
     return xlam_source(path or sample_path())
@@ -204,7 +216,7 @@ def scan(source: Source, *, skip_invalid: bool, exclude_ids: frozenset[str] = fr
                 )
         except RowError as e:
             if not skip_invalid:
-                fix = e.fix or "fix the row, or pass --skip-invalid to leave bad rows out"
+                fix = e.fix or f"fix the row, or pass {settings.SKIP_INVALID} to leave bad rows out"
                 raise InputError(source.label, where, e.problem, fix) from e
             result.skipped.append(f"{where}: {e.problem}")
             continue
@@ -247,7 +259,7 @@ def _write_splits(out_dir: Path, splits: dict[str, list[SourceRow]], inputs: dic
         "files": {str(p.relative_to(out_dir)): sha256_text(text) for p, text in contents.items()},
     }
     for path in [*contents, out_dir / MANIFEST]:  # all checked before any is written
-        check_output(path, "--out-dir")
+        check_output(path, settings.OUT_DIR)
     with ExitStack() as stack:
         for path, text in contents.items():
             stack.enter_context(atomic_writer(path)).write(text)
@@ -263,7 +275,7 @@ def _not_enough(source: Source, found: Scan, need: int, what: str) -> InputError
         f"has {len(found.usable)} usable rows ({found.rows_read} read, {len(found.skipped)} skipped"
         f"{left_out}); "
         f"{what} need {need}",
-        "use a larger file or smaller --train-size/--val-size/--test-size",
+        f"use a larger file or smaller {settings.TRAIN_SIZE}/{settings.VAL_SIZE}/{settings.TEST_SIZE}",
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import ijson
 
+from slm_swap import settings
 from slm_swap.data.rows import RowError, SourceRow, acceptable_from_gold
 from slm_swap.data.schema import parse_python_type
 from slm_swap.errors import InputError
@@ -52,7 +53,7 @@ def iter_raw_rows(path: Path) -> Iterator[RawRow]:
     """Yields the rows of an xLAM file without loading it whole. Raises InputError on a file that is not
     JSON / JSON Lines, with the line of the fault."""
     if not path.is_file():
-        raise InputError(path, None, "no such file", "pass the xLAM JSON file with --dataset-path")
+        raise InputError(path, None, "no such file", f"pass the xLAM JSON file with {settings.DATASET_PATH}")
     head = _head(path)
     if not head:
         raise InputError(path, None, "the file is empty", "pass the xLAM JSON (or JSONL) file")

@@ -26,7 +26,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,57 +36,10 @@ from slm_swap.errors import ConfigError, SlmSwapError
 from slm_swap.files import read_examples, write_json
 from slm_swap.identity import ADAPTER_CARD, adapter_files_digest, checkpoint_digest, file_digest
 from slm_swap.tracing import Tracer
-from slm_swap.types import TRACKS, Example
+from slm_swap.train.config import TrainConfig
+from slm_swap.types import Example
 
 CARD = ADAPTER_CARD
-PRECISIONS = ("auto", "float32", "bfloat16")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """One fine-tuning run. Validated on creation; an error names the values that conflict."""
-
-    track: str
-    train: Path
-    val: Path
-    out: Path
-    model_path: Path
-    lora_r: int = 64
-    lora_alpha: int = 16
-    lora_dropout: float = 0.1
-    learning_rate: float = 2e-4
-    epochs: float = 1.0
-    max_length: int = 2048
-    batch_size: int = 4
-    gradient_accumulation: int = 1
-    load_in_4bit: bool = False
-    save_steps: int = 10
-    resume: bool = False
-    seed: int = settings.TRAINING_SEED
-    precision: str = "auto"  # or "float32", "bfloat16" (mixed): the arithmetic, not the weights' storage
-    strategy: str = field(default="single")
-
-    def __post_init__(self) -> None:
-        if self.track not in TRACKS:
-            raise ConfigError(f"--track must be one of {', '.join(TRACKS)}, got {self.track!r}")
-        if self.train.resolve() == self.val.resolve():
-            raise ConfigError(
-                f"--train and --val are the same file ({self.train}); validation must be held out"
-            )
-        for name in (
-            "lora_r",
-            "lora_alpha",
-            "batch_size",
-            "gradient_accumulation",
-            "max_length",
-            "save_steps",
-        ):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if not 0 <= self.lora_dropout < 1:
-            raise ConfigError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
 
 
 @dataclass(frozen=True)
@@ -155,7 +108,9 @@ def linear_modules(model: Any) -> list[str]:
 def _rows(examples: list[Example], track: str, path: Path) -> list[dict[str, Any]]:
     wrong = [e.id for e in examples if e.track != track]
     if wrong:
-        raise ConfigError(f"{path} holds {examples[0].track} rows (e.g. {wrong[0]}), but --track is {track}")
+        raise ConfigError(
+            f"{path} holds {examples[0].track} rows (e.g. {wrong[0]}), but {settings.TRACK} is {track}"
+        )
     # Only prompt and completion: TRL would hand any "tools" column to the chat template.
     return [
         {"prompt": e.messages(), "completion": [{"role": "assistant", "content": e.completion}]}
@@ -210,7 +165,7 @@ def load_base(config: TrainConfig, engine: str) -> tuple[Any, Any]:
         )
         return model, tokenizer
     if config.load_in_4bit:
-        raise ConfigError("--load-in-4bit (QLoRA) needs a CUDA GPU")
+        raise ConfigError(f"{settings.LOAD_IN_4BIT} (QLoRA) needs a CUDA GPU")
     model = AutoModelForCausalLM.from_pretrained(config.model_path, dtype=torch.float32)
     return model, tokenizer
 
@@ -241,7 +196,9 @@ def native_bfloat16() -> bool:
 def mixed_bfloat16(config: TrainConfig, *, cuda: bool) -> bool:
     """Whether the run computes in bfloat16 mixed precision: `--precision bfloat16`, or auto on CUDA."""
     if config.precision == "bfloat16" and not (cuda or native_bfloat16()):
-        raise ConfigError("--precision bfloat16: this machine has no native bfloat16; use auto or float32")
+        raise ConfigError(
+            f"{settings.PRECISION} bfloat16: this machine has no native bfloat16; use auto or float32"
+        )
     return config.precision == "bfloat16" or (config.precision == "auto" and cuda)
 
 
@@ -292,16 +249,19 @@ def build_trainer(config: TrainConfig, on_step: Callable[[int, int], None] | Non
     val_rows = _rows(read_examples(config.val), config.track, config.val)
     checkpoints = config.out / "checkpoints"
     if config.resume and not any(checkpoints.glob("checkpoint-*")):
-        raise SlmSwapError(f"--resume: no checkpoint under {checkpoints}; start without --resume")
+        raise SlmSwapError(
+            f"{settings.RESUME}: no checkpoint under {checkpoints}; start without {settings.RESUME}"
+        )
     if not config.resume and config.out.exists() and any(config.out.iterdir()):
         raise SlmSwapError(
-            f"{config.out} is not empty; pass --resume to continue its checkpoint, or choose --out"
+            f"{config.out} is not empty; pass {settings.RESUME} to continue its checkpoint, or choose "
+            f"another {settings.OUT}"
         )
     engine = engine_available()
     model, tokenizer = load_base(config, engine)
     cuda = torch.cuda.is_available()
-    settings = trainer_settings(config, cuda=cuda, world_size=int(os.environ.get("WORLD_SIZE", "1")))
-    args = SFTConfig(output_dir=str(checkpoints), **settings)
+    trainer_args = trainer_settings(config, cuda=cuda, world_size=int(os.environ.get("WORLD_SIZE", "1")))
+    args = SFTConfig(output_dir=str(checkpoints), **trainer_args)
     lora: LoraConfig | None = LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
@@ -352,8 +312,9 @@ def build_trainer(config: TrainConfig, on_step: Callable[[int, int], None] | Non
             if created:  # leave nothing behind of a run that cannot start
                 shutil.rmtree(config.out, ignore_errors=True)
             raise SlmSwapError(
-                f"{path}: no row keeps any of its answer within --max-length {config.max_length}\n"
-                "  fix: raise --max-length (the spec's default is 2048)"
+                f"{path}: no row keeps any of its answer within {settings.MAX_LENGTH} {config.max_length}\n"
+                f"  fix: raise {settings.MAX_LENGTH} (the specification's default is "
+                f"{settings.MAX_LENGTH.default})"
             )
     batches = "padded"
     if engine != "unsloth" and use_padding_free(trainer):

@@ -1,0 +1,127 @@
+"""What commands print (consoles, the progress bar, run summaries, decisions), and the tracer a command
+runs under."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from slm_swap.compare import Decision
+    from slm_swap.runs import RunResult
+    from slm_swap.tracing import Tracer
+
+EXIT_FINE_TUNE = 10
+
+# markup off: messages carry user text (paths, JSON) whose brackets are not rich markup.
+stdout = Console(highlight=False, soft_wrap=True, markup=False)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+
+
+@contextmanager
+def progress(label: str, total: int | None) -> Iterator[Callable[..., None]]:
+    """A progress bar on stderr with rate and time left; yields the callback that advances it by one
+    (`total=` sets the length instead, for a stage that learns it only as it starts)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=stderr, transient=False) as progress:
+        task = progress.add_task(label, total=total, rate="")
+
+        shown = [0.0]  # when the rate was last worked out
+
+        def advance(_: object = None, *, total: int | None = None) -> None:
+            if total is not None:
+                progress.update(task, total=total)
+                return
+            progress.advance(task)
+            # rich's speed sums every step of the last 30 s: at thousands of steps a second (a replay),
+            # working it out at each step costs more than the step; a few times a second is enough to read.
+            now = time.monotonic()
+            if now - shown[0] >= 0.25:
+                shown[0] = now
+                speed = progress.tasks[task].speed
+                progress.update(task, rate=f"{speed:.2f} ex/s" if speed else "")
+
+        yield advance
+
+
+@contextmanager
+def traced() -> Iterator[Tracer]:
+    """A tracer for one command (refusing to start without Langfuse configuration or the bypass), flushed
+    and closed at the end; undelivered traces are a warning, never a changed result."""
+    from slm_swap.tracing import make_tracer
+
+    tracer = make_tracer()
+    try:
+        yield tracer
+    finally:
+        report = tracer.flush()
+        tracer.close()
+        if not report.delivered:
+            stderr.print(f"warning: {report.message}")
+
+
+def print_summary(run: RunResult, path: Path) -> None:
+    from slm_swap.scoring.metrics import CORE_METRICS, error_counts
+
+    summary = run.summary
+    stdout.print(f"{run.meta.track} · {run.meta.model_kind} {run.meta.model} · {len(run.results)} examples")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in summary.items():
+        if name in ("examples", "errors"):
+            continue
+        core = " (core)" if name in CORE_METRICS[run.meta.track] else ""
+        table.add_row(name + core, f"{value:.3f}")
+    stdout.print(table)
+    errors = error_counts(run.results)
+    if errors:
+        stdout.print("failures: " + ", ".join(f"{k} {v}" for k, v in errors.items()))
+    stdout.print(f"wrote {path}")
+
+
+def print_decision(decision: Decision, path: Path) -> None:
+    stdout.print(
+        f"{decision.track}: hosted vs SLM on {decision.examples} paired examples (delta {decision.delta})"
+    )
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
+    for column in ("metric", "hosted", "slm", "diff", "95% CI", "McNemar p", "trails"):
+        table.add_column(column, justify="left" if column == "metric" else "right", no_wrap=True)
+    for m in decision.metrics:
+        table.add_row(
+            m.metric,
+            f"{m.hosted:.3f}",
+            f"{m.slm:.3f}",
+            f"{m.difference:+.3f}",
+            f"[{m.ci_low:+.3f}, {m.ci_high:+.3f}]" + ("" if m.settled else "*"),
+            "n/a" if m.mcnemar_p is None else f"{m.mcnemar_p:.3g}",
+            "yes" if m.trails else "no",
+        )
+    stdout.print(table)
+    if decision.gold_by:
+        from slm_swap.compare import agreement_note
+
+        stdout.print(f"note: {agreement_note(decision.gold_by)}")
+    if decision.too_few:
+        unsettled = ", ".join(m.metric for m in decision.metrics if not m.settled)
+        stdout.print(
+            f"* too few examples to be sure: the 95% interval of {unsettled} straddles delta; "
+            "the verdict follows the delta rule regardless"
+        )
+    stdout.print(f"wrote {path}")
