@@ -167,14 +167,16 @@ def test_tools_are_rendered_as_in_evaluation_and_second_turns_work() -> None:
 
 def test_tool_call_output_becomes_openai_tool_calls() -> None:
     text = '<tool_call name="get_weather">{"city": "Zürich"}</tool_call>'
-    response = to_response("m", Completion(text, usage=Usage(10, 12)), has_tools=True, limit=100)
+    response = to_response("m", Completion(text, usage=Usage(10, 12)), has_tools=True, limit=100).model_dump()
     choice = response["choices"][0]
     assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] is None
     (call,) = choice["message"]["tool_calls"]
     assert call["type"] == "function" and call["id"].startswith("call_")
     assert call["function"]["name"] == "get_weather"
     assert json.loads(call["function"]["arguments"]) == {"city": "Zürich"}
-    plain = to_response("m", Completion("It is sunny.", usage=Usage(10, 3)), has_tools=True, limit=100)
+    plain = to_response(
+        "m", Completion("It is sunny.", usage=Usage(10, 3)), has_tools=True, limit=100
+    ).model_dump()
     assert plain["choices"][0]["message"]["content"] == "It is sunny."
     assert plain["choices"][0]["finish_reason"] == "stop"
 

@@ -1,0 +1,161 @@
+"""The HTTP app: the routes, the API key and body-size guard, OpenAI-shaped errors, and tracing of answers."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from typing import Any
+
+# FastAPI reads the handlers' annotations at run time, so its names are imported here, not lazily; this
+# package itself is only imported by `slm-swap serve` (the serve extra).
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+
+from slm_swap import settings
+from slm_swap.serve.batcher import Batcher
+from slm_swap.serve.render import choose_grammar, render_messages, to_response
+from slm_swap.serve.schema import ChatRequest, ErrorDetail, ErrorResponse, Health, ModelCard, ModelList
+from slm_swap.serve.stream import chunks_of, sse, stream_text
+from slm_swap.types import Completion
+
+MAX_BODY_BYTES = 1_000_000
+MAX_TOKENS_LIMIT = 4096
+
+
+def _error(status: int, message: str, kind: str, code: str | None = None) -> JSONResponse:
+    body = ErrorResponse(error=ErrorDetail(message=message, type=kind, code=code))
+    return JSONResponse(status_code=status, content=body.model_dump())
+
+
+def create_app(
+    batcher: Batcher, *, api_key: str | None = None, tracer: Any = None, constrained: bool = False
+) -> Any:
+    """The FastAPI application over `batcher`'s engine. With `api_key`, every request must carry it
+    (Bearer, or `api-key` on the Azure path); with `constrained`, see `choose_grammar`."""
+    app = FastAPI(title="slm-swap serve", docs_url=None, redoc_url=None)
+    engine = batcher.engine
+
+    def on_done(model: str, messages: list[dict[str, str]], completion: Completion, start: float) -> None:
+        if tracer is not None:
+            _trace(tracer, model, messages, completion, start)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Any:
+        if request.url.path != "/health" and api_key:
+            bearer = request.headers.get("authorization", "")
+            given = bearer[7:] if bearer.lower().startswith("bearer ") else request.headers.get("api-key", "")
+            if not secrets.compare_digest(given.encode(), api_key.encode()):
+                return _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return _error(413, f"Request body over {MAX_BODY_BYTES} bytes.", "invalid_request_error")
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> Any:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return _error(
+            400, f"Invalid request: {where}: {first.get('msg', 'malformed')}", "invalid_request_error"
+        )
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return Health(models=engine.model_names).model_dump()
+
+    @app.get("/v1/models")
+    async def list_models() -> dict[str, Any]:
+        return ModelList(data=[ModelCard(id=name) for name in engine.model_names]).model_dump()
+
+    async def complete(raw: bytes, model_override: str | None) -> Any:
+        try:
+            request = ChatRequest.model_validate_json(raw)
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            return _error(400, f"Invalid request: {where}: {first.get('msg')}", "invalid_request_error")
+        model = model_override or request.model or engine.base_name
+        if model not in engine.model_names:
+            return _error(
+                404,
+                f"The model '{model}' does not exist; serving: {', '.join(engine.model_names)}",
+                "invalid_request_error",
+                "model_not_found",
+            )
+        limit = request.max_completion_tokens or request.max_tokens or settings.API_MAX_TOKENS
+        if limit > MAX_TOKENS_LIMIT:
+            return _error(400, f"max_tokens is {limit}; at most {MAX_TOKENS_LIMIT}.", "invalid_request_error")
+        try:
+            messages = render_messages(request)
+            constraint = await asyncio.to_thread(
+                choose_grammar, request, messages, engine.grammars, constrained=constrained
+            )
+        except ValueError as e:
+            return _error(400, f"Invalid request: {e}", "invalid_request_error")
+        text = engine.render(messages)
+        has_tools = bool(request.offered_tools())
+        start = time.time()
+        if request.stream and not has_tools:
+            return StreamingResponse(
+                stream_text(
+                    batcher, messages, model, text, limit, constraint, request.include_usage(), on_done
+                ),
+                media_type="text/event-stream",
+            )
+        completion = await asyncio.wrap_future(batcher.submit(model, text, limit, constraint=constraint))
+        on_done(model, messages, completion, start)
+        response = to_response(model, completion, has_tools, limit)
+        if request.stream:  # with tools: the answer is parsed whole, then sent as chunks
+            chunks = chunks_of(response, request.include_usage())
+            return StreamingResponse(sse(chunks), media_type="text/event-stream")
+        return response.model_dump()
+
+    async def read_body(request: Request) -> bytes | None:
+        """The body, or None once it passes MAX_BODY_BYTES (a chunked body declares no length)."""
+        parts, size = [], 0
+        async for part in request.stream():
+            size += len(part)
+            if size > MAX_BODY_BYTES:
+                return None
+            parts.append(part)
+        return b"".join(parts)
+
+    async def answer(request: Request, model_override: str | None) -> Any:
+        raw = await read_body(request)
+        if raw is None:
+            return _error(413, f"Request body over {MAX_BODY_BYTES} bytes.", "invalid_request_error")
+        return await complete(raw, model_override)
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Any:
+        return await answer(request, None)
+
+    @app.post("/openai/deployments/{deployment}/chat/completions")
+    async def azure_chat(deployment: str, request: Request) -> Any:
+        if "api-version" not in request.query_params:
+            return _error(400, "Missing required query parameter: api-version.", "invalid_request_error")
+        return await answer(request, deployment)
+
+    return app
+
+
+def _trace(
+    tracer: Any, model: str, messages: list[dict[str, str]], completion: Completion, start: float
+) -> None:
+    from datetime import UTC, datetime
+
+    with tracer.run(
+        f"serve {model}", input=messages, metadata={"model": model}, tags=("mode=serve",)
+    ) as trace:
+        trace.generation(
+            name=f"serve/{model}",
+            model=model,
+            input=messages,
+            output=completion.text,
+            usage={"input": completion.usage.prompt_tokens, "output": completion.usage.completion_tokens},
+            start_time=datetime.fromtimestamp(start, UTC),
+            end_time=datetime.now(UTC),
+        )
