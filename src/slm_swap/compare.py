@@ -190,12 +190,12 @@ def compare(
 ) -> Decision:
     """Decides whether to fine-tune the SLM, from two runs on the same examples."""
     if delta < 0:
-        raise SlmSwapError(f"--delta must be >= 0, got {delta}")
+        raise SlmSwapError(f"{settings.DELTA} must be >= 0, got {delta}")
     track = track or hosted.meta.track
-    for label, run, path in (("--azure", hosted, hosted_path), ("--slm", slm, slm_path)):
+    for label, run, path in ((settings.HOSTED_RUN, hosted, hosted_path), (settings.SLM_RUN, slm, slm_path)):
         if run.meta.track != track:
             raise SlmSwapError(
-                f"{path or label} is a {run.meta.track} run, but --track is {track}\n"
+                f"{path or label} is a {run.meta.track} run, but {settings.TRACK} is {track}\n"
                 "  fix: pass runs of the same track"
             )
     hosted_ids = [r.id for r in hosted.results]
@@ -204,8 +204,8 @@ def compare(
         only_h = sorted(set(hosted_ids) - set(slm_by_id))
         only_s = sorted(set(slm_by_id) - set(hosted_ids))
         raise SlmSwapError(
-            f"the runs are on different examples ({len(only_h)} only in {hosted_path or '--azure'}, e.g. "
-            f"{only_h[:3]}; {len(only_s)} only in {slm_path or '--slm'}, e.g. {only_s[:3]})\n"
+            f"the runs are on different examples ({len(only_h)} only in "
+            f"{hosted_path or settings.HOSTED_RUN}, e.g. {only_h[:3]}; {len(only_s)} only in {slm_path or settings.SLM_RUN}, e.g. {only_s[:3]})\n"
             "  fix: evaluate both models on the same split file"
         )
     if not hosted_ids:

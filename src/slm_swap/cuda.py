@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from slm_swap import settings
 from slm_swap.errors import ConfigError
 
 # transformers' own floor for 8-bit and 4-bit loading (`BITSANDBYTES_MIN_VERSION`).
@@ -114,7 +115,7 @@ def problems(machine: Machine, needs: Needs) -> list[str]:
         if machine.bitsandbytes is None:
             found.append(
                 "an 8-bit (or 4-bit) base on CUDA needs bitsandbytes, which is not installed\n"
-                "  fix: pip install 'slm-swap[cuda]'; or load without it: --load-in bfloat16"
+                f"  fix: pip install 'slm-swap[cuda]'; or load without it: {settings.LOAD_IN} bfloat16"
             )
         elif _version(machine.bitsandbytes) < BITSANDBYTES_MIN:
             floor = ".".join(map(str, BITSANDBYTES_MIN))

@@ -67,8 +67,8 @@ def load_model(
     if load_in == "8bit":
         if not machine.cuda:
             raise ConfigError(
-                "--load-in 8bit needs a CUDA GPU (bitsandbytes' 8-bit kernels)\n"
-                "  fix: --load-in auto (float32 on a CPU)"
+                f"{settings.LOAD_IN} 8bit needs a CUDA GPU (bitsandbytes' 8-bit kernels)\n"
+                f"  fix: {settings.LOAD_IN} auto (float32 on a CPU)"
             )
         from transformers import BitsAndBytesConfig
 
@@ -91,7 +91,7 @@ def load_model(
         if not (adapter / "adapter_config.json").is_file():
             raise ConfigError(
                 f"no LoRA adapter at {adapter} (no adapter_config.json)\n"
-                "  fix: pass the folder `slm-swap train --out` wrote"
+                f"  fix: pass the folder `slm-swap train {settings.OUT}` wrote"
             )
         if i == 0:
             from peft import PeftModel

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from slm_swap import settings
 from slm_swap.backends.base import Backend
 from slm_swap.backends.factory import ModelOptions
 from slm_swap.errors import InputError, SlmSwapError
@@ -150,7 +151,8 @@ def evaluate(
             if not replace_stale:
                 raise SlmSwapError(
                     f"{out} already holds a run of other inputs ({reuse.check.why}; "
-                    f"this run: {meta.dataset})\n  fix: pass --force to replace it, or choose another --out"
+                    f"this run: {meta.dataset})\n  fix: pass {settings.FORCE} to replace it, or choose "
+                    f"another {settings.OUT}"
                 )
         journal = Journal(out, meta)
         done = journal.resume(ids, fresh=force)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from slm_swap import settings
 from slm_swap.backends.base import Backend
 from slm_swap.backends.factory import ModelOptions, make_backend
 from slm_swap.errors import SlmSwapError
@@ -83,11 +84,12 @@ def _complete(backend: Backend, messages: list[dict[str, str]], track: Track) ->
         if backend.constrained:
             if track == "toolcall":
                 raise SlmSwapError(
-                    "--constrained with --prompt: a free prompt offers no tools to build the toolcall "
-                    "grammar from\n  fix: ask a dataset row (--id), or use --track structured (any JSON)"
+                    f"{settings.CONSTRAINED} with {settings.PROMPT}: a free prompt offers no tools to build "
+                    f"the toolcall grammar from\n  fix: ask a dataset row ({settings.EXAMPLE_ID}), or use "
+                    f"{settings.TRACK} structured (any JSON)"
                 )
             constraints = [backend.engine.grammars.any_json()]
         return backend.generate_texts([backend.engine.render(messages)], constraints=constraints)[0]
     if isinstance(backend, HostedBackend):
         return backend.complete(messages)
-    raise SlmSwapError("--prompt needs a model (slm, azure or openai)")
+    raise SlmSwapError(f"{settings.PROMPT} needs a model (slm, azure or openai)")

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from slm_swap import settings
 from slm_swap.backends.base import Backend
 from slm_swap.data import openai_chat
 from slm_swap.data.rows import RowError
@@ -121,10 +122,13 @@ def label(
     with one_writer(out):
         if out.exists() and not force:
             raise SlmSwapError(
-                f"{out} already exists\n  fix: pass --force to replace it, or choose another --out"
+                f"{out} already exists\n  fix: pass {settings.FORCE} to replace it, or choose another "
+                f"{settings.OUT}"
             )
         if out.resolve() == input_path.resolve():
-            raise SlmSwapError(f"--out {out} is the input file\n  fix: write the labels to another file")
+            raise SlmSwapError(
+                f"{settings.OUT} {out} is the input file\n  fix: write the labels to another file"
+            )
         rows = _read(input_path)
         examples = [r.example for r in rows if r.example is not None]
         if on_total:

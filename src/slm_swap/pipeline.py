@@ -271,7 +271,7 @@ class Pipeline:
             return
         if folder.exists() and any(folder.iterdir()):
             kept = set_aside(folder)
-            why = "--force" if self.o.force else check.why
+            why = str(settings.FORCE) if self.o.force else check.why
             self.say(f"prepare: splits in {folder} redone ({why}); the earlier ones: {kept}")
         result = prepare(source, folder, self.o.sizes, seed=self.o.seed)
         counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
@@ -293,7 +293,7 @@ class Pipeline:
                 return out
             if before is not None:
                 before()
-            redo = "" if not out.exists() else f" ({'--force' if self.o.force else check.why}; redone)"
+            redo = "" if not out.exists() else f" ({settings.FORCE if self.o.force else check.why}; redone)"
             self.say(f"eval {track} {label}: {len(examples)} examples with {backend.model}{redo} ...")
             outcome = evaluate(
                 examples,
@@ -341,7 +341,7 @@ class Pipeline:
         resume = not self.o.force and not card.exists() and any(out.glob("checkpoints/checkpoint-*"))
         if not resume and out.exists() and any(out.iterdir()):
             kept = set_aside(out)
-            why = "--force" if self.o.force else check.why
+            why = str(settings.FORCE) if self.o.force else check.why
             self.say(f"train {track}: retraining ({why}); the earlier adapter is kept as {kept}")
         self.say(f"train {track}: LoRA on {config.train}{' (resuming its checkpoint)' if resume else ''} ...")
         result = train(replace(config, resume=resume), self.tracer, session_id=self.session_id)

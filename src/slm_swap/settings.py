@@ -144,6 +144,10 @@ MODEL_PATH = Setting(
     "SLM_MODEL_PATH",
     "The SLM checkpoint folder [default: models/SmolLM2-135M-Instruct].",
 )
+EXAMPLE_ID = Setting("--id", None, None, "The dataset row to ask (default: the split's first row).")
+PROMPT = Setting(
+    "--prompt", None, None, "Ask this free text instead of a dataset row (with the track's system prompt)."
+)
 ADAPTER = Setting("--adapter", None, None, "slm: a LoRA adapter folder to load.", kind=Path)
 BATCH_SIZE = Setting("--batch-size", 8, None, "slm: prompts per generate call.", min=1)
 MAX_NEW_TOKENS = Setting("--max-new-tokens", 384, None, "Longest answer, in tokens.", min=1)
@@ -226,6 +230,10 @@ class AzureSettings:
 DELTA = Setting(
     "--delta", 0.01, None, "Fine-tune when the SLM trails on any core metric by more than this.", min=0
 )
+HOSTED_RUN = Setting(
+    "--azure", None, None, "Run file of the hosted model (whatever kind produced it).", kind=Path
+)
+SLM_RUN = Setting("--slm", None, None, "Run file of the SLM.", kind=Path)
 PRICE_IN = Setting(
     "--price-per-1k-input", 0.0025, None, "Hosted price per 1k prompt tokens (the report's cost).", min=0
 )

@@ -103,7 +103,7 @@ def _fatal(error: Exception, endpoint: Endpoint) -> ConfigError | None:
     if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
         return ConfigError(
             f"{endpoint.url} refused the API key (HTTP {error.status_code})\n"
-            "  fix: check AZURE_API_KEY (azure) or OPENAI_API_KEY / --api-key (openai)"
+            f"  fix: check AZURE_API_KEY (azure) or OPENAI_API_KEY / {settings.API_KEY} (openai)"
         )
     if isinstance(error, openai.NotFoundError):
         code = getattr(error, "code", None) or ""
@@ -116,7 +116,7 @@ def _fatal(error: Exception, endpoint: Endpoint) -> ConfigError | None:
             )
         return ConfigError(
             f"{endpoint.url} has no model {endpoint.model!r} (HTTP 404)\n"
-            "  fix: check --model (or AZURE_DEPLOYMENT) and --base-url"
+            f"  fix: check {settings.MODEL} (or AZURE_DEPLOYMENT) and {settings.BASE_URL}"
         )
     return None
 

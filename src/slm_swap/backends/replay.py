@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from slm_swap import settings
 from slm_swap.backends.base import Backend
 from slm_swap.errors import InputError
 from slm_swap.files import read_jsonl, schema_problem
@@ -81,7 +82,7 @@ class ReplayBackend(Backend):
                 self.path,
                 None,
                 f"has no output for any example of this split (first expected id: {examples[0].id!r})",
-                "check --track/--split or the file",
+                f"check {settings.TRACK}/{settings.SPLIT} or the file",
             )
 
     def generate(self, examples: Sequence[Example]) -> list[Completion]:
