@@ -205,7 +205,8 @@ def compare(
         only_s = sorted(set(slm_by_id) - set(hosted_ids))
         raise SlmSwapError(
             f"the runs are on different examples ({len(only_h)} only in "
-            f"{hosted_path or settings.HOSTED_RUN}, e.g. {only_h[:3]}; {len(only_s)} only in {slm_path or settings.SLM_RUN}, e.g. {only_s[:3]})\n"
+            f"{hosted_path or settings.HOSTED_RUN}, e.g. {only_h[:3]}; {len(only_s)} only in "
+            f"{slm_path or settings.SLM_RUN}, e.g. {only_s[:3]})\n"
             "  fix: evaluate both models on the same split file"
         )
     if not hosted_ids:
