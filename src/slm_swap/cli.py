@@ -166,13 +166,15 @@ def prepare(
     Langfuse dataset."""
     from slm_swap.data.prepare import SplitSizes, sample_path, smoke_splits, source_for
     from slm_swap.data.prepare import prepare as run_prepare
+    from slm_swap.tracing import LangfuseConfig
 
     if source == "xlam" and dataset_path is None:
         stdout.print(
             f"using the shipped xLAM-format sample ({sample_path().name}); "
             "pass --dataset-path for the real xLAM file"
         )
-    src = source_for(source, dataset_path, bfcl_category, langfuse_dataset)
+    langfuse = LangfuseConfig.from_env(os.environ)
+    src = source_for(source, dataset_path, bfcl_category, langfuse_dataset, langfuse)
     if to_langfuse and smoke:
         raise SlmSwapError("--to-langfuse writes a prepared split; it does not go with --smoke")
     if to_langfuse and source == "langfuse" and to_langfuse == langfuse_dataset:
@@ -204,7 +206,9 @@ def prepare(
 
         rows = result.rows[to_langfuse_split]
         described = f"the {to_langfuse_split} split of slm-swap prepare --source {source} ({src.label})"
-        sent = langfuse_datasets.upload(to_langfuse, rows, langfuse_datasets.client(), description=described)
+        sent = langfuse_datasets.upload(
+            to_langfuse, rows, langfuse_datasets.client(langfuse), description=described
+        )
         stdout.print(
             f"wrote {sent} items of the {to_langfuse_split} split to Langfuse dataset {to_langfuse!r}"
         )
@@ -778,7 +782,7 @@ def serve(
     from slm_swap.serve import Batcher, create_app
     from slm_swap.tracing import tracer_if_configured
 
-    tracing = tracer_if_configured()
+    tracing = tracer_if_configured(os.environ)
     tracer = tracing.tracer
     stderr.print(tracing.says)
     # Grammars serve response_format and tool_choice whatever --constrained says: the kernels are needed.
@@ -830,7 +834,7 @@ def traced() -> Iterator[Tracer]:
     and closed at the end; undelivered traces are a warning, never a changed result."""
     from slm_swap.tracing import make_tracer
 
-    tracer = make_tracer()
+    tracer = make_tracer(os.environ)
     try:
         yield tracer
     finally:
@@ -1000,6 +1004,7 @@ def run(
     from slm_swap.data.prepare import SplitSizes
     from slm_swap.pipeline import PipelineOptions, choose_hosted, run_pipeline
     from slm_swap.report import Pricing
+    from slm_swap.tracing import LangfuseConfig
 
     if importlib.util.find_spec("trl") is not None:  # it may fine-tune, in this process
         _training_process()
@@ -1013,6 +1018,7 @@ def run(
         source_kind=source,
         bfcl_category=bfcl_category,
         langfuse_dataset=langfuse_dataset,
+        langfuse=LangfuseConfig.from_env(os.environ),
         seed=seed,
         workspace=workspace,
         sizes=SplitSizes(train_size, val_size, test_size),
