@@ -98,7 +98,7 @@ MAX_RETRIES = Setting(
 DELTA = Setting("--delta", 0.01, None, "Fine-tune when the SLM trails on any core metric by more than this.")
 # Seeds, each named for what it seeds (all the spec's 42); `--seed` sets the first.
 SPLIT_SEED = 42  # which source rows go into the splits
-DECODING_SEED = 42  # the generators set before local decoding; the hosted API's `seed`; vLLM's --seed
+DECODING_SEED = 42  # the hosted API's `seed` and vLLM's --seed (local decoding is greedy: it needs none)
 TRAINING_SEED = 42  # LoRA's initialisation and the order of training rows
 BOOTSTRAP_SEED = 42  # the paired bootstrap's resamples (`compare`)
 REPORT_SEED = 42  # which of the examples the models agree on the report's browser samples
