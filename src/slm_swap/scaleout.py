@@ -80,10 +80,11 @@ def exec_vllm(
     gpus: int,
     api_key: str | None,
     *,
+    environment: Mapping[str, str],
     dry_run: bool = False,
 ) -> str:
-    """Replaces this process with `vllm serve` for the same models (the key travels in VLLM_API_KEY,
-    never on the command line), or with `dry_run` only returns the command as shown to the user."""
+    """Replaces this process with `vllm serve` for the same models, in `environment` (the key travels in
+    VLLM_API_KEY, never on the command line), or with `dry_run` only returns the command as shown."""
     import os
     import shlex
     import shutil
@@ -99,6 +100,6 @@ def exec_vllm(
             "vllm is not installed here (it needs a CUDA machine)\n"
             "  fix: pip install vllm in a GPU environment, then run:\n  " + shown
         )
-    env = {**os.environ, **({"VLLM_API_KEY": api_key} if api_key else {})}
+    env = {**environment, **({"VLLM_API_KEY": api_key} if api_key else {})}
     print(f"running: {shown}", file=sys.stderr, flush=True)
     os.execve(executable, argv, env)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,13 +77,15 @@ def prepare(
     Langfuse dataset."""
     from slm_swap.data.prepare import prepare as run_prepare
     from slm_swap.data.prepare import sample_path, smoke_splits, source_for
+    from slm_swap.tracing import LangfuseConfig
 
     if source == "xlam" and dataset_path is None:
         stdout.print(
             f"using the shipped xLAM-format sample ({sample_path().name}); "
             "pass --dataset-path for the real xLAM file"
         )
-    src = source_for(source, dataset_path, bfcl_category, langfuse_dataset)
+    langfuse = LangfuseConfig.from_env(os.environ)
+    src = source_for(source, dataset_path, bfcl_category, langfuse_dataset, langfuse)
     if to_langfuse and smoke:
         raise SlmSwapError("--to-langfuse writes a prepared split; it does not go with --smoke")
     if to_langfuse and source == "langfuse" and to_langfuse == langfuse_dataset:
@@ -114,7 +117,9 @@ def prepare(
 
         rows = result.rows[to_langfuse_split]
         described = f"the {to_langfuse_split} split of slm-swap prepare --source {source} ({src.label})"
-        sent = langfuse_datasets.upload(to_langfuse, rows, langfuse_datasets.client(), description=described)
+        sent = langfuse_datasets.upload(
+            to_langfuse, rows, langfuse_datasets.client(langfuse), description=described
+        )
         stdout.print(
             f"wrote {sent} items of the {to_langfuse_split} split to Langfuse dataset {to_langfuse!r}"
         )

@@ -126,6 +126,7 @@ def run(
 
     from slm_swap.pipeline import PipelineOptions, choose_hosted, run_pipeline
     from slm_swap.report import Pricing
+    from slm_swap.tracing import LangfuseConfig
 
     if importlib.util.find_spec("trl") is not None:  # it may fine-tune, in this process
         training_process()
@@ -150,6 +151,7 @@ def run(
         standin_port=standin_port,
         pricing=Pricing(price_per_1k_input, price_per_1k_output),
         environment=os.environ,
+        langfuse=LangfuseConfig.from_env(os.environ),
     )
     with traced() as tracer:
         outcome = run_pipeline(

@@ -3,6 +3,7 @@ runs under."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -66,7 +67,7 @@ def traced() -> Iterator[Tracer]:
     and closed at the end; undelivered traces are a warning, never a changed result."""
     from slm_swap.tracing import make_tracer
 
-    tracer = make_tracer()
+    tracer = make_tracer(os.environ)
     try:
         yield tracer
     finally:

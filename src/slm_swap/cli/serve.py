@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -83,7 +84,16 @@ def serve(
                 f"  fix: drop {settings.LOAD_IN} with --engine vllm (compare its runs with eval "
                 f"{settings.LOAD_IN} bfloat16)"
             )
-        shown = exec_vllm(resolve_model_path(model_path), named, host, port, gpus, api_key, dry_run=dry_run)
+        shown = exec_vllm(
+            resolve_model_path(model_path),
+            named,
+            host,
+            port,
+            gpus,
+            api_key,
+            environment=os.environ,
+            dry_run=dry_run,
+        )
         stdout.print(shown, markup=False, highlight=False, soft_wrap=True)
         return
     try:
@@ -94,7 +104,7 @@ def serve(
     from slm_swap.serve import Batcher, create_app
     from slm_swap.tracing import tracer_if_configured
 
-    tracing = tracer_if_configured()
+    tracing = tracer_if_configured(os.environ)
     tracer = tracing.tracer
     stderr.print(tracing.says)
     # Grammars serve response_format and tool_choice whatever --constrained says: the kernels are needed.

@@ -8,43 +8,40 @@ returns it. An item is then read exactly as a line of an `--source openai` file 
 the same rules and messages; an item without an expected output is left out and counted, as is an
 archived one. Items are read page by page, however many there are.
 
-The connection is LANGFUSE_HOST with LANGFUSE_PUBLIC_KEY / LANGFUSE_SECRET_KEY (needed to read a dataset
-even where tracing is off).
+The connection is the project of LANGFUSE_HOST, LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY, checked by
+the one reader of those variables (`slm_swap.tracing.config`); it is needed even where tracing is off.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import quote
 
 from slm_swap.data import openai_chat
 from slm_swap.data.rows import RowError, RowLeftOut, SourceRow
 from slm_swap.errors import ConfigError, InputError
+from slm_swap.tracing.config import ENV_DISABLED, LangfuseConfig
 
 PAGE_SIZE = 50
-KEYS = ("LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY", "LANGFUSE_HOST")
 ARCHIVED = "archived in Langfuse"
 
 
-def client(env: Mapping[str, str] | None = None) -> Any:
-    """The SDK's REST client for the project the environment names. Raises ConfigError."""
-    env = os.environ if env is None else env
-    missing = [k for k in KEYS if not env.get(k, "").strip()]
-    if missing:
-        raise ConfigError(
-            f"reading or writing a Langfuse dataset needs {', '.join(missing)}\n"
-            "  fix: export LANGFUSE_HOST, LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY of the project"
-        )
+def client(langfuse: LangfuseConfig) -> Any:
+    """The SDK's REST client for the project `langfuse` names, whatever LANGFUSE_DISABLED says.
+    Raises ConfigError as `LangfuseConfig.project()` does."""
+    project = langfuse.project(
+        "reading or writing a Langfuse dataset needs the project's host and keys",
+        f" (a dataset needs them even with {ENV_DISABLED}=1)",
+    )
     from langfuse.api import LangfuseAPI
 
     return LangfuseAPI(
-        base_url=env["LANGFUSE_HOST"].strip().rstrip("/"),
-        username=env["LANGFUSE_PUBLIC_KEY"].strip(),
-        password=env["LANGFUSE_SECRET_KEY"].strip(),
+        base_url=project.host,
+        username=project.public_key,
+        password=project.secret_key,
         x_langfuse_sdk_name="python",
         timeout=30,
     )
@@ -63,7 +60,7 @@ def _refused(error: Exception, name: str) -> Exception:
             f"langfuse dataset {name!r}",
             None,
             "no such dataset",
-            "check --langfuse-dataset (names are exact)",
+            "check the dataset's name (names are exact)",
         )
     if isinstance(error, ApiError):
         return ConfigError(f"Langfuse answered HTTP {error.status_code} for dataset {name!r}: {error.body}")

@@ -26,6 +26,7 @@ from slm_swap.data.rows import RowError, RowLeftOut, SourceRow
 from slm_swap.errors import InputError
 from slm_swap.files import atomic_writer, check_output, jsonl_text, many_objects, read_jsonl, sha256_text
 from slm_swap.identity import file_digest
+from slm_swap.tracing.config import LangfuseConfig
 from slm_swap.types import SPLITS, TRACKS, Track
 from slm_swap.workspace import set_aside
 
@@ -106,15 +107,16 @@ def openai_source(path: Path) -> Source:
     return Source(str(path), rows, identity)
 
 
-def langfuse_source(name: str) -> Source:
-    """The items of a Langfuse dataset (`langfuse_datasets.py`), fetched once, at the first read."""
+def langfuse_source(name: str, langfuse: LangfuseConfig) -> Source:
+    """The items of a Langfuse dataset (`langfuse_datasets.py`) in the project `langfuse` names, fetched
+    once, at the first read (where a missing key is refused)."""
     from slm_swap.data import langfuse_datasets
 
     fetched: list[Any] = []
 
     def items() -> list[Any]:
         if not fetched:
-            fetched.append(langfuse_datasets.fetch_items(name, langfuse_datasets.client()))
+            fetched.append(langfuse_datasets.fetch_items(name, langfuse_datasets.client(langfuse)))
         return list(fetched[0])
 
     def rows() -> Iterator[tuple[str, Callable[[], SourceRow]]]:
@@ -127,11 +129,16 @@ def langfuse_source(name: str) -> Source:
 
 
 def source_for(
-    kind: str, path: Path | None, bfcl_category: str, langfuse_dataset: str | None = None
+    kind: str,
+    path: Path | None,
+    bfcl_category: str,
+    langfuse_dataset: str | None = None,
+    langfuse: LangfuseConfig | None = None,
 ) -> Source:
     """The source a command's source, dataset path, BFCL category and Langfuse dataset settings
     name. xLAM defaults to the shipped sample, BFCL to the bfcl-eval wheel (fetched once); an
-    OpenAI-format file and a Langfuse dataset must be named."""
+    OpenAI-format file and a Langfuse dataset must be named. A Langfuse dataset is read with the
+    configuration `langfuse` (None: nothing configured)."""
     if kind == "langfuse":
         if not langfuse_dataset:
             raise InputError(
@@ -140,7 +147,7 @@ def source_for(
                 "needs a dataset",
                 f"pass {settings.LANGFUSE_DATASET} NAME",
             )
-        return langfuse_source(langfuse_dataset)
+        return langfuse_source(langfuse_dataset, langfuse or LangfuseConfig())
     if kind == "bfcl":
         return bfcl_source(path or bfcl.fetch_wheel(), bfcl_category)
     if kind == "openai":
