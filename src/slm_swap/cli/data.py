@@ -34,7 +34,14 @@ if TYPE_CHECKING:
 @option(settings.DATASET_PATH)
 @option(settings.BFCL_CATEGORY)
 @option(settings.LANGFUSE_DATASET)
-@option(settings.OUT_DIR, "--out-dir", "--dataset-dir", "out_dir")
+@option(
+    settings.OUT_DIR,
+    "--out-dir",
+    "--dataset-dir",
+    "out_dir",
+    envvar=settings.DATASET_DIR.envvar,
+    show_envvar=True,
+)
 @click.option(
     "--to-langfuse",
     metavar="NAME",
