@@ -100,3 +100,41 @@ def test_what_is_set_aside_keeps_its_suffix_and_never_replaces_an_earlier_one(tm
     folder.mkdir()
     kept = set_aside(folder)
     assert kept.is_dir() and kept.name.startswith("adapter_toolcall.") and kept.name.endswith("Z")
+
+
+def test_a_flag_means_one_thing_in_every_command() -> None:
+    """A flag taken by several commands has one type, variable and default everywhere (a command may
+    offer fewer of its choices). The exceptions say why: --out is each command's own output; --gpus is
+    the specification's four for a training launch and one for vLLM serving; --strategy is chosen for a
+    launch and recorded (hidden) by the train processes it starts."""
+    by_flag: dict[str, list[tuple[str, click.Option]]] = {}
+    for command in commands():
+        for param in command.params:
+            if isinstance(param, click.Option):
+                for flag in param.opts:
+                    by_flag.setdefault(flag, []).append((str(command.name), param))
+    shared = {flag: uses for flag, uses in by_flag.items() if len(uses) > 1}
+    assert {"--batch-size", "--train-batch-size", "--api-key", "--constrained", "--track"} <= set(shared)
+    for flag, uses in shared.items():
+        if flag in ("--out", "--gpus", "--strategy"):
+            continue
+        first = uses[0][1]
+        for name, param in uses[1:]:
+            assert type(param.type) is type(first.type), (flag, name)
+            assert (param.envvar, param.default, param.is_flag) == (
+                first.envvar,
+                first.default,
+                first.is_flag,
+            ), (
+                flag,
+                name,
+            )
+            if isinstance(param.type, click.Choice) and isinstance(first.type, click.Choice):
+                assert set(param.type.choices) <= set(first.type.choices) or set(first.type.choices) <= set(
+                    param.type.choices
+                ), (flag, name)
+    serve = next(c for c in commands() if c.name == "serve")
+    serve_flags = {opt for p in serve.params for opt in getattr(p, "opts", ())}
+    assert "--api-key" not in serve_flags and "--adapter" not in serve_flags  # the client's key; a path
+    train = next(c for c in commands() if c.name == "train")
+    assert "--batch-size" not in {opt for p in train.params for opt in getattr(p, "opts", ())}
