@@ -8,6 +8,10 @@ Answer formats:
 * structured: one JSON object `{"calls": [{"name": <tool>, "arguments": {...}}, ...]}`; a list even for a
   single call so that parallel calls need no second shape. `answer_schema()` is its JSON Schema.
 * toolcall: one `<tool_call name="TOOL">{JSON arguments}</tool_call>` block per call, one per line.
+
+No call is an answer too, when no offered tool fits the request or it needs none: structured
+`{"calls": []}`; toolcall, a reply in plain text with no `<tool_call` in it (`NO_CALL_REPLY` where the
+source gives no words of its own). A malformed attempt at a call is a failed call, never this answer.
 """
 
 from __future__ import annotations
@@ -24,12 +28,17 @@ STRUCTURED_SYSTEM = (
     "only the tools listed. Answer with a single JSON object and nothing else, no prose and no code fences:"
     ' {"calls": [{"name": "<tool name>", "arguments": {"<parameter>": <value>}}]}.'
     ' Put one entry in "calls" for each call needed.'
+    ' If no listed tool fits the request, or it needs no tool, answer {"calls": []}.'
 )
 TOOLCALL_SYSTEM = (
     "You are a function-calling assistant. Choose the tool call(s) that fulfil the user's request, using "
     "only the tools listed. Answer with one block per call, one per line, and nothing else:"
     ' <tool_call name="<tool name>">{"<parameter>": <value>}</tool_call>'
+    " If no listed tool fits the request, or it needs no tool, reply in plain text without any block."
 )
+# The toolcall track's no-call answer where the source has no reply of its own (BFCL's irrelevance rows,
+# rows made by removing the right tools): training teaches this reply; scoring accepts any plain text.
+NO_CALL_REPLY = "None of the listed tools can do this."
 SYSTEM_PROMPTS: dict[str, str] = {"structured": STRUCTURED_SYSTEM, "toolcall": TOOLCALL_SYSTEM}
 
 
@@ -74,10 +83,13 @@ def read_prompt(text: str) -> tuple[list[ToolSpec], str] | None:
             return None
 
 
-def render_completion(track: Track, calls: Sequence[ToolCall]) -> str:
-    """The gold answer text for `calls` in the format of `track`."""
+def render_completion(track: Track, calls: Sequence[ToolCall], reply: str = "") -> str:
+    """The gold answer text for `calls` in the format of `track`; with no calls, the no-call answer
+    (toolcall: `reply`, the conversation's own text, else `NO_CALL_REPLY`)."""
     if track == "structured":
         return dumps({"calls": [c.to_json() for c in calls]})
+    if not calls:
+        return reply.strip() or NO_CALL_REPLY
     return "\n".join(f'<tool_call name="{c.name}">{dumps(c.arguments)}</tool_call>' for c in calls)
 
 
@@ -136,9 +148,9 @@ def strict_parameters(tool: ToolSpec) -> dict[str, Any]:
     return params
 
 
-def answer_schema(tools: Sequence[ToolSpec]) -> dict[str, Any]:
+def answer_schema(tools: Sequence[ToolSpec], min_calls: int = 1) -> dict[str, Any]:
     """JSON Schema of a structured answer for these tools: each call names an offered tool and its
-    arguments satisfy that tool's parameter schema."""
+    arguments satisfy that tool's parameter schema; at least `min_calls` calls (0: no call is an answer)."""
     call_schemas = [
         {
             "type": "object",
@@ -150,7 +162,7 @@ def answer_schema(tools: Sequence[ToolSpec]) -> dict[str, Any]:
     ]
     return {
         "type": "object",
-        "properties": {"calls": {"type": "array", "minItems": 1, "items": {"anyOf": call_schemas}}},
+        "properties": {"calls": {"type": "array", "minItems": min_calls, "items": {"anyOf": call_schemas}}},
         "required": ["calls"],
         "additionalProperties": False,
     }
