@@ -74,7 +74,14 @@ def test_grammars_reject_what_the_scorer_rejects(grammars: Grammars, prepared: l
     assert not accepts(grammars, toolcall, "Sure! " + good)
     assert not accepts(grammars, toolcall, good[:-3])  # unfinished
     assert not accepts(grammars, structured, good)
-    assert not accepts(grammars, structured, '{"calls": []}')  # at least one call
+    # No call is an answer (a plain reply; no `<` in it), unless calls are required.
+    assert accepts(grammars, structured, '{"calls": []}')
+    assert not accepts(
+        grammars, grammars.for_track("structured", example.tools, no_call=False), '{"calls": []}'
+    )
+    assert accepts(grammars, toolcall, "None of these tools can do that.")
+    assert not accepts(grammars, toolcall, "I will call <tool_call")
+    assert not accepts(grammars, grammars.for_track("toolcall", example.tools, no_call=False), "No.")
 
 
 def test_tool_call_grammar_checks_argument_types_and_undeclared_arguments(grammars: Grammars) -> None:
@@ -109,13 +116,24 @@ def test_tool_call_grammar_checks_argument_types_and_undeclared_arguments(gramma
 def test_constrained_generation_stays_inside_the_grammar(prepared: list[Example], tiny_model: Path) -> None:
     free = LocalBackend(tiny_model, batch_size=4, max_new_tokens=48).generate(prepared[:4])
     backend = LocalBackend(tiny_model, batch_size=4, max_new_tokens=48, constrained=True)
-    constrained = backend.generate(prepared[:4])
-    for example, completion in zip(prepared[:4], constrained, strict=True):
-        grammar = backend.engine.grammars.for_track("toolcall", example.tools)
-        assert completion.text.startswith('<tool_call name="')
-        assert completion.text[len('<tool_call name="') :].split('"')[0] in {t.name for t in example.tools}
-        # Cut by the token limit or finished, the text is a prefix the grammar accepts.
-        assert accepts(backend.engine.grammars, grammar, completion.text, complete=False)
+    engine = backend.engine
+    texts = [engine.render(e.messages()) for e in prepared[:4]]
+    calls = [engine.grammars.for_track("toolcall", e.tools, no_call=False) for e in prepared[:4]]
+    for answers, may_abstain in (
+        (backend.generate(prepared[:4]), True),
+        (engine.generate(texts, 48, constraints=calls), False),
+    ):
+        for example, completion in zip(prepared[:4], answers, strict=True):
+            grammar = engine.grammars.for_track("toolcall", example.tools, no_call=may_abstain)
+            if may_abstain and not completion.text.startswith("<"):
+                assert "<" not in completion.text and completion.text.strip()  # a reply: no call
+            else:
+                assert completion.text.startswith('<tool_call name="')
+                assert completion.text[len('<tool_call name="') :].split('"')[0] in {
+                    t.name for t in example.tools
+                }
+            # Cut by the token limit or finished, the text is a prefix the grammar accepts.
+            assert accepts(engine.grammars, grammar, completion.text, complete=False)
     assert not any(c.text.startswith("<tool_call") for c in free)
 
 
@@ -143,7 +161,8 @@ def test_unconstrained_rows_of_a_mixed_batch_are_untouched(prepared: list[Exampl
     texts = [backend.engine.render(e.messages()) for e in prepared[:2]]
     free = backend.generate_texts(texts)
     mixed = backend.generate_texts(
-        texts, constraints=[backend.engine.grammars.for_track("toolcall", prepared[0].tools), None]
+        texts,
+        constraints=[backend.engine.grammars.for_track("toolcall", prepared[0].tools, no_call=False), None],
     )
     assert mixed[1].text == free[1].text
     assert mixed[0].text != free[0].text and mixed[0].text.startswith("<tool_call")
@@ -155,9 +174,10 @@ def test_structured_constrained_output_parses_as_far_as_it_goes(
     backend = LocalBackend(tiny_model, max_new_tokens=200, constrained=True)
     example = prepared[0]
     structured = Example(**{**example.__dict__, "track": "structured"})
-    text = backend.generate([structured])[0].text
+    grammar = backend.engine.grammars.for_track("structured", example.tools, no_call=False)
+    rendered = backend.engine.render(structured.messages())
+    text = backend.generate_texts([rendered], constraints=[grammar])[0].text
     assert text.startswith('{"calls": [{"name": "')
-    grammar = backend.engine.grammars.for_track("structured", example.tools)
     assert accepts(backend.engine.grammars, grammar, text, complete=False)
     if accepts(backend.engine.grammars, grammar, text):
         assert parse_structured(text).calls
@@ -170,7 +190,8 @@ def test_eval_records_constrained_decoding(prepared: list[Example], tiny_model: 
     run = read_run(Path("05_eval/toolcall_slm_test.json"))
     assert run.meta.constrained is True
     assert run.meta.settings["decoding"] == f"greedy, grammar-constrained, {RULE}"
-    assert all(r.output.startswith("<tool_call") for r in run.results)
+    # Each answer is a call or a reply (no call), as the grammar allows.
+    assert all(r.output.startswith("<tool_call") or "<" not in r.output for r in run.results)
     # An unconstrained run is other inputs: it is not mistaken for the constrained one.
     again = CliRunner().invoke(main, [*args, "--max-new-tokens", "8"])
     assert again.exit_code == 2 and "other inputs" in again.output
@@ -216,8 +237,8 @@ def test_a_schema_xgrammar_cannot_compile_is_that_examples_error(
     backend = LocalBackend(tiny_model, batch_size=3, max_new_tokens=8, constrained=True)
     completions = backend.generate(examples)
     assert completions[1].text == "" and "grammar" in (completions[1].error or "")
-    assert completions[0].error is None and completions[0].text.startswith("<tool_call")
-    assert completions[2].error is None and completions[2].text.startswith("<tool_call")
+    assert completions[0].error is None and completions[0].text
+    assert completions[2].error is None and completions[2].text
     dataset = Path("02_dataset/toolcall/test.jsonl")
     outcome = evaluate(
         examples, backend, run_meta("toolcall", "test", dataset, backend), Path("r.json"), NullTracer()
@@ -248,8 +269,12 @@ def test_every_way_to_ask_for_calls_gets_the_stop_rules(grammars: Grammars) -> N
     assert single is not None and (single.calls, single.stop_or_continue) == ("toolcall", False)
     named = constraint(tool_choice={"type": "function", "function": {"name": "set_mode"}})
     assert named is not None and (named.calls, named.stop_or_continue) == ("toolcall", False)
-    auto = constraint(constrained=True)  # free text around the calls: a repeat still ends it
-    assert auto is not None and (auto.calls, auto.stop_or_continue) == ("toolcall", False)
+    auto = constraint(constrained=True)  # the toolcall answer: calls, or a reply chosen like the end
+    assert auto is not None and (auto.calls, auto.stop_or_continue, auto.may_abstain) == (
+        "toolcall",
+        True,
+        True,
+    )
     assert constraint() is None  # auto, unconstrained: free decoding
     schema = {"type": "json_schema", "json_schema": {"name": "m", "schema": {"type": "object"}}}
     answer = constraint(response_format=schema, tool_choice="none")

@@ -241,7 +241,8 @@ def test_error_categories() -> None:
     ex = example([ToolCall("weather", {"city": "Paris"}), ToolCall("time", {"tz": "UTC"})])
     cases = {
         "": "no_output",
-        "I cannot help": "invalid_format",
+        "I cannot help": "missed_call",  # the no-call answer, where calls were due
+        '<tool_call name="weather">{"city": ': "invalid_format",  # a malformed call
         tc(("weather", {"city": "Paris"})): "wrong_count",
         tc(("weather", {"city": "Paris"}), ("weather", {"city": "UTC"})): "wrong_tool",
         tc(("weather", {"city": "Paris"}), ("time", {})): "missing_argument",
@@ -341,9 +342,29 @@ def test_a_megabyte_of_anything_is_scored_in_bounded_time() -> None:
 
 
 def test_a_row_with_no_gold_call_scores_no_call_as_right() -> None:
-    ex = example([], [], track="structured")
-    empty = run(ex, json.dumps({"calls": []}))
-    assert empty.metrics["exact_match"] == empty.metrics["ast_match"] == empty.metrics["call_f1"] == 1.0
-    called = run(ex, json.dumps({"calls": [{"name": "weather", "arguments": {"city": "Paris"}}]}))
-    assert called.metrics["ast_match"] == called.metrics["call_f1"] == 0.0
-    assert called.error_category == "wrong_count"
+    """A no-call row is scored on abstention and unwanted calls; a malformed attempt at a call is a
+    failure, never an abstention (on either track)."""
+    for track, no_call, call, malformed in (
+        (
+            "structured",
+            json.dumps({"calls": []}),
+            json.dumps({"calls": [{"name": "weather", "arguments": {"city": "Paris"}}]}),
+            '{"calls": [{"name": "weather", "argu',
+        ),
+        (
+            "toolcall",
+            "Sorry, I can only check the weather.",
+            tc(("weather", {"city": "Paris"})),
+            '<tool_call name="weather">{"city": ',
+        ),
+    ):
+        ex = example([], [], track=track)
+        empty = run(ex, no_call)
+        assert empty.metrics == {"abstention": 1.0, "unwanted_call": 0.0} and empty.error_category is None
+        called = run(ex, call)
+        assert called.metrics == {"abstention": 0.0, "unwanted_call": 1.0}
+        assert called.error_category == "unwanted_call" and "weather" in (called.error_detail or "")
+        broken = run(ex, malformed)
+        assert broken.metrics == {"abstention": 0.0, "unwanted_call": 0.0}
+        assert broken.error_category == "invalid_format"
+        assert run(ex, "").error_category == "no_output"

@@ -124,7 +124,8 @@ def test_an_answer_ends_where_the_end_is_likelier(
     tools = [ToolSpec(name, "", {"type": "object", "properties": {}}) for name in ("f", "g", "h", "k")]
     queries = ["call", "call them all", "one", "f then g", "nothing", "k", "h and k", "all four"]
     texts = [engine.render([{"role": "user", "content": q}]) for q in queries]
-    decisions = check_choices(engine, texts, [engine.grammars.for_track(track, tools)] * len(texts), track)
+    answers = [engine.grammars.for_track(track, tools, no_call=False)] * len(texts)
+    decisions = check_choices(engine, texts, answers, track)
     assert decisions["end"] >= 4, decisions
 
 

@@ -4,11 +4,14 @@ masked out, so a constrained answer always parses.
 Grammars, per example (built from the tools the example offers):
 
 * structured: the JSON Schema of the answer (`formats.answer_schema`): `{"calls": [...]}` where each call
-  names an offered tool and its arguments satisfy that tool's parameters;
+  names an offered tool and its arguments satisfy that tool's parameters, or no call (`{"calls": []}`);
 * toolcall: one or more `<tool_call name="TOOL">{arguments}</tool_call>` blocks, one per line, each TOOL
-  an offered tool and its arguments that tool's parameter schema;
-* for `serve`: a client's JSON Schema (`response_format`), any JSON (`json_object`), and tool calls under
-  `auto` (free text, but a `<tool_call` once begun must be well formed).
+  an offered tool and its arguments that tool's parameter schema, or no call: a plain-text reply (no `<`);
+* for `serve`: a client's JSON Schema (`response_format`), any JSON (`json_object`), one or more calls
+  (`tool_choice` required or named), and under `auto` the toolcall track's answer (calls or a reply).
+
+Whether to answer with no call or with a first call is chosen like the end against one more call
+(`stops.StopOrContinue`), on the model's own likelihood of each.
 
 JSON is laid out like the gold answers (`", "` and `": "` separators, no other whitespace), so the
 model is steered to the layout it was prompted and trained with. Nested objects without declared
@@ -54,6 +57,7 @@ class Constraint:
     grammar: Any
     calls: Track | None = None
     stop_or_continue: bool = False
+    may_abstain: bool = False  # the grammar also allows the no-call answer (chosen like the end)
 
 
 class Grammars:
@@ -68,11 +72,13 @@ class Grammars:
         self.vocab_size = vocab_size
         self.compiler = xgr.GrammarCompiler(info, max_threads=1)
 
-    def for_track(self, track: Track, tools: Sequence[ToolSpec]) -> Constraint:
-        """The answer of `track` for an example offering `tools`: one or more calls."""
+    def for_track(self, track: Track, tools: Sequence[ToolSpec], *, no_call: bool = True) -> Constraint:
+        """The answer of `track` for an example offering `tools`: one or more calls, or (`no_call`) the
+        no-call answer."""
         if track == "structured":
-            return Constraint(self._json_schema(answer_schema(tools)), "structured", stop_or_continue=True)
-        return self.tool_calls(tools)
+            grammar = self._json_schema(answer_schema(tools, min_calls=0 if no_call else 1))
+            return Constraint(grammar, "structured", stop_or_continue=True, may_abstain=no_call)
+        return self._calls_or_reply(tools) if no_call else self.tool_calls(tools)
 
     def json_schema(self, schema: dict[str, Any]) -> Constraint:
         """JSON satisfying `schema`. Raises ValueError for a schema xgrammar cannot compile."""
@@ -92,45 +98,45 @@ class Grammars:
         only `tools`."""
         if not tools:
             raise ValueError("no tools to call")
-        alternatives = " | ".join(
-            f'{json.dumps(_begin(t.name))} @args{i} "</tool_call>"' for i, t in enumerate(tools)
+        if parallel:
+            lark = "start: calls\n" + _CALLS_LARK.format(calls=_alternatives(tools))
+        else:
+            lark = f"start: call\ncall: {_alternatives(tools)}\n"
+        return Constraint(self._lark(lark, tools), "toolcall", stop_or_continue=parallel)
+
+    def _calls_or_reply(self, tools: Sequence[ToolSpec]) -> Constraint:
+        """The toolcall track's answer: one or more call lines, or a plain-text reply without `<` (no
+        call; the only answer when no tool is offered)."""
+        reply = "reply: /[^<]+/\n"
+        if not tools:
+            return Constraint(self.compiler.compile_lark("start: reply\n" + reply), "toolcall")
+        lark = "start: calls | reply\n" + _CALLS_LARK.format(calls=_alternatives(tools)) + reply
+        return Constraint(
+            self._lark(lark, tools), "toolcall", stop_or_continue=True, may_abstain=True
         )
-        repeat = ' ("\\n" call)*' if parallel else ""
-        lark = f"start: call{repeat}\ncall: {alternatives}\n"
+
+    def _lark(self, lark: str, tools: Sequence[ToolSpec]) -> xgrammar.CompiledGrammar:
         try:
             arguments = {
                 f"args{i}": self.xgr.Grammar.from_json_schema(json.dumps(strict_parameters(t)), **JSON_LAYOUT)
                 for i, t in enumerate(tools)
             }
-            grammar = self.compiler.compile_lark(lark, named_grammars=arguments)
+            return self.compiler.compile_lark(lark, named_grammars=arguments)
         except (RuntimeError, TypeError) as e:  # xgrammar's report of a schema it cannot compile
             raise ValueError(f"cannot build a tool-call grammar: {e}") from e
-        return Constraint(grammar, "toolcall", stop_or_continue=parallel)
-
-    def optional_tool_calls(self, tools: Sequence[ToolSpec]) -> Constraint:
-        """Free text, in which every `<tool_call` begun must be a well-formed call of one of `tools`
-        (`tool_choice: auto` under `serve --constrained`)."""
-        st = self.xgr.structural_tag
-        tags = [
-            st.TagFormat(
-                begin=_begin(t.name),
-                content=st.JSONSchemaFormat(json_schema=strict_parameters(t), max_whitespace_cnt=1),
-                end="</tool_call>",
-            )
-            for t in tools
-        ]
-        tag = st.StructuralTag(format=st.TriggeredTagsFormat(triggers=["<tool_call"], tags=tags))
-        try:
-            grammar = self.compiler.compile_structural_tag(tag)
-        except RuntimeError as e:
-            raise ValueError(f"cannot build a tool-call grammar: {e}") from e
-        # Calls within free text: a repeated call still ends the answer; prose may follow any call.
-        return Constraint(grammar, "toolcall")
 
     def processor(self, grammars: Sequence[xgrammar.CompiledGrammar | None]) -> GrammarProcessor:
         """A logits processor for one `generate` call over a batch; row i follows `grammars[i]`
         (None: unconstrained)."""
         return GrammarProcessor(self.xgr, grammars, self.vocab_size)
+
+
+_CALLS_LARK = 'calls: call ("\\n" call)*\ncall: {calls}\n'
+
+
+def _alternatives(tools: Sequence[ToolSpec]) -> str:
+    """One lark alternative per tool: its opening, its arguments (`@args<i>`), the closing."""
+    return " | ".join(f'{json.dumps(_begin(t.name))} @args{i} "</tool_call>"' for i, t in enumerate(tools))
 
 
 def _begin(name: str) -> str:

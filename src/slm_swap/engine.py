@@ -192,8 +192,9 @@ class Engine:
             deciding = [None if c is None or not c.stop_or_continue else c.calls for c in rows]
             if any(deciding):
                 # Before the grammar's mask: it scores the ways on from the model's own likelihoods.
+                abstain = [c is not None and c.may_abstain for c in rows]
                 processors.append(
-                    StopOrContinue(self.llm, self.tokenizer, encoded["attention_mask"], deciding)
+                    StopOrContinue(self.llm, self.tokenizer, encoded["attention_mask"], deciding, abstain)
                 )
             processors.append(self.grammars.processor([None if c is None else c.grammar for c in rows]))
             stopping.append(RepeatedCallStop(self.tokenizer, prompt_len, [c is not None for c in calls]))

@@ -17,6 +17,12 @@ run's decoding settings (`RULE`).
    completed a second time, the row stops and its answer is cut back to the calls before the repeat,
    still in the track's format. Of BFCL's 2,501 single-turn AST rows, one gold answer repeats a call, so
    a repeat is almost never part of a right answer, while several *different* calls are.
+0. **No call, or a first call, on the likelihood of each.** Where the grammar also allows the no-call
+   answer (an evaluation's answer, `tool_choice: auto` under `serve`), the answer's start is chosen the
+   same way. Structured: after `{"calls": [`, the end (`]}` and EOS) against the opening of a first call
+   (`{"name": "`), scored as in rule 1. Toolcall: the first token either begins a call (`<`) or a reply in
+   plain text; the model's probability of all the tokens that begin a call is compared with that of all
+   the tokens that begin a reply, and the likelier way is taken (no extra forward pass).
 3. **A looping answer stops.** Inside a value the grammar cannot end a string or a list for the model;
    a small model then loops (`"Bacon", "Bacon", ...`, `000...`, `1.1.1.`) until the token limit. Once a
    constrained answer's last `LOOP_WINDOW` tokens are one unit of at most `LOOP_UNIT` tokens repeated,
@@ -36,7 +42,10 @@ from typing import Any
 from slm_swap.scoring.parse import TOOL_CALL_BLOCK
 from slm_swap.types import Track
 
-RULE = "stops where ending is likelier than one more call, at a repeated call, and when it loops"
+RULE = (
+    "answers no call where that is likelier than a first call; stops where ending is likelier than one "
+    "more call, at a repeated call, and when it loops"
+)
 LOOP_WINDOW = 64
 LOOP_UNIT = 16
 _STRUCTURED_START = '{"calls": ['
@@ -156,17 +165,18 @@ class LoopStop:
 @dataclass(frozen=True)
 class Ways:
     """The two ways on from a point where an answer of calls could end, as text: `end` ("" is the
-    end-of-sequence token alone) and `more` (the opening of one more call); `close` is the character
-    that completes a call."""
+    end-of-sequence token alone) and `more` (the opening of one more call); `first` opens the first call
+    (where no call could be the answer); `close` is the character that completes a call."""
 
     end: str
     more: str
+    first: str
     close: str
 
 
 WAYS: dict[Track, Ways] = {
-    "toolcall": Ways(end="", more='\n<tool_call name="', close=">"),
-    "structured": Ways(end="]}", more=', {"name": "', close="}"),
+    "toolcall": Ways(end="", more='\n<tool_call name="', first='<tool_call name="', close=">"),
+    "structured": Ways(end="]}", more=', {"name": "', first='{"name": "', close="}"),
 }
 
 
@@ -198,6 +208,20 @@ def could_end(track: Track, text: str) -> bool:
     return text.lstrip().startswith(_STRUCTURED_START) and text.endswith("}") and _depth(text) == 2
 
 
+def at_start(track: Track, text: str) -> bool:
+    """Whether `text` is where the answer's first call would begin (structured: right after
+    `{"calls": [`; toolcall: before anything)."""
+    return text == "" if track == "toolcall" else text.lstrip() == _STRUCTURED_START
+
+
+def start_rest(track: Track, text: str) -> str | None:
+    """Structured: what is left of `{"calls": [` after `text`, while `text` is a proper part of it (a
+    token that ran past it would skip the choice of rule 0), else None."""
+    if track == "structured" and _STRUCTURED_START.startswith(text) and text != _STRUCTURED_START:
+        return _STRUCTURED_START[len(text) :]
+    return None
+
+
 def closes_next(track: Track, text: str) -> bool:
     """Whether the next character after `text` completes a call (`Ways.close`)."""
     if track == "toolcall":
@@ -209,18 +233,27 @@ def closes_next(track: Track, text: str) -> bool:
 class StopOrContinue:
     """A transformers logits processor for one batch: at each point where row i's answer (in the format
     `tracks[i]`, None: not an answer of calls) could end, it scores the end and the opening of one more
-    call with the model and forbids the first character of the less likely one. Runs before the grammar's
-    mask, which keeps everything else the grammar forbids forbidden.
+    call with the model and forbids the first character of the less likely one; where `abstain[i]`, the
+    answer's start is chosen between no call and a first call the same way (rule 0). Runs before the
+    grammar's mask, which keeps everything else the grammar forbids forbidden.
 
     So that every such point falls between two tokens, the token that completes a call is only its
     closing character (`>`, `}`): a token such as `},` would complete the call and begin the next in one
-    step, past the point where the choice is made."""
+    step, past the point where the choice is made; likewise no token runs past `{"calls": [`."""
 
-    def __init__(self, model: Any, tokenizer: Any, prompt_mask: Any, tracks: Sequence[Track | None]) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        prompt_mask: Any,
+        tracks: Sequence[Track | None],
+        abstain: Sequence[bool] = (),
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.prompt_mask = prompt_mask  # the padded prompts' attention mask
         self.tracks = list(tracks)
+        self.abstain = list(abstain) or [False] * len(self.tracks)
         self.eos = tokenizer.eos_token_id
         self._prompt_cache: list[tuple[Any, Any]] | None = None
 
@@ -228,7 +261,7 @@ class StopOrContinue:
         import torch
 
         prompt_length = self.prompt_mask.shape[1]
-        at: list[tuple[int, Track]] = []
+        at: list[tuple[int, Track, str]] = []  # (row, track, the opening of the call that may follow)
         for i, track in enumerate(self.tracks):
             if track is None:
                 continue
@@ -236,20 +269,43 @@ class StopOrContinue:
             if bool((new == self.eos).any()):
                 continue  # this row has ended; the rest is padding
             text = self.tokenizer.decode(new, skip_special_tokens=True)
-            if closes_next(track, text):
+            rest = start_rest(track, text) if self.abstain[i] else None
+            if rest is not None:
+                scores[i, _tokens_starting_with(self.tokenizer, rest, longer=True)] = -torch.inf
+            elif self.abstain[i] and at_start(track, text):
+                if track == "toolcall":
+                    self._call_or_reply(scores, i)
+                else:
+                    at.append((i, track, WAYS[track].first))
+            elif closes_next(track, text):
                 scores[i, _tokens_starting_with(self.tokenizer, WAYS[track].close, longer=True)] = -torch.inf
             elif could_end(track, text):
-                at.append((i, track))
+                at.append((i, track, WAYS[track].more))
         if not at:
             return scores
-        rows = [i for i, _ in at for _ in range(2)]
-        ways = [w for _, t in at for w in ([*self._ids(WAYS[t].end), self.eos], self._ids(WAYS[t].more))]
+        rows = [i for i, _, _ in at for _ in range(2)]
+        ways = [w for _, t, m in at for w in ([*self._ids(WAYS[t].end), self.eos], self._ids(m))]
         likelihoods = self._score(input_ids, rows, ways)
-        for n, (i, track) in enumerate(at):
+        for n, (i, track, more_text) in enumerate(at):
             end, more = likelihoods[2 * n], likelihoods[2 * n + 1]
-            loser = WAYS[track].end if more > end else WAYS[track].more
+            loser = WAYS[track].end if more > end else more_text
             scores[i, self._starting_with(loser)] = -torch.inf
         return scores
+
+    def _call_or_reply(self, scores: Any, i: int) -> None:
+        """Toolcall's start (rule 0): the probability of the tokens that begin a call (`<`) against that
+        of the tokens that begin a reply (any other, but the end: a reply is not empty); the less likely
+        way's tokens are forbidden."""
+        import torch
+
+        probabilities = torch.softmax(scores[i].float(), dim=-1)
+        call = _tokens_starting_with(self.tokenizer, "<")
+        p_call = float(probabilities[call].sum())
+        p_reply = 1.0 - p_call - float(probabilities[self.eos])
+        if p_call > p_reply:
+            scores[i, _tokens_not_starting_with(self.tokenizer, "<")] = -torch.inf
+        else:
+            scores[i, call] = -torch.inf
 
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
@@ -338,6 +394,12 @@ def _cache_name() -> str:
 
 # Per tokenizer (held weakly: an id() could be reused by another tokenizer once this one is freed).
 _STARTS: weakref.WeakKeyDictionary[Any, dict[tuple[str, bool], list[int]]] = weakref.WeakKeyDictionary()
+
+
+def _tokens_not_starting_with(tokenizer: Any, text: str) -> list[int]:
+    """The tokens whose text does not begin with `text`."""
+    starting = set(_tokens_starting_with(tokenizer, text))
+    return [i for i in range(len(tokenizer)) if i not in starting]
 
 
 def _tokens_starting_with(tokenizer: Any, character: str, *, longer: bool = False) -> list[int]:

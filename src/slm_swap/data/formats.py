@@ -160,9 +160,11 @@ def answer_schema(tools: Sequence[ToolSpec], min_calls: int = 1) -> dict[str, An
         }
         for t in tools
     ]
+    # With no tool offered the only answer is no call (JSON Schema's anyOf needs at least one schema).
+    entries = {"items": {"anyOf": call_schemas}} if call_schemas else {"maxItems": 0}
     return {
         "type": "object",
-        "properties": {"calls": {"type": "array", "minItems": min_calls, "items": {"anyOf": call_schemas}}},
+        "properties": {"calls": {"type": "array", "minItems": min_calls, **entries}},
         "required": ["calls"],
         "additionalProperties": False,
     }

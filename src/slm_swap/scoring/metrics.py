@@ -18,8 +18,20 @@ examples can be compared pairwise.
 | ast_match       | BFCL AST match: as many calls as expected and each matched to an acceptable answer |
 
 When a side has no arguments at all, argument precision/recall is 1 if the other side has none either
-and the call names agree, else 0. A row whose gold answer is no call at all is matched by an answer
-with no call.
+and the call names agree, else 0.
+
+A row whose right answer is no call (`gold == ()`: small talk, a request no offered tool can serve) is
+scored on other metrics, so that those above keep their meaning on call rows, and a run's mean of each
+metric is over the rows that have it:
+
+| metric        | rows      | per example                                                          |
+|---------------|-----------|----------------------------------------------------------------------|
+| abstention    | no-call   | the answer is the no-call answer (`{"calls": []}`; plain text)       |
+| unwanted_call | no-call   | the answer makes one or more readable calls (lower is better)        |
+
+A malformed answer is never an abstention: on a no-call row it scores 0 on both (`invalid_format`). On a
+call row the no-call answer scores as any answer without the right calls, in its own error category
+(`missed_call`); a run's `missed_call` rate is the share of its call rows in that category.
 
 Scoring time is bounded on any text: parsing is one pass; an answer whose call count differs from the
 gold's cannot match exactly, so it gets no search for that; pairings run over the calls with at most as
@@ -47,9 +59,13 @@ from slm_swap.types import Completion, Example, ExampleResult, ToolCall, ToolSpe
 NO_OUTPUT = "no_output"
 INVALID_FORMAT = "invalid_format"
 WRONG_COUNT = "wrong_count"
+UNWANTED_CALL = "unwanted_call"  # a call where the right answer is no call
+MISSED_CALL = "missed_call"  # no call where one was due
 ERROR_CATEGORIES = (
     NO_OUTPUT,
     INVALID_FORMAT,
+    UNWANTED_CALL,
+    MISSED_CALL,
     WRONG_COUNT,
     check.WRONG_TOOL,
     check.MISSING_ARGUMENT,
@@ -78,6 +94,19 @@ CORE_METRICS: dict[str, tuple[str, ...]] = {
     "toolcall": ("format_valid", "name_accuracy", "call_f1", "ast_match"),
 }
 VALIDITY_METRIC = {"structured": "json_valid", "toolcall": "format_valid"}
+# Rows whose right answer is no call: scored on these instead (see the table above).
+NO_CALL_METRICS = ("abstention", "unwanted_call")
+# Where lower is better (a rate of mistakes): read by the report and never a core metric.
+MISTAKE_RATES = ("unwanted_call", "missed_call")
+# A core metric of both tracks whenever a split has no-call rows (`core_metrics`).
+ABSTENTION = "abstention"
+
+
+def core_metrics(track: Track, metrics: Sequence[str]) -> tuple[str, ...]:
+    """The core metrics of a run that has `metrics`: the track's, and abstention when it has no-call
+    rows. Those of its track that it lacks (a split of no-call rows only) are left out."""
+    core = tuple(m for m in CORE_METRICS[track] if m in metrics)
+    return (*core, ABSTENTION) if ABSTENTION in metrics else core
 
 
 def _f1(p: float, r: float) -> float:
@@ -103,7 +132,7 @@ def _schema_valid(track: Track, parsed: Parsed, tools: Sequence[ToolSpec]) -> bo
             # The answer schema checks each entry on its own (and that there is one): repeats add nothing.
             entries = {json.dumps(e, sort_keys=True): e for e in document["calls"]}
             document = {**document, "calls": list(entries.values())}
-        return _valid(document, answer_schema(tools))
+        return _valid(document, answer_schema(tools, min_calls=1))
     by_name = {t.name: t for t in tools}
     distinct = {_key(c): c for c in parsed.calls or ()}.values()
     return bool(parsed.calls) and all(
@@ -186,10 +215,16 @@ def score(example: Example, completion: Completion) -> ExampleResult:
             backend_error=completion.error,
         )
 
+    if not example.acceptable:
+        return _score_no_call_row(example, completion, result)
     if completion.error is not None or not completion.text.strip():
         return result(zero, None, NO_OUTPUT, completion.error or "empty output")
     parsed = parse(track, completion.text)
     metrics = dict(zero)
+    if parsed.no_call:
+        # Plain text was never the toolcall format on a call row; `{"calls": []}` is valid JSON.
+        metrics[VALIDITY_METRIC[track]] = float(track == "structured")
+        return result(metrics, (), MISSED_CALL, "no call, where one was due")
     metrics[VALIDITY_METRIC[track]] = float(parsed.valid)
     if not parsed.valid or parsed.calls is None:
         return result(metrics, parsed.calls, INVALID_FORMAT, parsed.problem)
@@ -222,16 +257,29 @@ def score(example: Example, completion: Completion) -> ExampleResult:
         _f1(precision, recall),
     )
     matched = check.max_matching(len(paired), len(example.acceptable), lambda a, b: table[a][b].ok)
-    if example.acceptable:
-        call_p = len(matched) / len(predicted) if predicted else 0.0
-        metrics["call_f1"] = _f1(call_p, len(matched) / len(example.acceptable))
-    else:  # a row whose right answer is no call at all
-        metrics["call_f1"] = float(not predicted)
+    call_p = len(matched) / len(predicted) if predicted else 0.0
+    metrics["call_f1"] = _f1(call_p, len(matched) / len(example.acceptable))
     metrics["ast_match"] = float(len(predicted) == len(example.acceptable) == len(matched))
     if metrics["ast_match"]:
         return result(metrics, predicted, None, None)
     category, detail = _failure(predicted, example, matched)
     return result(metrics, predicted, category, detail)
+
+
+def _score_no_call_row(example: Example, completion: Completion, result: Any) -> ExampleResult:
+    """A row whose right answer is no call: did the model abstain, call anyway, or answer malformed?"""
+    metrics = dict.fromkeys(NO_CALL_METRICS, 0.0)
+    if completion.error is not None or not completion.text.strip():
+        return result(metrics, None, NO_OUTPUT, completion.error or "empty output")
+    parsed = parse(example.track, completion.text)
+    if parsed.no_call:
+        metrics["abstention"] = 1.0
+        return result(metrics, (), None, None)
+    if parsed.calls:  # readable calls, even amid a malformed answer: the mistake is the call
+        metrics["unwanted_call"] = 1.0
+        names = ", ".join(sorted({c.name for c in parsed.calls}))
+        return result(metrics, parsed.calls, UNWANTED_CALL, f"called {names} where no call was due")
+    return result(metrics, parsed.calls, INVALID_FORMAT, parsed.problem or "not the no-call answer")
 
 
 def summarize(track: Track, results: Sequence[ExampleResult]) -> dict[str, float]:

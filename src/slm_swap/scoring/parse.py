@@ -27,13 +27,16 @@ class Parsed:
 
     `valid` is the track's syntax check (JSON valid / tool-call format valid). `calls` holds every
     well-formed call found, or None when nothing call-shaped was there. `document` is the decoded JSON of
-    a structured answer, for the schema check.
+    a structured answer, for the schema check. `no_call` marks the well-formed no-call answer (structured
+    `{"calls": []}`; toolcall, plain text with no `<tool_call` in it); anything else that holds no call
+    is malformed, never an abstention.
     """
 
     valid: bool
     calls: tuple[ToolCall, ...] | None
     document: Any = None
     problem: str | None = None
+    no_call: bool = False
 
 
 def _strip(text: str) -> str:
@@ -70,7 +73,7 @@ def parse_structured(text: str) -> Parsed:
     if not isinstance(entries, list):
         return Parsed(True, None, doc, problem='JSON is not an object with a "calls" list')
     calls = tuple(c for c in map(_call_from, entries) if c is not None)
-    return Parsed(True, calls, doc)
+    return Parsed(True, calls, doc, no_call=not entries)
 
 
 def parse_toolcall(text: str) -> Parsed:
@@ -86,7 +89,9 @@ def parse_toolcall(text: str) -> Parsed:
         else:
             bad_bodies += 1
     if not calls and not bad_bodies:
-        return Parsed(False, None, problem="no <tool_call> block")
+        if "<tool_call" in body:
+            return Parsed(False, None, problem="a <tool_call block that is not well-formed")
+        return Parsed(True, (), no_call=True)  # a reply in plain text: the no-call answer
     outside = TOOL_CALL_BLOCK.sub("", body).strip()
     problem = None
     if bad_bodies:

@@ -80,7 +80,8 @@ def choose_grammar(
       `parallel_tool_calls: false`); a named tool → one call of that tool;
     * `response_format` `json_schema` → JSON of that schema; `json_object` → any JSON.
     With `constrained` (`serve --constrained`), also:
-    * `tool_choice` "auto" → free text, but every `<tool_call` begun is well formed;
+    * `tool_choice` "auto" → the toolcall track's answer: calls, or a plain-text reply (no call), chosen
+      on the model's likelihood of each as in evaluation;
     * a request in slm-swap's evaluation format (a track's system prompt and rendered tools, as
       `eval --model-kind openai` sends) → that track's grammar, as `eval --constrained` in process.
     """
@@ -105,7 +106,7 @@ def choose_grammar(
     if not constrained:
         return None
     if tools:
-        return grammars.optional_tool_calls(tools)
+        return grammars.for_track("toolcall", tools)
     evaluation = evaluation_request(messages)
     return None if evaluation is None else grammars.for_track(*evaluation)
 
