@@ -253,9 +253,11 @@ def scan(
     skip_invalid: bool,
     exclude_ids: frozenset[str] = frozenset(),
     keep_no_call: bool = True,
+    find_removable: bool = False,
 ) -> Scan:
     """Validates every row. A bad row raises InputError (file and row named) unless `skip_invalid`; a row
-    whose answer is no call is left out (counted) unless `keep_no_call`."""
+    whose answer is no call is left out (counted) unless `keep_no_call`. `find_removable` fills
+    `Scan.removable` (only needed to make no-call rows, so a plain prepare pays nothing for it)."""
     result = Scan()
     made_ids: dict[int, str] = {}  # removable row -> the id its no-call row would have
     for index, (where, convert) in enumerate(source.rows()):
@@ -288,7 +290,7 @@ def scan(
             result.left_out[NO_CALL_DROPPED] += 1
         elif row.id not in exclude_ids:
             result.usable.append(index)
-            made = without_called_tools(row)
+            made = without_called_tools(row) if find_removable else None
             if made is not None:
                 made_ids[index] = made.id
     result.removable = {i for i, made_id in made_ids.items() if made_id not in result.ids}
@@ -402,7 +404,12 @@ def prepare(
     with many_objects():  # 60,000 rows held at once
         inputs = prepare_inputs(source, sizes, seed, skip_invalid, no_call)
         made = _made_counts(sizes, no_call)
-        found = scan(source, skip_invalid=skip_invalid, keep_no_call=no_call.keep)
+        found = scan(
+            source,
+            skip_invalid=skip_invalid,
+            keep_no_call=no_call.keep,
+            find_removable=any(made.values()),
+        )
         need = sizes.total - sum(made.values())
         if len(found.usable) < need:
             raise _not_enough(source, found, need, "the splits")

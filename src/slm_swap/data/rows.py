@@ -16,8 +16,6 @@ from slm_swap.jsonvalues import json_equal
 from slm_swap.types import AcceptableCall, Example, ToolCall, ToolSpec, Track
 
 OMITTED = ""  # BFCL's marker, inside a list of acceptable values, for "may be left out"
-
-
 NO_TOOL = "no tool offered (abstaining is the only possible answer)"
 MADE_SUFFIX = "-nocall"  # the id of a no-call row made from a call row (`without_called_tools`)
 
