@@ -69,9 +69,11 @@ def test_answers_that_satisfy_the_tools_become_labels_with_provenance(
     teach(openai_server, rows)
     result = label(openai_server)
     assert result.exit_code == 0, result.output
-    assert "wrote labelled.jsonl: 2 labelled by teacher-4o, 1 already answered, 3 dropped" in result.output
+    assert "wrote labelled.jsonl: 3 labelled by teacher-4o, 1 already answered, 2 dropped" in result.output
     assert "dropped 1: calls a tool the row does not offer" in result.output
-    assert "dropped 1: not tool calls in the answer format" in result.output
+    # A reply in text is the answer no call: kept as a label, not dropped.
+    assert "no call: 1 of the labels are a reply without a tool call" in result.output
+    assert "not tool calls in the answer format" not in result.output
     assert "dropped 1: arguments do not satisfy the tool's parameters" in result.output
     # The teacher got the evaluation prompt of the toolcall track, with the row's own turns.
     sent = {r.body["messages"][1]["content"]: r.body for r in openai_server.requests}
@@ -83,7 +85,8 @@ def test_answers_that_satisfy_the_tools_become_labels_with_provenance(
     text = Path("labelled.jsonl").read_text(encoding="utf-8")
     assert "test-key" not in text
     written = {r["id"]: r for r in map(json.loads, text.splitlines())}
-    assert list(written) == ["good", "answered", "after-a-tool-result"]  # in the input's order
+    assert list(written) == ["good", "prose", "answered", "after-a-tool-result"]  # in the input's order
+    assert written["prose"]["messages"][-1] == {"role": "assistant", "content": "Hi there!"}
     assert written["answered"] == rows[4]  # passed through unchanged
     good = written["good"]
     assert good["messages"][:-1] == rows[0]["messages"]
@@ -97,7 +100,7 @@ def test_answers_that_satisfy_the_tools_become_labels_with_provenance(
     assert not Path("labelled.jsonl.journal").exists()
 
     # The labelled file is an --source openai file whose gold says who wrote it.
-    sizes = ["--train-size", "1", "--val-size", "0", "--test-size", "2"]
+    sizes = ["--train-size", "1", "--val-size", "0", "--test-size", "3"]
     prepared = CliRunner().invoke(
         main, ["prepare", "--source", "openai", "--dataset-path", "labelled.jsonl", *sizes]
     )
@@ -108,6 +111,8 @@ def test_answers_that_satisfy_the_tools_become_labels_with_provenance(
     by_id = {e.id: e for e in examples}
     assert by_id["openai-good"].labelled_by == "teacher-4o"
     assert by_id["openai-answered"].labelled_by == ""  # the team's own gold
+    prose = by_id["openai-prose"]
+    assert prose.gold == () and prose.completion == "Hi there!" and prose.labelled_by == "teacher-4o"
     assert by_id["openai-after-a-tool-result"].turns[-1]["content"].startswith("<tool_response")
 
 
@@ -141,7 +146,7 @@ def test_an_interrupted_run_resumes_from_its_journal(
     assert resumed.exit_code == 0, resumed.output
     assert "resumed: 3 answers were taken from the journal" in resumed.output
     assert len(openai_server.requests) - asked == 2  # only the two not yet answered
-    assert "2 labelled by teacher-4o" in resumed.output
+    assert "3 labelled by teacher-4o" in resumed.output
 
 
 def test_a_failed_request_is_dropped_and_counted(workspace: Path, openai_server: FakeOpenAIServer) -> None:
@@ -153,6 +158,19 @@ def test_a_failed_request_is_dropped_and_counted(workspace: Path, openai_server:
     assert result.exit_code == 0, result.output
     assert "0 labelled by teacher-4o, 0 already answered, 1 dropped" in result.output
     assert "dropped 1: request failed" in result.output
+
+
+def test_a_malformed_call_is_dropped_never_read_as_no_call(
+    workspace: Path, openai_server: FakeOpenAIServer
+) -> None:
+    rows = unlabelled()[:1]
+    write(Path("log.jsonl"), rows)
+    openai_server.answers[prompt_of(rows[0])] = 'Sure. <tool_call name="get_weather">{"city": </tool_call>'
+    result = label(openai_server)
+    assert result.exit_code == 0, result.output
+    assert "0 labelled by teacher-4o, 0 already answered, 1 dropped" in result.output
+    assert "dropped 1: not tool calls in the answer format" in result.output
+    assert Path("labelled.jsonl").read_text() == ""
 
 
 def test_a_bad_row_is_named_and_nothing_is_asked(workspace: Path, openai_server: FakeOpenAIServer) -> None:

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from slm_swap.cli import main
 from slm_swap.files import read_examples
+from tests.conftest import DATA
 from tests.langfuse_receiver import LangfuseReceiver
 from tests.openai_server import FakeOpenAIServer
 from tests.test_openai_source import BOOK, WEATHER, call, user
@@ -135,6 +136,52 @@ def test_a_prepared_split_goes_to_langfuse_and_comes_back_the_same(langfuse: Lan
     )  # fmt: skip
     assert onto_itself.exit_code == 2 and "is the dataset the rows come from" in onto_itself.output
     assert len(langfuse.items["from-sample"]) == 6
+
+
+def test_no_call_answers_are_rows_and_go_to_langfuse_and_back_the_same(langfuse: LangfuseReceiver) -> None:
+    """An item whose answer is no call (a reply with no tool call) is a no-call row; a prepared no-call row
+    (with its own reply, or BFCL's without one) uploads as such and reads back to the same example."""
+    from slm_swap.data.formats import NO_CALL_REPLY
+
+    talk = {"messages": [user("Hi!")], "tools": [WEATHER, BOOK]}
+    thanks = {"messages": [user("Thanks")], "tools": [WEATHER, BOOK]}
+    items = [
+        *(item(i) for i in range(2)),
+        {"id": "talk", "input": talk, "expectedOutput": {"tool_calls": [], "content": "Hello!"}},
+        {"id": "thanks", "input": thanks, "expectedOutput": {"role": "assistant", "content": "Welcome."}},
+    ]
+    langfuse.add_dataset("chat", items)
+    every = ["--train-size", "0", "--val-size", "0", "--test-size", "4"]
+    sent = prepare("--source", "langfuse", "--langfuse-dataset", "chat", *every, "--to-langfuse", "copy")
+    assert sent.exit_code == 0, sent.output
+    first = {e.id: e for e in read_examples(Path("02_dataset/toolcall/test.jsonl"))}
+    assert first["langfuse-talk"].gold == () and first["langfuse-talk"].completion == "Hello!"
+    assert first["langfuse-thanks"].gold == () and first["langfuse-thanks"].completion == "Welcome."
+    uploaded = {i["id"]: i for i in langfuse.items["copy"]}
+    assert uploaded["langfuse-talk"]["expectedOutput"] == {"tool_calls": [], "content": "Hello!"}
+
+    irrelevance = ["--source", "bfcl", "--dataset-path", str(DATA / "bfcl"), "--bfcl-category", "irrelevance"]
+    sent = prepare(*irrelevance, *every, "--out-dir", "bfcl", "--to-langfuse", "irrelevant")
+    assert sent.exit_code == 0, sent.output
+    assert [i["expectedOutput"] for i in langfuse.items["irrelevant"]] == [{"tool_calls": []}] * 4
+    for name, out in (("copy", "02_dataset"), ("irrelevant", "bfcl")):
+        back = prepare(
+            "--source", "langfuse", "--langfuse-dataset", name, *every, "--out-dir", f"back-{name}"
+        )
+        assert back.exit_code == 0, back.output
+        for track in ("toolcall", "structured"):
+            original = read_examples(Path(out, track, "test.jsonl"))
+            returned = {
+                e.id.removeprefix("langfuse-"): e
+                for e in read_examples(Path(f"back-{name}/{track}/test.jsonl"))
+            }
+            for example in original:
+                again = returned[example.id]
+                assert again.messages() == example.messages() and again.completion == example.completion
+                assert again.gold == example.gold
+    assert {e.completion for e in read_examples(Path("back-irrelevant/toolcall/test.jsonl"))} == {
+        NO_CALL_REPLY
+    }
 
 
 def test_each_eval_on_a_dataset_split_becomes_a_dataset_run(

@@ -114,17 +114,21 @@ def examples(track: str) -> dict[str, Example]:
 
 
 def test_conversations_become_both_tracks_and_rows_without_a_call_are_counted(workspace: Path) -> None:
-    result = prepare("--dataset-path", str(write(Path("log.jsonl"), conversations())))
+    result = prepare("--dataset-path", str(write(Path("log.jsonl"), conversations())), "--test-size", "3")
     assert result.exit_code == 0, result.output
     assert "6 rows read, 0 skipped" in result.output
-    assert "left out 1 row: the final assistant message is text without a tool call" in result.output
+    # A final answer in text is no call, an answer: a row, not left out.
+    assert "text without a tool call" not in result.output
     assert "left out 1 row: the conversation ends before the assistant's answer" in result.output
     toolcall, structured = examples("toolcall"), examples("structured")
     assert (
         set(toolcall)
         == set(structured)
-        == {"openai-one", "openai-parallel-unicode", "openai-multi-turn", "openai-long"}
+        == {"openai-one", "openai-parallel-unicode", "openai-multi-turn", "openai-long", "openai-text-answer"}
     )
+    text = toolcall["openai-text-answer"]
+    assert text.gold == () and text.acceptable == () and text.completion == "Hello! How can I help?"
+    assert structured["openai-text-answer"].completion == '{"calls": []}'
 
     one = toolcall["openai-one"]
     assert one.system == SYSTEM_PROMPTS["toolcall"] and one.turns == ()

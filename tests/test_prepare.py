@@ -155,9 +155,9 @@ def test_bfcl_category_from_data_folder(workspace: Path) -> None:
 
 def test_bfcl_unknown_category_is_refused(workspace: Path) -> None:
     result = prepare(
-        "--source", "bfcl", "--dataset-path", str(DATA / "bfcl"), "--bfcl-category", "irrelevance"
+        "--source", "bfcl", "--dataset-path", str(DATA / "bfcl"), "--bfcl-category", "multi_turn_base"
     )
-    assert result.exit_code == 2 and "unknown BFCL category 'irrelevance'" in result.output
+    assert result.exit_code == 2 and "unknown BFCL category 'multi_turn_base'" in result.output
 
 
 def test_smoke_resamples_fresh_rows_and_keeps_the_old_test_split(workspace: Path) -> None:

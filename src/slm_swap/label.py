@@ -6,7 +6,9 @@ model is evaluated and the SLM trained with — at temperature 0. An answer is k
 tool calls, every call names one of the row's tools, and its arguments satisfy that tool's parameter
 schema; the row is then written with that answer as its final assistant message (`tool_calls`, as the
 API returns them) and its provenance in `metadata.slm_swap_label` (which model, which endpoint, when).
-Rows that already end with an answer pass through unchanged.
+No call is an answer too: a reply in plain text with no `<tool_call` in it is kept as the final
+assistant message's text (a no-call row for `prepare`); an attempt at a call that does not parse is
+dropped, never read as no call. Rows that already end with an answer pass through unchanged.
 
 The evaluation prompt, rather than the API's native tool calling, is the choice: it is what the hosted
 model is measured with in `eval`, so the labels are the answers that `compare` holds the SLM to, and a
@@ -47,6 +49,7 @@ LABEL_SPLIT = "label"  # the journal's split name: these are answers to label wi
 class LabelOutcome:
     written: int = 0  # rows in the output
     kept: int = 0  # answers kept as labels
+    no_call: int = 0  # of those, replies without a tool call
     passed: int = 0  # rows that already had an answer
     resumed: int = 0  # answers taken from the journal of an interrupted run
     dropped: Counter[str] = field(default_factory=Counter)  # why answers were not kept
@@ -80,10 +83,15 @@ def _read(path: Path) -> list[_Row]:
 
 
 def check_answer(text: str, example: Example) -> tuple[tuple[ToolCall, ...], str | None]:
-    """The calls of a teacher's answer, or why it cannot be a label."""
+    """The calls of a teacher's answer (none: the answer is no call), or why it cannot be a label."""
+    if not text.strip():
+        return (), "empty answer"
+    # The toolcall track's no-call answer (`formats`): text without any attempt at a call.
+    if "<tool_call" not in text:
+        return (), None
     parsed = parse_toolcall(text)
     if not parsed.valid or not parsed.calls:
-        return (), "not tool calls in the answer format" if text.strip() else "empty answer"
+        return (), "not tool calls in the answer format"
     tools = {t.name: t for t in example.tools}
     for call in parsed.calls:
         tool = tools.get(call.name)
@@ -95,12 +103,14 @@ def check_answer(text: str, example: Example) -> tuple[tuple[ToolCall, ...], str
 
 
 def _labelled(
-    data: dict[str, Any], calls: tuple[ToolCall, ...], provenance: dict[str, Any]
+    data: dict[str, Any], calls: tuple[ToolCall, ...], reply: str, provenance: dict[str, Any]
 ) -> dict[str, Any]:
+    """The row with the teacher's answer as its final assistant message: its calls, else its reply."""
     metadata: dict[str, Any] = data["metadata"] if isinstance(data.get("metadata"), dict) else {}
+    answer = openai_chat.assistant_message(calls) if calls else {"role": "assistant", "content": reply}
     return {
         **data,
-        "messages": [*data["messages"], openai_chat.assistant_message(calls)],
+        "messages": [*data["messages"], answer],
         "metadata": {**metadata, openai_chat.LABEL_KEY: provenance},
     }
 
@@ -198,18 +208,24 @@ def label(
                     outcome.passed += 1
                     continue
                 result = done[row.example.id]
-                if result.error_detail is not None or not result.calls:
-                    reason = "request failed" if result.backend_error else (result.error_detail or "no calls")
+                if result.error_detail is not None:
+                    reason = "request failed" if result.backend_error else result.error_detail
                     outcome.dropped[reason] += 1
                     continue
-                calls = tuple(ToolCall(c["name"], c["arguments"]) for c in result.calls)
-                lines.append(_labelled(row.data, calls, provenance))
+                calls = tuple(ToolCall(c["name"], c["arguments"]) for c in result.calls or ())
+                lines.append(_labelled(row.data, calls, result.output.strip(), provenance))
                 outcome.kept += 1
+                outcome.no_call += 0 if calls else 1
             with atomic_writer(out) as f:
                 f.write(jsonl_text(lines))
             journal.remove()
             outcome.written = len(lines)
             trace.update(
-                output={"kept": outcome.kept, "dropped": dict(outcome.dropped), "passed": outcome.passed}
+                output={
+                    "kept": outcome.kept,
+                    "no_call": outcome.no_call,
+                    "dropped": dict(outcome.dropped),
+                    "passed": outcome.passed,
+                }
             )
         return outcome

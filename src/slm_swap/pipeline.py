@@ -30,6 +30,7 @@ from slm_swap import settings
 from slm_swap.backends.factory import ModelOptions
 from slm_swap.compare import VERDICT_FORMAT, VERDICTS, Decision, agreement_note, decide, verdict_of
 from slm_swap.data.prepare import (
+    NoCallRules,
     Source,
     SplitSizes,
     prepare,
@@ -64,6 +65,7 @@ class PipelineOptions:
     seed: int = settings.SPLIT_SEED
     workspace: Workspace = field(default_factory=Workspace)
     sizes: SplitSizes = field(default_factory=SplitSizes)
+    no_call: NoCallRules = field(default_factory=NoCallRules)
     split: str = "test"
     delta: float = 0.01
     train: Hyperparameters = field(default_factory=Hyperparameters)
@@ -261,11 +263,11 @@ class Pipeline:
         pull()
 
     def prepare(self) -> None:
-        """Keeps the splits when they were made from the same source content, sizes and seed; otherwise
-        sets the earlier dataset folder aside and prepares anew (every later stage then reruns)."""
+        """Keeps the splits when they were made from the same source content, sizes, seed and no-call rules;
+        otherwise sets the earlier dataset folder aside and prepares anew (every later stage then reruns)."""
         source = self.source()
         folder = self.o.workspace.dataset_dir
-        inputs = prepare_inputs(source, self.o.sizes, self.o.seed, skip_invalid=False)
+        inputs = prepare_inputs(source, self.o.sizes, self.o.seed, False, self.o.no_call)
         check = compare_inputs(recorded_inputs(folder), inputs)
         ready = _splits_ready(self.o.workspace, self.o.tracks)
         if not self.o.force and ready and check.same:
@@ -275,9 +277,11 @@ class Pipeline:
             kept = set_aside(folder)
             why = str(settings.FORCE) if self.o.force else check.why
             self.say(f"prepare: splits in {folder} redone ({why}); the earlier ones: {kept}")
-        result = prepare(source, folder, self.o.sizes, seed=self.o.seed)
+        result = prepare(source, folder, self.o.sizes, seed=self.o.seed, no_call=self.o.no_call)
         counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
-        self.say(f"prepare: {counts} rows from {source.label} -> {folder}")
+        no_call = ", ".join(f"{k} {n.no_call}" for k, n in result.kinds.items())
+        shown = f" (no call: {no_call})" if any(n.no_call for n in result.kinds.values()) else ""
+        self.say(f"prepare: {counts} rows{shown} from {source.label} -> {folder}")
 
     def evaluate(
         self, track: Track, label: str, options: ModelOptions, before: Callable[[], None] | None

@@ -90,6 +90,25 @@ TEST_SIZE = Setting("--test-size", 8, None, "Rows in the test split.", min=0)
 SKIP_INVALID = Setting(
     "--skip-invalid", False, None, "Leave bad rows out (and count them) instead of failing."
 )
+# Rows whose answer is no tool call (prepare, run).
+NO_CALL_ROW_CHOICES = ("keep", "drop")
+NO_CALL_ROWS = Setting(
+    "--no-call-rows",
+    "keep",
+    None,
+    "The source's rows whose answer is no tool call (a reply in text in a team's traffic, BFCL's "
+    "irrelevance categories): keep them as examples, or drop them (left out and counted).",
+    choices=NO_CALL_ROW_CHOICES,
+)
+IRRELEVANCE_SHARE = Setting(
+    "--irrelevance-share",
+    0.0,
+    None,
+    "Share, in [0, 1), of the train and val rows that are no-call rows made from call rows in no split by "
+    "removing the tools their answer calls (as Hammer's xlam-irrelevance set); the test split never "
+    "gets any.",
+    metavar="FLOAT",
+)
 
 # Seeds, each named for what it seeds (all 42, as the specification has it); `--seed` sets the first.
 SPLIT_SEED = 42  # which source rows go into the splits

@@ -22,7 +22,7 @@ from slm_swap.cli.render import (
     stdout,
     traced,
 )
-from slm_swap.data.prepare import SplitSizes
+from slm_swap.data.prepare import NoCallRules, SplitSizes
 from slm_swap.errors import SlmSwapError
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 @options_of(SplitSizes)
 @option(settings.SEED)
 @option(settings.SKIP_INVALID)
+@options_of(NoCallRules)
 @click.option(
     "--smoke",
     is_flag=True,
@@ -78,7 +79,7 @@ def prepare(
     skip_invalid: bool,
     smoke: bool,
     smoke_rows: int,
-    **sizes: int,
+    **kw: Any,
 ) -> None:
     """Write 02_dataset/{structured,toolcall}/{train,val,test}.jsonl from xLAM, BFCL, OpenAI-format logs or a
     Langfuse dataset."""
@@ -100,18 +101,35 @@ def prepare(
             f"--to-langfuse {to_langfuse!r} is the dataset the rows come from\n"
             "  fix: write them to another dataset"
         )
+    no_call = config_from(NoCallRules, kw)
     if smoke:
-        result = smoke_splits(src, out_dir, per_track=smoke_rows, seed=seed, skip_invalid=skip_invalid)
-    else:
-        result = run_prepare(
-            src, out_dir, config_from(SplitSizes, sizes), seed=seed, skip_invalid=skip_invalid
+        result = smoke_splits(
+            src,
+            out_dir,
+            per_track=smoke_rows,
+            seed=seed,
+            skip_invalid=skip_invalid,
+            keep_no_call=no_call.keep,
         )
+    else:
+        sizes = config_from(SplitSizes, kw)
+        result = run_prepare(src, out_dir, sizes, seed=seed, skip_invalid=skip_invalid, no_call=no_call)
     for path in result.kept:
         stdout.print(f"kept the earlier split as {path}")
     for path in result.files:
         stdout.print(f"wrote {path}")
     counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
     stdout.print(f"{result.rows_read} rows read, {len(result.skipped)} skipped; rows per split: {counts}")
+    kinds = "; ".join(
+        f"{k} {n.calls} call, {n.no_call} no-call" + (f" ({n.made} made)" if n.made else "")
+        for k, n in result.kinds.items()
+    )
+    stdout.print(f"rows by answer: {kinds}")
+    if any(n.made for n in result.kinds.values()):
+        stdout.print(
+            "made no-call rows from call rows in no split, removing the tools their answer calls "
+            f"({settings.IRRELEVANCE_SHARE} {no_call.irrelevance_share})"
+        )
     for reason, n in result.left_out.items():
         stdout.print(f"left out {n} row{'s' if n != 1 else ''}: {reason}")
     for line in result.skipped[:5]:
@@ -175,6 +193,8 @@ def label(input_path: Path, out: Path, force: bool, model_kind: str, **kw: Any) 
         f"wrote {out}: {outcome.kept} labelled by {backend.model}, {outcome.passed} already answered, "
         f"{sum(outcome.dropped.values())} dropped"
     )
+    if outcome.no_call:
+        stdout.print(f"no call: {outcome.no_call} of the labels are a reply without a tool call")
     for reason, n in outcome.dropped.most_common():
         stdout.print(f"dropped {n}: {reason}")
 

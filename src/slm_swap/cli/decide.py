@@ -28,7 +28,7 @@ from slm_swap.cli.render import (
     traced,
 )
 from slm_swap.cli.train import training_process
-from slm_swap.data.prepare import SplitSizes
+from slm_swap.data.prepare import NoCallRules, SplitSizes
 from slm_swap.settings import AzureSettings
 from slm_swap.train.config import Hyperparameters
 from slm_swap.types import TRACKS, Track
@@ -89,14 +89,15 @@ def compare(
 @option(settings.SOURCE)
 @option(
     settings.DATASET_PATH,
-    help=settings.DATASET_PATH.help + " The splits are kept while this content, the sizes and the seed "
-    "are unchanged, and redone when they change.",
+    help=settings.DATASET_PATH.help + " The splits are kept while this content, the sizes, the seed and "
+    "the no-call rules are unchanged, and redone when they change.",
 )
 @option(settings.BFCL_CATEGORY)
 @option(settings.LANGFUSE_DATASET)
 @option(settings.SEED)
 @workspace_options
 @options_of(SplitSizes)
+@options_of(NoCallRules)
 @option(settings.DELTA)
 @options_of(Hyperparameters)
 @option(settings.STANDIN_PORT)
@@ -145,6 +146,7 @@ def run(
         seed=seed,
         workspace=workspace,
         sizes=config_from(SplitSizes, kw),
+        no_call=config_from(NoCallRules, kw),
         delta=delta,
         train=config_from(Hyperparameters, kw),
         force=force,

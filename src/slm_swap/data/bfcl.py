@@ -3,7 +3,11 @@
 The wheel pins dozens of heavy packages, so it is never installed: `pip download --no-deps` fetches it
 into the cache, its checksum is verified, and the JSON Lines files are read straight out of the zip.
 Each category has a question file (`BFCL_v4_<category>.json`) and a `possible_answer/` file that lists,
-per argument, every acceptable value (`""` meaning the argument may be left out).
+per argument, every acceptable value (`""` meaning the argument may be left out). The irrelevance
+categories have no answer file: no offered function can serve their requests, so the answer is no call
+(a question that offers no function at all is left out, counted: abstaining is its only answer).
+`live_relevance` is not read: any well-formed call of an offered function is right there, which a row's
+gold calls cannot express.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from slm_swap import wheels
-from slm_swap.data.rows import OMITTED, RowError, SourceRow
+from slm_swap.data.rows import NO_TOOL, OMITTED, RowError, RowLeftOut, SourceRow
 from slm_swap.data.schema import bfcl_to_json_schema, json_type_of
 from slm_swap.errors import InputError, SlmSwapError
 from slm_swap.files import json_lines
@@ -24,6 +28,7 @@ from slm_swap.types import AcceptableCall, ToolCall, ToolSpec
 BFCL_WHEEL = "bfcl_eval-2026.3.23-py3-none-any.whl"
 BFCL_REQUIREMENT = "bfcl-eval==2026.3.23"
 BFCL_SHA256 = "3bb6dfa5f0c68ad403c9ec50b00db2bb3b4cc9b38ab1ff33f48fe30d853d3a0a"
+NO_CALL_CATEGORIES = ("irrelevance", "live_irrelevance")  # the answer is no call; no answer file
 CATEGORIES = (
     "simple_python",
     "multiple",
@@ -33,6 +38,7 @@ CATEGORIES = (
     "live_multiple",
     "live_parallel",
     "live_parallel_multiple",
+    *NO_CALL_CATEGORIES,
 )
 
 
@@ -63,8 +69,12 @@ def _read_bytes(location: Path, name: str) -> tuple[str, bytes]:
     return label, content
 
 
-def _files(category: str) -> tuple[str, str]:
-    return f"BFCL_v4_{category}.json", f"possible_answer/BFCL_v4_{category}.json"
+def _files(category: str) -> tuple[str, ...]:
+    """The question file of a category, then its answer file (none for the irrelevance categories)."""
+    questions = f"BFCL_v4_{category}.json"
+    if category in NO_CALL_CATEGORIES:
+        return (questions,)
+    return questions, f"possible_answer/BFCL_v4_{category}.json"
 
 
 def content_digest(location: Path, category: str) -> str:
@@ -87,6 +97,12 @@ def _read_lines(location: Path, name: str) -> Iterator[tuple[str, dict[str, Any]
 
 def _category(category: str) -> str:
     category = "simple_python" if category == "simple" else category
+    if category == "live_relevance":
+        raise SlmSwapError(
+            "BFCL category 'live_relevance' has no gold answer (any well-formed call of an offered function "
+            "is right), which the dataset's rows cannot hold\n"
+            f"  fix: choose one of: {', '.join(CATEGORIES)}"
+        )
     if category not in CATEGORIES:
         raise SlmSwapError(f"unknown BFCL category {category!r}; choose one of: {', '.join(CATEGORIES)}")
     return category
@@ -116,8 +132,10 @@ def _canonical(schema: dict[str, Any], options: list[Any]) -> Any:
     return value
 
 
-def convert_row(question: dict[str, Any], answer: dict[str, Any]) -> SourceRow:
-    """Converts one BFCL question and its possible answer into a source row."""
+def convert_row(question: dict[str, Any], answer: dict[str, Any] | None) -> SourceRow:
+    """Converts one BFCL question and its possible answer into a source row; `answer` None: the question
+    of an irrelevance category, whose answer is no call. Raises RowLeftOut for such a question that offers
+    no function."""
     turns = question.get("question")
     if not isinstance(turns, list) or not turns or not isinstance(turns[0], list):
         raise RowError('"question" must be a list of turns, each a list of messages')
@@ -131,9 +149,11 @@ def convert_row(question: dict[str, Any], answer: dict[str, Any]) -> SourceRow:
         params.setdefault("properties", {})
         params.setdefault("required", [])
         tools[f["name"]] = ToolSpec(name=f["name"], description=f.get("description", ""), parameters=params)
+    if answer is None and not tools:
+        raise RowLeftOut(NO_TOOL)
     acceptable: list[AcceptableCall] = []
     gold: list[ToolCall] = []
-    for entry in answer.get("ground_truth", []):
+    for entry in [] if answer is None else answer.get("ground_truth", []):
         if not isinstance(entry, dict) or len(entry) != 1:
             raise RowError("each ground_truth entry must be {function name: {param: [values]}}")
         ((name, params),) = entry.items()
@@ -157,8 +177,8 @@ def convert_row(question: dict[str, Any], answer: dict[str, Any]) -> SourceRow:
                 },
             )
         )
-    if not gold:
-        raise RowError("no ground truth (irrelevance categories cannot be scored as tool calls)")
+    if not gold and answer is not None:
+        raise RowError("the possible answer has no ground_truth calls")
     return SourceRow(
         id=f"bfcl-{question['id']}",
         source="bfcl",
@@ -169,12 +189,15 @@ def convert_row(question: dict[str, Any], answer: dict[str, Any]) -> SourceRow:
     )
 
 
-def iter_category(location: Path, category: str) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """Yields (where, question, possible answer) for one category, pairing rows by id."""
-    questions, possible = _files(_category(category))
-    answers = {row["id"]: row for _, row in _read_lines(location, possible)}
+def iter_category(
+    location: Path, category: str
+) -> Iterator[tuple[str, dict[str, Any], dict[str, Any] | None]]:
+    """Yields (where, question, possible answer) for one category, pairing rows by id; the answer is None
+    in the irrelevance categories (no call)."""
+    questions, *possible = _files(_category(category))
+    answers = {row["id"]: row for name in possible for _, row in _read_lines(location, name)}
     for where, question in _read_lines(location, questions):
         answer = answers.get(question.get("id"))
-        if answer is None:
+        if answer is None and possible:
             raise InputError(where, None, f"question {question.get('id')!r} has no possible answer")
         yield where, question, answer

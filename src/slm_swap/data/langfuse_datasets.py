@@ -4,9 +4,10 @@ rows back as a dataset (`prepare --to-langfuse`), through the official SDK's pub
 An item's `input` is the chat shape of a logged request, `{"messages": [...], "tools": [...]}`, and its
 `expected_output` the answer: `{"tool_calls": [...]}` (or an assistant message with `tool_calls`, or the
 list of calls itself), each call `{"type": "function", "function": {"name", "arguments"}}` as the API
-returns it. An item is then read exactly as a line of an `--source openai` file (`openai_chat.py`), with
-the same rules and messages; an item without an expected output is left out and counted, as is an
-archived one. Items are read page by page, however many there are.
+returns it. No call is an answer too: `{"tool_calls": [], "content": "<the reply>"}` (or an assistant
+message with text and no `tool_calls`). An item is then read exactly as a line of an `--source openai`
+file (`openai_chat.py`), with the same rules and messages; an item without an expected output is left
+out and counted, as is an archived one. Items are read page by page, however many there are.
 
 The connection is the project of LANGFUSE_HOST, LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY, checked by
 the one reader of those variables (`slm_swap.tracing.config`); it is needed even where tracing is off.
@@ -97,7 +98,8 @@ def _answer(expected: Any) -> dict[str, Any] | None:
         return dict(expected)
     raise RowError(
         "expectedOutput is not tool calls",
-        'give it as {"tool_calls": [{"type": "function", "function": {"name", "arguments"}}]}',
+        'give it as {"tool_calls": [{"type": "function", "function": {"name", "arguments"}}]} (no call: '
+        '{"tool_calls": [], "content": "<the reply>"})',
     )
 
 
@@ -152,7 +154,11 @@ def upload(name: str, rows: Sequence[SourceRow], api: Any, *, description: str) 
                 dataset_name=name,
                 id=row.id,
                 input={"messages": messages, "tools": [openai_chat.openai_tool(t) for t in row.tools]},
-                expected_output={"tool_calls": answer["tool_calls"]},
+                # A no-call row's answer is its reply, with no calls.
+                expected_output={
+                    "tool_calls": answer["tool_calls"],
+                    **({"content": answer["content"]} if answer["content"] else {}),
+                },
                 metadata={
                     "source": row.source,
                     "slm_swap_id": row.id,

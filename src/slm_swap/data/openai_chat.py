@@ -3,7 +3,10 @@
 Each line is `{"messages": [...], "tools": [{"type": "function", "function": {name, description,
 parameters}}], ...}` (other keys, such as `id`, `model` or `metadata`, are allowed; `id` names the row).
 The final assistant message's `tool_calls` (one or several, `arguments` a JSON string) is the gold answer:
-every call names one of the row's `tools` and its arguments satisfy that tool's parameter schema.
+every call names one of the row's `tools` and its arguments satisfy that tool's parameter schema. A final
+assistant message without a tool call is an answer too, no call (small talk, a request no offered tool
+can serve, a clarifying question): the row's gold is no call and its text the reply the toolcall track
+is taught (`formats.render_completion`; `NO_CALL_REPLY` where the message has no text).
 
 How a conversation reaches the prompt, alike in evaluation, training and serving (`formats`):
 
@@ -13,9 +16,10 @@ How a conversation reaches the prompt, alike in evaluation, training and serving
   answer format, tool results as `<tool_response name="...">` user turns, further user messages as they
   are.
 
-Rows that are well formed but make no example are left out and counted, not errors: a final assistant
-message with text and no tool call ("no call" is not a scored answer), and a conversation that ends
-before the assistant's answer (label those with `slm-swap label`).
+Rows that are well formed but make no example are left out and counted, not errors: a conversation that
+ends before the assistant's answer (label those with `slm-swap label`). A row must offer tools (a
+conversation without any is refused as a bad row, as before: with nothing to call, abstaining is the only
+possible answer, so it teaches and measures nothing).
 """
 
 from __future__ import annotations
@@ -34,7 +38,6 @@ from slm_swap.files import json_lines, loads, schema_problem, tool_schema_proble
 from slm_swap.types import ToolCall, ToolSpec
 
 WHAT = 'one conversation per line: {"messages": [...], "tools": [...]}'
-NO_CALL = "the final assistant message is text without a tool call"
 UNLABELLED = "the conversation ends before the assistant's answer (label it with `slm-swap label`)"
 ROLES = ("system", "developer", "user", "assistant", "tool")
 LABEL_KEY = "slm_swap_label"  # in a row's metadata: who labelled it and when (`slm-swap label`)
@@ -143,8 +146,9 @@ class Conversation:
         return bool(self.turns) and self.turns[-1].role == "assistant"
 
     def source_row(
-        self, gold: tuple[ToolCall, ...], turns: tuple[Turn, ...], source: str = "openai"
+        self, gold: tuple[ToolCall, ...], turns: tuple[Turn, ...], source: str = "openai", reply: str = ""
     ) -> SourceRow:
+        """The row whose answer is `gold` (no call: `()`, with `reply` its text) after `turns`."""
         return SourceRow(
             id=f"{source}-{self.row_id}",
             source=source,
@@ -155,6 +159,7 @@ class Conversation:
             instructions=self.instructions,
             turns=turns,
             labelled_by=self.labelled_by,
+            reply=reply,
         )
 
 
@@ -208,15 +213,15 @@ def read_conversation(data: Any, where: str) -> Conversation:
 
 
 def convert_row(data: Any, where: str, source: str = "openai") -> SourceRow:
-    """Validates one conversation and converts it: its final answer's calls are the gold. Raises RowError
-    naming what is wrong, RowLeftOut for a well-formed row that makes no example."""
+    """Validates one conversation and converts it: its final answer's calls are the gold, or, for an
+    answer without a call, no call with the answer's text as its reply. Raises RowError naming what is
+    wrong, RowLeftOut for a well-formed row that makes no example."""
     conversation = read_conversation(data, where)
     if not conversation.answered:
         raise RowLeftOut(UNLABELLED)
     answer = conversation.turns[-1]
-    if not answer.calls:
-        raise RowLeftOut(NO_CALL)
-    return conversation.source_row(answer.calls, conversation.turns[:-1], source)
+    reply = "" if answer.calls else answer.content
+    return conversation.source_row(answer.calls, conversation.turns[:-1], source, reply)
 
 
 # --- writing the format ----------------------------------------------------------------------------------
@@ -260,4 +265,4 @@ def conversation_messages(row: SourceRow) -> tuple[list[dict[str, Any]], dict[st
             messages.append({"role": "tool", "name": turn.name, "content": turn.content})
         else:
             messages.append({"role": "user", "content": turn.content})
-    return messages, assistant_message(row.gold, None, made)
+    return messages, assistant_message(row.gold, row.reply or None, made)

@@ -3,6 +3,10 @@
 Both tracks are built from the same sampled rows, each rendered in its own answer format, so the two
 tracks ask the same questions. Sampling is seeded and depends only on the file's content and the sizes.
 
+Rows whose answer is no tool call come two ways (`NoCallRules`): the source's own (a reply in text in a
+team's traffic, BFCL's irrelevance categories), kept unless `--no-call-rows drop` leaves them out, and
+rows made for the train and val splits with `--irrelevance-share` (see `prepare`).
+
 The file is read twice as a stream: once to validate every row (and learn which are usable), once to
 convert the few rows chosen. Memory stays flat however large the file is.
 """
@@ -15,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from functools import partial
 from importlib.resources import files
 from pathlib import Path
@@ -22,8 +27,8 @@ from typing import Any
 
 from slm_swap import settings
 from slm_swap.data import bfcl, openai_chat, xlam
-from slm_swap.data.rows import RowError, RowLeftOut, SourceRow
-from slm_swap.errors import InputError
+from slm_swap.data.rows import MADE_SUFFIX, RowError, RowLeftOut, SourceRow, without_called_tools
+from slm_swap.errors import ConfigError, InputError
 from slm_swap.files import atomic_writer, check_output, jsonl_text, many_objects, read_jsonl, sha256_text
 from slm_swap.identity import file_digest
 from slm_swap.tracing.config import LangfuseConfig
@@ -52,6 +57,42 @@ class SplitSizes:
     @property
     def total(self) -> int:
         return self.train + self.val + self.test
+
+
+@dataclass(frozen=True)
+class NoCallRules:
+    """How rows whose answer is no tool call enter the splits: the source's own kept or dropped, and the
+    share of the train and val rows made no-call rows (`prepare`). Validated on creation."""
+
+    no_call_rows: str = settings.field(settings.NO_CALL_ROWS)
+    irrelevance_share: float = settings.field(settings.IRRELEVANCE_SHARE)
+
+    def __post_init__(self) -> None:
+        if self.no_call_rows not in settings.NO_CALL_ROW_CHOICES:
+            raise ConfigError(
+                f"{settings.NO_CALL_ROWS} must be one of {', '.join(settings.NO_CALL_ROW_CHOICES)}, "
+                f"got {self.no_call_rows!r}"
+            )
+        if not 0 <= self.irrelevance_share < 1:
+            raise ConfigError(
+                f"{settings.IRRELEVANCE_SHARE} must be in [0, 1), got {self.irrelevance_share}\n"
+                f"  fix: give the share of the train and val rows to make no-call rows, e.g. "
+                f"{settings.IRRELEVANCE_SHARE} 0.25"
+            )
+
+    @property
+    def keep(self) -> bool:
+        """Whether the source's own no-call rows can be sampled."""
+        return self.no_call_rows == "keep"
+
+    def made(self, size: int) -> int:
+        """How many of a train or val split's `size` rows are made no-call rows: size × share rounded to
+        the nearest whole number, a half rounding up (computed in decimal, so 10 × 0.35 is 4)."""
+        exact = Decimal(repr(self.irrelevance_share)) * size
+        return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+NO_CALL_DROPPED = f"the answer is no call ({settings.NO_CALL_ROWS} drop)"
 
 
 @dataclass(frozen=True)
@@ -166,13 +207,17 @@ MANIFEST = "prepared.json"  # in the dataset folder: what the splits were made f
 MANIFEST_FORMAT = "slm-swap.prepared/1"
 
 
-def prepare_inputs(source: Source, sizes: SplitSizes, seed: int, skip_invalid: bool) -> dict[str, Any]:
-    """What a set of splits is a function of: the source's content, the sizes, the seed, the row rule."""
+def prepare_inputs(
+    source: Source, sizes: SplitSizes, seed: int, skip_invalid: bool, no_call: NoCallRules = NoCallRules()
+) -> dict[str, Any]:
+    """What a set of splits is a function of: the source's content, the sizes, the seed, the row rules."""
     return {
         "source": source.identity(),
         "sizes": {"train": sizes.train, "val": sizes.val, "test": sizes.test},
         "seed": seed,
         "skip_invalid": skip_invalid,
+        "no_call_rows": no_call.no_call_rows,
+        "irrelevance_share": no_call.irrelevance_share,
     }
 
 
@@ -193,6 +238,8 @@ class Scan:
     """What a validation pass found."""
 
     usable: list[int] = field(default_factory=list)
+    # Usable call rows that can become a no-call row (`rows.without_called_tools`) under an unused id.
+    removable: set[int] = field(default_factory=set)
     ids: dict[str, int] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     left_out: Counter[str] = field(default_factory=Counter)  # well-formed rows that make no example
@@ -200,9 +247,19 @@ class Scan:
     rows_read: int = 0
 
 
-def scan(source: Source, *, skip_invalid: bool, exclude_ids: frozenset[str] = frozenset()) -> Scan:
-    """Validates every row. A bad row raises InputError (file and row named) unless `skip_invalid`."""
+def scan(
+    source: Source,
+    *,
+    skip_invalid: bool,
+    exclude_ids: frozenset[str] = frozenset(),
+    keep_no_call: bool = True,
+    find_removable: bool = False,
+) -> Scan:
+    """Validates every row. A bad row raises InputError (file and row named) unless `skip_invalid`; a row
+    whose answer is no call is left out (counted) unless `keep_no_call`. `find_removable` fills
+    `Scan.removable` (only needed to make no-call rows, so a plain prepare pays nothing for it)."""
     result = Scan()
+    made_ids: dict[int, str] = {}  # removable row -> the id its no-call row would have
     for index, (where, convert) in enumerate(source.rows()):
         result.rows_read += 1
         try:
@@ -229,8 +286,14 @@ def scan(source: Source, *, skip_invalid: bool, exclude_ids: frozenset[str] = fr
             continue
         result.ids[row.id] = index
         result.unknown_types.update(row.unknown_types)
-        if row.id not in exclude_ids:
+        if not row.gold and not keep_no_call:
+            result.left_out[NO_CALL_DROPPED] += 1
+        elif row.id not in exclude_ids:
             result.usable.append(index)
+            made = without_called_tools(row) if find_removable else None
+            if made is not None:
+                made_ids[index] = made.id
+    result.removable = {i for i, made_id in made_ids.items() if made_id not in result.ids}
     return result
 
 
@@ -238,6 +301,20 @@ def collect(source: Source, indices: list[int]) -> dict[int, SourceRow]:
     """Converts the rows at `indices` (second pass)."""
     wanted = set(indices)
     return {i: convert() for i, (_, convert) in enumerate(source.rows()) if i in wanted}
+
+
+@dataclass(frozen=True)
+class RowKinds:
+    """A split's rows by the kind of their answer."""
+
+    calls: int  # one or more tool calls
+    no_call: int  # no call: the source's own, and those made
+    made: int = 0  # of the no-call rows, those made from call rows (`--irrelevance-share`)
+
+    @classmethod
+    def of(cls, rows: list[SourceRow], made: int = 0) -> RowKinds:
+        no_call = sum(1 for r in rows if not r.gold)
+        return cls(len(rows) - no_call, no_call, made)
 
 
 @dataclass(frozen=True)
@@ -250,6 +327,7 @@ class PrepareResult:
     kept: list[Path] = field(default_factory=list)
     left_out: dict[str, int] = field(default_factory=dict)
     rows: dict[str, list[SourceRow]] = field(default_factory=dict)  # per split, as written
+    kinds: dict[str, RowKinds] = field(default_factory=dict)  # per split (per track for --smoke)
 
 
 def _write_splits(out_dir: Path, splits: dict[str, list[SourceRow]], inputs: dict[str, Any]) -> list[Path]:
@@ -286,6 +364,22 @@ def _not_enough(source: Source, found: Scan, need: int, what: str) -> InputError
     )
 
 
+def _made_counts(sizes: SplitSizes, no_call: NoCallRules) -> dict[str, int]:
+    """How many no-call rows to make for the train and val splits. Raises ConfigError where a split
+    would hold no source rows."""
+    made = {"train": no_call.made(sizes.train), "val": no_call.made(sizes.val)}
+    for split, n in made.items():
+        size = getattr(sizes, split)
+        if size and n >= size:
+            raise ConfigError(
+                f"{settings.IRRELEVANCE_SHARE} {no_call.irrelevance_share} makes all {size} rows of the "
+                f"{split} split no-call rows, leaving no call rows\n"
+                f"  fix: give a smaller {settings.IRRELEVANCE_SHARE} or a larger "
+                f"{settings.setting_of(sizes, split)}"
+            )
+    return made
+
+
 def prepare(
     source: Source,
     out_dir: Path,
@@ -293,22 +387,45 @@ def prepare(
     *,
     seed: int = settings.SPLIT_SEED,
     skip_invalid: bool = False,
+    no_call: NoCallRules = NoCallRules(),
 ) -> PrepareResult:
     """Validates the source, samples disjoint train/val/test rows and writes both tracks' splits, with a
-    manifest of what they were made from (`prepared.json`)."""
+    manifest of what they were made from (`prepared.json`).
+
+    With an irrelevance share, `made(size)` of the train and of the val split's rows (size × share,
+    rounded to the nearest whole number, a half up: 32 × 0.25 = 8 of 32) are no-call rows made the way
+    Hammer's xlam-irrelevance set was: a call row of the source that is in no split, with every tool its
+    gold calls removed from its offer (`rows.without_called_tools`; a row left without tools is not
+    used), under its id plus `-nocall`. The rest are the source's rows, sampled as without a share. One
+    generator seeded with `seed` samples the source rows, then the rows to make no-call ones from, then
+    shuffles each augmented split. The test split is never augmented. A share that leaves a train or val
+    split no source row, or a source without enough unused call rows, is a ConfigError / InputError
+    before anything is written."""
     with many_objects():  # 60,000 rows held at once
-        inputs = prepare_inputs(source, sizes, seed, skip_invalid)
-        found = scan(source, skip_invalid=skip_invalid)
-        if len(found.usable) < sizes.total:
-            raise _not_enough(source, found, sizes.total, "the splits")
-        chosen = random.Random(seed).sample(found.usable, sizes.total)
-        rows = collect(source, chosen)
-        bounds = {
-            "train": (0, sizes.train),
-            "val": (sizes.train, sizes.train + sizes.val),
-            "test": (sizes.train + sizes.val, sizes.total),
-        }
+        inputs = prepare_inputs(source, sizes, seed, skip_invalid, no_call)
+        made = _made_counts(sizes, no_call)
+        found = scan(
+            source,
+            skip_invalid=skip_invalid,
+            keep_no_call=no_call.keep,
+            find_removable=any(made.values()),
+        )
+        need = sizes.total - sum(made.values())
+        if len(found.usable) < need:
+            raise _not_enough(source, found, need, "the splits")
+        rng = random.Random(seed)
+        chosen = rng.sample(found.usable, need)
+        picked = _pick_removable(source, found, set(chosen), sum(made.values()), no_call, rng)
+        rows = collect(source, chosen + picked)
+        train, val = sizes.train - made["train"], sizes.val - made["val"]
+        bounds = {"train": (0, train), "val": (train, train + val), "test": (train + val, need)}
         splits = {name: [rows[i] for i in chosen[a:b]] for name, (a, b) in bounds.items()}
+        # Never None: every picked row is removable (`scan`).
+        made_rows = [m for i in picked if (m := without_called_tools(rows[i])) is not None]
+        for split, extra in (("train", made_rows[: made["train"]]), ("val", made_rows[made["train"] :])):
+            if extra:
+                splits[split] += extra
+                rng.shuffle(splits[split])
         written = _write_splits(out_dir, splits, inputs)
         return PrepareResult(
             written,
@@ -318,7 +435,29 @@ def prepare(
             dict(found.unknown_types),
             left_out=dict(found.left_out),
             rows=splits,
+            kinds={k: RowKinds.of(v, made.get(k, 0)) for k, v in splits.items()},
         )
+
+
+def _pick_removable(
+    source: Source, found: Scan, chosen: set[int], count: int, no_call: NoCallRules, rng: random.Random
+) -> list[int]:
+    """`count` rows, in no split, to make no-call rows from (seeded by `rng`). Raises InputError when
+    there are too few."""
+    if not count:
+        return []
+    candidates = [i for i in found.usable if i in found.removable and i not in chosen]
+    if len(candidates) < count:
+        raise InputError(
+            source.label,
+            None,
+            f"has {len(candidates)} call rows in no split that can become no-call rows (a row needs a tool "
+            f"left once the tools its answer calls are removed); {settings.IRRELEVANCE_SHARE} "
+            f"{no_call.irrelevance_share} needs {count}",
+            f"use a larger file, a smaller {settings.IRRELEVANCE_SHARE}, or smaller "
+            f"{settings.TRAIN_SIZE}/{settings.VAL_SIZE}/{settings.TEST_SIZE}",
+        )
+    return rng.sample(candidates, count)
 
 
 def _ids_in(path: Path) -> set[str]:
@@ -332,15 +471,18 @@ def smoke_splits(
     per_track: int = SMOKE_ROWS_PER_TRACK,
     seed: int = settings.SPLIT_SEED,
     skip_invalid: bool = False,
+    keep_no_call: bool = True,
 ) -> PrepareResult:
-    """The spec's smoke resampling: 2 x `per_track` fresh rows (in no train/val split of either track)
-    become a separate test split for each track. A different existing test split is kept as a
-    timestamped copy first; nothing is overwritten silently."""
+    """The spec's smoke resampling: 2 x `per_track` fresh rows (in no train/val split of either track,
+    neither as themselves nor as a no-call row made from them) become a separate test split for each
+    track. A different existing test split is kept as a timestamped copy first; nothing is overwritten
+    silently."""
     used: set[str] = set()
     for track in TRACKS:
         for split in ("train", "val"):
-            used |= _ids_in(out_dir / track / f"{split}.jsonl")
-    found = scan(source, skip_invalid=skip_invalid, exclude_ids=frozenset(used))
+            for row_id in _ids_in(out_dir / track / f"{split}.jsonl"):
+                used |= {row_id, row_id.removesuffix(MADE_SUFFIX)}
+    found = scan(source, skip_invalid=skip_invalid, exclude_ids=frozenset(used), keep_no_call=keep_no_call)
     if len(found.usable) < 2 * per_track:
         raise _not_enough(source, found, 2 * per_track, "the smoke splits (rows in no train/val split)")
     chosen = random.Random(seed).sample(found.usable, 2 * per_track)
@@ -369,4 +511,5 @@ def smoke_splits(
         dict(found.unknown_types),
         kept,
         dict(found.left_out),
+        kinds={t: RowKinds.of(r) for t, r in per_track_rows.items()},
     )

@@ -1,8 +1,13 @@
-"""A source row after loading: tools in JSON Schema, gold calls and their acceptable alternatives."""
+"""A source row after loading: tools in JSON Schema, gold calls and their acceptable alternatives.
+
+A row whose answer is no tool call (small talk, a request no offered tool can serve) has `gold == ()` and
+`acceptable == ()`; its completion is the no-call answer (`formats.render_completion`), in the toolcall
+track the conversation's own reply where it has one.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from slm_swap.data.formats import Turn, render_completion, render_prompt, render_turns, system_text
@@ -11,11 +16,13 @@ from slm_swap.jsonvalues import json_equal
 from slm_swap.types import AcceptableCall, Example, ToolCall, ToolSpec, Track
 
 OMITTED = ""  # BFCL's marker, inside a list of acceptable values, for "may be left out"
+NO_TOOL = "no tool offered (abstaining is the only possible answer)"
+MADE_SUFFIX = "-nocall"  # the id of a no-call row made from a call row (`without_called_tools`)
 
 
 class RowLeftOut(Exception):
-    """A well-formed row that makes no example (a conversation whose answer is not a tool call, or that
-    has no answer yet); `reason` is counted and reported, never an error."""
+    """A well-formed row that makes no example (a conversation that has no answer yet, a request that
+    offers no tool); `reason` is counted and reported, never an error."""
 
     def __init__(self, reason: str):
         super().__init__(reason)
@@ -43,6 +50,7 @@ class SourceRow:
     instructions: str = ""  # the conversation's own system text
     turns: tuple[Turn, ...] = ()  # the conversation after its first user message (`query`)
     labelled_by: str = ""  # the hosted model whose answer is the gold (`slm-swap label`), if any
+    reply: str = ""  # a no-call row's own answer text (the conversation's final assistant message)
 
     def to_example(self, track: Track) -> Example:
         """Renders this row for one track with the shared prompt renderer."""
@@ -56,10 +64,27 @@ class SourceRow:
             acceptable=self.acceptable,
             system=system_text(track, self.instructions),
             prompt=render_prompt(self.query, self.tools),
-            completion=render_completion(track, self.gold),
+            completion=render_completion(track, self.gold, self.reply),
             turns=tuple(render_turns(track, self.turns)),
             labelled_by=self.labelled_by,
         )
+
+
+def without_called_tools(row: SourceRow) -> SourceRow | None:
+    """A no-call row made from a call row the way Hammer's xlam-irrelevance set was made: the same request
+    with every tool its gold calls removed from the offer, so no offered tool can serve it; its id is the
+    row's with `MADE_SUFFIX`. None where that cannot be made: a row without gold calls, a row left with no
+    tool, or a conversation whose earlier turns call a removed tool (it would show a call of a tool that
+    is no longer offered)."""
+    called = {call.name for call in row.gold}
+    tools = tuple(t for t in row.tools if t.name not in called)
+    earlier = {call.name for turn in row.turns for call in turn.calls}
+    if not called or not tools or called & earlier:
+        return None
+    # The answer is ours, made by construction, not the teacher's: no `labelled_by`.
+    return replace(
+        row, id=f"{row.id}{MADE_SUFFIX}", tools=tools, gold=(), acceptable=(), labelled_by="", reply=""
+    )
 
 
 def _wrap_value(schema: dict[str, Any], value: Any) -> Any:
