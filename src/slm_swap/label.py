@@ -86,10 +86,9 @@ def check_answer(text: str, example: Example) -> tuple[tuple[ToolCall, ...], str
     """The calls of a teacher's answer (none: the answer is no call), or why it cannot be a label."""
     if not text.strip():
         return (), "empty answer"
-    # The toolcall track's no-call answer (`formats`): text without any attempt at a call.
-    if "<tool_call" not in text:
-        return (), None
     parsed = parse_toolcall(text)
+    if parsed.no_call:  # the toolcall track's no-call answer: a reply with no attempt at a call
+        return (), None
     if not parsed.valid or not parsed.calls:
         return (), "not tool calls in the answer format"
     tools = {t.name: t for t in example.tools}
