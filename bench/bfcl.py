@@ -1,11 +1,13 @@
-"""BFCL's non-live AST categories through slm-swap's own commands: `prepare --source bfcl`, then `eval`.
+"""BFCL through slm-swap's own commands: `prepare --source bfcl`, then `eval`.
 
-For each category (`--rows` test rows each, seed 42), each track and each decoding mode (free and
-grammar-constrained), prints ast_match (and, on the structured track, exact_match) with Wilson 95%
-intervals and seconds per example, and writes the table as Markdown (`--out`, default bfcl.md).
+For each category (`--rows` test rows each, seed 42; `--irrelevance-rows` for the two irrelevance
+categories, whose right answer is no call), each track and each decoding mode (free and
+grammar-constrained), prints ast_match (and, on the structured track, exact_match) for the AST categories
+and abstention for the irrelevance ones, with Wilson 95% intervals and seconds per example, and writes the
+table as Markdown (`--out`, default bfcl.md).
 
-    python bench/bfcl.py [--rows 40] [--categories simple_python multiple ...] [--modes free constrained]
-                         [--model-path DIR] [--adapter DIR] [--work bench-bfcl]
+    python bench/bfcl.py [--rows 40] [--irrelevance-rows 240] [--categories simple_python irrelevance ...]
+                         [--modes free constrained] [--model-path DIR] [--adapter DIR] [--work bench-bfcl]
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from math import sqrt
 from pathlib import Path
 
 CATEGORIES = ("simple_python", "multiple", "parallel", "parallel_multiple")
+NO_CALL_CATEGORIES = ("irrelevance", "live_irrelevance")  # the right answer is no call: abstention
 TRACKS = ("toolcall", "structured")
 
 
@@ -55,7 +58,15 @@ def cell(results: list[dict[str, object]], metric: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=40)
-    parser.add_argument("--categories", nargs="+", default=list(CATEGORIES), choices=CATEGORIES)
+    parser.add_argument(
+        "--categories", nargs="+", default=list(CATEGORIES), choices=CATEGORIES + NO_CALL_CATEGORIES
+    )
+    parser.add_argument(
+        "--irrelevance-rows",
+        type=int,
+        default=240,
+        help="rows of each irrelevance category (irrelevance has 240, live_irrelevance 880; seed 42)",
+    )
     parser.add_argument(
         "--modes", nargs="+", default=["free", "constrained"], choices=["free", "constrained"]
     )
@@ -69,11 +80,13 @@ def main() -> None:
 
     model = ["--model-path", args.model_path] if args.model_path else []
     adapter = ["--adapter", args.adapter] if args.adapter else []
-    rows = ["| category | track | decoding | ast_match (95% CI) | exact_match (95% CI) | s / example |"]
-    rows.append("|---|---|---|---|---|---|")
+    rows = ["| category | track | decoding | metric | share (95% CI) | exact_match (95% CI) | s / example |"]
+    rows.append("|---|---|---|---|---|---|---|")
     for category in args.categories:
         data = args.work / category / "02_dataset"
-        sizes = ["--train-size", "0", "--val-size", "0", "--test-size", str(args.rows)]
+        no_call = category in NO_CALL_CATEGORIES
+        n = args.irrelevance_rows if no_call else args.rows
+        sizes = ["--train-size", "0", "--val-size", "0", "--test-size", str(n)]
         slm_swap("prepare", "--source", "bfcl", "--bfcl-category", category, "--out-dir", str(data), *sizes)
         for track in args.tracks:
             for mode in args.modes:
@@ -99,9 +112,10 @@ def main() -> None:
                 )
                 seconds = time.perf_counter() - start
                 results = json.loads(out.read_text())["results"]
-                exact = cell(results, "exact_match") if track == "structured" else "—"
+                metric = "abstention" if no_call else "ast_match"
+                exact = cell(results, "exact_match") if track == "structured" and not no_call else "—"
                 line = (
-                    f"| {category} | {track} | {mode} | {cell(results, 'ast_match')} | {exact} | "
+                    f"| {category} | {track} | {mode} | {metric} | {cell(results, metric)} | {exact} | "
                     f"{seconds / len(results):.2f} |"
                 )
                 print(line, flush=True)
