@@ -111,9 +111,7 @@ class Grammars:
         if not tools:
             return Constraint(self.compiler.compile_lark("start: reply\n" + reply), "toolcall")
         lark = "start: calls | reply\n" + _CALLS_LARK.format(calls=_alternatives(tools)) + reply
-        return Constraint(
-            self._lark(lark, tools), "toolcall", stop_or_continue=True, may_abstain=True
-        )
+        return Constraint(self._lark(lark, tools), "toolcall", stop_or_continue=True, may_abstain=True)
 
     def _lark(self, lark: str, tools: Sequence[ToolSpec]) -> xgrammar.CompiledGrammar:
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
@@ -24,9 +24,6 @@ from slm_swap.cli.render import (
 )
 from slm_swap.data.prepare import NoCallRules, SplitSizes
 from slm_swap.errors import SlmSwapError
-
-if TYPE_CHECKING:
-    pass
 
 
 @click.command()

@@ -6,7 +6,7 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 from rich.text import Text
@@ -34,23 +34,11 @@ from slm_swap.train.config import Hyperparameters
 from slm_swap.types import TRACKS, Track
 from slm_swap.workspace import Workspace
 
-if TYPE_CHECKING:
-    pass
-
 
 @click.command()
 @track_option
-@click.option(
-    "--azure",
-    "--hosted",
-    "hosted_path",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Run file of the hosted model (whatever kind produced it).",
-)
-@click.option(
-    "--slm", "slm_path", type=click.Path(path_type=Path), required=True, help="Run file of the SLM."
-)
+@option(settings.HOSTED_RUN, "--azure", "--hosted", "hosted_path", required=True)
+@option(settings.SLM_RUN, "--slm", "slm_path", required=True)
 @option(settings.DELTA)
 @option(
     settings.OUT, "--out", "decision_path", help="Decision file [default: <eval-dir>/{track}_decision.json]."

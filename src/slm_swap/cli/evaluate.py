@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from slm_swap import settings
 from slm_swap.cli.options import (
+    F,
     model_options,
     model_options_of,
     option,
@@ -27,8 +28,20 @@ from slm_swap.cli.render import (
 from slm_swap.types import TRACKS, Track
 from slm_swap.workspace import Workspace
 
-if TYPE_CHECKING:
-    pass
+
+def side_by_side_options(func: F) -> F:
+    """The options of the commands that run several models side by side (live, smoke)."""
+    for add in reversed(
+        (
+            option(settings.MODELS, "--models", "kinds"),
+            option(settings.SAVE),
+            option(settings.FORCE, help="With --save: recompute even if the run files exist."),
+            workspace_options,
+            model_options(with_kind=False),
+        )
+    ):
+        func = add(func)
+    return func
 
 
 @click.command(name="eval")
@@ -121,11 +134,7 @@ def infer(
 @click.command()
 @track_option
 @split_option
-@option(settings.MODELS, "--models", "kinds")
-@option(settings.SAVE)
-@option(settings.FORCE, help="With --save: recompute even if the run files exist.")
-@workspace_options
-@model_options(with_kind=False)
+@side_by_side_options
 def live(
     track: Track, split: str, kinds: tuple[str, ...], save: bool, force: bool, workspace: Workspace, **kw: Any
 ) -> None:
@@ -172,11 +181,7 @@ def _live(
 
 @click.command()
 @option(settings.DATASET_PATH, help="The xLAM file to resample from (default: the shipped sample).")
-@option(settings.MODELS, "--models", "kinds")
-@option(settings.SAVE)
-@option(settings.FORCE, help="With --save: recompute even if the run files exist.")
-@workspace_options
-@model_options(with_kind=False)
+@side_by_side_options
 def smoke(
     dataset_path: Path | None,
     kinds: tuple[str, ...],

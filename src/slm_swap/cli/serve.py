@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
@@ -17,9 +16,6 @@ from slm_swap.cli.render import (
     stdout,
 )
 from slm_swap.errors import SlmSwapError
-
-if TYPE_CHECKING:
-    pass
 
 
 @click.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
@@ -26,9 +26,6 @@ from slm_swap.cli.render import (
 from slm_swap.errors import SlmSwapError
 from slm_swap.train.config import Hyperparameters, TrainConfig
 from slm_swap.workspace import Workspace
-
-if TYPE_CHECKING:
-    pass
 
 
 @click.command()
