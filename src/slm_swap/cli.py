@@ -650,8 +650,8 @@ def train(
         )
         sys.exit(130)
     stdout.print(
-        f"engine: {result.engine} ({result.card['precision']}); {result.steps} steps in "
-        f"{result.seconds:.1f} s; train loss {result.card['train_loss_first']:.4f} → "
+        f"engine: {result.engine} ({result.card.precision}); {result.steps} steps in "
+        f"{result.seconds:.1f} s; train loss {result.card.train_loss_first:.4f} → "
         f"{result.train_loss:.4f}; validation loss {result.val_loss:.4f}"
     )
     stdout.print(
@@ -848,9 +848,7 @@ def _print_summary(run: RunResult, path: Path) -> None:
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for name, value in summary.items():
-        if name in ("examples", "errors"):
-            continue
+    for name, value in summary.metrics.items():
         core = " (core)" if name in CORE_METRICS[run.meta.track] else ""
         table.add_row(name + core, f"{value:.3f}")
     stdout.print(table)
@@ -1027,11 +1025,11 @@ def run(
             options, tracer, lambda line: stdout.print(line, markup=False, highlight=False)
         )
     verdict, report = outcome.verdict, outcome.report
-    stdout.print(f"\nhosted: {verdict['hosted']['description']}", markup=False)
-    for track, t in verdict["tracks"].items():
-        stdout.print(Text(f"{track}: {t['says']}", style="bold"), f"— {t['reason']}")
+    stdout.print(f"\nhosted: {verdict.hosted.description}", markup=False)
+    for track, t in verdict.tracks.items():
+        stdout.print(Text(f"{track}: {t.says}", style="bold"), f"— {t.reason}")
     stdout.print(f"verdict: {workspace.verdict}; report: {report.html} and {report.markdown}")
-    stdout.print(f"took {verdict['seconds']:.0f} s; Langfuse session {verdict['session_id']}", markup=False)
+    stdout.print(f"took {verdict.seconds:.0f} s; Langfuse session {verdict.session_id}", markup=False)
 
 
 @main.command()

@@ -14,85 +14,61 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
 from slm_swap import settings
 from slm_swap.errors import SlmSwapError
+from slm_swap.fileformats import Count, Flag, Number
 from slm_swap.runs import RunResult
-from slm_swap.scoring.metrics import CORE_METRICS
+from slm_swap.scoring.metrics import CORE_METRICS, Summary
 from slm_swap.tracing import Tracer
-from slm_swap.types import file_format
+from slm_swap.types import Track
 
 RESAMPLES = 10_000
 DECISION_FORMAT = "slm-swap.decision/1"
 
 
-_NUMBER = {"type": "number"}
-# What `report` and `verdict_of` read of a decision file.
-DECISION_SCHEMA: dict[str, Any] = file_format(
-    {
-        "type": "object",
-        "required": ["format", "track", "delta", "fine_tune", "hosted", "slm", "metrics"],
-        "properties": {
-            "format": {"const": DECISION_FORMAT},
-            "track": {"enum": ["structured", "toolcall"]},
-            "delta": _NUMBER,
-            "fine_tune": {"type": "boolean"},
-            "hosted": {"type": "object", "required": ["path"], "properties": {"path": {"type": "string"}}},
-            "slm": {"type": "object", "required": ["path"], "properties": {"path": {"type": "string"}}},
-            "metrics": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["metric", "trails", "ci_low", "ci_high"],
-                    "properties": {
-                        "metric": {"type": "string"},
-                        "trails": {"type": "boolean"},
-                        "ci_low": _NUMBER,
-                        "ci_high": _NUMBER,
-                    },
-                },
-            },
-        },
-    }
-)
-
-
-def read_decision(path: Path) -> dict[str, Any]:
-    """A decision file written by `compare`, checked field by field."""
-    from slm_swap.files import read_validated
-
-    decision: dict[str, Any] = read_validated(
-        path, "a decision file written by `slm-swap compare`", DECISION_SCHEMA, "rerun `slm-swap compare`"
-    )
-    return decision
-
-
 @dataclass(frozen=True)
 class MetricComparison:
     metric: str
-    hosted: float
-    slm: float
-    difference: float  # hosted − slm
-    trails: bool  # difference > delta: the spec's rule for this metric
-    ci_low: float
-    ci_high: float
-    mcnemar_p: float | None  # None when the metric is not 0/1 per example
-    hosted_only: int  # examples right for the hosted model only (0/1 metrics)
-    slm_only: int
-    settled: bool
+    hosted: Number
+    slm: Number
+    difference: Number  # hosted − slm
+    trails: Flag  # difference > delta: the spec's rule for this metric
+    ci_low: Number
+    ci_high: Number
+    mcnemar_p: Number | None  # None when the metric is not 0/1 per example
+    hosted_only: Count  # examples right for the hosted model only (0/1 metrics)
+    slm_only: Count
+    settled: Flag
+
+
+@dataclass(frozen=True)
+class ComparedRun:
+    """One side of a comparison: its run file (None when compared in memory) and what the run was."""
+
+    path: str | None
+    model_kind: str
+    model: str
+    adapter: str | None
+    constrained: Flag
+    split: str
+    dataset_sha256: str
 
 
 @dataclass(frozen=True)
 class Decision:
-    track: str
-    delta: float
-    fine_tune: bool
-    examples: int
-    hosted: dict[str, Any]
-    slm: dict[str, Any]
+    """The fine-tune decision, and the decision file's format (which adds the rule, the flags and the
+    settings of the bootstrap, as written for people and other tools)."""
+
+    track: Track
+    delta: Number
+    fine_tune: Flag
+    examples: Count
+    hosted: ComparedRun
+    slm: ComparedRun
     metrics: list[MetricComparison]
     gold_by: str = ""  # the hosted model that labelled the split (`slm-swap label`), if it did
 
@@ -100,6 +76,11 @@ class Decision:
     def too_few(self) -> bool:
         """True when some core metric's interval straddles `delta`: the data cannot settle it."""
         return not all(m.settled for m in self.metrics)
+
+    @property
+    def gold(self) -> str:
+        """What the gold answers are: the split's own, or the hosted model's (agreement)."""
+        return agreement_note(self.gold_by) if self.gold_by else "the split's own gold answers"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -118,12 +99,25 @@ class Decision:
                 "seed": settings.BOOTSTRAP_SEED,
                 "method": "paired percentile (multinomial counts)",
             },
-            "hosted": self.hosted,
-            "slm": self.slm,
+            "hosted": asdict(self.hosted),
+            "slm": asdict(self.slm),
             "metrics": [asdict(m) for m in self.metrics],
             "gold_by": self.gold_by,
-            "gold": agreement_note(self.gold_by) if self.gold_by else "the split's own gold answers",
+            "gold": self.gold,
         }
+
+
+def read_decision(path: Path) -> Decision:
+    """A decision file written by `compare`, checked field by field."""
+    from slm_swap.files import read_as
+
+    return read_as(
+        path,
+        "a decision file written by `slm-swap compare`",
+        Decision,
+        "rerun `slm-swap compare`",
+        file_format=DECISION_FORMAT,
+    )
 
 
 def mcnemar_exact(b: int, c: int) -> float:
@@ -166,17 +160,17 @@ def bootstrap_interval(diff: np.ndarray, rng: np.random.Generator) -> tuple[floa
     return float(low), float(high)
 
 
-def _describe(run: RunResult, path: Path | None) -> dict[str, Any]:
+def _describe(run: RunResult, path: Path | None) -> ComparedRun:
     meta = run.meta
-    return {
-        "path": str(path) if path else None,
-        "model_kind": meta.model_kind,
-        "model": meta.model,
-        "adapter": meta.adapter,
-        "constrained": meta.constrained,
-        "split": meta.split,
-        "dataset_sha256": meta.dataset_sha256,
-    }
+    return ComparedRun(
+        path=str(path) if path else None,
+        model_kind=meta.model_kind,
+        model=meta.model,
+        adapter=meta.adapter,
+        constrained=meta.constrained,
+        split=meta.split,
+        dataset_sha256=meta.dataset_sha256,
+    )
 
 
 def compare(
@@ -238,7 +232,7 @@ def compare(
             )
         )
     return Decision(
-        track=track,
+        track=hosted.meta.track,  # the track asked for, as the check above made sure
         delta=delta,
         fine_tune=any(m.trails for m in comparisons),
         examples=n,
@@ -293,61 +287,123 @@ def decide(
     return decision
 
 
-VERDICTS = {
+Said = Literal["swap_now", "swap_after_fine_tune", "keep_hosted"]
+VERDICTS: dict[Said, str] = {
     "swap_now": "swap now",
     "swap_after_fine_tune": "swap after fine-tune",
     "keep_hosted": "keep the hosted model",
 }
-
-
 VERDICT_FORMAT = "slm-swap.verdict/1"
-# What `report` reads of `run`'s verdict file.
-VERDICT_SCHEMA: dict[str, Any] = file_format(
-    {
-        "type": "object",
-        "required": ["format", "session_id", "finished_at", "seconds", "delta", "hosted"],
-        "properties": {
-            "format": {"const": VERDICT_FORMAT},
-            "session_id": {"type": "string"},
-            "finished_at": {"type": "string"},
-            "seconds": _NUMBER,
-            "delta": _NUMBER,
-            "hosted": {
-                "type": "object",
-                "required": ["stand_in", "description"],
-                "properties": {"stand_in": {"type": "boolean"}, "description": {"type": "string"}},
-            },
-        },
-    }
-)
 
 
-def read_verdict(path: Path) -> dict[str, Any]:
-    """The verdict file written by `run`, checked field by field."""
-    from slm_swap.files import read_validated
+@dataclass(frozen=True)
+class HostedModel:
+    """The hosted side of a `run`: its kind and model, or the local stand-in that played it."""
 
-    verdict: dict[str, Any] = read_validated(
+    kind: str
+    model: str | None
+    stand_in: Flag
+    description: str
+
+
+@dataclass(frozen=True)
+class VerdictHeader:
+    """The verdict file's account of the run as a whole, which is what `report` reads of it (each track's
+    verdict it works out again from the decision files)."""
+
+    session_id: str
+    finished_at: str
+    seconds: Number
+    delta: Number
+    hosted: HostedModel
+
+
+@dataclass(frozen=True)
+class TrackVerdict:
+    """One track's verdict, the reason, and the files it rests on (paths as given)."""
+
+    verdict: Said
+    reason: str
+    gold: str
+    runs: dict[str, str | None]  # hosted, slm, slm_ft (None when not fine-tuned)
+    decision: str
+    ft_decision: str | None
+    adapter: str | None
+    summary: dict[str, Summary | None]  # per run, as `runs`
+
+    @property
+    def says(self) -> str:
+        return VERDICTS[self.verdict]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "says": self.says,
+            "reason": self.reason,
+            "gold": self.gold,
+            "runs": self.runs,
+            "decision": self.decision,
+            "ft_decision": self.ft_decision,
+            "adapter": self.adapter,
+            "summary": {k: None if v is None else v.to_json() for k, v in self.summary.items()},
+        }
+
+
+@dataclass(frozen=True)
+class Verdict(VerdictHeader):
+    """The outcome of `slm-swap run`, as written to the verdict file."""
+
+    split: str
+    tracks: dict[str, TrackVerdict]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": VERDICT_FORMAT,
+            "session_id": self.session_id,
+            "finished_at": self.finished_at,
+            "seconds": self.seconds,
+            "delta": self.delta,
+            "split": self.split,
+            "hosted": asdict(self.hosted),
+            "tracks": {track: t.to_json() for track, t in self.tracks.items()},
+        }
+
+
+def read_verdict_header(path: Path) -> VerdictHeader:
+    """The run as a whole from the verdict file written by `run`, checked field by field."""
+    from slm_swap.files import read_as
+
+    return read_as(
         path,
         "the verdict of `slm-swap run`",
-        VERDICT_SCHEMA,
+        VerdictHeader,
         "rerun `slm-swap run` (finished stages are kept)",
+        file_format=VERDICT_FORMAT,
     )
-    return verdict
 
 
-def verdict_of(decision: dict[str, Any], ft_decision: dict[str, Any] | None) -> tuple[str, str]:
+class TrackCall(NamedTuple):
+    """A track's verdict and why."""
+
+    verdict: Said
+    reason: str
+
+
+def verdict_of(decision: Decision, ft_decision: Decision | None) -> TrackCall:
     """The verdict for a track and why, from its decision (hosted vs SLM) and, when the SLM was
-    fine-tuned, the decision hosted vs SLM + adapter (both as written to the decision files)."""
-    if not decision["fine_tune"]:
-        return "swap_now", f"the SLM is within {decision['delta']} of the hosted model on every core metric"
-    trailing = ", ".join(m["metric"] for m in decision["metrics"] if m["trails"])
-    reason = f"the SLM trails by more than {decision['delta']} on {trailing}"
+    fine-tuned, the decision hosted vs SLM + adapter."""
+    if not decision.fine_tune:
+        return TrackCall(
+            "swap_now", f"the SLM is within {decision.delta} of the hosted model on every core metric"
+        )
+    trailing = ", ".join(m.metric for m in decision.metrics if m.trails)
+    reason = f"the SLM trails by more than {decision.delta} on {trailing}"
     if ft_decision is None:
-        return "keep_hosted", reason + "; no fine-tuned run"
-    still = ", ".join(m["metric"] for m in ft_decision["metrics"] if m["trails"])
+        return TrackCall("keep_hosted", reason + "; no fine-tuned run")
+    still = ", ".join(m.metric for m in ft_decision.metrics if m.trails)
     if not still:
-        return (
+        return TrackCall(
             "swap_after_fine_tune",
             reason + "; with its LoRA adapter it is within delta on every core metric",
         )
-    return "keep_hosted", reason + f"; with its LoRA adapter it still trails on {still}"
+    return TrackCall("keep_hosted", reason + f"; with its LoRA adapter it still trails on {still}")
