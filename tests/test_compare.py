@@ -171,7 +171,8 @@ def test_cli_refuses_without_tracing_configuration(workspace: Path, monkeypatch:
 
 
 def test_verdicts_follow_the_two_decisions() -> None:
-    from slm_swap.compare import ComparedRun, Decision, MetricComparison, verdict_of
+    from slm_swap.compare import ComparedRun, Decision, MetricComparison
+    from slm_swap.verdict import verdict_of
 
     def decision(trailing: list[str]) -> Decision:
         side = ComparedRun("run.json", "replay", "m", None, False, "test", "0" * 64)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from slm_swap import settings
 from slm_swap.errors import SlmSwapError
 from slm_swap.fileformats import Count, Flag, Number
 from slm_swap.runs import RunResult
-from slm_swap.scoring.metrics import CORE_METRICS, Summary
+from slm_swap.scoring.metrics import CORE_METRICS
 from slm_swap.tracing import Tracer
 from slm_swap.types import Track
 
@@ -285,125 +285,3 @@ def decide(
         trace.event("decision", decision.to_json())
         trace.score("FINE_TUNE", float(decision.fine_tune))
     return decision
-
-
-Said = Literal["swap_now", "swap_after_fine_tune", "keep_hosted"]
-VERDICTS: dict[Said, str] = {
-    "swap_now": "swap now",
-    "swap_after_fine_tune": "swap after fine-tune",
-    "keep_hosted": "keep the hosted model",
-}
-VERDICT_FORMAT = "slm-swap.verdict/1"
-
-
-@dataclass(frozen=True)
-class HostedModel:
-    """The hosted side of a `run`: its kind and model, or the local stand-in that played it."""
-
-    kind: str
-    model: str | None
-    stand_in: Flag
-    description: str
-
-
-@dataclass(frozen=True)
-class VerdictHeader:
-    """The verdict file's account of the run as a whole, which is what `report` reads of it (each track's
-    verdict it works out again from the decision files)."""
-
-    session_id: str
-    finished_at: str
-    seconds: Number
-    delta: Number
-    hosted: HostedModel
-
-
-@dataclass(frozen=True)
-class TrackVerdict:
-    """One track's verdict, the reason, and the files it rests on (paths as given)."""
-
-    verdict: Said
-    reason: str
-    gold: str
-    runs: dict[str, str | None]  # hosted, slm, slm_ft (None when not fine-tuned)
-    decision: str
-    ft_decision: str | None
-    adapter: str | None
-    summary: dict[str, Summary | None]  # per run, as `runs`
-
-    @property
-    def says(self) -> str:
-        return VERDICTS[self.verdict]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "verdict": self.verdict,
-            "says": self.says,
-            "reason": self.reason,
-            "gold": self.gold,
-            "runs": self.runs,
-            "decision": self.decision,
-            "ft_decision": self.ft_decision,
-            "adapter": self.adapter,
-            "summary": {k: None if v is None else v.to_json() for k, v in self.summary.items()},
-        }
-
-
-@dataclass(frozen=True)
-class Verdict(VerdictHeader):
-    """The outcome of `slm-swap run`, as written to the verdict file."""
-
-    split: str
-    tracks: dict[str, TrackVerdict]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "format": VERDICT_FORMAT,
-            "session_id": self.session_id,
-            "finished_at": self.finished_at,
-            "seconds": self.seconds,
-            "delta": self.delta,
-            "split": self.split,
-            "hosted": asdict(self.hosted),
-            "tracks": {track: t.to_json() for track, t in self.tracks.items()},
-        }
-
-
-def read_verdict_header(path: Path) -> VerdictHeader:
-    """The run as a whole from the verdict file written by `run`, checked field by field."""
-    from slm_swap.files import read_as
-
-    return read_as(
-        path,
-        "the verdict of `slm-swap run`",
-        VerdictHeader,
-        "rerun `slm-swap run` (finished stages are kept)",
-        file_format=VERDICT_FORMAT,
-    )
-
-
-class TrackCall(NamedTuple):
-    """A track's verdict and why."""
-
-    verdict: Said
-    reason: str
-
-
-def verdict_of(decision: Decision, ft_decision: Decision | None) -> TrackCall:
-    """The verdict for a track and why, from its decision (hosted vs SLM) and, when the SLM was
-    fine-tuned, the decision hosted vs SLM + adapter."""
-    if not decision.fine_tune:
-        return TrackCall(
-            "swap_now", f"the SLM is within {decision.delta} of the hosted model on every core metric"
-        )
-    trailing = ", ".join(m.metric for m in decision.metrics if m.trails)
-    reason = f"the SLM trails by more than {decision.delta} on {trailing}"
-    if ft_decision is None:
-        return TrackCall("keep_hosted", reason + "; no fine-tuned run")
-    still = ", ".join(m.metric for m in ft_decision.metrics if m.trails)
-    if not still:
-        return TrackCall(
-            "swap_after_fine_tune",
-            reason + "; with its LoRA adapter it is within delta on every core metric",
-        )
-    return TrackCall("keep_hosted", reason + f"; with its LoRA adapter it still trails on {still}")

@@ -1,9 +1,9 @@
 """How slm-swap's files are defined and checked.
 
 Each file format is defined once, by the types that hold it in memory (`types.Example`,
-`types.ExampleResult`, `runs.RunResult`, `compare.Decision`, `compare.Verdict`, `train.card.AdapterCard`,
-`backends.replay.Prediction`): their fields' annotations say what a file may hold, and `checked` reads a
-decoded JSON value as one of them, field by field, with pydantic. Pydantic is imported when a file is
+`types.ExampleResult`, `runs.RunResult`, `compare.Decision`, `verdict.VerdictHeader`,
+`train.card.AdapterCard`, `backends.replay.Prediction`): their fields' annotations say what a file may
+hold, and `checked` reads a decoded JSON value as one of them, field by field, with pydantic. Pydantic is imported when a file is
 first checked, never by importing the types, so `slm-swap --help` does not pay for it.
 
 Where a file holds a field otherwise than the code does, its annotation says how, with the metadata
@@ -132,12 +132,14 @@ def _adapter(kind: type) -> TypeAdapter[Any]:
 _adapters: dict[type, TypeAdapter[Any]] = {}
 
 
-# Pydantic's words for JSON's containers, in JSON's.
+# Pydantic's words for JSON's containers and a class's fields, in JSON's.
 _JSON_WORDS = {
     "dataclass_type": "input should be an object",
     "dict_type": "input should be an object",
     "list_type": "input should be an array",
     "tuple_type": "input should be an array",
+    "unexpected_keyword_argument": "not a field of this format",
+    "extra_forbidden": "not a field of this format",
 }
 
 

@@ -29,16 +29,7 @@ from typing import Any
 
 from slm_swap import settings
 from slm_swap.backends.factory import ModelOptions
-from slm_swap.compare import (
-    Decision,
-    HostedModel,
-    TrackCall,
-    TrackVerdict,
-    Verdict,
-    agreement_note,
-    decide,
-    verdict_of,
-)
+from slm_swap.compare import Decision, agreement_note, decide
 from slm_swap.data.prepare import (
     Source,
     SplitSizes,
@@ -57,6 +48,7 @@ from slm_swap.scoring.metrics import CORE_METRICS
 from slm_swap.stops import RULE
 from slm_swap.tracing import Tracer
 from slm_swap.types import SPLITS, Track
+from slm_swap.verdict import HostedModel, Ruling, TrackVerdict, Verdict, verdict_of
 from slm_swap.workspace import Workspace, set_aside
 
 AZURE_VARS = ("AZURE_ENDPOINT", "AZURE_DEPLOYMENT", "AZURE_API_KEY", "AZURE_API_VERSION")
@@ -100,7 +92,7 @@ class TrackOutcome:
     ft_decision: Decision | None = None
     ft_decision_path: Path | None = None
 
-    def verdict(self) -> TrackCall:
+    def verdict(self) -> Ruling:
         """The verdict and why (see `compare.verdict_of`)."""
         return verdict_of(self.decision, self.ft_decision)
 

@@ -19,22 +19,13 @@ from typing import Any
 import numpy as np
 
 from slm_swap import settings
-from slm_swap.compare import (
-    VERDICTS,
-    ComparedRun,
-    Decision,
-    Said,
-    VerdictHeader,
-    agreement_note,
-    read_decision,
-    read_verdict_header,
-    verdict_of,
-)
+from slm_swap.compare import ComparedRun, Decision, agreement_note, read_decision
 from slm_swap.errors import InputError, SlmSwapError
 from slm_swap.files import atomic_writer, check_output, read_examples
 from slm_swap.runs import RunResult, read_run
 from slm_swap.scoring.metrics import CORE_METRICS
 from slm_swap.types import TRACKS, Example
+from slm_swap.verdict import VERDICTS, VerdictHeader, VerdictName, read_verdict_header, verdict_of
 from slm_swap.workspace import Workspace
 
 CORRECT = {"structured": "exact_match", "toolcall": "ast_match"}  # "a correct call" per track
@@ -70,7 +61,7 @@ class Written:
 @dataclass
 class TrackData:
     track: str
-    verdict: Said
+    verdict: VerdictName
     reason: str
     runs: dict[str, RunResult]  # hosted, slm, slm_ft (when fine-tuned)
     decisions: dict[str, Decision]  # "slm" and "slm_ft": each vs hosted
