@@ -4,6 +4,7 @@ only ever produces text the grammar accepts (on the tiny model, whose free outpu
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +155,7 @@ def test_structured_constrained_output_parses_as_far_as_it_goes(
 ) -> None:
     backend = LocalBackend(tiny_model, max_new_tokens=200, constrained=True)
     example = prepared[0]
-    structured = Example(**{**example.__dict__, "track": "structured"})
+    structured = replace(example, track="structured")
     text = backend.generate([structured])[0].text
     assert text.startswith('{"calls": [{"name": "')
     grammar = backend.engine.grammars.for_track("structured", example.tools)

@@ -3,8 +3,9 @@
 Each file format is defined once, by the types that hold it in memory (`types.Example`,
 `types.ExampleResult`, `runs.RunResult`, `compare.Decision`, `verdict.VerdictHeader`,
 `train.card.AdapterCard`, `backends.replay.Prediction`): their fields' annotations say what a file may
-hold, and `checked` reads a decoded JSON value as one of them, field by field, with pydantic. Pydantic is imported when a file is
-first checked, never by importing the types, so `slm-swap --help` does not pay for it.
+hold, and `checked` reads a decoded JSON value as one of them, field by field, with pydantic. Pydantic
+is imported when a file is first checked, never by importing the types, so `slm-swap --help` does not
+pay for it.
 
 Where a file holds a field otherwise than the code does, its annotation says how, with the metadata
 here (pydantic's own protocol, `__get_pydantic_core_schema__`, so that nothing needs pydantic at import):

@@ -22,7 +22,7 @@ TRACKS: tuple[Track, ...] = ("structured", "toolcall")
 SPLITS = ("train", "val", "test")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ToolSpec:
     """A tool offered to the model; `parameters` is a JSON Schema object (OpenAI / BFCL form)."""
 
@@ -38,7 +38,7 @@ class ToolSpec:
         return cls(name=data["name"], description=data.get("description", ""), parameters=data["parameters"])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ToolCall:
     """One call of a tool with concrete arguments."""
 
@@ -49,7 +49,7 @@ class ToolCall:
         return {"name": self.name, "arguments": self.arguments}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AcceptableCall:
     """What a correct call may look like, in BFCL's possible-answer form.
 
@@ -79,7 +79,7 @@ class CallJson(TypedDict):
     arguments: dict[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Example:
     """One dataset row: everything needed to prompt a model and to score its answer offline."""
 
@@ -123,7 +123,7 @@ class Example:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Usage:
     """Tokens used for one example. Further counts a provider gives (total_tokens) are not read."""
 
@@ -133,7 +133,7 @@ class Usage:
     __pydantic_config__: ClassVar[dict[str, str]] = OPEN
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Completion:
     """What a backend returns for one example: text, or the error that stopped it."""
 
@@ -143,7 +143,7 @@ class Completion:
     error: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExampleResult:
     """One scored example as stored in a run file and its journal."""
 
