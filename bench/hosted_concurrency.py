@@ -51,7 +51,7 @@ def main() -> None:
                     NullTracer(),
                 ).run
                 seconds[concurrency] = time.perf_counter() - start
-                assert run.summary["ast_match"] == 1.0
+                assert run.summary.metrics["ast_match"] == 1.0
                 print(
                     f"concurrency {concurrency}: {N} examples in {seconds[concurrency]:.2f} s "
                     f"({N / seconds[concurrency]:.1f} examples/s)"

@@ -85,7 +85,7 @@ def main() -> None:
                 Path(tmp) / f"{label}.json",
                 NullTracer(),
             ).run
-            summaries[label] = run.summary
+            summaries[label] = run.summary.metrics
         metrics = CORE_METRICS[args.track]
         print(f"held-out {args.track} test rows: {args.test_rows}")
         for label, summary in summaries.items():

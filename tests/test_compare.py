@@ -171,11 +171,16 @@ def test_cli_refuses_without_tracing_configuration(workspace: Path, monkeypatch:
 
 
 def test_verdicts_follow_the_two_decisions() -> None:
-    from slm_swap.compare import verdict_of
+    from slm_swap.compare import ComparedRun, Decision, MetricComparison
+    from slm_swap.verdict import verdict_of
 
-    def decision(trailing: list[str]) -> dict[str, object]:
-        metrics = [{"metric": m, "trails": m in trailing} for m in ("format_valid", "ast_match")]
-        return {"fine_tune": bool(trailing), "delta": 0.01, "metrics": metrics}
+    def decision(trailing: list[str]) -> Decision:
+        side = ComparedRun("run.json", "replay", "m", None, False, "test", "0" * 64)
+        metrics = [
+            MetricComparison(m, 1.0, 0.5, 0.5, m in trailing, 0.4, 0.6, None, 0, 0, True)
+            for m in ("format_valid", "ast_match")
+        ]
+        return Decision("toolcall", 0.01, bool(trailing), 30, side, side, metrics)
 
     assert verdict_of(decision([]), None)[0] == "swap_now"
     verdict, reason = verdict_of(decision(["ast_match"]), decision([]))

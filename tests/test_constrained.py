@@ -4,6 +4,7 @@ only ever produces text the grammar accepts (on the tiny model, whose free outpu
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +174,7 @@ def test_structured_constrained_output_parses_as_far_as_it_goes(
 ) -> None:
     backend = LocalBackend(tiny_model, max_new_tokens=200, constrained=True)
     example = prepared[0]
-    structured = Example(**{**example.__dict__, "track": "structured"})
+    structured = replace(example, track="structured")
     grammar = backend.engine.grammars.for_track("structured", example.tools, no_call=False)
     rendered = backend.engine.render(structured.messages())
     text = backend.generate_texts([rendered], constraints=[grammar])[0].text

@@ -89,7 +89,7 @@ def test_finished_run_is_reused_and_never_silently_overwritten(prepared: list[Ex
     other = CliRunner().invoke(main, [*args, "b.jsonl"])
     assert other.exit_code == 2 and "--force" in other.output and out.read_bytes() == before
     forced = CliRunner().invoke(main, [*args, "b.jsonl", "--force"])
-    assert forced.exit_code == 0 and read_run(out).summary["ast_match"] == pytest.approx(5 / 8)
+    assert forced.exit_code == 0 and read_run(out).summary.metrics["ast_match"] == pytest.approx(5 / 8)
 
 
 class Interrupting(ReplayBackend):
@@ -138,7 +138,7 @@ def test_journal_of_other_inputs_is_set_aside(prepared: list[Example]) -> None:
     journal_path(out).write_text('{"journal": {"model": "something else"}}\n{"id": "x"}\n')
     backend = ReplayBackend(write_predictions(prepared, Path("p.jsonl")))
     outcome = evaluate(prepared, backend, run_meta("toolcall", "test", SPLIT, backend), out, NullTracer())
-    assert outcome.resumed == 0 and outcome.run.summary["ast_match"] == 1.0
+    assert outcome.resumed == 0 and outcome.run.summary.metrics["ast_match"] == 1.0
     assert journal_path(out).with_name("run.json.journal.stale").exists()
 
 
@@ -222,4 +222,4 @@ def test_undelivered_traces_warn_but_keep_the_results(
     )
     assert result.exit_code == 0, result.output
     assert "could not be delivered" in result.output and "(HTTP 401)" in result.output
-    assert read_run(Path("05_eval/toolcall_replay_test.json")).summary["ast_match"] == 1.0
+    assert read_run(Path("05_eval/toolcall_replay_test.json")).summary.metrics["ast_match"] == 1.0

@@ -48,7 +48,7 @@ def test_openai_compatible_eval(prepared: list[Example], openai_server: FakeOpen
     result = CliRunner().invoke(main, ["eval", "--track", "toolcall", *openai_args(openai_server)])
     assert result.exit_code == 0, result.output
     run = read_run(Path("05_eval/toolcall_openai_test.json"))
-    assert run.summary["ast_match"] == 1.0 and run.summary["errors"] == 0
+    assert run.summary.metrics["ast_match"] == 1.0 and run.summary.errors == 0
     assert run.meta.model_kind == "openai" and run.meta.settings["endpoint"] == openai_server.openai_url
     assert all(r.usage.completion_tokens > 0 and r.latency_s > 0 for r in run.results)
     sent = openai_server.requests[0]
@@ -78,7 +78,7 @@ def test_azure_endpoint_forms(
         monkeypatch.setenv(key, value)
     result = CliRunner().invoke(main, ["eval", "--track", "toolcall", "--model-kind", "azure"])
     assert result.exit_code == 0, result.output
-    assert read_run(Path("05_eval/toolcall_azure_test.json")).summary["ast_match"] == 1.0
+    assert read_run(Path("05_eval/toolcall_azure_test.json")).summary.metrics["ast_match"] == 1.0
     sent = openai_server.requests[0]
     expected_path = (
         "/models/chat/completions" if form == "models" else "/openai/deployments/gpt-test/chat/completions"
@@ -220,7 +220,7 @@ def test_kill_9_mid_run_then_resume(prepared: list[Example], openai_server: Fake
     assert f"resumed: {len(journaled)} examples" in resumed.stdout
     run = read_run(out)
     assert [r.id for r in run.results] == [e.id for e in prepared]
-    assert run.summary["ast_match"] == 1.0
+    assert run.summary.metrics["ast_match"] == 1.0
     asked_again = [r.body["messages"][1]["content"] for r in openai_server.requests[requests_before:]]
     assert not {e.prompt for e in prepared if e.id in journaled} & set(asked_again)
     assert not journal.exists()

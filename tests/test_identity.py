@@ -40,7 +40,9 @@ def test_an_edited_predictions_file_is_not_taken_for_the_finished_run(prepared: 
     assert "changed: the predictions file" in again.output and "--force" in again.output
     forced = CliRunner().invoke(main, [*REPLAY, "preds.jsonl", "--force"])
     assert forced.exit_code == 0
-    assert read_run(Path("05_eval/toolcall_replay_test.json")).summary["ast_match"] == pytest.approx(5 / 8)
+    assert read_run(Path("05_eval/toolcall_replay_test.json")).summary.metrics["ast_match"] == pytest.approx(
+        5 / 8
+    )
     # Identical content under another name is the same input: kept.
     shutil.copy(preds, "copy.jsonl")
     same = CliRunner().invoke(main, [*REPLAY, "copy.jsonl"])

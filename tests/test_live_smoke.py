@@ -50,7 +50,7 @@ def test_live_runs_both_models_and_saves_like_eval(
     assert "(-1.000)" in result.output  # the SLM's gap to the first model on ast_match
     hosted_run = read_run(Path("05_eval/toolcall_openai_test.json"))
     slm_run = read_run(Path("05_eval/toolcall_slm_test.json"))
-    assert hosted_run.summary["ast_match"] == 1.0 and slm_run.summary["ast_match"] == 0.0
+    assert hosted_run.summary.metrics["ast_match"] == 1.0 and slm_run.summary.metrics["ast_match"] == 0.0
     assert [r.id for r in slm_run.results] == [e.id for e in prepared]
 
 
@@ -70,7 +70,7 @@ def test_smoke_resamples_and_runs_both_tracks(
     for track in ("structured", "toolcall"):
         assert len(read_examples(Path(f"02_dataset/{track}/test.jsonl"))) == 50
         run = read_run(Path(f"05_eval/{track}_openai_test.json"))
-        assert len(run.results) == 50 and run.summary["errors"] == 0
+        assert len(run.results) == 50 and run.summary.errors == 0
     assert "kept the earlier split as" in result.output
     assert len(openai_server.requests) == 100
 

@@ -288,7 +288,7 @@ def test_summary_is_the_mean_and_core_metrics_are_named() -> None:
     ex = example(PARIS)
     results = [run(ex, ex.completion), run(ex, "nonsense")]
     summary = summarize("toolcall", results)
-    assert summary["ast_match"] == 0.5 and summary["examples"] == 2
+    assert summary.metrics["ast_match"] == 0.5 and summary.examples == 2
     assert set(CORE_METRICS["toolcall"]) <= set(METRICS["toolcall"])
     assert set(CORE_METRICS["structured"]) <= set(METRICS["structured"])
 

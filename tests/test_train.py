@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from slm_swap.backends.local import LocalBackend
 from slm_swap.cli import main
 from slm_swap.errors import ConfigError
+from slm_swap.fileformats import checked
 from slm_swap.files import sha256_file
 from slm_swap.tracing import NullTracer
 from slm_swap.train.packing import ROWS, completion_loss
@@ -89,7 +90,7 @@ def test_training_changes_lora_only_learns_and_is_reproducible(toy: None, tiny_m
     assert {"torch", "transformers", "peft", "trl"} <= set(card["versions"])
     # Same inputs, same seed: the same adapter, byte for byte.
     a, b = Path("04_ft/a/adapter_model.safetensors"), Path("04_ft/b/adapter_model.safetensors")
-    assert sha256_file(a) == sha256_file(b) and first.card["adapter_sha256"] == second.card["adapter_sha256"]
+    assert sha256_file(a) == sha256_file(b) and first.card.adapter_sha256 == second.card.adapter_sha256
     weights = load_file(a)
     assert any("lora_B" in k and v.abs().sum() > 0 for k, v in weights.items())  # B starts at zero
     assert (Path("04_ft/a") / "tokenizer_config.json").is_file()
@@ -107,7 +108,7 @@ def test_training_changes_lora_only_learns_and_is_reproducible(toy: None, tiny_m
 
 
 def json_example() -> Example:
-    return Example.from_json(json.loads(Path("toy_val.jsonl").read_text().splitlines()[0]))
+    return checked(json.loads(Path("toy_val.jsonl").read_text().splitlines()[0]), Example)
 
 
 def test_config_errors_name_the_values() -> None:

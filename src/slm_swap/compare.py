@@ -20,79 +20,55 @@ import numpy as np
 
 from slm_swap import settings
 from slm_swap.errors import SlmSwapError
+from slm_swap.fileformats import Count, Flag, Number
 from slm_swap.runs import RunResult
 from slm_swap.scoring.metrics import CORE_METRICS
 from slm_swap.tracing import Tracer
-from slm_swap.types import file_format
+from slm_swap.types import Track
 
 RESAMPLES = 10_000
 DECISION_FORMAT = "slm-swap.decision/1"
 
 
-_NUMBER = {"type": "number"}
-# What `report` and `verdict_of` read of a decision file.
-DECISION_SCHEMA: dict[str, Any] = file_format(
-    {
-        "type": "object",
-        "required": ["format", "track", "delta", "fine_tune", "hosted", "slm", "metrics"],
-        "properties": {
-            "format": {"const": DECISION_FORMAT},
-            "track": {"enum": ["structured", "toolcall"]},
-            "delta": _NUMBER,
-            "fine_tune": {"type": "boolean"},
-            "hosted": {"type": "object", "required": ["path"], "properties": {"path": {"type": "string"}}},
-            "slm": {"type": "object", "required": ["path"], "properties": {"path": {"type": "string"}}},
-            "metrics": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["metric", "trails", "ci_low", "ci_high"],
-                    "properties": {
-                        "metric": {"type": "string"},
-                        "trails": {"type": "boolean"},
-                        "ci_low": _NUMBER,
-                        "ci_high": _NUMBER,
-                    },
-                },
-            },
-        },
-    }
-)
-
-
-def read_decision(path: Path) -> dict[str, Any]:
-    """A decision file written by `compare`, checked field by field."""
-    from slm_swap.files import read_validated
-
-    decision: dict[str, Any] = read_validated(
-        path, "a decision file written by `slm-swap compare`", DECISION_SCHEMA, "rerun `slm-swap compare`"
-    )
-    return decision
-
-
 @dataclass(frozen=True)
 class MetricComparison:
     metric: str
-    hosted: float
-    slm: float
-    difference: float  # hosted − slm
-    trails: bool  # difference > delta: the spec's rule for this metric
-    ci_low: float
-    ci_high: float
-    mcnemar_p: float | None  # None when the metric is not 0/1 per example
-    hosted_only: int  # examples right for the hosted model only (0/1 metrics)
-    slm_only: int
-    settled: bool
+    hosted: Number
+    slm: Number
+    difference: Number  # hosted − slm
+    trails: Flag  # difference > delta: the spec's rule for this metric
+    ci_low: Number
+    ci_high: Number
+    mcnemar_p: Number | None  # None when the metric is not 0/1 per example
+    hosted_only: Count  # examples right for the hosted model only (0/1 metrics)
+    slm_only: Count
+    settled: Flag
+
+
+@dataclass(frozen=True)
+class ComparedRun:
+    """One side of a comparison: its run file (None when compared in memory) and what the run was."""
+
+    path: str | None
+    model_kind: str
+    model: str
+    adapter: str | None
+    constrained: Flag
+    split: str
+    dataset_sha256: str
 
 
 @dataclass(frozen=True)
 class Decision:
-    track: str
-    delta: float
-    fine_tune: bool
-    examples: int
-    hosted: dict[str, Any]
-    slm: dict[str, Any]
+    """The fine-tune decision, and the decision file's format (which adds the rule, the flags and the
+    settings of the bootstrap, as written for people and other tools)."""
+
+    track: Track
+    delta: Number
+    fine_tune: Flag
+    examples: Count
+    hosted: ComparedRun
+    slm: ComparedRun
     metrics: list[MetricComparison]
     gold_by: str = ""  # the hosted model that labelled the split (`slm-swap label`), if it did
 
@@ -100,6 +76,11 @@ class Decision:
     def too_few(self) -> bool:
         """True when some core metric's interval straddles `delta`: the data cannot settle it."""
         return not all(m.settled for m in self.metrics)
+
+    @property
+    def gold(self) -> str:
+        """What the gold answers are: the split's own, or the hosted model's (agreement)."""
+        return agreement_note(self.gold_by) if self.gold_by else "the split's own gold answers"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -118,12 +99,25 @@ class Decision:
                 "seed": settings.BOOTSTRAP_SEED,
                 "method": "paired percentile (multinomial counts)",
             },
-            "hosted": self.hosted,
-            "slm": self.slm,
+            "hosted": asdict(self.hosted),
+            "slm": asdict(self.slm),
             "metrics": [asdict(m) for m in self.metrics],
             "gold_by": self.gold_by,
-            "gold": agreement_note(self.gold_by) if self.gold_by else "the split's own gold answers",
+            "gold": self.gold,
         }
+
+
+def read_decision(path: Path) -> Decision:
+    """A decision file written by `compare`, checked field by field."""
+    from slm_swap.files import read_as
+
+    return read_as(
+        path,
+        "a decision file written by `slm-swap compare`",
+        Decision,
+        "rerun `slm-swap compare`",
+        file_format=DECISION_FORMAT,
+    )
 
 
 def mcnemar_exact(b: int, c: int) -> float:
@@ -166,17 +160,17 @@ def bootstrap_interval(diff: np.ndarray, rng: np.random.Generator) -> tuple[floa
     return float(low), float(high)
 
 
-def _describe(run: RunResult, path: Path | None) -> dict[str, Any]:
+def _describe(run: RunResult, path: Path | None) -> ComparedRun:
     meta = run.meta
-    return {
-        "path": str(path) if path else None,
-        "model_kind": meta.model_kind,
-        "model": meta.model,
-        "adapter": meta.adapter,
-        "constrained": meta.constrained,
-        "split": meta.split,
-        "dataset_sha256": meta.dataset_sha256,
-    }
+    return ComparedRun(
+        path=str(path) if path else None,
+        model_kind=meta.model_kind,
+        model=meta.model,
+        adapter=meta.adapter,
+        constrained=meta.constrained,
+        split=meta.split,
+        dataset_sha256=meta.dataset_sha256,
+    )
 
 
 def compare(
@@ -239,7 +233,7 @@ def compare(
             )
         )
     return Decision(
-        track=track,
+        track=hosted.meta.track,  # the track asked for, as the check above made sure
         delta=delta,
         fine_tune=any(m.trails for m in comparisons),
         examples=n,
@@ -292,63 +286,3 @@ def decide(
         trace.event("decision", decision.to_json())
         trace.score("FINE_TUNE", float(decision.fine_tune))
     return decision
-
-
-VERDICTS = {
-    "swap_now": "swap now",
-    "swap_after_fine_tune": "swap after fine-tune",
-    "keep_hosted": "keep the hosted model",
-}
-
-
-VERDICT_FORMAT = "slm-swap.verdict/1"
-# What `report` reads of `run`'s verdict file.
-VERDICT_SCHEMA: dict[str, Any] = file_format(
-    {
-        "type": "object",
-        "required": ["format", "session_id", "finished_at", "seconds", "delta", "hosted"],
-        "properties": {
-            "format": {"const": VERDICT_FORMAT},
-            "session_id": {"type": "string"},
-            "finished_at": {"type": "string"},
-            "seconds": _NUMBER,
-            "delta": _NUMBER,
-            "hosted": {
-                "type": "object",
-                "required": ["stand_in", "description"],
-                "properties": {"stand_in": {"type": "boolean"}, "description": {"type": "string"}},
-            },
-        },
-    }
-)
-
-
-def read_verdict(path: Path) -> dict[str, Any]:
-    """The verdict file written by `run`, checked field by field."""
-    from slm_swap.files import read_validated
-
-    verdict: dict[str, Any] = read_validated(
-        path,
-        "the verdict of `slm-swap run`",
-        VERDICT_SCHEMA,
-        "rerun `slm-swap run` (finished stages are kept)",
-    )
-    return verdict
-
-
-def verdict_of(decision: dict[str, Any], ft_decision: dict[str, Any] | None) -> tuple[str, str]:
-    """The verdict for a track and why, from its decision (hosted vs SLM) and, when the SLM was
-    fine-tuned, the decision hosted vs SLM + adapter (both as written to the decision files)."""
-    if not decision["fine_tune"]:
-        return "swap_now", f"the SLM is within {decision['delta']} of the hosted model on every core metric"
-    trailing = ", ".join(m["metric"] for m in decision["metrics"] if m["trails"])
-    reason = f"the SLM trails by more than {decision['delta']} on {trailing}"
-    if ft_decision is None:
-        return "keep_hosted", reason + "; no fine-tuned run"
-    still = ", ".join(m["metric"] for m in ft_decision["metrics"] if m["trails"])
-    if not still:
-        return (
-            "swap_after_fine_tune",
-            reason + "; with its LoRA adapter it is within delta on every core metric",
-        )
-    return "keep_hosted", reason + f"; with its LoRA adapter it still trails on {still}"

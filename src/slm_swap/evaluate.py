@@ -190,9 +190,11 @@ def evaluate(
             write_run(out, run)
             journal.remove()
             summary = run.summary
-            trace.update(output=summary, metadata={"end": meta.finished_at, "metrics_path": str(out)})
+            trace.update(
+                output=summary.to_json(), metadata={"end": meta.finished_at, "metrics_path": str(out)}
+            )
             for name in METRICS[meta.track]:
-                trace.score(name, summary[name])
+                trace.score(name, summary.metrics[name])
         dataset = langfuse_dataset_of(Path(meta.dataset))
         if dataset is not None:
             outcomes = {r.id.removeprefix("langfuse-"): ItemOutcome(r.output, r.metrics) for r in run.results}

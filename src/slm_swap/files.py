@@ -12,11 +12,14 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from slm_swap import settings
 from slm_swap.errors import InputError, SlmSwapError
-from slm_swap.types import EXAMPLE_SCHEMA, FILE_FORMATS, Example
+from slm_swap.fileformats import FormatError, checked
+from slm_swap.types import Example
+
+T = TypeVar("T")
 
 
 def check_output(path: Path, flag: object = settings.OUT) -> None:
@@ -214,14 +217,16 @@ def parse_json(data: bytes, path: Path, what: str) -> Any:
         raise InputError(path, None, "JSON nested too deeply", f"expected {what}") from e
 
 
-def read_validated(path: Path, what: str, schema: dict[str, Any], fix: str) -> Any:
-    """Loads a JSON file that must satisfy `schema` (JSON Schema); the message names the file and the
-    first field that does not."""
+def read_as(path: Path, what: str, kind: type[T], fix: str, *, file_format: str | None = None) -> T:
+    """Loads a JSON file of the format `kind` (`fileformats`), tagged `"format": file_format` when given;
+    the message names the file and the first field that is not of the format."""
     data = read_json(path, what)
-    problem = schema_problem(data, schema)
-    if problem is not None:
-        raise InputError(path, None, f"not {what} ({problem})", fix)
-    return data
+    try:
+        if file_format is not None and (not isinstance(data, dict) or data.get("format") != file_format):
+            raise FormatError(f"format is not {file_format!r}")
+        return checked(data, kind)
+    except FormatError as e:
+        raise InputError(path, None, f"not {what} ({e})", fix) from e
 
 
 def text_lines(lines: Iterable[bytes], label: object, what: str) -> Iterator[tuple[int, str]]:
@@ -263,23 +268,10 @@ def read_jsonl(path: Path, what: str) -> Iterator[tuple[int, Any]]:
 
 
 def schema_problem(value: Any, schema: dict[str, Any]) -> str | None:
-    """Why `value` does not satisfy the JSON Schema `schema` (its first field that does not), or None.
-    A file format's schema (`types.file_format`) is checked compiled; a value that fails it, and any value
-    under another schema (a tool's parameters), is checked by jsonschema, whose best match names the
-    field for the message."""
+    """Why `value` does not satisfy the JSON Schema `schema` (a tool's parameters), or None: its best
+    match names the field, for the message."""
     import jsonschema
 
-    fast = FILE_FORMATS.get(id(schema))
-    if fast is not None and fast[0] is schema:
-        import fastjsonschema
-
-        if fast[1] is None:
-            fast[1] = fastjsonschema.compile(schema)
-        try:
-            fast[1](value)
-            return None
-        except fastjsonschema.JsonSchemaException:
-            pass
     key = json.dumps(schema, sort_keys=True)
     if key not in _validators:
         _validators[key] = jsonschema.Draft202012Validator(schema)
@@ -319,29 +311,34 @@ def read_examples(path: Path, ids: set[str] | None = None) -> list[Example]:
         raise InputError(path, None, f"no such file (expected {SPLIT_WHAT})")
     examples = []
     seen: set[str] = set()
-    with path.open("rb") as f:
+    with path.open("rb") as f, many_objects():
         for lineno, row in json_lines(_wanted(f, ids), path, SPLIT_WHAT):
-            problem = schema_problem(row, EXAMPLE_SCHEMA)
-            if problem is None:
-                problem = next(
-                    filter(None, (tool_schema_problem(t["name"], t["parameters"]) for t in row["tools"])),
-                    None,
-                )
-            if problem is None and str(row["id"]) in seen:
-                problem = f"id {row['id']!r} appears twice"
+            try:
+                example = checked(row, Example)
+            except FormatError as e:
+                raise _not_an_example(path, lineno, str(e)) from e
+            problem = next(
+                filter(None, (tool_schema_problem(t.name, t.parameters) for t in example.tools)), None
+            )
+            if problem is None and example.id in seen:
+                problem = f"id {example.id!r} appears twice"
             if problem is not None:
-                raise InputError(
-                    path,
-                    str(lineno),
-                    f"not a prepared example ({problem})",
-                    "regenerate the split with `slm-swap prepare`",
-                )
-            seen.add(str(row["id"]))
-            if ids is None or str(row["id"]) in ids:
-                examples.append(Example.from_json(row))
+                raise _not_an_example(path, lineno, problem)
+            seen.add(example.id)
+            if ids is None or example.id in ids:
+                examples.append(example)
     if not examples and ids is None:
         raise InputError(path, None, "the split is empty", "regenerate it with `slm-swap prepare`")
     return examples
+
+
+def _not_an_example(path: Path, lineno: int, problem: str) -> InputError:
+    return InputError(
+        path,
+        str(lineno),
+        f"not a prepared example ({problem})",
+        "regenerate the split with `slm-swap prepare`",
+    )
 
 
 SPLIT_WHAT = "a split written by `slm-swap prepare`"

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from slm_swap.errors import SlmSwapError
 from slm_swap.files import sha256_file
+from slm_swap.train.card import read_card
 
 MODEL_MANIFEST = "slm_swap_model.json"  # written beside a checkpoint that slm-swap built
 ADAPTER_CARD = "slm_swap_adapter.json"  # written beside an adapter that slm-swap trained
@@ -57,7 +59,7 @@ def _folder_digest(folder: Path, skip: frozenset[str] = frozenset()) -> str:
 
 
 def _recorded(path: Path, key: str) -> str | None:
-    """The digest `key` recorded in the JSON file `path` (a model manifest or adapter card), if any."""
+    """The digest `key` recorded in the JSON file `path` (a model manifest), if any."""
     try:
         recorded = json.loads(path.read_text(encoding="utf-8")).get(key)
     except (OSError, ValueError, UnicodeDecodeError, AttributeError):
@@ -74,8 +76,12 @@ def checkpoint_digest(model_path: Path) -> str:
 
 def adapter_digest(adapter: Path) -> str:
     """The content digest of a LoRA adapter: the one its card records (written with the weights), else a
-    digest of the adapter's files."""
-    return _recorded(adapter / ADAPTER_CARD, "adapter_files_sha256") or adapter_files_digest(adapter)
+    digest of the adapter's files (no card, or not one slm-swap can read)."""
+    try:
+        recorded = read_card(adapter / ADAPTER_CARD).adapter_files_sha256
+    except SlmSwapError:
+        recorded = None
+    return recorded or adapter_files_digest(adapter)
 
 
 def adapter_files_digest(adapter: Path) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 
 from slm_swap import settings
 from slm_swap.backends.factory import ModelOptions
-from slm_swap.compare import VERDICT_FORMAT, VERDICTS, Decision, agreement_note, decide, verdict_of
+from slm_swap.compare import Decision, agreement_note, decide
 from slm_swap.data.prepare import (
     NoCallRules,
     Source,
@@ -40,7 +40,7 @@ from slm_swap.data.prepare import (
 )
 from slm_swap.errors import ConfigError, SlmSwapError
 from slm_swap.evaluate import evaluate, open_evaluation, reuse_check
-from slm_swap.files import check_output, one_writer, read_examples, read_json, write_json
+from slm_swap.files import check_output, one_writer, read_examples, write_json
 from slm_swap.identity import Check, compare_inputs
 from slm_swap.models import default_model_dir, pull
 from slm_swap.report import Pricing, Written, write_report
@@ -49,6 +49,7 @@ from slm_swap.stops import RULE
 from slm_swap.tracing import LangfuseConfig, Tracer
 from slm_swap.train.config import Hyperparameters
 from slm_swap.types import SPLITS, Track
+from slm_swap.verdict import HostedModel, Ruling, TrackVerdict, Verdict, verdict_of
 from slm_swap.workspace import Workspace, set_aside
 
 
@@ -86,7 +87,7 @@ class PipelineOptions:
 
 @dataclass(frozen=True)
 class RunOutcome:
-    verdict: dict[str, Any]  # as written to <eval-dir>/verdict.json
+    verdict: Verdict  # as written to <eval-dir>/verdict.json
     report: Written
 
 
@@ -102,10 +103,9 @@ class TrackOutcome:
     ft_decision: Decision | None = None
     ft_decision_path: Path | None = None
 
-    def verdict(self) -> tuple[str, str]:
+    def verdict(self) -> Ruling:
         """The verdict and why (see `compare.verdict_of`)."""
-        ft = None if self.ft_decision is None else self.ft_decision.to_json()
-        return verdict_of(self.decision.to_json(), ft)
+        return verdict_of(self.decision, self.ft_decision)
 
 
 Say = Callable[[str], None]
@@ -227,15 +227,18 @@ def _splits_ready(workspace: Workspace, tracks: Sequence[Track]) -> bool:
 
 def _adapter_check(card_path: Path, inputs: dict[str, Any]) -> Check:
     """Whether an adapter folder holds a finished run on these inputs (`train.sft.train_inputs`)."""
+    from slm_swap.train.card import read_card
+
     if not card_path.is_file():
         return Check(False, ("no finished adapter",))
     try:
-        card = read_json(card_path, "adapter card")
+        card = read_card(card_path)
     except SlmSwapError:
         return Check(False, ("unreadable adapter card",))
-    if not isinstance(card, dict) or card.get("interrupted"):
+    if card.interrupted:
         return Check(False, ("unfinished adapter",))
-    return compare_inputs({k: card.get(k) for k in inputs}, inputs)
+    recorded = card.to_json()
+    return compare_inputs({k: recorded.get(k) for k in inputs}, inputs)
 
 
 class Pipeline:
@@ -311,8 +314,8 @@ class Pipeline:
                 replace_stale=True,
                 session_id=self.session_id,
             )
-        summary = outcome.run.summary
-        core = ", ".join(f"{k} {summary[k]:.3f}" for k in CORE_METRICS[track])
+        means = outcome.run.summary.metrics
+        core = ", ".join(f"{k} {means[k]:.3f}" for k in CORE_METRICS[track])
         self.say(f"eval {track} {label}: {core} -> {out}")
         return out
 
@@ -360,7 +363,7 @@ class Pipeline:
 
     # --- the whole run ----------------------------------------------------------------------------------
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> Verdict:
         start = time.perf_counter()
         self.model()
         self.prepare()
@@ -400,58 +403,56 @@ class Pipeline:
                 outcome.track, outcome.hosted, outcome.slm_ft, fine_tuned=True
             )
         verdict = self.verdict(outcomes, hosted_options, time.perf_counter() - start)
-        write_json(self.o.workspace.verdict, verdict)
+        write_json(self.o.workspace.verdict, verdict.to_json())
         with self.tracer.run(
             "run verdict",
             input={"tracks": list(self.o.tracks)},
             metadata={"verdict_path": str(self.o.workspace.verdict)},
             session_id=self.session_id,
         ) as trace:
-            trace.event("verdict", verdict)
+            trace.event("verdict", verdict.to_json())
             for o in outcomes:
-                trace.score(f"swap_{o.track}", float(o.verdict()[0] != "keep_hosted"))
+                trace.score(f"swap_{o.track}", float(o.verdict().verdict != "keep_hosted"))
         return verdict
 
-    def verdict(self, outcomes: list[TrackOutcome], hosted: ModelOptions, seconds: float) -> dict[str, Any]:
+    def verdict(self, outcomes: list[TrackOutcome], hosted: ModelOptions, seconds: float) -> Verdict:
         from slm_swap.runs import read_run
 
         name = read_run(outcomes[0].hosted).meta.model if outcomes else hosted.model
         hosted_description = (
             self.standin.description if self.standin is not None else f"{hosted.kind}: {name}"
         )
-        return {
-            "format": VERDICT_FORMAT,
-            "session_id": self.session_id,
-            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "seconds": round(seconds, 1),
-            "delta": self.o.delta,
-            "split": self.o.split,
-            "hosted": {
-                "kind": hosted.kind,
-                "model": hosted.model,
-                "stand_in": self.standin is not None,
-                "description": hosted_description,
-            },
-            "tracks": {o.track: _track_json(o) for o in outcomes},
-        }
+        return Verdict(
+            session_id=self.session_id,
+            finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            seconds=round(seconds, 1),
+            delta=self.o.delta,
+            split=self.o.split,
+            hosted=HostedModel(
+                kind=hosted.kind,
+                model=hosted.model,
+                stand_in=self.standin is not None,
+                description=hosted_description,
+            ),
+            tracks={o.track: _track_verdict(o) for o in outcomes},
+        )
 
 
-def _track_json(o: TrackOutcome) -> dict[str, Any]:
+def _track_verdict(o: TrackOutcome) -> TrackVerdict:
     from slm_swap.runs import read_run
 
     verdict, reason = o.verdict()
     runs = {"hosted": o.hosted, "slm": o.slm, "slm_ft": o.slm_ft}
-    return {
-        "verdict": verdict,
-        "says": VERDICTS[verdict],
-        "reason": reason,
-        "gold": o.decision.to_json()["gold"],
-        "runs": {k: None if v is None else str(v) for k, v in runs.items()},
-        "decision": str(o.decision_path),
-        "ft_decision": None if o.ft_decision_path is None else str(o.ft_decision_path),
-        "adapter": None if o.adapter is None else str(o.adapter),
-        "summary": {k: None if v is None else read_run(v).summary for k, v in runs.items()},
-    }
+    return TrackVerdict(
+        verdict=verdict,
+        reason=reason,
+        gold=o.decision.gold,
+        runs={k: None if v is None else str(v) for k, v in runs.items()},
+        decision=str(o.decision_path),
+        ft_decision=None if o.ft_decision_path is None else str(o.ft_decision_path),
+        adapter=None if o.adapter is None else str(o.adapter),
+        summary={k: None if v is None else read_run(v).summary for k, v in runs.items()},
+    )
 
 
 def run_pipeline(options: PipelineOptions, tracer: Tracer, say: Say) -> RunOutcome:

@@ -19,12 +19,13 @@ from typing import Any
 import numpy as np
 
 from slm_swap import settings
-from slm_swap.compare import VERDICTS, agreement_note, read_decision, read_verdict, verdict_of
-from slm_swap.errors import SlmSwapError
+from slm_swap.compare import ComparedRun, Decision, agreement_note, read_decision
+from slm_swap.errors import InputError, SlmSwapError
 from slm_swap.files import atomic_writer, check_output, read_examples
 from slm_swap.runs import RunResult, read_run
 from slm_swap.scoring.metrics import CORE_METRICS
 from slm_swap.types import TRACKS, Example
+from slm_swap.verdict import VERDICTS, VerdictHeader, VerdictName, read_verdict_header, verdict_of
 from slm_swap.workspace import Workspace
 
 CORRECT = {"structured": "exact_match", "toolcall": "ast_match"}  # "a correct call" per track
@@ -60,10 +61,10 @@ class Written:
 @dataclass
 class TrackData:
     track: str
-    verdict: str
+    verdict: VerdictName
     reason: str
     runs: dict[str, RunResult]  # hosted, slm, slm_ft (when fine-tuned)
-    decisions: dict[str, dict[str, Any]]  # "slm" and "slm_ft": decision JSON vs hosted
+    decisions: dict[str, Decision]  # "slm" and "slm_ft": each vs hosted
     examples: dict[str, Example]  # those the example browser shows (`shown`)
     shown: Shown | None = None
 
@@ -71,10 +72,10 @@ class TrackData:
 # --- loading ---------------------------------------------------------------------------------------------
 
 
-def load(eval_dir: Path) -> tuple[dict[str, Any] | None, list[TrackData]]:
+def load(eval_dir: Path) -> tuple[VerdictHeader | None, list[TrackData]]:
     workspace = Workspace(eval_dir=eval_dir)
     verdict_path = workspace.verdict
-    verdict = read_verdict(verdict_path) if verdict_path.is_file() else None
+    verdict = read_verdict_header(verdict_path) if verdict_path.is_file() else None
     tracks = []
     for track in TRACKS:
         path = workspace.decision(track)
@@ -82,14 +83,14 @@ def load(eval_dir: Path) -> tuple[dict[str, Any] | None, list[TrackData]]:
             continue
         decision = read_decision(path)
         ft_path = workspace.decision(track, fine_tuned=True)
-        ft = read_decision(ft_path) if ft_path.is_file() and decision["fine_tune"] else None
+        ft = read_decision(ft_path) if ft_path.is_file() and decision.fine_tune else None
         runs = {
-            "hosted": read_run(Path(decision["hosted"]["path"])),
-            "slm": read_run(Path(decision["slm"]["path"])),
+            "hosted": read_run(_run_path(decision.hosted, path)),
+            "slm": read_run(_run_path(decision.slm, path)),
         }
         decisions = {"slm": decision}
         if ft is not None:
-            runs["slm_ft"] = read_run(Path(ft["slm"]["path"]))
+            runs["slm_ft"] = read_run(_run_path(ft.slm, ft_path))
             decisions["slm_ft"] = ft
         said, reason = verdict_of(decision, ft)  # the rule `run` applied to these same decisions
         data = TrackData(track, said, reason, runs, decisions, {})
@@ -106,6 +107,13 @@ def load(eval_dir: Path) -> tuple[dict[str, Any] | None, list[TrackData]]:
     return verdict, tracks
 
 
+def _run_path(side: ComparedRun, decision_path: Path) -> Path:
+    """The run file a decision names for one side (a decision made in memory names none)."""
+    if side.path is None:
+        raise InputError(decision_path, None, "names no run file", "rerun `slm-swap compare` on run files")
+    return Path(side.path)
+
+
 # --- numbers ---------------------------------------------------------------------------------------------
 
 
@@ -115,11 +123,11 @@ def metric_rows(t: TrackData) -> list[dict[str, Any]]:
     for metric in CORE_METRICS[t.track]:
         row: dict[str, Any] = {"metric": metric}
         for label, run in t.runs.items():
-            row[label] = run.summary[metric]
+            row[label] = run.summary.metrics[metric]
         for label, decision in t.decisions.items():
-            m = next(m for m in decision["metrics"] if m["metric"] == metric)
-            row[f"{label}_ci"] = (m["ci_low"], m["ci_high"])
-            row[f"{label}_trails"] = m["trails"]
+            m = next(m for m in decision.metrics if m.metric == metric)
+            row[f"{label}_ci"] = (m.ci_low, m.ci_high)
+            row[f"{label}_trails"] = m.trails
         rows.append(row)
     return rows
 
@@ -196,7 +204,7 @@ def bar_chart(t: TrackData) -> str:
     for i, metric in enumerate(metrics):
         x0 = left + i * group + (group - bar * len(labels)) / 2
         for j, label in enumerate(labels):
-            value = t.runs[label].summary[metric]
+            value = t.runs[label].summary.metrics[metric]
             h = value * (height - bottom - 10)
             x = x0 + j * bar
             parts.append(
@@ -359,18 +367,18 @@ def _e(value: Any) -> str:
     return html.escape(str(value))
 
 
-def render_html(verdict: dict[str, Any] | None, tracks: list[TrackData], pricing: Pricing) -> str:
+def render_html(verdict: VerdictHeader | None, tracks: list[TrackData], pricing: Pricing) -> str:
     out = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         "<title>slm-swap report</title>",
         f"<style>{STYLE}</style></head><body>",
         "<h1>Can the small model replace the hosted one?</h1>",
     ]
-    hosted = verdict["hosted"] if verdict else None
-    if hosted and hosted.get("stand_in"):
-        out.append(f"<p class='standin'><b>Note:</b> {_e(STANDIN_NOTE.format(hosted['description']))}</p>")
+    hosted = verdict.hosted if verdict else None
+    if hosted and hosted.stand_in:
+        out.append(f"<p class='standin'><b>Note:</b> {_e(STANDIN_NOTE.format(hosted.description))}</p>")
     elif hosted:
-        out.append(f"<p>Hosted model: {_e(hosted['description'])}</p>")
+        out.append(f"<p>Hosted model: {_e(hosted.description)}</p>")
     for track, labelled_by in _labelled(tracks):
         note = _e(agreement_note(labelled_by))
         out.append(f"<p class='standin' id='agreement-{track}'><b>{track}:</b> {note}.</p>")
@@ -383,10 +391,10 @@ def render_html(verdict: dict[str, Any] | None, tracks: list[TrackData], pricing
     out.append("</table>")
     if verdict:
         out.append(
-            f"<p class='note'>Delta {verdict['delta']} (the spec's rule: fine-tune when the SLM trails on "
+            f"<p class='note'>Delta {verdict.delta} (the spec's rule: fine-tune when the SLM trails on "
             "any "
-            f"core metric by more than delta). Langfuse session <code>{_e(verdict['session_id'])}</code>; "
-            f"the run took {verdict['seconds']:.0f} s, finished {_e(verdict['finished_at'])}.</p>"
+            f"core metric by more than delta). Langfuse session <code>{_e(verdict.session_id)}</code>; "
+            f"the run took {verdict.seconds:.0f} s, finished {_e(verdict.finished_at)}.</p>"
         )
     for t in tracks:
         out.append(_track_html(t, pricing))
@@ -520,9 +528,9 @@ def _examples_html(t: TrackData) -> str:
 
 
 def _run_paths(t: TrackData) -> list[str]:
-    paths = [t.decisions["slm"]["hosted"]["path"], t.decisions["slm"]["slm"]["path"]]
+    paths = [t.decisions["slm"].hosted.path, t.decisions["slm"].slm.path]
     if "slm_ft" in t.decisions:
-        paths.append(t.decisions["slm_ft"]["slm"]["path"])
+        paths.append(t.decisions["slm_ft"].slm.path)
     return [str(p) for p in paths]
 
 
@@ -537,16 +545,16 @@ def _md(value: Any) -> str:
     return text
 
 
-def render_markdown(verdict: dict[str, Any] | None, tracks: list[TrackData], pricing: Pricing) -> str:
+def render_markdown(verdict: VerdictHeader | None, tracks: list[TrackData], pricing: Pricing) -> str:
     lines = ["# slm-swap report", ""]
-    hosted = verdict["hosted"] if verdict else None
-    if hosted and hosted.get("stand_in"):
+    hosted = verdict.hosted if verdict else None
+    if hosted and hosted.stand_in:
         lines += [
-            f"> **Note:** {_md(STANDIN_NOTE.format(hosted['description']))}",
+            f"> **Note:** {_md(STANDIN_NOTE.format(hosted.description))}",
             "",
         ]
     elif hosted:
-        lines += [f"Hosted model: {_md(hosted['description'])}", ""]
+        lines += [f"Hosted model: {_md(hosted.description)}", ""]
     for track, labelled_by in _labelled(tracks):
         lines += [f"> **{track}:** {_md(agreement_note(labelled_by))}.", ""]
     lines += ["| track | verdict | why |", "|---|---|---|"]

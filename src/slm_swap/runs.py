@@ -17,27 +17,22 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 from slm_swap import __version__
 from slm_swap.errors import InputError
-from slm_swap.files import (
-    atomic_writer,
-    loads,
-    many_objects,
-    parse_json,
-    read_bytes,
-    schema_problem,
-    sha256_text,
-)
-from slm_swap.scoring.metrics import CORE_METRICS, error_counts, summarize
-from slm_swap.types import RESULT_SCHEMA, TRACKS, ExampleResult, Track, file_format
+from slm_swap.fileformats import CLOSED, Flag, FormatError, checked
+from slm_swap.files import atomic_writer, loads, many_objects, parse_json, read_bytes, sha256_text
+from slm_swap.scoring.metrics import CORE_METRICS, Summary, error_counts, summarize
+from slm_swap.types import ExampleResult, Track
 
 RUN_FORMAT = "slm-swap.run/1"
 
 
 @dataclass(frozen=True)
 class RunMeta:
+    """What a run was: on which split, with which model and settings, when."""
+
     track: Track
     split: str
     dataset: str
@@ -45,7 +40,7 @@ class RunMeta:
     model_kind: str
     model: str
     adapter: str | None = None
-    constrained: bool = False
+    constrained: Flag = False
     settings: dict[str, Any] = field(default_factory=dict)
     # What changes the outputs (identity.py): checkpoint/adapter/predictions digests, decoding settings.
     inputs: dict[str, Any] = field(default_factory=dict)
@@ -56,6 +51,8 @@ class RunMeta:
     versions: dict[str, str] = field(
         default_factory=lambda: {"slm_swap": __version__, "python": platform.python_version()}
     )
+
+    __pydantic_config__: ClassVar[dict[str, str]] = CLOSED
 
     def identity(self) -> dict[str, Any]:
         """What must match for a run file to be kept or a journal resumed (the identity rule): the split's
@@ -72,19 +69,24 @@ class RunMeta:
 
 @dataclass(frozen=True)
 class RunResult:
+    """A run: its metadata and its results. Also the run file's format, which holds the summary, core
+    metrics and error counts besides, as written for people and other tools (they are worked out again
+    from the results when a run file is read)."""
+
     meta: RunMeta
     results: list[ExampleResult]
 
     @functools.cached_property
-    def summary(self) -> dict[str, float]:
-        """The run-level means, computed once (a run's results are not changed once it is made)."""
+    def summary(self) -> Summary:
+        """The run-level means and counts, computed once (a run's results are not changed once it is
+        made)."""
         return summarize(self.meta.track, self.results)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "format": RUN_FORMAT,
             "meta": self.meta.__dict__,
-            "summary": self.summary,
+            "summary": self.summary.to_json(),
             "core_metrics": list(CORE_METRICS[self.meta.track]),
             "error_counts": error_counts(self.results),
             "results": [r.to_json() for r in self.results],
@@ -93,8 +95,9 @@ class RunResult:
 
 def write_run(path: Path, run: RunResult) -> None:
     """Writes the run file atomically, as a stream (a 60,000-example run is 45 MB of text), ending with
-    the digest of everything above it (`_unchanged`)."""
-    digest = hashlib.sha256(_RESULT_SCHEMA_BYTES)
+    `"sha256"`: the SHA-256 of the file as it would be without that member (closed just before it), so
+    that a copy can be checked whole."""
+    digest = hashlib.sha256()
     encoder = json.JSONEncoder(ensure_ascii=False, indent=2, allow_nan=False)
     held: list[str] = []  # the text not yet written: the last characters, "\n}", are replaced
     size = 0
@@ -117,70 +120,21 @@ def write_run(path: Path, run: RunResult) -> None:
         f.write(_TRAILER.format(digest.hexdigest()))
 
 
-def _unchanged(raw: bytes) -> bool:
-    """Whether the run file is byte for byte as slm-swap wrote it, under the result schema of now: its
-    results were checked when they were made, so reading them skips the field-by-field check (at 60,000
-    results, most of `compare`'s time). Any change to the file, or to the schema, sends it through the
-    check again."""
-    start = raw.rfind(_TRAILER_START)
-    if start < 0:
-        return False
-    body = raw[:start] + _END.encode()
-    expected = hashlib.sha256(_RESULT_SCHEMA_BYTES + body).hexdigest()
-    return raw[start:] == _TRAILER.format(expected).encode()
-
-
 _END = "\n}"  # how json.dumps(..., indent=2) ends an object
 _TRAILER = ',\n  "sha256": "{}"\n}}\n'
-_TRAILER_START = b',\n  "sha256": "'
-_RESULT_SCHEMA_BYTES = json.dumps(RESULT_SCHEMA, sort_keys=True).encode()
-
-
-_TEXT = {"type": "string"}
-
-
-def _run_schema(results: dict[str, Any]) -> dict[str, Any]:
-    return file_format(
-        {
-            "type": "object",
-            "required": ["format", "meta", "results"],
-            "properties": {
-                "meta": {
-                    "type": "object",
-                    "required": ["track", "split", "dataset", "dataset_sha256", "model_kind", "model"],
-                    "properties": {
-                        "track": {"enum": list(TRACKS)},
-                        **{k: _TEXT for k in ("split", "dataset", "dataset_sha256", "model_kind", "model")},
-                        **{k: _TEXT for k in ("started_at", "finished_at", "gold_by")},
-                        "adapter": {"type": ["string", "null"]},
-                        "constrained": {"type": "boolean"},
-                        "settings": {"type": "object"},
-                        "inputs": {"type": "object"},
-                        "versions": {"type": "object", "additionalProperties": _TEXT},
-                    },
-                    "additionalProperties": False,
-                },
-                "results": results,
-                "sha256": _TEXT,
-            },
-        }
-    )
-
-
-RUN_SCHEMA = _run_schema({"type": "array", "items": RESULT_SCHEMA})
-_RUN_SCHEMA_UNCHANGED = _run_schema({"type": "array"})  # a file as slm-swap wrote it (`_unchanged`)
 
 
 def read_run(path: Path) -> RunResult:
-    """Loads a run file, checked field by field, with a message naming the file when it is not one."""
+    """Loads a run file, checked field by field, with a message naming the file when it is not one. Every
+    result is checked, whatever the file's digest says: at 60,000 results the check costs no more than
+    making the results unchecked did."""
     with many_objects():
         return _read_run(path)
 
 
 def _read_run(path: Path) -> RunResult:
     what = "a run file written by `slm-swap eval`"
-    raw = read_bytes(path, what)
-    data = parse_json(raw, path, what)
+    data = parse_json(read_bytes(path, what), path, what)
     if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
         raise InputError(
             path,
@@ -188,13 +142,15 @@ def _read_run(path: Path) -> RunResult:
             f"not a run file (format is not {RUN_FORMAT!r})",
             "pass a metrics file written by `slm-swap eval`",
         )
-    problem = schema_problem(data, _RUN_SCHEMA_UNCHANGED if _unchanged(raw) else RUN_SCHEMA)
-    ids = [r["id"] for r in data["results"]] if problem is None else []
-    if problem is None and len(set(ids)) != len(ids):
-        problem = "an example id appears twice"
-    if problem is not None:
-        raise InputError(path, None, f"run file is damaged ({problem})", "re-run `slm-swap eval`")
-    return RunResult(RunMeta(**data["meta"]), [ExampleResult.from_json(r) for r in data["results"]])
+    try:
+        run = checked(data, RunResult)
+    except FormatError as e:
+        raise InputError(path, None, f"run file is damaged ({e})", "re-run `slm-swap eval`") from e
+    if len({r.id for r in run.results}) != len(run.results):
+        raise InputError(
+            path, None, "run file is damaged (an example id appears twice)", "re-run `slm-swap eval`"
+        )
+    return run
 
 
 SYNC_SECONDS = 1.0  # how often a journal reaches the disk
@@ -226,13 +182,12 @@ class Journal:
             return {}
         for line in lines[1:]:
             entry = _journal_line(line)
-            if (
-                not isinstance(entry, dict)
-                or entry.get("sha256") != _line_digest(entry.get("result"))
-                or schema_problem(entry["result"], RESULT_SCHEMA) is not None
-            ):
+            if not isinstance(entry, dict) or entry.get("sha256") != _line_digest(entry.get("result")):
                 break  # a line cut short by a crash, or damaged: everything before it is good
-            result = ExampleResult.from_json(entry["result"])
+            try:
+                result = checked(entry["result"], ExampleResult)
+            except FormatError:
+                break
             done[result.id] = result
         return done
 

@@ -2,25 +2,32 @@
 
 Backends turn provider data into `Completion`; scoring turns a `Completion` into an `ExampleResult`;
 `compare` and `report` read `RunResult` files only. Nothing downstream sees a raw provider dict.
+
+`Example` (a prepared split's row) and `ExampleResult` (a result in a run file or journal) are also those
+files' formats: their annotations say what a file may hold, and `fileformats.checked` reads a row as one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
+
+from typing_extensions import TypedDict
+
+from slm_swap.fileformats import CLOSED, OPEN, FileDefault, IdText, Seconds, Shaped, Share, Tokens
 
 Track = Literal["structured", "toolcall"]
 TRACKS: tuple[Track, ...] = ("structured", "toolcall")
 SPLITS = ("train", "val", "test")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ToolSpec:
     """A tool offered to the model; `parameters` is a JSON Schema object (OpenAI / BFCL form)."""
 
     name: str
-    description: str
+    description: Annotated[str, FileDefault("")]
     parameters: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
@@ -31,7 +38,7 @@ class ToolSpec:
         return cls(name=data["name"], description=data.get("description", ""), parameters=data["parameters"])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ToolCall:
     """One call of a tool with concrete arguments."""
 
@@ -41,12 +48,8 @@ class ToolCall:
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "arguments": self.arguments}
 
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ToolCall:
-        return cls(name=data["name"], arguments=dict(data["arguments"]))
 
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AcceptableCall:
     """What a correct call may look like, in BFCL's possible-answer form.
 
@@ -60,122 +63,27 @@ class AcceptableCall:
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "arguments": self.arguments}
 
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> AcceptableCall:
-        return cls(name=data["name"], arguments={k: list(v) for k, v in data["arguments"].items()})
+
+class RenderedTurn(TypedDict):
+    """A turn of a logged conversation after its first user message, as a split row holds it
+    (`formats.render_turns`)."""
+
+    role: Literal["user", "assistant"]
+    content: str
 
 
-_STR = {"type": "string"}
-_CALL = {
-    "type": "object",
-    "required": ["name", "arguments"],
-    "properties": {"name": _STR, "arguments": {"type": "object"}},
-}
-# A prepared split row as `Example.from_json` reads it (checked before it is read).
-FILE_FORMATS: dict[int, list[Any]] = {}  # id -> [schema, its compiled check once made] (files.schema_problem)
+class CallJson(TypedDict):
+    """A call as a result holds it (`ToolCall.to_json`)."""
+
+    name: str
+    arguments: dict[str, Any]
 
 
-def file_format(schema: dict[str, Any]) -> dict[str, Any]:
-    """Marks `schema` as one of slm-swap's file formats, defined once at import: `files.schema_problem`
-    then checks values against it compiled to Python (fastjsonschema: microseconds a row, where jsonschema
-    takes a hundred or more, which at 60,000 rows was most of `compare` and `report`). Returns it."""
-    FILE_FORMATS[id(schema)] = [schema, None]
-    return schema
-
-
-EXAMPLE_SCHEMA: dict[str, Any] = file_format(
-    {
-        "type": "object",
-        "required": [
-            "id",
-            "track",
-            "source",
-            "query",
-            "tools",
-            "gold",
-            "acceptable",
-            "system",
-            "prompt",
-            "completion",
-        ],
-        "properties": {
-            "id": {"type": ["string", "integer"]},
-            "track": {"enum": list(TRACKS)},
-            **{k: _STR for k in ("source", "query", "system", "prompt", "completion")},
-            "tools": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["name", "parameters"],
-                    "properties": {"name": _STR, "description": _STR, "parameters": {"type": "object"}},
-                },
-            },
-            "gold": {"type": "array", "items": _CALL},
-            "labelled_by": _STR,
-            "turns": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["role", "content"],
-                    "properties": {"role": {"enum": ["user", "assistant"]}, "content": _STR},
-                    "additionalProperties": False,
-                },
-            },
-            "acceptable": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["name", "arguments"],
-                    "properties": {
-                        "name": _STR,
-                        "arguments": {"type": "object", "additionalProperties": {"type": "array"}},
-                    },
-                },
-            },
-        },
-    }
-)
-# A latency and a token count as files may carry them: finite, not negative, and within what a run can
-# take (a year of seconds; a billion tokens), so that sums and costs stay ordinary floats.
-LATENCY_SCHEMA: dict[str, Any] = {"type": "number", "minimum": 0, "maximum": 31_536_000}
-TOKENS_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": 1_000_000_000}
-METRIC_SCHEMA: dict[str, Any] = {"type": "number", "minimum": 0, "maximum": 1}  # every metric is a share
-USAGE_PROPERTIES: dict[str, Any] = {"prompt_tokens": TOKENS_SCHEMA, "completion_tokens": TOKENS_SCHEMA}
-# One per-example result as stored in run files and journals.
-RESULT_SCHEMA: dict[str, Any] = file_format(
-    {
-        "type": "object",
-        "required": [
-            "id",
-            "output",
-            "calls",
-            "metrics",
-            "error_category",
-            "error_detail",
-            "latency_s",
-            "usage",
-        ],
-        "properties": {
-            "id": _STR,
-            "output": _STR,
-            "calls": {"type": ["array", "null"], "items": _CALL},
-            "metrics": {"type": "object", "additionalProperties": METRIC_SCHEMA},
-            "error_category": {"type": ["string", "null"]},
-            "error_detail": {"type": ["string", "null"]},
-            "latency_s": LATENCY_SCHEMA,
-            "usage": {"type": "object", "properties": USAGE_PROPERTIES, "additionalProperties": False},
-            "backend_error": {"type": ["string", "null"]},
-        },
-        "additionalProperties": False,
-    }
-)
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Example:
     """One dataset row: everything needed to prompt a model and to score its answer offline."""
 
-    id: str
+    id: Annotated[str, IdText()]
     track: Track
     source: str
     query: str
@@ -186,7 +94,7 @@ class Example:
     prompt: str
     completion: str
     # A logged conversation's turns after its first user message, rendered (`formats.render_turns`).
-    turns: tuple[dict[str, str], ...] = ()
+    turns: Annotated[tuple[dict[str, str], ...], Shaped(tuple[RenderedTurn, ...])] = ()
     # The hosted model whose answer is the gold (`slm-swap label`): scores on it measure agreement.
     labelled_by: str = ""
 
@@ -214,31 +122,18 @@ class Example:
             | ({"labelled_by": self.labelled_by} if self.labelled_by else {})
         )
 
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Example:
-        return cls(
-            id=str(data["id"]),
-            track=data["track"],
-            source=data["source"],
-            query=data["query"],
-            tools=tuple(ToolSpec.from_json(t) for t in data["tools"]),
-            gold=tuple(ToolCall.from_json(c) for c in data["gold"]),
-            acceptable=tuple(AcceptableCall.from_json(c) for c in data["acceptable"]),
-            system=data["system"],
-            prompt=data["prompt"],
-            completion=data["completion"],
-            turns=tuple({"role": t["role"], "content": t["content"]} for t in data.get("turns", ())),
-            labelled_by=str(data.get("labelled_by", "")),
-        )
 
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    """Tokens used for one example. Further counts a provider gives (total_tokens) are not read."""
+
+    prompt_tokens: Tokens = 0
+    completion_tokens: Tokens = 0
+
+    __pydantic_config__: ClassVar[dict[str, str]] = OPEN
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Completion:
     """What a backend returns for one example: text, or the error that stopped it."""
 
@@ -248,19 +143,21 @@ class Completion:
     error: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExampleResult:
-    """One scored example as stored in a run file."""
+    """One scored example as stored in a run file and its journal."""
 
     id: str
     output: str
-    calls: list[dict[str, Any]] | None
-    metrics: dict[str, float]
+    calls: Annotated[list[dict[str, Any]] | None, Shaped(list[CallJson] | None)]
+    metrics: dict[str, Share]
     error_category: str | None
     error_detail: str | None
-    latency_s: float
+    latency_s: Seconds
     usage: Usage
     backend_error: str | None = None
+
+    __pydantic_config__: ClassVar[dict[str, str]] = CLOSED
 
     def to_json(self) -> dict[str, Any]:
         """As stored (the fields in order; nested values shared, not copied: dataclasses.asdict's deep
@@ -279,9 +176,3 @@ class ExampleResult:
             },
             "backend_error": self.backend_error,
         }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ExampleResult:
-        fields = dict(data)
-        fields["usage"] = Usage(**fields.get("usage", {}))
-        return cls(**fields)

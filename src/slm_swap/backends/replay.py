@@ -8,39 +8,31 @@ stored outputs are then scored again.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 
 from slm_swap import settings
 from slm_swap.backends.base import Backend
 from slm_swap.errors import InputError
-from slm_swap.files import read_jsonl, schema_problem
+from slm_swap.fileformats import FormatError, IdText, Seconds, checked
+from slm_swap.files import read_jsonl
 from slm_swap.runs import read_run
-from slm_swap.types import LATENCY_SCHEMA, USAGE_PROPERTIES, Completion, Example, Usage, file_format
-
-PREDICTION_SCHEMA: dict[str, Any] = file_format(
-    {
-        "type": "object",
-        "required": ["id"],
-        "properties": {
-            "id": {"type": ["string", "integer"]},
-            "output": {"type": ["string", "null"]},
-            "latency_s": {"anyOf": [LATENCY_SCHEMA, {"type": "null"}]},
-            "usage": {"type": ["object", "null"], "properties": USAGE_PROPERTIES},
-            "error": {"type": ["string", "null"]},
-        },
-    }
-)
+from slm_swap.types import Completion, Example, Usage
 
 
-def _completion(row: dict[str, Any]) -> Completion:
-    usage = row.get("usage") or {}
-    return Completion(
-        text=row.get("output") or "",
-        latency_s=float(row.get("latency_s") or 0.0),
-        usage=Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))),
-        error=row.get("error"),
-    )
+@dataclass(frozen=True)
+class Prediction:
+    """One line of a predictions file: a model's output for an example, or the error it gave."""
+
+    id: Annotated[str, IdText()]
+    output: str | None = None
+    latency_s: Seconds | None = None
+    usage: Usage | None = None
+    error: str | None = None
+
+    def completion(self) -> Completion:
+        return Completion(self.output or "", self.latency_s or 0.0, self.usage or Usage(), self.error)
 
 
 def load_predictions(path: Path) -> dict[str, Completion]:
@@ -50,15 +42,17 @@ def load_predictions(path: Path) -> dict[str, Completion]:
         return {r.id: Completion(r.output, r.latency_s, r.usage, r.backend_error) for r in run.results}
     predictions: dict[str, Completion] = {}
     for lineno, row in read_jsonl(path, "JSON Lines of {id, output}"):
-        problem = schema_problem(row, PREDICTION_SCHEMA)
-        if problem is not None:
+        try:
+            prediction = checked(row, Prediction)
+        except FormatError as e:
             raise InputError(
-                path, str(lineno), f"not a prediction ({problem})", 'each line needs "id" and "output"'
+                path, str(lineno), f"not a prediction ({e})", 'each line needs "id" and "output"'
+            ) from e
+        if prediction.id in predictions:
+            raise InputError(
+                path, str(lineno), f"id {prediction.id!r} appears twice", "keep one output per example"
             )
-        key = str(row["id"])
-        if key in predictions:
-            raise InputError(path, str(lineno), f"id {key!r} appears twice", "keep one output per example")
-        predictions[key] = _completion(row)
+        predictions[prediction.id] = prediction.completion()
     return predictions
 
 

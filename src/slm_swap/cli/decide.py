@@ -148,11 +148,11 @@ def run(
             options, tracer, lambda line: stdout.print(line, markup=False, highlight=False)
         )
     verdict, report = outcome.verdict, outcome.report
-    stdout.print(f"\nhosted: {verdict['hosted']['description']}", markup=False)
-    for track, t in verdict["tracks"].items():
-        stdout.print(Text(f"{track}: {t['says']}", style="bold"), f"— {t['reason']}")
+    stdout.print(f"\nhosted: {verdict.hosted.description}", markup=False)
+    for track, t in verdict.tracks.items():
+        stdout.print(Text(f"{track}: {t.says}", style="bold"), f"— {t.reason}")
     stdout.print(f"verdict: {workspace.verdict}; report: {report.html} and {report.markdown}")
-    stdout.print(f"took {verdict['seconds']:.0f} s; Langfuse session {verdict['session_id']}", markup=False)
+    stdout.print(f"took {verdict.seconds:.0f} s; Langfuse session {verdict.session_id}", markup=False)
 
 
 @click.command()

@@ -85,9 +85,7 @@ def print_summary(run: RunResult, path: Path) -> None:
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for name, value in summary.items():
-        if name in ("examples", "errors"):
-            continue
+    for name, value in summary.metrics.items():
         core = " (core)" if name in CORE_METRICS[run.meta.track] else ""
         table.add_row(name + core, f"{value:.3f}")
     stdout.print(table)

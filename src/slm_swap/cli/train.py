@@ -99,8 +99,8 @@ def train(
         )
         sys.exit(130)
     stdout.print(
-        f"engine: {result.engine} ({result.card['precision']}); {result.steps} steps in "
-        f"{result.seconds:.1f} s; train loss {result.card['train_loss_first']:.4f} → "
+        f"engine: {result.engine} ({result.card.precision}); {result.steps} steps in "
+        f"{result.seconds:.1f} s; train loss {result.card.train_loss_first:.4f} → "
         f"{result.train_loss:.4f}; validation loss {result.val_loss:.4f}"
     )
     stdout.print(

@@ -45,6 +45,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -282,15 +283,29 @@ def _score_no_call_row(example: Example, completion: Completion, result: Any) ->
     return result(metrics, parsed.calls, INVALID_FORMAT, parsed.problem or "not the no-call answer")
 
 
-def summarize(track: Track, results: Sequence[ExampleResult]) -> dict[str, float]:
+@dataclass(frozen=True)
+class Summary:
+    """A run at a glance: each metric's mean over its examples, and counts."""
+
+    metrics: dict[str, float]  # every metric of the track, in METRICS order
+    examples: int
+    errors: int  # examples the backend gave no answer for (its error is recorded)
+
+    def to_json(self) -> dict[str, float]:
+        """As run files and the verdict hold it: the means, then the counts, in one object."""
+        return {**self.metrics, "examples": self.examples, "errors": self.errors}
+
+
+def summarize(track: Track, results: Sequence[ExampleResult]) -> Summary:
     """Run-level means of every metric, plus counts."""
-    summary: dict[str, float] = {}
     n = len(results)
-    for name in METRICS[track]:
-        summary[name] = sum(r.metrics.get(name, 0.0) for r in results) / n if n else 0.0
-    summary["examples"] = n
-    summary["errors"] = sum(1 for r in results if r.backend_error is not None)
-    return summary
+    return Summary(
+        metrics={
+            name: sum(r.metrics.get(name, 0.0) for r in results) / n if n else 0.0 for name in METRICS[track]
+        },
+        examples=n,
+        errors=sum(1 for r in results if r.backend_error is not None),
+    )
 
 
 def error_counts(results: Sequence[ExampleResult]) -> dict[str, int]:

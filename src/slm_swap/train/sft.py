@@ -26,7 +26,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from slm_swap.errors import ConfigError, SlmSwapError
 from slm_swap.files import read_examples, write_json
 from slm_swap.identity import ADAPTER_CARD, adapter_files_digest, checkpoint_digest, file_digest
 from slm_swap.tracing import Tracer
+from slm_swap.train.card import AdapterCard
 from slm_swap.train.config import TrainConfig
 from slm_swap.types import Example
 
@@ -62,7 +63,7 @@ class TrainResult:
     steps: int
     seconds: float
     interrupted: bool
-    card: dict[str, Any]
+    card: AdapterCard
 
 
 def engine_available() -> str:
@@ -426,28 +427,27 @@ def train(
         if int(os.environ.get("WORLD_SIZE", "1")) > 1 or verbose():
             # Each rank's adapter, so a multi-GPU run shows that its ranks agree (the card keeps rank 0's).
             print(f"rank {_local_rank()} adapter sha256 {digest}", flush=True)
-        card: dict[str, Any] = {
-            "format": "slm-swap.adapter/1",
+        card = AdapterCard(
             **metadata,
-            "interrupted": stop["stop"],
-            "steps": trainer.state.global_step,
-            "train_loss_first": train_losses[0] if train_losses else None,
-            "train_loss_last": train_losses[-1] if train_losses else None,
-            "train_loss_mean": output.training_loss,
-            "val_loss": val_loss,
-            "wall_seconds": round(seconds, 2),
-            "adapter_sha256": digest,
-            "versions": _versions(),
-        }
+            interrupted=stop["stop"],
+            steps=trainer.state.global_step,
+            train_loss_first=train_losses[0] if train_losses else None,
+            train_loss_last=train_losses[-1] if train_losses else None,
+            train_loss_mean=output.training_loss,
+            val_loss=val_loss,
+            wall_seconds=round(seconds, 2),
+            adapter_sha256=digest,
+            versions=_versions(),
+        )
         if not stop["stop"] and trainer.is_world_process_zero():
             trainer.save_model(str(config.out))
             tokenizer.save_pretrained(str(config.out))
             # The digest of the files just written is the adapter's identity for later evaluations.
-            card["adapter_files_sha256"] = adapter_files_digest(config.out)
-            write_json(config.out / CARD, card)
+            card = replace(card, adapter_files_sha256=adapter_files_digest(config.out))
+            write_json(config.out / CARD, card.to_json())
         trace.update(
-            output={"train_loss": card["train_loss_last"], "val_loss": val_loss},
-            metadata={"steps": card["steps"], "wall_seconds": card["wall_seconds"]},
+            output={"train_loss": card.train_loss_last, "val_loss": val_loss},
+            metadata={"steps": card.steps, "wall_seconds": card.wall_seconds},
         )
         if val_loss is not None:
             trace.score("val_loss", float(val_loss))
