@@ -16,7 +16,6 @@ WHEELS=(
   trl==1.15.0 datasets==4.8.5 dill==0.4.1 multiprocess==0.70.19
   bitsandbytes==0.50.2 xgrammar==0.2.9 apache-tvm-ffi==0.1.15.post2
   jsonschema==4.26.0 referencing==0.37.0 rpds-py==2026.9.1 jsonschema-specifications==2025.9.1 ijson==3.6.0
-  fastjsonschema==2.22.3
   fastapi==0.165.0 starlette==1.10.0 uvicorn==0.54.0
   pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5
 )
