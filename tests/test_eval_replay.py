@@ -64,7 +64,7 @@ def test_replay_eval_writes_a_complete_run_file(prepared: list[Example]) -> None
     assert data["core_metrics"] == list(CORE_METRICS["toolcall"])
     assert [r["id"] for r in data["results"]] == [e.id for e in prepared]
     assert data["summary"]["ast_match"] == pytest.approx(5 / 8)
-    assert data["error_counts"] == {"no_output": 1, "invalid_format": 2}
+    assert data["error_counts"] == {"no_output": 1, "missed_call": 2}  # plain text: the no-call answer
     first = data["results"][0]
     assert first["error_category"] == "no_output" and "no prediction" in first["backend_error"]
     good = data["results"][-1]

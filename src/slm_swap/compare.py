@@ -22,7 +22,7 @@ from slm_swap import settings
 from slm_swap.errors import SlmSwapError
 from slm_swap.fileformats import Count, Flag, Number
 from slm_swap.runs import RunResult
-from slm_swap.scoring.metrics import CORE_METRICS
+from slm_swap.scoring.metrics import core_metrics
 from slm_swap.tracing import Tracer
 from slm_swap.types import Track
 
@@ -43,6 +43,7 @@ class MetricComparison:
     hosted_only: Count  # examples right for the hosted model only (0/1 metrics)
     slm_only: Count
     settled: Flag
+    rows: Count | None = None  # the examples that have the metric (abstention: the no-call rows); None: all
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class Decision:
             "format": DECISION_FORMAT,
             "track": self.track,
             "rule": "FINE_TUNE=1 if hosted - slm > delta on any core metric",
-            "core_metrics": list(CORE_METRICS[self.track]),
+            "core_metrics": [m.metric for m in self.metrics],
             "delta": self.delta,
             "fine_tune": self.fine_tune,
             "FINE_TUNE": int(self.fine_tune),
@@ -208,9 +209,14 @@ def compare(
     rng = np.random.default_rng(settings.BOOTSTRAP_SEED)
     n = len(hosted_ids)
     comparisons = []
-    for metric in CORE_METRICS[track]:
-        h = np.array([r.metrics[metric] for r in hosted.results])
-        s = np.array([slm_by_id[r.id].metrics[metric] for r in hosted.results])
+    present = {m for r in hosted.results for m in r.metrics}
+    for metric in core_metrics(hosted.meta.track, sorted(present)):  # abstention too, where the split has no-call rows
+        # Paired over the rows that have the metric on both sides (all of them but for abstention).
+        rows = [r for r in hosted.results if metric in r.metrics and metric in slm_by_id[r.id].metrics]
+        if not rows:
+            continue
+        h = np.array([r.metrics[metric] for r in rows])
+        s = np.array([slm_by_id[r.id].metrics[metric] for r in rows])
         diff = h - s
         low, high = bootstrap_interval(diff, rng)
         binary = bool(np.isin(h, (0.0, 1.0)).all() and np.isin(s, (0.0, 1.0)).all())
@@ -230,6 +236,7 @@ def compare(
                 hosted_only=b,
                 slm_only=c,
                 settled=low > delta or high <= delta,
+                rows=len(rows) if len(rows) != n else None,
             )
         )
     return Decision(

@@ -22,7 +22,7 @@ from rich.text import Text
 
 from slm_swap.backends.factory import ModelOptions
 from slm_swap.evaluate import EvalOutcome, evaluate, open_evaluation
-from slm_swap.scoring.metrics import CORE_METRICS
+from slm_swap.scoring.metrics import METRICS, core_metrics
 from slm_swap.tracing import Tracer
 from slm_swap.types import Example, ExampleResult, Track
 
@@ -38,11 +38,13 @@ class Lane:
     error: BaseException | None = None
 
     def mean(self, metric: str) -> float | None:
-        return sum(r.metrics[metric] for r in self.results) / len(self.results) if self.results else None
+        """The metric's mean over the results so far that have it (abstention: the no-call rows)."""
+        values = [r.metrics[metric] for r in self.results if metric in r.metrics]
+        return sum(values) / len(values) if values else None
 
 
 def _render(track: Track, lanes: list[Lane], recent: deque[str]) -> Group:
-    core = CORE_METRICS[track]
+    core = core_metrics(track, [*METRICS[track], *(m for r in lanes[0].results for m in r.metrics)])
     table = Table(title=f"live · {track}", expand=False)
     table.add_column("model")
     table.add_column("done", justify="right")

@@ -44,7 +44,7 @@ from slm_swap.files import check_output, one_writer, read_examples, write_json
 from slm_swap.identity import Check, compare_inputs
 from slm_swap.models import default_model_dir, pull
 from slm_swap.report import Pricing, Written, write_report
-from slm_swap.scoring.metrics import CORE_METRICS
+from slm_swap.scoring.metrics import core_metrics
 from slm_swap.stops import RULE
 from slm_swap.tracing import LangfuseConfig, Tracer
 from slm_swap.train.config import Hyperparameters
@@ -315,7 +315,7 @@ class Pipeline:
                 session_id=self.session_id,
             )
         means = outcome.run.summary.metrics
-        core = ", ".join(f"{k} {means[k]:.3f}" for k in CORE_METRICS[track])
+        core = ", ".join(f"{k} {means[k]:.3f}" for k in core_metrics(track, list(means)))
         self.say(f"eval {track} {label}: {core} -> {out}")
         return out
 

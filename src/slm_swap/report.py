@@ -23,7 +23,7 @@ from slm_swap.compare import ComparedRun, Decision, agreement_note, read_decisio
 from slm_swap.errors import InputError, SlmSwapError
 from slm_swap.files import atomic_writer, check_output, read_examples
 from slm_swap.runs import RunResult, read_run
-from slm_swap.scoring.metrics import CORE_METRICS
+from slm_swap.scoring.metrics import ABSTENTION, core_metrics
 from slm_swap.types import TRACKS, Example
 from slm_swap.verdict import VERDICTS, VerdictHeader, VerdictName, read_verdict_header, verdict_of
 from slm_swap.workspace import Workspace
@@ -120,10 +120,10 @@ def _run_path(side: ComparedRun, decision_path: Path) -> Path:
 def metric_rows(t: TrackData) -> list[dict[str, Any]]:
     """Per core metric: each model's mean and, for the SLMs, the paired difference and CI vs hosted."""
     rows = []
-    for metric in CORE_METRICS[t.track]:
+    for metric in _core(t):
         row: dict[str, Any] = {"metric": metric}
         for label, run in t.runs.items():
-            row[label] = run.summary.metrics[metric]
+            row[label] = run.summary.metrics.get(metric, 0.0)
         for label, decision in t.decisions.items():
             m = next(m for m in decision.metrics if m.metric == metric)
             row[f"{label}_ci"] = (m.ci_low, m.ci_high)
@@ -137,7 +137,7 @@ def costs(t: TrackData, pricing: Pricing) -> list[dict[str, Any]]:
     local: time)."""
     out = []
     for label, run in t.runs.items():
-        correct = sum(r.metrics[CORRECT[t.track]] for r in run.results)
+        correct = sum(_correct(r, t.track) for r in run.results)
         seconds = _wall_seconds(run)
         prompt = sum(r.usage.prompt_tokens for r in run.results)
         completion = sum(r.usage.completion_tokens for r in run.results)
@@ -179,8 +179,18 @@ def _signed(value: float) -> str:
     return f"{value + 0.0:+.3f}"  # + 0.0: no "-0.000"
 
 
+def _core(t: TrackData) -> tuple[str, ...]:
+    """The track's core metrics in these runs: abstention too where the split has no-call rows."""
+    return core_metrics(t.runs["hosted"].meta.track, list(t.runs["hosted"].summary.metrics))
+
+
+def _correct(result: Any, track: str) -> float:
+    """1 for a right answer: the correct call (`CORRECT`), or on a no-call row, no call."""
+    return float(result.metrics.get(CORRECT[track], result.metrics.get(ABSTENTION, 0.0)))
+
+
 def _outcome(result: Any, track: str) -> str:
-    if result.metrics[CORRECT[track]] >= 1:
+    if _correct(result, track) >= 1:
         return "correct"
     return result.error_category or "partly right"
 
@@ -189,7 +199,7 @@ def _outcome(result: Any, track: str) -> str:
 
 
 def bar_chart(t: TrackData) -> str:
-    metrics = list(CORE_METRICS[t.track])
+    metrics = list(_core(t))
     labels = list(t.runs)
     width, height, left, bottom = 640, 240, 40, 40
     group = (width - left - 10) / len(metrics)
@@ -204,7 +214,7 @@ def bar_chart(t: TrackData) -> str:
     for i, metric in enumerate(metrics):
         x0 = left + i * group + (group - bar * len(labels)) / 2
         for j, label in enumerate(labels):
-            value = t.runs[label].summary.metrics[metric]
+            value = t.runs[label].summary.metrics.get(metric, 0.0)
             h = value * (height - bottom - 10)
             x = x0 + j * bar
             parts.append(
@@ -453,7 +463,8 @@ def _track_html(t: TrackData, pricing: Pricing) -> str:
     out.append(
         f"</table><p class='note'>Hosted cost at ${pricing.input_per_1k}/1k prompt and "
         f"${pricing.output_per_1k}/1k completion tokens (set with {settings.PRICE_IN}/-output); "
-        "a correct call is one whose " + CORRECT[t.track] + " is 1. Local cost is compute time.</p>"
+        "a correct call is one whose " + CORRECT[t.track] + " is 1 (on a no-call row, no call). Local cost "
+        "is compute time.</p>"
     )
     out.append(_examples_html(t))
     out.append("</section>")

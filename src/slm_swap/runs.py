@@ -23,7 +23,7 @@ from slm_swap import __version__
 from slm_swap.errors import InputError
 from slm_swap.fileformats import CLOSED, Flag, FormatError, checked
 from slm_swap.files import atomic_writer, loads, many_objects, parse_json, read_bytes, sha256_text
-from slm_swap.scoring.metrics import CORE_METRICS, Summary, error_counts, summarize
+from slm_swap.scoring.metrics import Summary, core_metrics, error_counts, summarize
 from slm_swap.types import ExampleResult, Track
 
 RUN_FORMAT = "slm-swap.run/1"
@@ -87,7 +87,7 @@ class RunResult:
             "format": RUN_FORMAT,
             "meta": self.meta.__dict__,
             "summary": self.summary.to_json(),
-            "core_metrics": list(CORE_METRICS[self.meta.track]),
+            "core_metrics": list(core_metrics(self.meta.track, list(self.summary.metrics))),
             "error_counts": error_counts(self.results),
             "results": [r.to_json() for r in self.results],
         }

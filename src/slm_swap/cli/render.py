@@ -78,7 +78,7 @@ def traced() -> Iterator[Tracer]:
 
 
 def print_summary(run: RunResult, path: Path) -> None:
-    from slm_swap.scoring.metrics import CORE_METRICS, error_counts
+    from slm_swap.scoring.metrics import core_metrics, error_counts
 
     summary = run.summary
     stdout.print(f"{run.meta.track} · {run.meta.model_kind} {run.meta.model} · {len(run.results)} examples")
@@ -86,7 +86,7 @@ def print_summary(run: RunResult, path: Path) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in summary.metrics.items():
-        core = " (core)" if name in CORE_METRICS[run.meta.track] else ""
+        core = " (core)" if name in core_metrics(run.meta.track, list(summary.metrics)) else ""
         table.add_row(name + core, f"{value:.3f}")
     stdout.print(table)
     errors = error_counts(run.results)

@@ -287,7 +287,9 @@ def _score_no_call_row(example: Example, completion: Completion, result: Any) ->
 class Summary:
     """A run at a glance: each metric's mean over its examples, and counts."""
 
-    metrics: dict[str, float]  # every metric of the track, in METRICS order
+    # Every metric of the track, in METRICS order; with no-call rows, the abstention metrics and the
+    # missed-call rate after them. Each is the mean over the rows that have it.
+    metrics: dict[str, float]
     examples: int
     errors: int  # examples the backend gave no answer for (its error is recorded)
 
@@ -297,15 +299,22 @@ class Summary:
 
 
 def summarize(track: Track, results: Sequence[ExampleResult]) -> Summary:
-    """Run-level means of every metric, plus counts."""
+    """Run-level means of every metric over the rows that have it, plus counts. A run with no-call rows
+    also gets their metrics and the rate of call rows answered with no call (`missed_call`); a run of
+    call rows only is summarised as before no-call rows existed."""
     n = len(results)
-    return Summary(
-        metrics={
-            name: sum(r.metrics.get(name, 0.0) for r in results) / n if n else 0.0 for name in METRICS[track]
-        },
-        examples=n,
-        errors=sum(1 for r in results if r.backend_error is not None),
-    )
+    no_call = [r for r in results if NO_CALL_METRICS[0] in r.metrics]
+    calls = [r for r in results if NO_CALL_METRICS[0] not in r.metrics]
+
+    def mean(name: str, rows: Sequence[ExampleResult]) -> float:
+        return sum(r.metrics.get(name, 0.0) for r in rows) / len(rows) if rows else 0.0
+
+    metrics = {name: mean(name, calls) for name in METRICS[track]} if calls or not no_call else {}
+    if no_call:
+        metrics |= {name: mean(name, no_call) for name in NO_CALL_METRICS}
+        if calls:
+            metrics["missed_call"] = sum(r.error_category == MISSED_CALL for r in calls) / len(calls)
+    return Summary(metrics=metrics, examples=n, errors=sum(1 for r in results if r.backend_error is not None))
 
 
 def error_counts(results: Sequence[ExampleResult]) -> dict[str, int]:
