@@ -210,7 +210,8 @@ def compare(
     n = len(hosted_ids)
     comparisons = []
     present = {m for r in hosted.results for m in r.metrics}
-    for metric in core_metrics(hosted.meta.track, sorted(present)):  # abstention too, where the split has no-call rows
+    # Abstention too, where the split has no-call rows.
+    for metric in core_metrics(hosted.meta.track, sorted(present)):
         # Paired over the rows that have the metric on both sides (all of them but for abstention).
         rows = [r for r in hosted.results if metric in r.metrics and metric in slm_by_id[r.id].metrics]
         if not rows:

@@ -350,14 +350,18 @@ margin:0;max-width:330px}.correct{color:#2e7d32;font-weight:600}.wrong{color:#b2
 .trails{color:#b23c17}#verdicts th:last-child{text-align:left}.note{color:#666;font-size:12px}
 """
 
+# Each filter box keeps the rows whose data-<its data-keep> is 1; checked boxes combine.
 SCRIPT = """
-document.querySelectorAll('input.disagree').forEach(function (box) {
+document.querySelectorAll('input.filter').forEach(function (box) {
   box.addEventListener('change', function () {
     var table = document.getElementById(box.dataset.table);
+    var boxes = document.querySelectorAll("input.filter[data-table='" + box.dataset.table + "']:checked");
     table.querySelectorAll('tbody tr').forEach(function (row) {
-      row.hidden = box.checked && row.dataset.disagree !== '1';
+      row.hidden = Array.prototype.some.call(boxes, function (b) {
+        return row.dataset[b.dataset.keep] !== '1';
+      });
     });
-    table.dataset.filtered = box.checked ? '1' : '0';
+    table.dataset.filtered = boxes.length ? '1' : '0';
   });
 });
 """
@@ -511,9 +515,18 @@ def _examples_html(t: TrackData) -> str:
             f"{min(disagreeing, len(shown)):,} where the models disagree first ({disagreeing:,} in all), "
             f"then a sample of the rest. Every example is in the run files: {files}.</p>"
         )
+    no_call = {i for i, e in t.examples.items() if not e.gold}
     out += [
-        f"<label><input type='checkbox' class='disagree' data-table='{table_id}'> "
-        "show only examples where the models disagree</label>",
+        f"<label><input type='checkbox' class='filter disagree' data-table='{table_id}' "
+        "data-keep='disagree'> show only examples where the models disagree</label>",
+        *(
+            [
+                f" <label><input type='checkbox' class='filter nocall' data-table='{table_id}' "
+                "data-keep='nocall'> show only rows whose right answer is no call</label>"
+            ]
+            if no_call
+            else []
+        ),
         f"<table class='examples' id='{table_id}'><thead><tr><th>example</th><th>prompt</th><th>gold</th>",
     ]
     out += [f"<th>{LABELS[label]}</th>" for label in labels]
@@ -533,7 +546,11 @@ def _examples_html(t: TrackData) -> str:
         for x, outcome in zip(results, outcomes, strict=True):
             cls = "correct" if outcome == "correct" else "wrong"
             cells.append(f"<td><span class='{cls}'>{_e(outcome)}</span><pre>{_e(_cut(x.output))}</pre></td>")
-        out.append(f"<tr data-disagree='{int(disagree)}'>" + "".join(cells) + "</tr>")
+        out.append(
+            f"<tr data-disagree='{int(disagree)}' data-nocall='{int(example_id in no_call)}'>"
+            + "".join(cells)
+            + "</tr>"
+        )
     out.append("</tbody></table>")
     return "\n".join(out)
 
