@@ -94,8 +94,8 @@ def _trace_example(trace: RunTrace, meta: RunMeta, example: Example, result: Exa
         end_time=end,
         error=result.backend_error,
     )
-    for name in METRICS[meta.track]:
-        generation.score(name, result.metrics[name])
+    for name, value in result.metrics.items():  # the row's own metrics (a no-call row: abstention)
+        generation.score(name, value)
 
 
 @dataclass(frozen=True)
