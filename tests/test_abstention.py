@@ -129,3 +129,32 @@ def test_no_call_rows_are_scored_from_every_backend(
             assert run.summary.metrics["abstention"] == run.summary.metrics["ast_match"] == 1.0
         if name == "constrained":  # a call or a reply, never malformed
             assert all(r.error_category != "invalid_format" for r in run.results)
+
+
+def test_no_call_rows_train_like_any_other_with_the_no_call_answer_as_completion(
+    workspace: Path, tiny_model: Path
+) -> None:
+    """`prepare --irrelevance-share` puts no-call rows in the train split; the trainer learns their
+    completion (the no-call answer) and nothing of their prompt, as for a call row."""
+    from slm_swap.data.formats import NO_CALL_REPLY
+    from slm_swap.train.sft import TrainConfig, build_trainer
+
+    sizes = ["--train-size", "8", "--val-size", "4", "--test-size", "0", "--irrelevance-share", "0.5"]
+    assert CliRunner().invoke(main, ["prepare", *sizes]).exit_code == 0
+    for track, answer in (("toolcall", NO_CALL_REPLY), ("structured", '{"calls": []}')):
+        rows = read_examples(Path(f"02_dataset/{track}/train.jsonl"))
+        assert sum(not e.gold for e in rows) == 4
+        config = TrainConfig(
+            track=track,
+            train=Path(f"02_dataset/{track}/train.jsonl"),
+            val=Path(f"02_dataset/{track}/val.jsonl"),
+            out=Path(f"04_ft/{track}"),
+            model_path=tiny_model,
+            max_length=1024,
+        )
+        built = build_trainer(config)
+        learnt = []
+        for item in built.trainer.train_dataset:
+            tokens = [t for t, label in zip(item["input_ids"], item["labels"], strict=True) if label != -100]
+            learnt.append(built.tokenizer.decode(tokens))
+        assert sum(text == answer + "<|im_end|>\n" for text in learnt) == 4, learnt
