@@ -141,7 +141,7 @@ def test_no_call_rows_train_like_any_other_with_the_no_call_answer_as_completion
 
     sizes = ["--train-size", "8", "--val-size", "4", "--test-size", "0", "--irrelevance-share", "0.5"]
     assert CliRunner().invoke(main, ["prepare", *sizes]).exit_code == 0
-    for track, answer in (("toolcall", NO_CALL_REPLY), ("structured", '{"calls": []}')):
+    for track, no_call in (("toolcall", NO_CALL_REPLY), ("structured", '{"calls": []}')):
         rows = read_examples(Path(f"02_dataset/{track}/train.jsonl"))
         assert sum(not e.gold for e in rows) == 4
         config = TrainConfig(
@@ -157,4 +157,4 @@ def test_no_call_rows_train_like_any_other_with_the_no_call_answer_as_completion
         for item in built.trainer.train_dataset:
             tokens = [t for t, label in zip(item["input_ids"], item["labels"], strict=True) if label != -100]
             learnt.append(built.tokenizer.decode(tokens))
-        assert sum(text == answer + "<|im_end|>\n" for text in learnt) == 4, learnt
+        assert sum(text == no_call + "<|im_end|>\n" for text in learnt) == 4, learnt
