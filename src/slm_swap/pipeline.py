@@ -59,20 +59,20 @@ class PipelineOptions:
     hosted: ModelOptions | None  # None: a local stand-in (the SLM served, grammar-constrained)
     slm: ModelOptions
     source: Path | None = None  # an xLAM file (default the shipped sample), or BFCL's wheel or data folder
-    source_kind: str = "xlam"  # settings.SOURCES
-    bfcl_category: str = "simple_python"
+    source_kind: str = settings.SOURCE.default  # settings.SOURCES
+    bfcl_category: str = settings.BFCL_CATEGORY.default
     langfuse_dataset: str | None = None
     langfuse: LangfuseConfig | None = None  # the Langfuse configuration a `langfuse` source is read with
     seed: int = settings.SPLIT_SEED
     workspace: Workspace = field(default_factory=Workspace)
     sizes: SplitSizes = field(default_factory=SplitSizes)
     no_call: NoCallRules = field(default_factory=NoCallRules)
-    split: str = "test"
-    delta: float = 0.01
+    split: str = settings.SPLIT.default
+    delta: float = settings.DELTA.default
     train: Hyperparameters = field(default_factory=Hyperparameters)
     environment: Mapping[str, str] = field(default_factory=dict, repr=False)  # for the stand-in's process
     force: bool = False
-    standin_port: int = 8765
+    standin_port: int = settings.STANDIN_PORT.default
     pricing: Pricing = field(default_factory=Pricing)
 
     def __post_init__(self) -> None:

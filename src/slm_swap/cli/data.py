@@ -155,12 +155,7 @@ def prepare(
     required=True,
     help="Conversations in OpenAI's chat format (JSON Lines); those that end before the answer are labelled.",
 )
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    required=True,
-    help=f"The labelled file (a {settings.SOURCE} openai file).",
-)
+@option(settings.OUT, required=True, help=f"The labelled file (a {settings.SOURCE} openai file).")
 @option(settings.FORCE, help="Replace --out if it exists, and ask again from the start.")
 @model_options(kinds=("azure", "openai"))
 def label(input_path: Path, out: Path, force: bool, model_kind: str, **kw: Any) -> None:

@@ -89,10 +89,8 @@ def eval_command(
 @click.command()
 @track_option
 @split_option
-@click.option("--id", "example_id", help="The dataset row to ask (default: the split's first row).")
-@click.option(
-    "--prompt", help="Ask this free text instead of a dataset row (with the track's system prompt)."
-)
+@option(settings.EXAMPLE_ID, "--id", "example_id")
+@option(settings.PROMPT)
 @workspace_options
 @model_options(kinds=settings.MODEL_KINDS[:3])
 def infer(
