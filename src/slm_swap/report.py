@@ -351,6 +351,7 @@ margin:0;max-width:330px}.correct{color:#2e7d32;font-weight:600}.wrong{color:#b2
 """
 
 # Each filter box keeps the rows whose data-<its data-keep> is 1; checked boxes combine.
+NO_CALL_ROW = " data-nocall='1'"  # a browser row whose right answer is no call
 SCRIPT = """
 document.querySelectorAll('input.filter').forEach(function (box) {
   box.addEventListener('change', function () {
@@ -547,7 +548,7 @@ def _examples_html(t: TrackData) -> str:
             cls = "correct" if outcome == "correct" else "wrong"
             cells.append(f"<td><span class='{cls}'>{_e(outcome)}</span><pre>{_e(_cut(x.output))}</pre></td>")
         out.append(
-            f"<tr data-disagree='{int(disagree)}' data-nocall='{int(example_id in no_call)}'>"
+            f"<tr data-disagree='{int(disagree)}'{NO_CALL_ROW if example_id in no_call else ''}>"
             + "".join(cells)
             + "</tr>"
         )
