@@ -202,78 +202,39 @@ def test_a_looping_constrained_answer_stops_early_and_a_free_one_is_left_alone(t
     assert free.text.startswith(stopped.text)
 
 
-class Favour:
-    """A logits processor that adds `boost` to the tokens beginning with `text` in the rows asked: a way
-    to make a random tiny model prefer a call (or a reply) without training it."""
-
-    def __init__(self, tokenizer: Any, text: str, rows: list[bool], boost: float = 30.0):
-        from slm_swap.stops import _tokens_starting_with
-
-        self.ids = _tokens_starting_with(tokenizer, text)
-        self.rows = rows
-        self.boost = boost
-
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        for i, asked in enumerate(self.rows):
-            if asked:
-                scores[i, self.ids] += self.boost
-        return scores
-
-
 def test_no_call_or_a_first_call_is_chosen_on_the_likelihood_of_each(tiny_model: Path) -> None:
-    """Rule 0. Toolcall: the answer begins a call exactly where the model's probability of the tokens that
-    begin one (`<`) exceeds that of the tokens that begin a reply, computed here on the first step's
-    logits; the favoured rows call, the others reply. Structured: after `{"calls": [` it closes the list
-    exactly where `]}` and the end are likelier than the opening of a first call."""
+    """Rule 0: at the answer's start the model writes the no-call answer exactly where it finds that
+    answer (structured `]}` after `{"calls": [`, toolcall `NO_CALL_REPLY`, then the end) likelier than the
+    opening of a first call, computed here independently by teacher forcing; otherwise it calls."""
     import torch
-
-    from slm_swap.stops import _tokens_starting_with
-    from slm_swap.types import ToolSpec
 
     engine = Engine(tiny_model)
     tools = [ToolSpec(name, "", {"type": "object", "properties": {}}) for name in ("f", "g")]
     texts = [engine.render([{"role": "user", "content": q}]) for q in ("call f", "hello", "g", "weather?")]
-    favoured = [True, False, True, False]
-    collect = Collect(len(texts))
-    answers = engine.generate(
-        texts,
-        24,
-        constraints=[engine.grammars.for_track("toolcall", tools)] * len(texts),
-        processors=[Favour(engine.tokenizer, "<", favoured)],
-        streamer=collect,
-    )
-    begins_call = _tokens_starting_with(engine.tokenizer, "<")
-    for text, answer, favour in zip(texts, answers, favoured, strict=True):
-        ids = engine.tokenizer(text, add_special_tokens=False)["input_ids"]
-        with torch.inference_mode():
-            logits = engine.llm(torch.tensor([ids])).logits[0, -1].float()
-            if favour:
-                logits[begins_call] += 30.0
-            p = torch.softmax(logits, -1)
-        p_call = float(p[begins_call].sum())
-        p_reply = 1 - p_call - float(p[engine.tokenizer.eos_token_id])
-        assert answer.text.startswith("<tool_call") == (p_call > p_reply), (answer.text, p_call, p_reply)
-        assert answer.text.startswith("<tool_call") == favour  # both ways were taken
-        assert answer.text.startswith("<tool_call") or "<" not in answer.text
-
-    structured = [engine.grammars.for_track("structured", tools)] * len(texts)
-    collect = Collect(len(texts))
-    answers = engine.generate(texts, 24, constraints=structured, streamer=collect)
-    way = WAYS["structured"]
     eos = engine.tokenizer.eos_token_id
-    for text, answer, ids in zip(texts, answers, collect.ids, strict=True):
-        prompt = engine.tokenizer(text, add_special_tokens=False)["input_ids"]
-        k = next(k for k in range(1, len(ids) + 1) if engine.tokenizer.decode(ids[:k]) == '{"calls": [')
-        totals = []
-        for way_ids in (
-            [*engine.tokenizer(way.end, add_special_tokens=False)["input_ids"], eos],
-            engine.tokenizer(way.first, add_special_tokens=False)["input_ids"],
-        ):
+    chosen = set()
+    for track, start in (("toolcall", ""), ("structured", '{"calls": [')):
+        way = WAYS[track]
+        collect = Collect(len(texts))
+        answers = engine.generate(
+            texts, 24, constraints=[engine.grammars.for_track(track, tools)] * len(texts), streamer=collect
+        )
+        for text, answer, ids in zip(texts, answers, collect.ids, strict=True):
+            prompt = engine.tokenizer(text, add_special_tokens=False)["input_ids"]
+            k = next(k for k in range(len(ids) + 1) if engine.tokenizer.decode(ids[:k]) == start)
             context = prompt + ids[:k]
-            with torch.inference_mode():
-                log_probs = torch.log_softmax(
-                    engine.llm(torch.tensor([context + way_ids])).logits[0].float(), -1
-                )
-            totals.append(sum(float(log_probs[len(context) + j - 1, t]) for j, t in enumerate(way_ids)))
-        end, first = totals
-        assert (answer.text == '{"calls": []}') == (end > first), (answer.text, end, first)
+            totals = []
+            for way_ids in (
+                [*engine.tokenizer(way.no_call, add_special_tokens=False)["input_ids"], eos],
+                engine.tokenizer(way.first, add_special_tokens=False)["input_ids"],
+            ):
+                with torch.inference_mode():
+                    logits = engine.llm(torch.tensor([context + way_ids])).logits[0].float()
+                log_probs = torch.log_softmax(logits, -1)
+                totals.append(sum(float(log_probs[len(context) + j - 1, t]) for j, t in enumerate(way_ids)))
+            no_call, call = totals
+            called = bool(parse_toolcall(answer.text).calls or parse_structured(answer.text).calls)
+            assert called == (call > no_call), (track, answer.text, no_call, call)
+            assert called or answer.text == '{"calls": []}' or "<" not in answer.text
+            chosen.add(called)
+    assert chosen == {True, False}, "both ways should be taken somewhere in this set"
