@@ -391,22 +391,31 @@ def _cache_name() -> str:
 
 
 # Per tokenizer (held weakly: an id() could be reused by another tokenizer once this one is freed).
-_STARTS: weakref.WeakKeyDictionary[Any, dict[tuple[str, bool], list[int]]] = weakref.WeakKeyDictionary()
+# Per tokenizer (held weakly: an id() could be reused by another tokenizer once this one is freed): each
+# token's text, decoded once, and the token lists asked of it.
+_TEXTS: weakref.WeakKeyDictionary[Any, list[str]] = weakref.WeakKeyDictionary()
+_STARTS: weakref.WeakKeyDictionary[Any, dict[tuple[str, bool, bool], list[int]]] = weakref.WeakKeyDictionary()
 
 
 def _tokens_not_starting_with(tokenizer: Any, text: str) -> list[int]:
-    """The tokens whose text does not begin with `text`."""
-    starting = set(_tokens_starting_with(tokenizer, text))
-    return [i for i in range(len(tokenizer)) if i not in starting]
+    """The tokens whose text does not begin with `text`, found once per tokenizer."""
+    return _tokens(tokenizer, text, longer=False, starting=False)
 
 
 def _tokens_starting_with(tokenizer: Any, character: str, *, longer: bool = False) -> list[int]:
     """The tokens whose text begins with `character` (with `longer`: and goes on past it), found once
     per tokenizer."""
+    return _tokens(tokenizer, character, longer=longer, starting=True)
+
+
+def _tokens(tokenizer: Any, text: str, *, longer: bool, starting: bool) -> list[int]:
     found = _STARTS.setdefault(tokenizer, {})
-    if (character, longer) not in found:
-        texts = [tokenizer.decode([i]) for i in range(len(tokenizer))]
-        found[character, longer] = [
-            i for i, t in enumerate(texts) if t.startswith(character) and (not longer or t != character)
+    if (text, longer, starting) not in found:
+        if tokenizer not in _TEXTS:
+            _TEXTS[tokenizer] = [tokenizer.decode([i]) for i in range(len(tokenizer))]
+        found[text, longer, starting] = [
+            i
+            for i, t in enumerate(_TEXTS[tokenizer])
+            if (t.startswith(text) and (not longer or t != text)) == starting
         ]
-    return found[character, longer]
+    return found[text, longer, starting]
