@@ -73,16 +73,17 @@ def test_the_real_model_stops_after_one_call_and_still_makes_several(embedded_mo
 
     parallel, multiple = read_examples(Path(__file__).parent / "data" / "bfcl_calls.jsonl")
     backend = LocalBackend(embedded_model, constrained=True)
-    several, one = backend.generate([parallel, multiple])
+    engine = backend.engine
+    # Calls required (no-call answer off): the stop rules are what this checks.
+    required = [engine.grammars.for_track("toolcall", e.tools, no_call=False) for e in (parallel, multiple)]
+    rendered = [engine.render(e.messages()) for e in (parallel, multiple)]
+    several, one = engine.generate(rendered, 384, constraints=required)
     calls = parse_toolcall(several.text).calls or ()
     assert len(calls) == 2 and calls[0] != calls[1], several.text
     assert score(parallel, several).metrics["ast_match"] == 1.0, several.text
-    engine = backend.engine
-    texts = [engine.render(e.messages()) for e in (parallel, multiple)]
-    constraints = [engine.grammars.for_track("toolcall", e.tools) for e in (parallel, multiple)]
-    assert check_choices(engine, texts, constraints, "toolcall") == {"more": 1, "end": 2}
+    assert check_choices(engine, rendered, required, "toolcall") == {"more": 1, "end": 2}
     assert len(parse_toolcall(one.text).calls or ()) == 1, one.text
-    grammar = engine.grammars.for_track("toolcall", multiple.tools).grammar
+    grammar = engine.grammars.for_track("toolcall", multiple.tools, no_call=False).grammar
     by_next_token = engine.generate(
         [engine.render(multiple.messages())], 384, constraints=[Constraint(grammar, "toolcall")]
     )[0]

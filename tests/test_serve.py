@@ -410,9 +410,9 @@ def test_requests_are_traced_like_eval_generations(
 
 
 def test_a_constrained_server_answers_tool_choice_auto_with_calls_or_a_reply(tiny_model: Path) -> None:
-    """`tool_choice: auto` under --constrained follows evaluation's rule 0: the answer is well-formed calls
-    or a plain reply, never a half-made call; a random tiny model finds the reply likelier, so the client
-    gets text content and no tool_calls (finish_reason stop or length)."""
+    """`tool_choice: auto` under --constrained follows evaluation's grammar and rule 0: the answer is calls
+    or a plain reply, never prose with a call in it. A finished call reaches the client as tool_calls; an
+    answer the token limit cut is returned as it stands (finish_reason length)."""
     batcher = Batcher(Engine(tiny_model, {}), max_batch=8, max_wait_s=0.05)
     running = Running(batcher, api_key=None, constrained=True)
     try:
@@ -424,8 +424,13 @@ def test_a_constrained_server_answers_tool_choice_auto_with_calls_or_a_reply(tin
                 tools=[WEATHER],  # type: ignore[list-item]
                 max_tokens=16,
             )
-            message = reply.choices[0].message
-            assert not message.tool_calls and message.content and "<" not in message.content
-            assert reply.choices[0].finish_reason in ("stop", "length")
+            message, finish = reply.choices[0].message, reply.choices[0].finish_reason
+            if message.tool_calls:
+                assert finish == "tool_calls" and message.tool_calls[0].function.name == "get_weather"
+            else:
+                text = message.content or ""
+                assert text and (
+                    "<" not in text or (finish == "length" and text.startswith("<tool_call name="))
+                )
     finally:
         running.stop()

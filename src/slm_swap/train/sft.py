@@ -240,7 +240,7 @@ def build_trainer(config: TrainConfig, on_step: Callable[[int, int], None] | Non
     import torch
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import PrinterCallback, TrainerCallback
+    from transformers import PrinterCallback, TrainerCallback, set_seed
     from trl import SFTConfig
 
     from slm_swap.train.packing import CompletionLossTrainer, use_mask_dropout, use_padding_free
@@ -259,6 +259,9 @@ def build_trainer(config: TrainConfig, on_step: Callable[[int, int], None] | Non
             f"another {settings.OUT}"
         )
     engine = engine_available()
+    # TRAINING_SEED seeds LoRA's initialisation (drawn from the global generators as the base loads and
+    # the adapter is made) and the order of the training rows; nothing else here seeds them.
+    set_seed(config.seed)
     model, tokenizer = load_base(config, engine)
     cuda = torch.cuda.is_available()
     trainer_args = trainer_settings(config, cuda=cuda, world_size=int(os.environ.get("WORLD_SIZE", "1")))
