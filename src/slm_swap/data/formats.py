@@ -28,11 +28,13 @@ STRUCTURED_SYSTEM = (
     "only the tools listed. Answer with a single JSON object and nothing else, no prose and no code fences:"
     ' {"calls": [{"name": "<tool name>", "arguments": {"<parameter>": <value>}}]}.'
     ' Put one entry in "calls" for each call needed.'
+    ' If no listed tool fits the request, or it needs no tool, answer {"calls": []}.'
 )
 TOOLCALL_SYSTEM = (
     "You are a function-calling assistant. Choose the tool call(s) that fulfil the user's request, using "
     "only the tools listed. Answer with one block per call, one per line, and nothing else:"
     ' <tool_call name="<tool name>">{"<parameter>": <value>}</tool_call>'
+    " If no listed tool fits the request, or it needs no tool, reply in plain text without any block."
 )
 # The toolcall track's no-call answer where the source has no reply of its own (BFCL's irrelevance rows,
 # rows made by removing the right tools): training teaches this reply; scoring accepts any plain text.
