@@ -4,7 +4,15 @@ slm-swap's own commands.
 Trains the embedded model with the spec's defaults on the first N rows of a fixed pool,
 N = `--rows` (nested: the 32 rows are the first of the 128), and evaluates the untrained model and each
 adapter on BFCL's non-live simple_python and multiple rows (the same 40 + 40 as `bench/bfcl.py`: `prepare
---source bfcl`, seed 42), free and grammar-constrained, toolcall track, with Wilson 95% intervals.
+--source bfcl`, seed 42), free and grammar-constrained, toolcall track, with Wilson 95% intervals; and on
+BFCL's `irrelevance` rows (`--irrelevance-rows`, seed 42; the right answer is no call), scored on
+abstention.
+
+Irrelevance-augmented points (`--irrelevance-share F`, repeatable): the pool prepared again with `prepare
+--irrelevance-share F`, so that a share F of its train and validation rows are no-call rows made from
+unused live rows by removing the tools their answer calls; each N is trained on that pool's first N rows.
+Beside the plain point at the same N, it shows what the adapter gains in abstention and what it costs in
+calls.
 
 The pool (`--source`):
 - `bfcl`: BFCL's live categories, which no test row comes from: live_simple and live_multiple, rows taken
@@ -16,6 +24,7 @@ lacks (a finished run file is not recomputed), and N = 0, the untrained model, i
 Prints the curve, writes it as Markdown and as an SVG chart (`--out`, without suffix).
 
     python bench/learning_curve.py [--source bfcl] [--rows 32 128 512] [--eval-rows 40]
+                                   [--irrelevance-rows 240] [--irrelevance-share 0 0.25]
                                    [--modes free constrained] [--work bench-curve]
                                    [--out docs/learning_curve_bfcl]
 """
@@ -37,6 +46,7 @@ from slm_swap.compare import mcnemar_exact
 from slm_swap.identity import ADAPTER_CARD
 
 EVAL_CATEGORIES = ("simple_python", "multiple")
+NO_CALL_CATEGORY = "irrelevance"  # scored on abstention: the right answer is no call
 POOL_CATEGORIES = ("live_simple", "live_multiple")
 TRACK = "toolcall"
 VAL_PER_CATEGORY = 4
@@ -53,17 +63,28 @@ def usable_rows(category: str) -> int:
     return len(scan(source_for("bfcl", None, category), skip_invalid=False).usable)
 
 
-def bfcl_pool(work: Path, most: int) -> tuple[list[str], list[str]]:
-    """Train rows in turn from the live categories, and the validation rows (4 of each)."""
+def pool_folder(work: Path, name: str, irrelevance_share: float) -> Path:
+    return work / "pool" / (f"{name}-irrelevance{irrelevance_share:g}" if irrelevance_share else name)
+
+
+def share_flags(irrelevance_share: float) -> list[str]:
+    return ["--irrelevance-share", repr(irrelevance_share)] if irrelevance_share else []
+
+
+def bfcl_pool(work: Path, most: int, irrelevance_share: float) -> tuple[list[str], list[str]]:
+    """Train rows in turn from the live categories, and the validation rows (4 of each); with a share, a
+    share of each category's train and validation rows are no-call rows made by `prepare`."""
     per_category: dict[str, list[str]] = {}
     val: list[str] = []
     for category in POOL_CATEGORIES:
-        out = work / "pool" / category
+        out = pool_folder(work, category, irrelevance_share)
         if not (out / TRACK / "train.jsonl").exists():
-            train = min(most, usable_rows(category) - VAL_PER_CATEGORY)
+            usable = usable_rows(category) - VAL_PER_CATEGORY
+            # made rows come from rows in no split: leave room for them
+            train = min(most, int(usable / (1 + irrelevance_share)) - VAL_PER_CATEGORY)
             slm_swap("prepare", "--source", "bfcl", "--bfcl-category", category, "--out-dir", str(out),
                      "--train-size", str(train), "--val-size", str(VAL_PER_CATEGORY),
-                     "--test-size", "0")  # fmt: skip
+                     "--test-size", "0", *share_flags(irrelevance_share))  # fmt: skip
         per_category[category] = lines(out / TRACK / "train.jsonl")
         val += lines(out / TRACK / "val.jsonl")
     pool: list[str] = []
@@ -75,32 +96,45 @@ def bfcl_pool(work: Path, most: int) -> tuple[list[str], list[str]]:
     return pool, val
 
 
-def sample_pool(work: Path, most: int) -> tuple[list[str], list[str]]:
-    out = work / "pool" / "sample"
+def sample_pool(work: Path, most: int, irrelevance_share: float) -> tuple[list[str], list[str]]:
+    out = pool_folder(work, "sample", irrelevance_share)
     if not (out / TRACK / "train.jsonl").exists():
         slm_swap("prepare", "--out-dir", str(out), "--train-size", str(most),
-                 "--val-size", str(2 * VAL_PER_CATEGORY), "--test-size", "0")  # fmt: skip
+                 "--val-size", str(2 * VAL_PER_CATEGORY), "--test-size", "0",
+                 *share_flags(irrelevance_share))  # fmt: skip
     return lines(out / TRACK / "train.jsonl"), lines(out / TRACK / "val.jsonl")
 
 
-def eval_sets(work: Path, rows: int) -> dict[str, Path]:
+def eval_sets(work: Path, rows: int, irrelevance_rows: int) -> dict[str, Path]:
     sets = {}
-    for category in EVAL_CATEGORIES:
+    for category in (*EVAL_CATEGORIES, NO_CALL_CATEGORY):
+        n = irrelevance_rows if category == NO_CALL_CATEGORY else rows
+        if n == 0:
+            continue
         out = work / "eval" / category / "02_dataset"
-        if not (out / TRACK / "test.jsonl").exists():
+        test = out / TRACK / "test.jsonl"
+        if test.exists() and len(lines(test)) != n:
+            shutil.rmtree(out)  # prepared for another number of rows: its points are on other rows
+            for stale in work.glob(f"**/{category}_*.json"):
+                stale.unlink()
+        if not test.exists():
             slm_swap("prepare", "--source", "bfcl", "--bfcl-category", category, "--out-dir", str(out),
-                     "--train-size", "0", "--val-size", "0", "--test-size", str(rows))  # fmt: skip
+                     "--train-size", "0", "--val-size", "0", "--test-size", str(n))  # fmt: skip
         sets[category] = out
     return sets
 
 
-def train(work: Path, source: str, n: int, pool: list[str], val: list[str]) -> Path:
+def point_name(source: str, n: int, irrelevance_share: float) -> str:
+    return f"{source}-{n}-irrelevance{irrelevance_share:g}" if irrelevance_share else f"{source}-{n}"
+
+
+def train(work: Path, name: str, n: int, pool: list[str], val: list[str]) -> Path:
     """The adapter for the first n pool rows (kept: a rerun with the same rows reuses it)."""
-    folder = work / f"{source}-{n}"
+    folder = work / name
     adapter = folder / "adapter"
     if len(pool) < n:
         raise SystemExit(
-            f"the {source} pool under {work / 'pool'} has {len(pool)} rows, {n} asked: it was prepared for "
+            f"the {name} pool under {work / 'pool'} has {len(pool)} rows, {n} asked: it was prepared for "
             f"fewer; remove {work / 'pool'} to prepare it again (points on changed rows are recomputed)"
         )
     train_file, val_file = folder / "data" / "train.jsonl", folder / "data" / "val.jsonl"
@@ -109,7 +143,11 @@ def train(work: Path, source: str, n: int, pool: list[str], val: list[str]) -> P
         return adapter
     for stale in (
         adapter,
-        *(folder / f"{c}_{m}.json" for c in EVAL_CATEGORIES for m in ("free", "constrained")),
+        *(
+            folder / f"{c}_{m}.json"
+            for c in (*EVAL_CATEGORIES, NO_CALL_CATEGORY)
+            for m in ("free", "constrained")
+        ),
     ):
         if stale.is_dir():  # an interrupted run, or one on other rows: trained and evaluated again
             shutil.rmtree(stale)
@@ -123,7 +161,7 @@ def train(work: Path, source: str, n: int, pool: list[str], val: list[str]) -> P
              "--out", str(adapter), "--save-steps", "100000")  # fmt: skip
     card = json.loads((adapter / ADAPTER_CARD).read_text())
     print(
-        f"trained {source} N={n}: {card['steps']} steps, {time.perf_counter() - start:.0f} s end to end, "
+        f"trained {name}: {card['steps']} steps, {time.perf_counter() - start:.0f} s end to end, "
         f"train loss {card['train_loss_first']:.3f} -> {card['train_loss_last']:.3f}, "
         f"val loss {card['val_loss']:.3f}",
         flush=True,
@@ -132,7 +170,8 @@ def train(work: Path, source: str, n: int, pool: list[str], val: list[str]) -> P
 
 
 def evaluate(folder: Path, sets: dict[str, Path], adapter: Path | None, modes: list[str]) -> dict[str, Any]:
-    """ast_match hits per (category, mode), and seconds per example, from run files (kept across runs)."""
+    """Hits per (category, mode): ast_match, or abstention on the no-call category; and seconds per
+    example, from run files (kept across runs)."""
     points: dict[str, Any] = {}
     for category, data in sets.items():
         for mode in modes:
@@ -147,7 +186,8 @@ def evaluate(folder: Path, sets: dict[str, Path], adapter: Path | None, modes: l
             else:
                 seconds = float("nan")
             results = json.loads(out.read_text())["results"]
-            right = {r["id"] for r in results if r["metrics"]["ast_match"] == 1.0}
+            metric = "abstention" if category == NO_CALL_CATEGORY else "ast_match"
+            right = {r["id"] for r in results if r["metrics"][metric] == 1.0}
             points[f"{category} {mode}"] = {
                 "hits": len(right),
                 "n": len(results),
@@ -157,12 +197,17 @@ def evaluate(folder: Path, sets: dict[str, Path], adapter: Path | None, modes: l
     return points
 
 
-def svg(curve: dict[int, dict[str, Any]], title: str) -> str:
-    """A small line chart: ast_match (with 95% intervals) against training rows, one line per series."""
-    width, height, left, right, top, bottom = 640, 320, 56, 190, 36, 44
-    ns = sorted(curve)
-    series = sorted({name for point in curve.values() for name in point})
-    colours = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e"]
+Point = dict[str, Any]  # rows, irrelevance_share, name, and per series (category and mode): hits, right, ...
+
+
+def svg(curve: list[Point], title: str) -> str:
+    """A small line chart: the share right (with 95% intervals) against training rows, one line per
+    series and irrelevance share (dotted: trained with no-call rows; dashed: free decoding)."""
+    width, height, left, right, top, bottom = 720, 360, 56, 270, 36, 44
+    ns = sorted({point["rows"] for point in curve})
+    shares = sorted({point["irrelevance_share"] for point in curve})
+    names = list(curve[0]["series"])
+    colours = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
     x = {n: left + (width - left - right) * i / max(1, len(ns) - 1) for i, n in enumerate(ns)}
 
     def y(value: float) -> float:
@@ -184,32 +229,39 @@ def svg(curve: dict[int, dict[str, Any]], title: str) -> str:
         f'<text x="{(left + width - right) / 2:.1f}" y="{height - 8}" text-anchor="middle">'
         "training rows (0: the untrained model)</text>"
         f'<text x="14" y="{(top + height - bottom) / 2:.1f}" text-anchor="middle" '
-        f'transform="rotate(-90 14 {(top + height - bottom) / 2:.1f})">ast_match, 95% interval</text>'
+        f'transform="rotate(-90 14 {(top + height - bottom) / 2:.1f})">share right, 95% interval</text>'
     )
-    for i, name in enumerate(series):
-        colour = colours[i % len(colours)]
-        dash = ' stroke-dasharray="4 3"' if name.endswith("free") else ""
+    lines_drawn = [(name, fraction) for fraction in shares for name in names]
+    for i, (name, fraction) in enumerate(lines_drawn):
+        colour = colours[names.index(name) % len(colours)]
+        free = name.endswith("free")
+        dash = {(False, False): "", (True, False): "4 3", (False, True): "1 3", (True, True): "8 3 1 3"}[
+            (free, fraction > 0)
+        ]
+        dash = f' stroke-dasharray="{dash}"' if dash else ""
         points = []
-        for n in ns:
-            if name not in curve[n]:
+        for point in sorted(curve, key=lambda p: p["rows"]):
+            if (point["rows"] and point["irrelevance_share"] != fraction) or name not in point["series"]:
                 continue
-            hits, total = curve[n][name]["hits"], curve[n][name]["n"]
+            hits, total = point["series"][name]["hits"], point["series"][name]["n"]
             low, high = wilson(hits, total)
-            cx, cy = x[n] + (i - 1.5) * 3, y(hits / total)
+            cx, cy = x[point["rows"]] + (i - len(lines_drawn) / 2) * 2, y(hits / total)
             points.append(f"{cx:.1f},{cy:.1f}")
+            fill = "white" if fraction and point["rows"] else colour
             parts.append(
                 f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{y(low):.1f}" y2="{y(high):.1f}" '
                 f'stroke="{colour}" stroke-opacity="0.5"/><circle cx="{cx:.1f}" cy="{cy:.1f}" r="3" '
-                f'fill="{colour}"/>'
+                f'fill="{fill}" stroke="{colour}"/>'
             )
         parts.append(
             f'<polyline points="{" ".join(points)}" fill="none" stroke="{colour}" stroke-width="1.5"{dash}/>'
         )
         ly = top + 16 * i
+        label = f"{name}, {fraction:g} no-call" if fraction else name
         parts.append(
             f'<line x1="{width - right + 12}" x2="{width - right + 32}" y1="{ly}" y2="{ly}" '
             f'stroke="{colour}" stroke-width="2"{dash}/>'
-            f'<text x="{width - right + 36}" y="{ly + 4}">{name}</text>'
+            f'<text x="{width - right + 36}" y="{ly + 4}">{label}</text>'
         )
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
@@ -220,6 +272,16 @@ def main() -> None:
     parser.add_argument("--source", choices=["bfcl", "sample"], default="bfcl")
     parser.add_argument("--rows", type=int, nargs="+", default=[32, 128, 512])
     parser.add_argument("--eval-rows", type=int, default=40)
+    parser.add_argument(
+        "--irrelevance-rows", type=int, default=240, help="BFCL irrelevance rows (all 240; 0: none)"
+    )
+    parser.add_argument(
+        "--irrelevance-share",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        help="one curve per share of made no-call rows in the training rows (0: the rows as they are)",
+    )
     parser.add_argument(
         "--modes", nargs="+", default=["free", "constrained"], choices=["free", "constrained"]
     )
@@ -232,63 +294,77 @@ def main() -> None:
 
         os.environ["SLM_MODEL_PATH"] = str(pull(cache_dir() / "models" / "SmolLM2-135M-Instruct").path)
     out = args.out or Path("docs") / f"learning_curve_{args.source}"
-    sets = eval_sets(args.work, args.eval_rows)
+    sets = eval_sets(args.work, args.eval_rows, args.irrelevance_rows)
     most = max(args.rows)
-    pool, val = (bfcl_pool if args.source == "bfcl" else sample_pool)(args.work, most)
-    curve: dict[int, dict[str, Any]] = {}
     base = args.work / "untrained"
     base.mkdir(parents=True, exist_ok=True)
-    curve[0] = evaluate(base, sets, None, args.modes)
-    report(0, curve[0])
-    for n in sorted(args.rows):
-        adapter = train(args.work, args.source, n, pool, val)
-        curve[n] = evaluate(adapter.parent, sets, adapter, args.modes)
-        report(n, curve[n])
-    cards = {
-        n: json.loads((args.work / f"{args.source}-{n}" / "adapter" / ADAPTER_CARD).read_text())
-        for n in args.rows
-    }
+    curve: list[Point] = [
+        {
+            "rows": 0,
+            "irrelevance_share": 0.0,
+            "name": "untrained",
+            "series": evaluate(base, sets, None, args.modes),
+        }
+    ]
+    report(curve[0])
+    cards: dict[str, dict[str, Any]] = {}
+    for irrelevance_share in args.irrelevance_share:
+        pool, val = (bfcl_pool if args.source == "bfcl" else sample_pool)(args.work, most, irrelevance_share)
+        for n in sorted(args.rows):
+            name = point_name(args.source, n, irrelevance_share)
+            adapter = train(args.work, name, n, pool, val)
+            cards[name] = json.loads((adapter / ADAPTER_CARD).read_text())
+            made = sum('-nocall"' in row for row in pool[:n])
+            point = {"rows": n, "irrelevance_share": irrelevance_share, "name": name, "made": made}
+            curve.append({**point, "series": evaluate(adapter.parent, sets, adapter, args.modes)})
+            report(curve[-1])
     table = markdown(curve, cards)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text("\n".join(table) + "\n")
     what = "BFCL live rows" if args.source == "bfcl" else "the shipped xLAM sample"
-    title = f"SmolLM2-135M + LoRA (spec defaults) on {what}: BFCL ast_match"
+    title = f"SmolLM2-135M + LoRA (spec defaults) on {what}: BFCL ast_match; irrelevance: abstention"
     out.with_suffix(".svg").write_text(svg(curve, title))
     print("\n".join(table))
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.svg')}")
 
 
-def markdown(curve: dict[int, dict[str, Any]], cards: dict[int, dict[str, Any]]) -> list[str]:
+def markdown(curve: list[Point], cards: dict[str, dict[str, Any]]) -> list[str]:
     """The curve (hits, Wilson 95% intervals), and each adapter's change against the untrained model on
     the same rows: the difference, the rows it got right and wrong anew, the exact McNemar p-value."""
-    names = list(curve[0])
-    table = ["| training rows | training | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
-    for n, point in curve.items():
-        card = cards.get(n)
+    untrained = curve[0]["series"]
+    names = list(untrained)
+    columns = [f"{n} (abstention)" if n.startswith(NO_CALL_CATEGORY) else n for n in names]
+    table = ["| training rows | training | " + " | ".join(columns) + " |", "|---" * (len(names) + 2) + "|"]
+    for point in curve:
+        card = cards.get(point["name"])
         trained = (
             f"{card['steps']} steps, {card['wall_seconds']:.0f} s; val loss {card['val_loss']:.3f}"
             if card
             else "none"
         )
+        rows = str(point["rows"])
+        if point["irrelevance_share"]:
+            rows += f" ({point['made']} made no-call, share {point['irrelevance_share']:g})"
         cells = []
-        for name, p in point.items():
+        for name in names:
+            p = point["series"][name]
             cell = share(p["hits"], p["n"])
-            if n:
-                before = curve[0][name]["right"]
+            if point["rows"]:
+                before = untrained[name]["right"]
                 gained, lost = len(p["right"] - before), len(before - p["right"])
-                change = (p["hits"] - curve[0][name]["hits"]) / p["n"]
+                change = (p["hits"] - untrained[name]["hits"]) / p["n"]
                 cell += f"; {change:+.3f} (+{gained} −{lost}, p {mcnemar_exact(gained, lost):.3f})"
             cells.append(cell)
-        table.append(f"| {n} | {trained} | " + " | ".join(cells) + " |")
+        table.append(f"| {rows} | {trained} | " + " | ".join(cells) + " |")
     return table
 
 
-def report(n: int, point: dict[str, Any]) -> None:
+def report(point: Point) -> None:
     cells = []
-    for name, p in point.items():
+    for name, p in point["series"].items():
         seconds = "" if p["seconds"] != p["seconds"] else f", {p['seconds'] / p['n']:.1f} s/ex"
         cells.append(f"{name} {share(p['hits'], p['n'])}{seconds}")
-    print(f"N={n}: " + "; ".join(cells), flush=True)
+    print(f"{point['name']}: " + "; ".join(cells), flush=True)
 
 
 if __name__ == "__main__":
