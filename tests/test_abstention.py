@@ -164,3 +164,28 @@ def test_no_call_rows_train_like_any_other_with_the_no_call_answer_as_completion
             tokens = [t for t, label in zip(item["input_ids"], item["labels"], strict=True) if label != -100]
             learnt.append(built.tokenizer.decode(tokens))
         assert sum(text == no_call + "<|im_end|>\n" for text in learnt) == 4, learnt
+
+
+def test_a_split_of_no_call_rows_only_is_evaluated_on_abstention(workspace: Path) -> None:
+    """BFCL's irrelevance rows, every answer no call: a run has the no-call metrics and none of the call
+    metrics (it used to fail looking up format_valid), on both tracks."""
+    data = Path(__file__).parent / "data" / "bfcl"
+    sizes = ["--train-size", "0", "--val-size", "0", "--test-size", "5"]
+    prepare = ["prepare", "--source", "bfcl", "--dataset-path", str(data), "--bfcl-category", "irrelevance"]
+    assert CliRunner().invoke(main, [*prepare, *sizes]).exit_code == 0
+    for track, always in (
+        ("toolcall", '<tool_call name="x">{}</tool_call>'),
+        ("structured", '{"calls": []}'),
+    ):
+        examples = read_examples(Path(f"02_dataset/{track}/test.jsonl"))
+        answers = Path(f"{track}.jsonl")
+        answers.write_text("".join(json.dumps({"id": e.id, "output": always}) + "\n" for e in examples))
+        args = ["eval", "--track", track, "--model-kind", "replay", "--predictions", str(answers)]
+        done = CliRunner().invoke(main, [*args, "--out", f"{track}.json"])
+        assert done.exit_code == 0, done.output
+        summary = read_run(Path(f"{track}.json")).summary
+        abstained = 0.0 if track == "toolcall" else 1.0
+        assert (
+            summary.metrics["abstention"] == abstained and summary.metrics["unwanted_call"] == 1 - abstained
+        )
+        assert not {"format_valid", "json_valid", "ast_match", "exact_match"} & set(summary.metrics)

@@ -15,7 +15,7 @@ from slm_swap.errors import InputError, SlmSwapError
 from slm_swap.files import check_output, one_writer
 from slm_swap.identity import Check, compare_inputs, file_digest
 from slm_swap.runs import Journal, RunMeta, RunResult, read_run, write_run
-from slm_swap.scoring.metrics import METRICS, score
+from slm_swap.scoring.metrics import score
 from slm_swap.tracing import ItemOutcome, RunTrace, Tracer
 from slm_swap.types import Example, ExampleResult, Track
 from slm_swap.workspace import dataset_dir_of
@@ -193,8 +193,8 @@ def evaluate(
             trace.update(
                 output=summary.to_json(), metadata={"end": meta.finished_at, "metrics_path": str(out)}
             )
-            for name in METRICS[meta.track]:
-                trace.score(name, summary.metrics[name])
+            for name, value in summary.metrics.items():  # a split of no-call rows has no call metrics
+                trace.score(name, value)
         dataset = langfuse_dataset_of(Path(meta.dataset))
         if dataset is not None:
             outcomes = {r.id.removeprefix("langfuse-"): ItemOutcome(r.output, r.metrics) for r in run.results}
