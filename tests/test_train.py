@@ -269,7 +269,6 @@ def test_the_faster_step_trains_as_the_slower_one_step_by_step(
     and no dropout, so that only the arithmetic's order differs)."""
     import dataclasses
 
-
     varied_rows(prepared, Path("long_train.jsonl"))
     toy_split(prepared[:4], Path("toy_val.jsonl"))
     settings = {"train": Path("long_train.jsonl"), "epochs": 2.0, "lora_dropout": 0.0, "precision": "float32"}
