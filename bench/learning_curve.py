@@ -44,6 +44,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bfcl import share, slm_swap, wilson  # bench/bfcl.py, the decoding benchmark these rows are shared with
 from slm_swap.compare import mcnemar_exact
+from slm_swap.data.rows import MADE_SUFFIX
 from slm_swap.identity import ADAPTER_CARD
 
 EVAL_CATEGORIES = ("simple_python", "multiple")
@@ -318,7 +319,7 @@ def main() -> None:
             name = point_name(args.source, n, irrelevance_share)
             adapter = train(args.work, name, n, pool, val)
             cards[name] = json.loads((adapter / ADAPTER_CARD).read_text())
-            made = sum('-nocall"' in row for row in pool[:n])
+            made = sum(json.loads(row)["id"].endswith(MADE_SUFFIX) for row in pool[:n])
             point = {"rows": n, "irrelevance_share": irrelevance_share, "name": name, "made": made}
             curve.append({**point, "series": evaluate(adapter.parent, sets, adapter, args.modes)})
             report(curve[-1])
