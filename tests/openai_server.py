@@ -7,7 +7,8 @@ uses, on three paths:
 - `/openai/deployments/<name>/chat/completions?api-version=...` (Azure), `api-key` header;
 - `/models/chat/completions?api-version=...` (Azure's preview model-inference form), `api-key` header.
 
-Answers come from `answers` (user message → text). `faults` can script, per user message, what the
+Answers come from `answers` (user message → text, or a whole assistant message as a dict: `tool_calls`,
+as a model answers under the native protocol). `faults` can script, per user message, what the
 first attempts get: an HTTP status (with headers, e.g. Retry-After), a hang, a reset connection, or a
 body that is not JSON. Every request is recorded.
 """
@@ -55,7 +56,7 @@ class FakeOpenAIServer:
         self.api_key = api_key
         self.deployment = deployment
         self.delay_s = delay_s
-        self.answers: dict[str, str] = {}
+        self.answers: dict[str, str | dict[str, Any]] = {}
         self.default_answer = "I cannot help with that."
         self.faults: dict[str, list[Fault]] = {}
         self.requests: list[Recorded] = []
@@ -159,7 +160,9 @@ class FakeOpenAIServer:
                     return self._fault(faults[attempt])
                 if server.delay_s:
                     time.sleep(server.delay_s)
-                text = server.answers.get(user, server.default_answer)
+                answer = server.answers.get(user, server.default_answer)
+                message = answer if isinstance(answer, dict) else {"content": answer}
+                text = message.get("content") or json.dumps(message.get("tool_calls", ""))
                 self._json(
                     200,
                     {
@@ -170,8 +173,8 @@ class FakeOpenAIServer:
                         "choices": [
                             {
                                 "index": 0,
-                                "finish_reason": "stop",
-                                "message": {"role": "assistant", "content": text},
+                                "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
+                                "message": {"role": "assistant", "content": None, **message},
                             }
                         ],
                         "usage": {

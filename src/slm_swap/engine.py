@@ -109,6 +109,13 @@ def chat_text(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]
     return str(text)
 
 
+def _ids(value: Any) -> list[int]:
+    """A generation config's end-of-sequence id(s) as a list."""
+    if value is None:
+        return []
+    return [int(v) for v in value] if isinstance(value, list | tuple) else [int(value)]
+
+
 class Engine:
     """One base model with its named LoRA adapters, its tokenizer and its grammars."""
 
@@ -166,12 +173,15 @@ class Engine:
         constraints: Sequence[Constraint | None] = (),
         streamer: Any = None,
         processors: Sequence[Any] = (),
+        special_tokens: bool = False,
     ) -> list[Completion]:
         """Greedy continuation of rendered prompts as one left-padded batch; each answer stops at EOS.
 
         Row i follows `constraints[i]` (None or absent: free): its grammar masks what it forbids and,
         for an answer of calls, the stop rules of `stops.py` end it. `streamer` receives each step's
         tokens (a transformers streamer); `processors` are further logits processors, applied first.
+        With `special_tokens` the answers keep the special tokens they hold (a chat template's tool-call
+        markers), all but the end of the answer and the padding.
         Greedy decoding makes an answer's first k tokens the same whatever the limit, so callers may cut
         an answer to a smaller limit afterwards.
         """
@@ -211,14 +221,16 @@ class Engine:
             )
         elapsed = time.perf_counter() - start
         eos = self.tokenizer.eos_token_id
+        ends = {eos, *_ids(getattr(self.llm.generation_config, "eos_token_id", None))} - {None}
         completions = []
         for row, mask, track in zip(output, encoded["attention_mask"], calls, strict=True):
             new = row[prompt_len:].tolist()
-            if eos in new:
-                new = new[: new.index(eos)]
+            end = next((n for n, t in enumerate(new) if t in ends), None)
+            if end is not None:
+                new = new[:end]
             while new and new[-1] == self.tokenizer.pad_token_id:
                 new.pop()
-            text = str(self.tokenizer.decode(new, skip_special_tokens=True))
+            text = str(self.tokenizer.decode(new, skip_special_tokens=not special_tokens))
             cut = None if track is None else cut_at_repeat(text)
             completions.append(
                 Completion(

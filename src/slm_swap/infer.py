@@ -10,6 +10,7 @@ from slm_swap.backends.base import Backend
 from slm_swap.backends.factory import ModelOptions, make_backend
 from slm_swap.errors import SlmSwapError
 from slm_swap.files import read_examples
+from slm_swap.protocol import PROMPT
 from slm_swap.scoring.metrics import score
 from slm_swap.tracing import Tracer
 from slm_swap.types import Completion, Example, ExampleResult, Track
@@ -41,10 +42,9 @@ def ask(
     try:
         example = None
         if prompt is not None:
-            messages = [
-                {"role": "system", "content": SYSTEM_PROMPTS[track]},
-                {"role": "user", "content": prompt},
-            ]
+            messages = [{"role": "user", "content": prompt}]
+            if options.protocol == PROMPT:  # natively, a free prompt is asked as it is
+                messages.insert(0, {"role": "system", "content": SYSTEM_PROMPTS[track]})
         else:
             matches = [e for e in read_examples(split_file) if example_id in (None, e.id)]
             if not matches:
@@ -91,5 +91,5 @@ def _complete(backend: Backend, messages: list[dict[str, str]], track: Track) ->
             constraints = [backend.engine.grammars.any_json()]
         return backend.generate_texts([backend.engine.render(messages)], constraints=constraints)[0]
     if isinstance(backend, HostedBackend):
-        return backend.complete(messages)
+        return backend.chat(messages)
     raise SlmSwapError(f"{settings.PROMPT} needs a model (slm, azure or openai)")

@@ -189,6 +189,16 @@ CONSTRAINED = Setting(
     "also for tool_choice=auto and for requests in the evaluation format (tool_choice required or named "
     "and response_format are always honoured).",
 )
+PROTOCOLS = ("prompt", "native")  # protocol.py says what each means
+PROTOCOL = Setting(
+    "--protocol",
+    "prompt",
+    "SLM_SWAP_PROTOCOL",
+    "How the model is asked. prompt: slm-swap's own text format for every model (tools in the user "
+    "message, calls as text), like for like. native: the way the model is used, hosted through the API's "
+    "tools (tool_calls) or response_format, a local checkpoint through its chat template's tool format.",
+    choices=PROTOCOLS,
+)
 BASE_URL = Setting(
     "--base-url", None, "OPENAI_BASE_URL", "openai: the endpoint, e.g. http://127.0.0.1:8000/v1."
 )

@@ -25,6 +25,7 @@ class ModelOptions:
     batch_size: int = settings.field(settings.BATCH_SIZE)
     max_new_tokens: int = settings.field(settings.MAX_NEW_TOKENS)
     constrained: bool = settings.field(settings.CONSTRAINED)
+    protocol: str = settings.field(settings.PROTOCOL)
     load_in: str = settings.field(settings.LOAD_IN)
     base_url: str | None = settings.field(settings.BASE_URL)
     api_key: str | None = field(default=None, repr=False, metadata={"setting": settings.API_KEY})
@@ -74,6 +75,7 @@ def make_backend(options: ModelOptions) -> Backend:
             max_new_tokens=options.max_new_tokens,
             constrained=options.constrained,
             load_in=options.load_in,
+            protocol=options.protocol,
         )
     if options.kind in HOSTED_KINDS:
         from slm_swap.backends.hosted import HostedBackend, azure_endpoint, openai_endpoint
@@ -101,6 +103,7 @@ def make_backend(options: ModelOptions) -> Backend:
             concurrency=options.concurrency,
             max_tokens=options.max_new_tokens,
             served=options.served,
+            protocol=options.protocol,
         )
     raise ConfigError(
         f"unknown {settings.MODEL_KIND} {options.kind!r}; choose one of {', '.join(MODEL_KINDS)}"

@@ -1,8 +1,10 @@
 """The hosted LLM through the official `openai` SDK: Azure OpenAI, or any OpenAI-compatible endpoint.
 
-Every request carries the same `[system, user]` messages as the local model gets, with temperature 0
-and seed 42; the answer is read as text (no native function calling), so both sides are compared like
-for like. Requests run `concurrency` at a time; the SDK retries 429/5xx/timeouts with backoff and
+Every request has temperature 0 and seed 42. Under the prompt protocol it carries the same `[system,
+user]` messages as the local model gets and the answer is read as text, so both sides are compared like
+for like; under the native protocol (`protocol.py`) the tools go through the API's `tools` and the calls
+come back as `tool_calls` (toolcall track), or the answer's schema goes as `response_format`
+(structured track). Requests run `concurrency` at a time; the SDK retries 429/5xx/timeouts with backoff and
 honours Retry-After. A request that still fails (content filter, a 400, retries exhausted, a body that
 is not a chat completion) becomes that example's error and is scored as a failure. Only errors that
 would fail every request — a refused key, an unknown deployment or model — stop the run, with a message
@@ -20,14 +22,15 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from slm_swap import settings
+from slm_swap import protocol, settings
 from slm_swap.backends.base import Backend
 from slm_swap.errors import ConfigError
+from slm_swap.protocol import NATIVE, PROMPT
 from slm_swap.settings import AzureSettings
 from slm_swap.types import Completion, Example, Usage
 
@@ -146,6 +149,7 @@ class HostedBackend(Backend):
         concurrency: int = 8,
         max_tokens: int = settings.API_MAX_TOKENS,
         served: dict[str, object] | None = None,
+        protocol: str = PROMPT,
     ):
         """`served` says what answers at the endpoint when that is known (the local stand-in: its
         checkpoint and decoding); it then stands for the endpoint in the run's identity, so a stand-in
@@ -157,15 +161,19 @@ class HostedBackend(Backend):
         self.concurrency = concurrency
         self.batch_size = concurrency
         self.max_tokens = max_tokens
+        self.protocol = protocol
 
     def identity(self) -> dict[str, object]:
-        return {
+        identity: dict[str, object] = {
             "endpoint": self.served if self.served is not None else self.endpoint.url,
             "model": self.model,
             "max_tokens": self.max_tokens,
             "temperature": 0,
             "seed": settings.DECODING_SEED,
         }
+        if self.protocol != PROMPT:  # absent under the prompt protocol: runs made before it still match
+            identity["protocol"] = self.protocol
+        return identity
 
     def describe(self) -> dict[str, object]:
         return {
@@ -177,21 +185,57 @@ class HostedBackend(Backend):
             "max_tokens": self.max_tokens,
             "temperature": 0,
             "seed": settings.DECODING_SEED,
+            "protocol": self.protocol,
         }
 
-    def complete(self, messages: list[dict[str, str]]) -> Completion:
-        """One chat completion; errors other than fatal ones come back as the completion's error."""
+    def request(self, example: Example) -> dict[str, Any]:
+        """The request's messages and, under the native protocol, its tools or response format."""
+        if self.protocol != NATIVE:
+            return {"messages": example.messages()}
+        if example.track == "structured":
+            return {
+                "messages": example.messages(),
+                "response_format": protocol.response_format(example.tools),
+            }
+        asked: dict[str, Any] = {"messages": protocol.native_messages(example)}
+        if example.tools:
+            asked |= {"tools": protocol.openai_tools(example.tools), "tool_choice": "auto"}
+        return asked
+
+    def answer(self, example: Example, message: Any) -> str:
+        """The answer's text in the track's format (`protocol.answer_text`)."""
+        content = message.content or ""
+        if self.protocol != NATIVE:
+            return content
+        if example.track == "structured":
+            return protocol.without_nulls(content, example.tools)
+        calls = [
+            protocol.RawCall(call.function.name, call.function.arguments or "")
+            for call in message.tool_calls or ()
+            if getattr(call, "function", None) is not None
+        ]
+        return protocol.answer_text(example.track, calls, content)
+
+    def complete(self, example: Example) -> Completion:
+        """The answer to one example; errors other than fatal ones come back as the completion's error."""
+        return self._create(self.request(example), lambda message: self.answer(example, message))
+
+    def chat(self, messages: list[dict[str, Any]]) -> Completion:
+        """The answer to a conversation of its own (`infer --prompt`), as text."""
+        return self._create({"messages": messages}, lambda message: message.content or "")
+
+    def _create(self, request: dict[str, Any], read: Callable[[Any], str]) -> Completion:
         start = time.perf_counter()
         try:
             response: Any = self.endpoint.client.chat.completions.create(
                 model=self.model,
-                messages=messages,  # type: ignore[arg-type]
                 temperature=0,
                 seed=settings.DECODING_SEED,
                 max_tokens=self.max_tokens,
+                **request,
             )
             choice = response.choices[0]
-            text = choice.message.content or ""
+            text = read(choice.message)
             usage = getattr(response, "usage", None)
             tokens = Usage(
                 getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0
@@ -221,7 +265,7 @@ class HostedBackend(Backend):
                 while queue or pending:
                     while queue and len(pending) < self.concurrency:
                         example = queue.pop(0)
-                        pending[pool.submit(self.complete, example.messages())] = example
+                        pending[pool.submit(self.complete, example)] = example
                     finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                     for future in finished:
                         example = pending.pop(future)

@@ -1,6 +1,11 @@
 """The local SLM as a backend: examples in, completions out, through the one generation engine
 (`engine.py`), with at most one LoRA adapter.
 
+Under the native protocol (`protocol.py`) the toolcall track's prompt is the checkpoint's own chat
+template with the tools, and its answer is read in the template's tool format (`templates.py`); the
+structured track has no native form in a chat template (an API's `response_format` is constrained decoding
+to the answer's schema, which `constrained` already is), so it is asked as under the prompt protocol.
+
 Prompts are sorted by token length so that a batch wastes little padding (left padding, as decoder-only
 generation needs), and answered in input order.
 """
@@ -8,12 +13,14 @@ generation needs), and answered in input order.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from slm_swap import settings
+from slm_swap import protocol, settings, templates
 from slm_swap.backends.base import Backend
 from slm_swap.engine import Engine, chat_text
+from slm_swap.errors import ConfigError
 from slm_swap.types import Completion, Example
 
 if TYPE_CHECKING:
@@ -34,6 +41,7 @@ class LocalBackend(Backend):
         max_new_tokens: int = settings.MAX_NEW_TOKENS.default,
         constrained: bool = False,
         load_in: str = "auto",
+        protocol: str = protocol.PROMPT,
     ):
         self.model_path = model_path
         self.adapter = adapter
@@ -43,6 +51,16 @@ class LocalBackend(Backend):
         adapters = {} if adapter is None else {"adapter": adapter}
         self.engine = Engine(model_path, adapters, load_in=load_in, kernels=constrained)
         self.constrained = constrained
+        self.protocol = protocol
+        self.family = None
+        if protocol == "native":
+            self.family = templates.family_of(self.engine.tokenizer, self.model)
+            if constrained:
+                raise ConfigError(
+                    f"{settings.CONSTRAINED} with {settings.PROTOCOL} native: grammar-constrained decoding "
+                    f"in a chat template's tool format is not built yet\n  fix: drop "
+                    f"{settings.CONSTRAINED}, or use {settings.PROTOCOL} prompt"
+                )
         if constrained:
             self.engine.grammars  # noqa: B018  (a missing xgrammar is reported now, not mid-run)
 
@@ -57,7 +75,7 @@ class LocalBackend(Backend):
             # Padding changes float reduction order, so batch size can change a greedy answer.
             "batch_size": self.batch_size,
             "precision": self.engine.loaded["precision"],
-        }
+        } | ({"protocol": self.protocol, "template_family": self.family} if self.family else {})
 
     @property
     def decoding(self) -> str:
@@ -72,18 +90,45 @@ class LocalBackend(Backend):
             "max_new_tokens": self.max_new_tokens,
             "model_path": str(self.model_path),
             "decoding": self.decoding,
+            "protocol": self.protocol,
+            **({"template_family": self.family} if self.family else {}),
         }
+
+    def native(self, example: Example) -> bool:
+        """Whether `example` is asked in the checkpoint's own tool format."""
+        return self.family is not None and example.track == "toolcall"
+
+    def prompt(self, example: Example) -> str:
+        """The rendered prompt the model continues for `example`."""
+        if self.native(example):
+            tools = protocol.openai_tools(example.tools)
+            return templates.render(self.engine.tokenizer, protocol.native_messages(example), tools)
+        return self.engine.render(example.messages())
 
     def schedule(self, examples: Sequence[Example]) -> list[list[Example]]:
         """Batches of prompts of similar length (shortest first), so little of each batch is padding."""
-        lengths = {e.id: self.engine.prompt_tokens(self.engine.render(e.messages())) for e in examples}
+        lengths = {e.id: self.engine.prompt_tokens(self.prompt(e)) for e in examples}
         ordered = sorted(examples, key=lambda e: lengths[e.id])
         return [ordered[i : i + self.batch_size] for i in range(0, len(ordered), self.batch_size)]
 
     def generate(self, examples: Sequence[Example]) -> list[Completion]:
         """Answers a batch; an example whose tools give a grammar that cannot be compiled gets that as
         its completion's error, and the rest of the batch is answered as usual."""
-        texts = [self.engine.render(e.messages()) for e in examples]
+        native = [self.native(e) for e in examples]
+        if any(native) and not all(native):  # a mixed batch (serve): each part as its own batch
+            parts: dict[int, Completion] = {
+                id(e): c
+                for part in (
+                    [e for e, n in zip(examples, native, strict=True) if n],
+                    [e for e, n in zip(examples, native, strict=True) if not n],
+                )
+                for e, c in zip(part, self.generate(part), strict=True)
+            }
+            return [parts[id(e)] for e in examples]
+        texts = [self.prompt(e) for e in examples]
+        if any(native):
+            answers = self.engine.generate(texts, self.max_new_tokens, special_tokens=True)
+            return [self._read(e, t, c) for e, t, c in zip(examples, texts, answers, strict=True)]
         if not self.constrained:
             return self.generate_texts(texts)
         constraints: list[Constraint] = []
@@ -101,6 +146,21 @@ class LocalBackend(Backend):
         return [
             Completion(text="", error=failed[i]) if i in failed else next(answered) for i in range(len(texts))
         ]
+
+    def _read(self, example: Example, prompt: str, completion: Completion) -> Completion:
+        """A native answer written in the track's format (`protocol.answer_text`)."""
+        assert self.family is not None
+        try:
+            reading = templates.read(
+                self.family,
+                completion.text,
+                self.engine.tokenizer,
+                prompt,
+                protocol.openai_tools(example.tools),
+            )
+        except Exception as e:  # a response template that fails on this answer: this example's failure
+            return replace(completion, error=f"reading the answer: {type(e).__name__}: {str(e)[:200]}")
+        return replace(completion, text=protocol.answer_text(example.track, reading.calls, reading.content))
 
     def generate_texts(
         self,

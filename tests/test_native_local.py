@@ -1,0 +1,160 @@
+"""The native protocol on a local checkpoint: its own chat template renders the tools and its answer is
+read in the template's tool format (`templates.py`). The templates in tests/data/templates are written for
+these tests after each family's published template; the model is the tiny one built from a config."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from slm_swap import protocol, templates
+from slm_swap.cli import main
+from slm_swap.errors import ConfigError
+from slm_swap.files import read_examples
+from slm_swap.runs import read_run
+from slm_swap.scoring.metrics import score
+from slm_swap.types import Completion, Example
+
+TEMPLATES = Path(__file__).parent / "data" / "templates"
+# Where each family's template puts the tools, and how its answers write one call and two.
+WHERE_TOOLS = {
+    "hermes": "<tools>\n",
+    "phi4": "<|tool|>[",
+    "mistral": "[AVAILABLE_TOOLS] [",
+    "llama3": "Given the following functions",
+}
+
+
+def written(family: str, calls: list[tuple[str, dict[str, object]]]) -> str:
+    """Calls written the way `family`'s template teaches them."""
+    if family == "hermes":
+        return "\n".join(
+            f"<tool_call>\n{json.dumps({'name': n, 'arguments': a})}\n</tool_call>" for n, a in calls
+        )
+    listed = json.dumps([{"name": n, "arguments": a} for n, a in calls])
+    if family == "phi4":
+        return f"<|tool_call|>{listed}<|/tool_call|>"
+    if family == "mistral":
+        return f"[TOOL_CALLS] {listed}"
+    return "; ".join(json.dumps({"name": n, "parameters": a}) for n, a in calls)
+
+
+@pytest.fixture(scope="module")
+def family_models(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The tiny model once per family, its tokenizer carrying that family's chat template."""
+    models = {}
+    for family in WHERE_TOOLS:
+        path = tmp_path_factory.mktemp(family) / f"tiny-{family}"
+        shutil.copytree(tiny_model, path)
+        (path / "chat_template.jinja").write_text((TEMPLATES / f"{family}.jinja").read_text())
+        models[family] = path
+    return models
+
+
+def sample_row(prepared: list[Example]) -> Example:
+    return next(e for e in prepared if len(e.gold) == 1)
+
+
+@pytest.mark.parametrize("family", list(WHERE_TOOLS))
+def test_each_family_renders_the_tools_and_reads_its_answers(
+    family: str, family_models: dict[str, Path], prepared: list[Example]
+) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(family_models[family])
+    assert templates.family_of(tokenizer, family) == family
+    example = sample_row(prepared)
+    prompt = templates.render(
+        tokenizer, protocol.native_messages(example), protocol.openai_tools(example.tools)
+    )
+    assert WHERE_TOOLS[family] in prompt and example.tools[0].name in prompt and example.query in prompt
+    assert "<tool_call name=" not in prompt  # none of slm-swap's own format
+
+    gold = example.gold[0]
+    one = templates.read(family, written(family, [(gold.name, gold.arguments)]))
+    two = templates.read(family, written(family, [(gold.name, gold.arguments), ("other", {"x": 1})]))
+    assert [c.name for c in two.calls] == [gold.name, "other"]  # parallel calls
+    answer = protocol.answer_text("toolcall", one.calls, one.content)
+    assert score(example, Completion(answer)).metrics["ast_match"] == 1.0
+    structured = next(
+        e for e in read_examples(Path("02_dataset/structured/test.jsonl")) if e.id == example.id
+    )
+    assert (
+        score(structured, Completion(protocol.answer_text("structured", one.calls, one.content))).metrics[
+            "exact_match"
+        ]
+        == 1.0
+    )
+
+    # No call: the reply is the no-call answer. A broken call is a failed call, never an abstention.
+    reply = templates.read(family, "I cannot do that with these tools.")
+    no_call = score(example, Completion(protocol.answer_text("toolcall", reply.calls, reply.content)))
+    assert reply.calls == () and no_call.error_category == "missed_call"
+    broken = written(family, [(gold.name, gold.arguments)])[:-7]  # cut off, as by the token limit
+    cut = templates.read(family, broken)
+    result = score(example, Completion(protocol.answer_text("toolcall", cut.calls, cut.content)))
+    assert cut.calls and result.metrics["ast_match"] == 0.0, (family, broken, cut)
+    assert result.error_category in ("invalid_format", "wrong_tool", "wrong_value"), result
+
+
+def test_a_template_that_cannot_render_tools_is_refused_with_its_fix(
+    prepared: list[Example], tiny_model: Path
+) -> None:
+    """The embedded SmolLM2's template (which the tiny model carries) has no tool format."""
+    result = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            "--track",
+            "toolcall",
+            "--model-kind",
+            "slm",
+            "--model-path",
+            str(tiny_model),
+            "--protocol",
+            "native",
+        ],
+    )
+    assert result.exit_code == 2, result.output
+    assert "cannot render tools" in result.output and "--protocol prompt" in result.output
+    assert not Path("05_eval/toolcall_slm_test.json").exists()
+
+
+def test_an_unknown_tool_format_is_refused(tmp_path: Path, tiny_model: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    tokenizer.chat_template = "{% for m in messages %}{{ m.content }}{% endfor %}{{ tools | tojson }}"
+    with pytest.raises(ConfigError, match="cannot read answers of"):
+        templates.family_of(tokenizer, "odd")
+
+
+def test_native_eval_of_a_local_checkpoint_end_to_end(
+    prepared: list[Example], family_models: dict[str, Path]
+) -> None:
+    """render → generate → read → score through `eval`, free decoding: every row is scored, the run file
+    says how it was asked, and a rerun with the prompt protocol is a different run."""
+    common = [
+        "eval",
+        "--track",
+        "toolcall",
+        "--model-kind",
+        "slm",
+        "--model-path",
+        str(family_models["hermes"]),
+    ]
+    common += ["--max-new-tokens", "12"]
+    result = CliRunner().invoke(main, [*common, "--protocol", "native", "--out", "native.json"])
+    assert result.exit_code == 0, result.output
+    run = read_run(Path("native.json"))
+    assert len(run.results) == len(prepared) and all(r.backend_error is None for r in run.results)
+    assert run.meta.settings["protocol"] == "native" and run.meta.settings["template_family"] == "hermes"
+    assert run.meta.identity()["protocol"] == "native"
+    assert all(r.metrics for r in run.results)
+    result = CliRunner().invoke(main, [*common, "--out", "prompt.json"])
+    assert result.exit_code == 0, result.output
+    assert "protocol" not in read_run(Path("prompt.json")).meta.identity()
