@@ -10,11 +10,18 @@ from slm_swap.serve import Batcher, create_app
 
 
 class Running:
-    def __init__(self, batcher: Batcher, api_key: str | None, constrained: bool = False, tracer: Any = None):
+    def __init__(
+        self,
+        batcher: Batcher,
+        api_key: str | None,
+        constrained: bool = False,
+        tracer: Any = None,
+        family: str | None = None,
+    ):
         import uvicorn
 
         self.batcher = batcher
-        app = create_app(batcher, api_key=api_key, constrained=constrained, tracer=tracer)
+        app = create_app(batcher, api_key=api_key, constrained=constrained, tracer=tracer, family=family)
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()

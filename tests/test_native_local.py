@@ -158,3 +158,84 @@ def test_native_eval_of_a_local_checkpoint_end_to_end(
     result = CliRunner().invoke(main, [*common, "--out", "prompt.json"])
     assert result.exit_code == 0, result.output
     assert "protocol" not in read_run(Path("prompt.json")).meta.identity()
+
+
+def test_serve_native_renders_with_the_template_and_answers_in_openai_form(
+    family_models: dict[str, Path],
+) -> None:
+    """`serve --protocol native`: a request with tools (and an earlier call and its result) is rendered
+    by the model's own template, and the answer comes back in OpenAI's form through the real client."""
+    import openai
+
+    from slm_swap.engine import Engine
+    from slm_swap.serve import Batcher
+    from tests.serving import Running
+    from tests.test_serve import WEATHER
+
+    batcher = Batcher(Engine(family_models["hermes"], {}), max_batch=4, max_wait_s=0.01)
+    asked: list[str] = []
+    submit = batcher.submit
+    batcher.submit = lambda model, text, *a, **k: asked.append(text) or submit(model, text, *a, **k)  # type: ignore[method-assign]
+    running = Running(batcher, api_key=None, family="hermes")
+    try:
+        client = openai.OpenAI(base_url=running.url + "/v1", api_key="none", max_retries=0, timeout=60)
+        reply = client.chat.completions.create(
+            model="tiny-hermes",
+            messages=[
+                {"role": "user", "content": "Weather in Oslo?"},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "c1",
+                            "type": "function",
+                            "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "c1", "content": "3 C"},
+                {"role": "user", "content": "And in Bergen?"},
+            ],
+            tools=[WEATHER],  # type: ignore[list-item]
+            max_tokens=8,
+        )
+        choice = reply.choices[0]
+        assert choice.finish_reason in ("stop", "length", "tool_calls")
+        assert choice.message.tool_calls or choice.message.content is not None
+        (text,) = asked
+        assert "<tools>" in text and '"name": "get_weather"' in text  # the template's own tool section
+        assert '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>' in text
+        assert "<tool_response>\n3 C\n</tool_response>" in text and "Available tools:" not in text
+    finally:
+        running.stop()
+
+
+def test_native_answers_become_tool_calls_or_stay_text() -> None:
+    from slm_swap.serve.render import native_response
+    from slm_swap.types import Usage
+
+    two = written("hermes", [("get_weather", {"city": "Oslo"}), ("get_weather", {"city": "Bergen"})])
+    response = native_response("m", Completion(two, usage=Usage(5, 30)), templates.read("hermes", two), 100)
+    choice = response.model_dump()["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert [json.loads(c["function"]["arguments"])["city"] for c in choice["message"]["tool_calls"]] == [
+        "Oslo",
+        "Bergen",
+    ]
+    broken = two[:-20]
+    response = native_response(
+        "m", Completion(broken, usage=Usage(5, 30)), templates.read("hermes", broken), 30
+    )
+    choice = response.model_dump()["choices"][0]
+    assert not choice["message"].get("tool_calls") and choice["message"]["content"] == broken
+    assert choice["finish_reason"] == "length"
+
+
+def test_serve_native_on_vllm_names_the_familys_tool_parser(family_models: dict[str, Path]) -> None:
+    for family, parser in templates.VLLM_PARSERS.items():
+        args = ["serve", "--engine", "vllm", "--dry-run", "--model-path", str(family_models[family])]
+        result = CliRunner().invoke(main, [*args, "--protocol", "native"])
+        assert result.exit_code == 0, result.output
+        assert f"--enable-auto-tool-choice --tool-call-parser {parser}" in result.output
+        assert "--tool-call-parser" not in CliRunner().invoke(main, args).output

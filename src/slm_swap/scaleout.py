@@ -32,10 +32,17 @@ def adapter_rank(folder: Path) -> int:
 
 
 def vllm_command(
-    model_path: Path, adapters: Mapping[str, Path], *, host: str, port: int, gpus: int
+    model_path: Path,
+    adapters: Mapping[str, Path],
+    *,
+    host: str,
+    port: int,
+    gpus: int,
+    tool_parser: str | None = None,
 ) -> list[str]:
-    """The `vllm serve` argv serving `model_path` and `adapters` as slm-swap serve names them. An API key
-    goes in the environment (VLLM_API_KEY), never in the argv."""
+    """The `vllm serve` argv serving `model_path` and `adapters` as slm-swap serve names them; with
+    `tool_parser` (`serve --protocol native`), vLLM answers `tool_choice: auto` with the model's own calls,
+    read by that parser. An API key goes in the environment (VLLM_API_KEY), never in the argv."""
     argv = [
         "vllm",
         "serve",
@@ -56,6 +63,8 @@ def vllm_command(
     ]
     if gpus > 1:
         argv += ["--data-parallel-size", str(gpus)]
+    if tool_parser is not None:
+        argv += ["--enable-auto-tool-choice", "--tool-call-parser", tool_parser]
     if adapters:
         rank = max(adapter_rank(folder) for folder in adapters.values())
         max_rank = next((r for r in VLLM_LORA_RANKS if r >= rank), None)
@@ -82,6 +91,7 @@ def exec_vllm(
     *,
     environment: Mapping[str, str],
     dry_run: bool = False,
+    tool_parser: str | None = None,
 ) -> str:
     """Replaces this process with `vllm serve` for the same models, in `environment` (the key travels in
     VLLM_API_KEY, never on the command line), or with `dry_run` only returns the command as shown."""
@@ -90,7 +100,7 @@ def exec_vllm(
     import shutil
     import sys
 
-    argv = vllm_command(model_path, adapters, host=host, port=port, gpus=gpus)
+    argv = vllm_command(model_path, adapters, host=host, port=port, gpus=gpus, tool_parser=tool_parser)
     shown = shlex.join(argv) + ("  # with VLLM_API_KEY set" if api_key else "")
     if dry_run:
         return shown

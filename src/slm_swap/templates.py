@@ -4,7 +4,8 @@ tools=...)`), and its answer's calls are read back in the format the template te
 The answer is read by the tokenizer's response template (`tokenizer.parse_response`) when the checkpoint
 ships one, else by the parser of the template's family, recognised by the markers the template writes:
 
-* phi4 (Phi-4-mini): `<|tool_call|>[{"name": ..., "arguments": {...}}, ...]<|/tool_call|>`;
+* phi4 (Phi-4-mini): `<|tool_call|>[{"name": ..., "arguments": {...}}, ...]<|/tool_call|>` (or
+  `functools[...]`, as vLLM's template for it teaches);
 * mistral (Mistral, Ministral, Devstral): `[TOOL_CALLS][{"name": ..., "arguments": {...}}]`, or the
   newer `[TOOL_CALLS]name[ARGS]{...}`;
 * hermes (Qwen2.5, Qwen3, Hermes, SmolLM3): `<tool_call>{"name": ..., "arguments": {...}}</tool_call>`,
@@ -31,6 +32,8 @@ from slm_swap.errors import ConfigError
 from slm_swap.protocol import RawCall
 
 FAMILIES = ("phi4", "mistral", "hermes", "llama3")
+# vLLM's tool parser for each family (`serve --engine vllm --protocol native`).
+VLLM_PARSERS = {"phi4": "phi4_mini_json", "mistral": "mistral", "hermes": "hermes", "llama3": "llama3_json"}
 # Markers that tell a template's family, in the order they are tried (Phi-4-mini's template also has
 # `<|tool|>`; a Hermes-style template has `<tool_call>`; Llama 3's has ipython or `<|python_tag|>`).
 _MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -145,6 +148,8 @@ _HERMES = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.S)
 
 
 def _read_phi4(text: str) -> Reading:
+    if text.startswith("functools["):  # the form vLLM's Phi-4-mini template teaches
+        return Reading(tuple(_json_list(text.removeprefix("functools"))), "")
     calls = [c for m in _PHI4.finditer(text) for c in _json_list(m.group(1).strip())]
     return Reading(tuple(calls), _PHI4.sub("", text).strip())
 

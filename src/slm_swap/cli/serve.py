@@ -38,6 +38,7 @@ from slm_swap.errors import SlmSwapError
     help="Most requests answered in one generate call.",
 )
 @option(settings.CONSTRAINED)
+@option(settings.PROTOCOL)
 @click.option(
     "--engine",
     "engine_name",
@@ -57,6 +58,7 @@ def serve(
     api_key: str | None,
     max_batch: int,
     constrained: bool,
+    protocol: str,
     engine_name: str,
     gpus: int,
     dry_run: bool,
@@ -66,6 +68,13 @@ def serve(
     from slm_swap.models import resolve_model_path
 
     named = _named_adapters(adapters)
+    native = protocol == "native"
+    if native and constrained:
+        raise SlmSwapError(
+            f"{settings.CONSTRAINED} with {settings.PROTOCOL} native: grammar-constrained decoding in a chat "
+            f"template's tool format is not built yet\n  fix: drop {settings.CONSTRAINED}, or use "
+            f"{settings.PROTOCOL} prompt"
+        )
     if engine_name == "vllm":
         from slm_swap.scaleout import exec_vllm
 
@@ -80,8 +89,23 @@ def serve(
                 f"  fix: drop {settings.LOAD_IN} with --engine vllm (compare its runs with eval "
                 f"{settings.LOAD_IN} bfloat16)"
             )
+        model = resolve_model_path(model_path)
+        parser = None
+        if native:
+            from transformers import AutoTokenizer
+
+            from slm_swap.templates import VLLM_PARSERS, family_of
+
+            template_family = family_of(AutoTokenizer.from_pretrained(model), model.name)
+            if template_family not in VLLM_PARSERS:
+                raise SlmSwapError(
+                    f"{settings.PROTOCOL} native with --engine vllm: {model.name} reads its calls by its "
+                    "response template, which vLLM has no parser name for\n  fix: serve it with slm-swap's "
+                    "own engine"
+                )
+            parser = VLLM_PARSERS[template_family]
         shown = exec_vllm(
-            resolve_model_path(model_path),
+            model,
             named,
             host,
             port,
@@ -89,6 +113,7 @@ def serve(
             api_key,
             environment=os.environ,
             dry_run=dry_run,
+            tool_parser=parser,
         )
         stdout.print(shown, markup=False, highlight=False, soft_wrap=True)
         return
@@ -105,6 +130,11 @@ def serve(
     stderr.print(tracing.says)
     # Grammars serve response_format and tool_choice whatever --constrained says: the kernels are needed.
     engine = Engine(resolve_model_path(model_path), named, load_in=load_in, kernels=True)
+    family: str | None = None
+    if native:
+        from slm_swap.templates import family_of
+
+        family = family_of(engine.tokenizer, engine.base_name)
     batcher = Batcher(engine, max_batch=max_batch)
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         stderr.print(
@@ -113,9 +143,10 @@ def serve(
     stderr.print(
         f"serving {', '.join(batcher.engine.model_names)} at http://{host}:{port}/v1"
         + (" (grammar-constrained)" if constrained else "")
+        + (f" (native tool calls, {family} format)" if family else "")
     )
     try:
-        app = create_app(batcher, api_key=api_key, tracer=tracer, constrained=constrained)
+        app = create_app(batcher, api_key=api_key, tracer=tracer, constrained=constrained, family=family)
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
         batcher.close()

@@ -14,9 +14,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
-from slm_swap import settings
+from slm_swap import settings, templates
 from slm_swap.serve.batcher import Batcher
-from slm_swap.serve.render import choose_grammar, render_messages, to_response
+from slm_swap.serve.render import (
+    choose_grammar,
+    native_response,
+    openai_messages,
+    render_messages,
+    to_response,
+)
 from slm_swap.serve.schema import ChatRequest, ErrorDetail, ErrorResponse, Health, ModelCard, ModelList
 from slm_swap.serve.stream import chunks_of, sse, stream_text
 from slm_swap.types import Completion
@@ -31,10 +37,17 @@ def _error(status: int, message: str, kind: str, code: str | None = None) -> JSO
 
 
 def create_app(
-    batcher: Batcher, *, api_key: str | None = None, tracer: Any = None, constrained: bool = False
+    batcher: Batcher,
+    *,
+    api_key: str | None = None,
+    tracer: Any = None,
+    constrained: bool = False,
+    family: str | None = None,
 ) -> Any:
     """The FastAPI application over `batcher`'s engine. With `api_key`, every request must carry it
-    (Bearer, or `api-key` on the Azure path); with `constrained`, see `choose_grammar`."""
+    (Bearer, or `api-key` on the Azure path); with `constrained`, see `choose_grammar`. With `family`
+    (`serve --protocol native`), a request with tools and no constraint on its answer is rendered by the
+    model's own chat template and its answer read in that family's tool format (`templates.py`)."""
     app = FastAPI(title="slm-swap serve", docs_url=None, redoc_url=None)
     engine = batcher.engine
 
@@ -95,8 +108,10 @@ def create_app(
             )
         except ValueError as e:
             return _error(400, f"Invalid request: {e}", "invalid_request_error")
-        text = engine.render(messages)
         has_tools = bool(request.offered_tools())
+        if family is not None and has_tools and constraint is None:
+            return await native(request, model, limit)
+        text = engine.render(messages)
         start = time.time()
         if request.stream and not has_tools:
             return StreamingResponse(
@@ -111,6 +126,22 @@ def create_app(
         if request.stream:  # with tools: the answer is parsed whole, then sent as chunks
             chunks = chunks_of(response, request.include_usage())
             return StreamingResponse(sse(chunks), media_type="text/event-stream")
+        return response.model_dump()
+
+    async def native(request: ChatRequest, model: str, limit: int) -> Any:
+        assert family is not None
+        tools = [{"type": "function", "function": t.to_json()} for t in request.offered_tools()]
+        messages = openai_messages(request)
+        text = templates.render(engine.tokenizer, messages, tools)
+        start = time.time()
+        completion = await asyncio.wrap_future(batcher.submit(model, text, limit, special_tokens=True))
+        on_done(model, messages, completion, start)
+        reading = templates.read(family, completion.text, engine.tokenizer, text, tools)
+        response = native_response(model, completion, reading, limit)
+        if request.stream:
+            return StreamingResponse(
+                sse(chunks_of(response, request.include_usage())), media_type="text/event-stream"
+            )
         return response.model_dump()
 
     async def read_body(request: Request) -> bytes | None:

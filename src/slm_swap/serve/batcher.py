@@ -23,6 +23,7 @@ class Job:
     future: Future[Completion]
     constraint: Constraint | None = None  # what the answer must follow
     on_token: Callable[[int], None] | None = None  # streaming: called with each new token id
+    special_tokens: bool = False  # the answer keeps its special tokens (a native tool-call format's markers)
 
 
 class _Streams:
@@ -73,11 +74,13 @@ class Batcher:
         *,
         constraint: Constraint | None = None,
         on_token: Callable[[int], None] | None = None,
+        special_tokens: bool = False,
     ) -> Future[Completion]:
         """Queues a rendered prompt; the future resolves to its completion. `constraint` constrains the
-        answer; `on_token` receives its tokens as they are generated (called on the engine's thread)."""
+        answer; `on_token` receives its tokens as they are generated (called on the engine's thread);
+        with `special_tokens` the answer keeps its special tokens (`Engine.generate`)."""
         future: Future[Completion] = Future()
-        self.jobs.put(Job(model, text, max_tokens, future, constraint, on_token))
+        self.jobs.put(Job(model, text, max_tokens, future, constraint, on_token, special_tokens))
         return future
 
     def close(self) -> None:
@@ -102,8 +105,8 @@ class Batcher:
                 batch.append(more)
             # A request whose client went away (its future cancelled) is not computed.
             batch = [j for j in batch if j.future.set_running_or_notify_cancel()]
-            for model in dict.fromkeys(j.model for j in batch):
-                self._run([j for j in batch if j.model == model])
+            for key in dict.fromkeys((j.model, j.special_tokens) for j in batch):
+                self._run([j for j in batch if (j.model, j.special_tokens) == key])
 
     def _run(self, jobs: Sequence[Job]) -> None:
         try:
@@ -127,16 +130,17 @@ class Batcher:
             max(j.max_tokens for j in jobs),
             constraints=[j.constraint for j in jobs],
             streamer=streams,
+            special_tokens=jobs[0].special_tokens,
         )
         # Greedy answers share their first k tokens whatever the limit: cut each to its own.
         return [
-            c if c.usage.completion_tokens <= j.max_tokens else self._cut(c, j.max_tokens)
+            c if c.usage.completion_tokens <= j.max_tokens else self._cut(c, j.max_tokens, j.special_tokens)
             for c, j in zip(completions, jobs, strict=True)
         ]
 
-    def _cut(self, completion: Completion, limit: int) -> Completion:
+    def _cut(self, completion: Completion, limit: int, special_tokens: bool) -> Completion:
         tokenizer = self.engine.tokenizer
         ids = tokenizer(completion.text, add_special_tokens=False)["input_ids"][:limit]
-        text = str(tokenizer.decode(ids, skip_special_tokens=True))
+        text = str(tokenizer.decode(ids, skip_special_tokens=not special_tokens))
         usage = type(completion.usage)(completion.usage.prompt_tokens, len(ids))
         return Completion(text=text, latency_s=completion.latency_s, usage=usage)

@@ -22,6 +22,7 @@ from slm_swap.serve.schema import (
     NamedToolChoice,
     call_id,
 )
+from slm_swap.templates import Reading
 from slm_swap.types import Completion, ToolCall, ToolSpec, Track
 
 # --- the request: OpenAI messages -> the [system, user, ...] messages our renderer makes -------------
@@ -125,7 +126,61 @@ def evaluation_request(messages: list[dict[str, str]]) -> tuple[Track, list[Tool
     return track, prompt[0]
 
 
+def openai_messages(request: ChatRequest) -> list[dict[str, Any]]:
+    """The request's messages as a chat template takes them (the native protocol): text content, calls as
+    `tool_calls`, a tool's result with its call's id and name; a developer message is a system one."""
+    messages: list[dict[str, Any]] = []
+    for m in request.messages:
+        message: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+        if m.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": tc.id,
+                    "type": "function",
+                    "function": {"name": tc.function.name, "arguments": tc.function.arguments},
+                }
+                for tc in m.tool_calls
+            ]
+        if m.role == "tool":
+            message |= {"tool_call_id": m.tool_call_id or "", "name": m.name or ""}
+        messages.append(message)
+    return messages
+
+
 # --- the answer: the engine's completion -> an OpenAI chat.completion --------------------------------
+
+
+def native_response(
+    request_model: str, completion: Completion, reading: Reading, limit: int
+) -> ChatCompletion:
+    """The chat.completion of an answer read in the model's own tool format: its calls as `tool_calls`
+    when each is well formed (a name and a JSON object of arguments), else the answer's text as it is,
+    as vLLM's tool parsers answer what they cannot read."""
+    calls = [c for c in reading.calls if c.name and _object(c.arguments)]
+    if reading.calls and len(calls) == len(reading.calls):
+        message = AssistantMessage(
+            content=reading.content or None,
+            tool_calls=[
+                MessageToolCall(id=call_id(), function=FunctionCall(name=c.name, arguments=c.arguments))
+                for c in calls
+            ],
+        )
+        finish: FinishReason = "tool_calls"
+    else:
+        message = AssistantMessage(content=reading.content if not reading.calls else completion.text)
+        finish = finish_reason(completion, limit)
+    return ChatCompletion(
+        model=request_model,
+        choices=[Choice(message=message, finish_reason=finish)],
+        usage=usage_of(completion),
+    )
+
+
+def _object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
 
 
 def to_response(request_model: str, completion: Completion, has_tools: bool, limit: int) -> ChatCompletion:
