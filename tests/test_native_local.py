@@ -239,3 +239,43 @@ def test_serve_native_on_vllm_names_the_familys_tool_parser(family_models: dict[
         assert result.exit_code == 0, result.output
         assert f"--enable-auto-tool-choice --tool-call-parser {parser}" in result.output
         assert "--tool-call-parser" not in CliRunner().invoke(main, args).output
+
+
+def test_run_native_asks_both_sides_natively(azure: object, family_models: dict[str, Path]) -> None:
+    """`run --protocol native`: Azure gets the tools through its API, the SLM its own template; the run
+    files say so, and the verdict is reached as under the prompt protocol."""
+    from tests.openai_server import FakeOpenAIServer
+    from tests.test_pipeline import SMALL, TRAIN
+
+    assert isinstance(azure, FakeOpenAIServer)
+    for e in read_examples(Path("02_dataset/toolcall/test.jsonl")):
+        calls = [
+            {
+                "id": f"c{n}",
+                "type": "function",
+                "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
+            }
+            for n, c in enumerate(e.gold)
+        ]
+        azure.answers[e.query] = {"tool_calls": calls}
+    model = ["--model-path", str(family_models["hermes"])]
+    result = CliRunner().invoke(
+        main, ["run", *model, *SMALL, *TRAIN, "--tracks", "toolcall", "--protocol", "native"]
+    )
+    assert result.exit_code == 0, result.output
+    hosted = read_run(Path("05_eval/toolcall_azure_test.json"))
+    assert hosted.meta.settings["protocol"] == "native" and hosted.summary.metrics["ast_match"] == 1.0
+    assert all("tools" in r.body and r.body["messages"][0]["role"] == "user" for r in azure.requests)
+    slm = read_run(Path("05_eval/toolcall_slm_test.json"))
+    assert slm.meta.settings["template_family"] == "hermes" and slm.meta.identity()["protocol"] == "native"
+    verdict = json.loads(Path("05_eval/verdict.json").read_text())
+    assert verdict["tracks"]["toolcall"]["verdict"] in ("keep_hosted", "swap_after_fine_tune")
+
+
+def test_run_native_refuses_a_model_without_a_tool_template_before_any_stage(
+    workspace: Path, tiny_model: Path
+) -> None:
+    result = CliRunner().invoke(main, ["run", "--model-path", str(tiny_model), "--protocol", "native"])
+    assert result.exit_code == 2, result.output
+    assert "cannot render tools" in result.output and "--protocol prompt" in result.output
+    assert not Path("02_dataset").exists() and not Path("05_eval").exists()

