@@ -85,9 +85,8 @@ def main() -> None:
     def ids(text: str) -> list[int]:
         return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def way_scores(prompt: str, ways: list[list[int]]) -> list[list[float]]:
-        """Per way, the log-probability of each of its tokens after `prompt`."""
-        prefix = ids(prompt)
+    def way_scores(prefix: list[int], ways: list[list[int]]) -> list[list[float]]:
+        """Per way, the log-probability of each of its tokens after the tokens `prefix`."""
         out = []
         with torch.inference_mode():
             for way in ways:
@@ -104,9 +103,11 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for track in args.tracks:
         ways = WAYS[track]  # type: ignore[index]
-        answer_start = "" if track == "toolcall" else '{"calls": ['
-        no_call = [*ids(answer_start + ways.no_call)[len(ids(answer_start)) :], eos]
-        first = ids(answer_start + ways.first)[len(ids(answer_start)) :]
+        # Each way is tokenised on its own, after the prompt and the answer's start, as the stop rule
+        # scores it (`{"calls": []}` as one string would merge ` [` and `]` into one token).
+        answer_start = ids("" if track == "toolcall" else '{"calls": [')
+        no_call = [*ids(ways.no_call), eos]
+        first = ids(ways.first)
         margins: dict[str, dict[str, list[float]]] = {rule: {} for rule in RULES}
         for category in categories:
             examples = read_examples(prepare(category, sizes[category], args.work) / track / "test.jsonl")
@@ -114,8 +115,7 @@ def main() -> None:
                 margins[rule][category] = []
             with engine.using(None if not args.adapter else "adapter"):
                 for example in examples:
-                    prompt = engine.render(example.messages()) + answer_start
-                    a, b = way_scores(prompt, [no_call, first])
+                    a, b = way_scores(ids(engine.render(example.messages())) + answer_start, [no_call, first])
                     margins["sum"][category].append(sum(a) - sum(b))
                     margins["mean"][category].append(sum(a) / len(a) - sum(b) / len(b))
                     margins["first"][category].append(a[0] - b[0])

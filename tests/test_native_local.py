@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -270,6 +271,15 @@ def test_run_native_asks_both_sides_natively(azure: object, family_models: dict[
     assert slm.meta.settings["template_family"] == "hermes" and slm.meta.identity()["protocol"] == "native"
     verdict = json.loads(Path("05_eval/verdict.json").read_text())
     assert verdict["tracks"]["toolcall"]["verdict"] in ("keep_hosted", "swap_after_fine_tune")
+    assert verdict["protocols"] == {"hosted": "native", "slm": "native"}
+    assert "asked: hosted native, slm native" in result.output
+    decision = json.loads(Path("05_eval/toolcall_decision.json").read_text())
+    assert decision["hosted"]["protocol"] == decision["slm"]["protocol"] == "native"
+    assert slm.meta.protocol == hosted.meta.protocol == "native"
+    card = json.loads(Path("04_ft/adapter_toolcall/slm_swap_adapter.json").read_text())
+    assert card["hyperparameters"]["protocol"] == "native"  # trained in the format it is asked in
+    for report in ("05_eval/report.html", "05_eval/report.md"):
+        assert "Asked: the hosted native, the slm native" in Path(report).read_text()
 
 
 def test_run_native_refuses_a_model_without_a_tool_template_before_any_stage(
@@ -279,3 +289,42 @@ def test_run_native_refuses_a_model_without_a_tool_template_before_any_stage(
     assert result.exit_code == 2, result.output
     assert "cannot render tools" in result.output and "--protocol prompt" in result.output
     assert not Path("02_dataset").exists() and not Path("05_eval").exists()
+
+
+def test_native_training_rows_are_written_as_the_template_writes_an_answer(
+    prepared: list[Example], family_models: dict[str, Path]
+) -> None:
+    """Under the native protocol a training row is the conversation and tools as the checkpoint's own
+    template renders them, the loss on the answer only, and that answer reads back as the gold calls."""
+    from slm_swap.train.sft import TrainConfig, build_trainer
+
+    split = Path("02_dataset/toolcall/train.jsonl")
+    config = TrainConfig(
+        track="toolcall", train=split, val=Path("02_dataset/toolcall/val.jsonl"), out=Path("04_ft/native"),
+        model_path=family_models["hermes"], protocol="native", max_length=4096, batch_size=4,
+    )  # fmt: skip
+    built = build_trainer(config)
+    examples = read_examples(split)
+    rows = [built.trainer.train_dataset[i] for i in range(len(examples))]
+    for example in examples:
+        row = next(r for r in rows if example.query in built.tokenizer.decode(r["input_ids"]))
+        ids, labels = row["input_ids"], row["labels"]
+        answer = built.tokenizer.decode([t for t, label in zip(ids, labels, strict=True) if label != -100])
+        prompt = built.tokenizer.decode([t for t, label in zip(ids, labels, strict=True) if label == -100])
+        assert "<tools>" in prompt and "Available tools:" not in prompt and prompt.endswith("assistant\n")
+        reading = templates.read("hermes", answer.removesuffix("<|im_end|>\n"))
+        assert [(c.name, json.loads(c.arguments)) for c in reading.calls] == [
+            (c.name, c.arguments) for c in example.gold
+        ]
+    # The prompt protocol's rows are unchanged: TRL's conversational rows, in slm-swap's own format.
+    plain = build_trainer(replace(config, protocol="prompt", out=Path("04_ft/prompt")))
+    text = plain.tokenizer.decode(plain.trainer.train_dataset[0]["input_ids"])
+    assert "Available tools:" in text and "<tools>" not in text
+
+
+def test_native_training_refuses_a_template_without_tools(prepared: list[Example], tiny_model: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["train", "--track", "toolcall", "--model-path", str(tiny_model), "--protocol", "native"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "cannot render tools" in result.output and not Path("04_ft").exists()

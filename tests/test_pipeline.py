@@ -30,6 +30,7 @@ def test_run_with_azure_fine_tunes_the_trailing_track_and_resumes(
     assert "prepare: splits in 02_dataset kept (inputs unchanged)" in output
     verdict = json.loads(Path("05_eval/verdict.json").read_text())
     assert verdict["hosted"]["kind"] == "azure" and verdict["hosted"]["stand_in"] is False
+    assert verdict["protocols"] == {"hosted": "prompt", "slm": "prompt"} and "asked:" not in output
     track = verdict["tracks"]["toolcall"]
     assert track["summary"]["hosted"]["ast_match"] == 1.0 and track["summary"]["slm"]["ast_match"] < 1.0
     assert (

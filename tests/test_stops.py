@@ -203,15 +203,15 @@ def test_a_looping_constrained_answer_stops_early_and_a_free_one_is_left_alone(t
 
 
 def test_no_call_or_a_first_call_is_chosen_on_the_likelihood_of_each(tiny_model: Path) -> None:
-    """Rule 0: at the answer's start the model writes the no-call answer exactly where it finds that
-    answer (structured `]}` after `{"calls": [`, toolcall `NO_CALL_REPLY`, then the end) likelier than the
-    opening of a first call, computed here independently by teacher forcing; otherwise it calls."""
+    """Rule 0: at the answer's start the model writes the no-call answer exactly where it finds the first
+    token of that answer (structured `]}` after `{"calls": [`, toolcall `NO_CALL_REPLY`'s first word)
+    likelier than the first token of a call's opening, computed here independently by a forward pass;
+    otherwise it calls."""
     import torch
 
     engine = Engine(tiny_model)
     tools = [ToolSpec(name, "", {"type": "object", "properties": {}}) for name in ("f", "g")]
     texts = [engine.render([{"role": "user", "content": q}]) for q in ("call f", "hello", "g", "weather?")]
-    eos = engine.tokenizer.eos_token_id
     chosen = set()
     for track, start in (("toolcall", ""), ("structured", '{"calls": [')):
         way = WAYS[track]
@@ -223,17 +223,13 @@ def test_no_call_or_a_first_call_is_chosen_on_the_likelihood_of_each(tiny_model:
             prompt = engine.tokenizer(text, add_special_tokens=False)["input_ids"]
             k = next(k for k in range(len(ids) + 1) if engine.tokenizer.decode(ids[:k]) == start)
             context = prompt + ids[:k]
-            totals = []
-            for way_ids in (
-                [*engine.tokenizer(way.no_call, add_special_tokens=False)["input_ids"], eos],
-                engine.tokenizer(way.first, add_special_tokens=False)["input_ids"],
-            ):
-                with torch.inference_mode():
-                    logits = engine.llm(torch.tensor([context + way_ids])).logits[0].float()
-                log_probs = torch.log_softmax(logits, -1)
-                totals.append(sum(float(log_probs[len(context) + j - 1, t]) for j, t in enumerate(way_ids)))
-            no_call, call = totals
-            called = bool(parse_toolcall(answer.text).calls or parse_structured(answer.text).calls)
+            with torch.inference_mode():
+                log_probs = torch.log_softmax(engine.llm(torch.tensor([context])).logits[0, -1].float(), -1)
+            no_call, call = (
+                float(log_probs[engine.tokenizer(w, add_special_tokens=False)["input_ids"][0]])
+                for w in (way.no_call, way.first)
+            )
+            called = answer.text.startswith(start + "{" if start else "<")  # a call began (it may be cut)
             assert called == (call > no_call), (track, answer.text, no_call, call)
             assert called or answer.text == '{"calls": []}' or "<" not in answer.text
             chosen.add(called)

@@ -14,13 +14,13 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
 from slm_swap import settings
 from slm_swap.errors import SlmSwapError
-from slm_swap.fileformats import Count, Flag, Number
+from slm_swap.fileformats import Count, FileDefault, Flag, Number
 from slm_swap.runs import RunResult
 from slm_swap.scoring.metrics import core_metrics
 from slm_swap.tracing import Tracer
@@ -57,6 +57,7 @@ class ComparedRun:
     constrained: Flag
     split: str
     dataset_sha256: str
+    protocol: Annotated[str, FileDefault("prompt")]  # how the model was asked (`protocol.py`)
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,7 @@ def _describe(run: RunResult, path: Path | None) -> ComparedRun:
         constrained=meta.constrained,
         split=meta.split,
         dataset_sha256=meta.dataset_sha256,
+        protocol=meta.protocol,
     )
 
 

@@ -45,6 +45,7 @@ def run_meta(
         model=backend.model,
         adapter=adapter,
         constrained=backend.constrained,
+        protocol=backend.protocol,
         settings={k: v for k, v in described.items() if k not in ("model_kind", "model")},
         inputs=backend.identity(),
         gold_by=", ".join(sorted({e.labelled_by for e in examples if e.labelled_by})),

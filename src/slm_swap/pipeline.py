@@ -331,6 +331,7 @@ class Pipeline:
             val=self.o.workspace.split(track, "val"),
             out=out,
             model_path=resolve_model_path(self.o.slm.model_path),
+            protocol=self.o.slm.protocol,
             **asdict(self.o.train),
         )
         card = out / CARD
@@ -426,6 +427,7 @@ class Pipeline:
                 stand_in=self.standin is not None,
                 description=hosted_description,
             ),
+            protocols={"hosted": hosted.protocol, "slm": self.o.slm.protocol},
             tracks={o.track: _track_verdict(o) for o in outcomes},
         )
 

@@ -52,6 +52,18 @@ def openai_tools(tools: Sequence[ToolSpec]) -> list[dict[str, Any]]:
     ]
 
 
+def openai_calls(calls: Sequence[RawCall], first: int = 0) -> list[dict[str, Any]]:
+    """Calls in OpenAI's `tool_calls` form (ids `call_<n>` from `first`)."""
+    return [
+        {
+            "id": f"call_{first + n}",
+            "type": "function",
+            "function": {"name": c.name, "arguments": c.arguments},
+        }
+        for n, c in enumerate(calls)
+    ]
+
+
 def instructions(example: Example) -> str:
     """The conversation's own system text (a logged conversation's system message), without the track's
     answer instructions that the prompt protocol puts before it."""
@@ -77,13 +89,9 @@ def native_messages(example: Example) -> list[dict[str, Any]]:
             text, calls = _calls_in(example.track, content)
             message: dict[str, Any] = {"role": "assistant", "content": text}
             if calls:
-                ids = [f"call_{count + i}" for i in range(len(calls))]
+                message["tool_calls"] = openai_calls(calls, count)
+                pending = [call["id"] for call in message["tool_calls"]]
                 count += len(calls)
-                message["tool_calls"] = [
-                    {"id": i, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                    for i, c in zip(ids, calls, strict=True)
-                ]
-                pending = ids
             messages.append(message)
         elif content.startswith("<tool_response") and not _TOOL_RESPONSE.sub("", content).strip():
             for n, match in enumerate(_TOOL_RESPONSE.finditer(content)):

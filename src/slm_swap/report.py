@@ -382,6 +382,14 @@ def _e(value: Any) -> str:
     return html.escape(str(value))
 
 
+def _asked(verdict: VerdictHeader | None) -> str:
+    """How each side was asked, when not both in slm-swap's own prompt format (`protocol.py`)."""
+    if verdict is None or set(verdict.protocols.values()) == {"prompt"}:
+        return ""
+    sides = ", ".join(f"the {side} {protocol}" for side, protocol in verdict.protocols.items())
+    return f"Asked: {sides} (native: through the API's tools or the model's own chat template)."
+
+
 def render_html(verdict: VerdictHeader | None, tracks: list[TrackData], pricing: Pricing) -> str:
     out = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
@@ -394,6 +402,8 @@ def render_html(verdict: VerdictHeader | None, tracks: list[TrackData], pricing:
         out.append(f"<p class='standin'><b>Note:</b> {_e(STANDIN_NOTE.format(hosted.description))}</p>")
     elif hosted:
         out.append(f"<p>Hosted model: {_e(hosted.description)}</p>")
+    if asked := _asked(verdict):
+        out.append(f"<p id='protocols'>{_e(asked)}</p>")
     for track, labelled_by in _labelled(tracks):
         note = _e(agreement_note(labelled_by))
         out.append(f"<p class='standin' id='agreement-{track}'><b>{track}:</b> {note}.</p>")
@@ -584,6 +594,8 @@ def render_markdown(verdict: VerdictHeader | None, tracks: list[TrackData], pric
         ]
     elif hosted:
         lines += [f"Hosted model: {_md(hosted.description)}", ""]
+    if asked := _asked(verdict):
+        lines += [_md(asked), ""]
     for track, labelled_by in _labelled(tracks):
         lines += [f"> **{track}:** {_md(agreement_note(labelled_by))}.", ""]
     lines += ["| track | verdict | why |", "|---|---|---|"]

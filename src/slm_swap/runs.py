@@ -41,6 +41,7 @@ class RunMeta:
     model: str
     adapter: str | None = None
     constrained: Flag = False
+    protocol: str = "prompt"  # how the model was asked (`protocol.py`); runs made before it: prompt
     settings: dict[str, Any] = field(default_factory=dict)
     # What changes the outputs (identity.py): checkpoint/adapter/predictions digests, decoding settings.
     inputs: dict[str, Any] = field(default_factory=dict)

@@ -17,13 +17,15 @@ run's decoding settings (`RULE`).
    completed a second time, the row stops and its answer is cut back to the calls before the repeat,
    still in the track's format. Of BFCL's 2,501 single-turn AST rows, one gold answer repeats a call, so
    a repeat is almost never part of a right answer, while several *different* calls are.
-0. **No call, or a first call, on the likelihood of each.** Where the grammar also allows the no-call
-   answer (an evaluation's answer, `tool_choice: auto` under `serve`), the answer's start is chosen the
-   same way as in rule 1, between two texts scored by the model: the no-call answer as training teaches
-   it, with the end (structured: `]}` after `{"calls": [`; toolcall: `NO_CALL_REPLY`) against the opening
-   of a first call (`{"name": "`; `<tool_call name="`). The reply, once chosen, is the model's own (any
-   text without `<`). Comparing the whole mass of the tokens that begin a reply with that of `<` instead
-   took the embedded model to a reply on all 40 BFCL simple_python rows (ast_match 0/40, from 19/40).
+0. **No call, or a first call, on the first token of each.** Where the grammar also allows the no-call
+   answer (an evaluation's answer, `tool_choice: auto` under `serve`), the answer's start is chosen on
+   that step's own scores (no forward pass of its own): the first token of the no-call answer as
+   training teaches it (structured: `]}` after `{"calls": [`; toolcall: `None`, of `NO_CALL_REPLY`)
+   against that of a first call's opening (`{"`; `<`). The reply, once chosen, is the model's own (any
+   text without `<`). On the untrained embedded model (BFCL irrelevance, 240 rows; `bench/abstain_rule.py`)
+   whole texts scored as in rule 1 never abstained, on either track; first tokens abstain on 23 of 240
+   toolcall rows at the cost of 2 of 80 AST rows. Comparing the whole mass of the tokens that begin a
+   reply with that of `<` took the model to a reply on all 40 BFCL simple_python rows (0/40 from 19/40).
 3. **A looping answer stops.** Inside a value the grammar cannot end a string or a list for the model;
    a small model then loops (`"Bacon", "Bacon", ...`, `000...`, `1.1.1.`) until the token limit. Once a
    constrained answer's last `LOOP_WINDOW` tokens are one unit of at most `LOOP_UNIT` tokens repeated,
@@ -45,8 +47,8 @@ from slm_swap.scoring.parse import TOOL_CALL_BLOCK
 from slm_swap.types import Track
 
 RULE = (
-    "answers no call where that is likelier than a first call; stops where ending is likelier than one "
-    "more call, at a repeated call, and when it loops"
+    "answers no call where its first token is likelier than a call's; stops where ending is likelier "
+    "than one more call, at a repeated call, and when it loops"
 )
 LOOP_WINDOW = 64
 LOOP_UNIT = 16
@@ -240,8 +242,8 @@ class StopOrContinue:
     """A transformers logits processor for one batch: at each point where row i's answer (in the format
     `tracks[i]`, None: not an answer of calls) could end, it scores the end and the opening of one more
     call with the model and forbids the first character of the less likely one; where `abstain[i]`, the
-    answer's start is chosen between no call and a first call the same way (rule 0). Runs before the
-    grammar's mask, which keeps everything else the grammar forbids forbidden.
+    answer's start is chosen between no call and a first call on the first token of each (rule 0). Runs
+    before the grammar's mask, which keeps everything else the grammar forbids forbidden.
 
     So that every such point falls between two tokens, the token that completes a call is only its
     closing character (`>`, `}`): a token such as `},` would complete the call and begin the next in one
@@ -281,13 +283,16 @@ class StopOrContinue:
             if rest is not None:
                 scores[i, _tokens_starting_with(self.tokenizer, rest, longer=True)] = -torch.inf
             elif self.abstain[i] and at_start(track, text):
+                # Rule 0, on this step's own scores: the first token of the no-call answer against that
+                # of a call's opening (no forward pass of its own).
                 ways = WAYS[track]
+                no_call, call = self._ids(ways.no_call)[0], self._ids(ways.first)[0]
                 if track == "toolcall":  # a reply is any text without `<`; a call begins with `<`
-                    reply = _tokens_not_starting_with(self.tokenizer, "<")
-                    at.append((i, ways.no_call, ways.first, reply, self._starting_with(ways.first)))
+                    if_call = _tokens_not_starting_with(self.tokenizer, "<")
                 else:
-                    at.append((i, ways.no_call, ways.first, self._starting_with(ways.no_call),
-                               self._starting_with(ways.first)))  # fmt: skip
+                    if_call = self._starting_with(ways.no_call)
+                if_no_call = self._starting_with(ways.first)
+                scores[i, if_call if scores[i, call] > scores[i, no_call] else if_no_call] = -torch.inf
             elif closes_next(track, text):
                 scores[i, _tokens_starting_with(self.tokenizer, WAYS[track].close, longer=True)] = -torch.inf
             elif could_end(track, text):

@@ -84,6 +84,22 @@ def render(tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str,
     return str(text)
 
 
+def tokens(
+    tokenizer: Any,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]],
+    *,
+    add_generation_prompt: bool,
+) -> list[int]:
+    """The token ids of `render`'s text (or, without the generation prompt, of the whole conversation), as
+    evaluation tokenizes a rendered prompt: no special tokens added beyond those the template writes."""
+    shown = [_with_object_arguments(m) for m in messages]
+    text = tokenizer.apply_chat_template(
+        shown, tools=tools or None, add_generation_prompt=add_generation_prompt, tokenize=False
+    )
+    return list(tokenizer(str(text), add_special_tokens=False)["input_ids"])
+
+
 def _with_object_arguments(message: dict[str, Any]) -> dict[str, Any]:
     if not message.get("tool_calls"):
         return message

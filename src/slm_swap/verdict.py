@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 from slm_swap.compare import Decision
-from slm_swap.fileformats import Flag, Number
+from slm_swap.fileformats import FileDefault, Flag, Number
 from slm_swap.scoring.metrics import Summary
 
 VerdictName = Literal["swap_now", "swap_after_fine_tune", "keep_hosted"]
@@ -47,6 +47,8 @@ class VerdictHeader:
     seconds: Number
     delta: Number
     hosted: HostedModel
+    # How each side was asked (`protocol.py`); verdicts written before the setting: both prompt.
+    protocols: Annotated[dict[str, str], FileDefault({"hosted": "prompt", "slm": "prompt"})]
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class Verdict(VerdictHeader):
             "delta": self.delta,
             "split": self.split,
             "hosted": asdict(self.hosted),
+            "protocols": self.protocols,
             "tracks": {track: t.to_json() for track, t in self.tracks.items()},
         }
 

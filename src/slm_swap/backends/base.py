@@ -20,6 +20,7 @@ class Backend(ABC):
     model: str
     batch_size: int = 1
     constrained: bool = False  # answers decoded under the track's grammar (local model only)
+    protocol: str = "prompt"  # how the model is asked (`protocol.py`)
 
     @abstractmethod
     def generate(self, examples: Sequence[Example]) -> list[Completion]: ...

@@ -149,6 +149,9 @@ def run(
         )
     verdict, report = outcome.verdict, outcome.report
     stdout.print(f"\nhosted: {verdict.hosted.description}", markup=False)
+    if set(verdict.protocols.values()) != {"prompt"}:
+        asked = ", ".join(f"{side} {protocol}" for side, protocol in verdict.protocols.items())
+        stdout.print(f"asked: {asked} (docs/protocol.md)", markup=False)
     for track, t in verdict.tracks.items():
         stdout.print(Text(f"{track}: {t.says}", style="bold"), f"— {t.reason}")
     stdout.print(f"verdict: {workspace.verdict}; report: {report.html} and {report.markdown}")

@@ -46,6 +46,10 @@ from slm_swap.workspace import Workspace
 @workspace_options
 @option(settings.MODEL_PATH)
 @options_of(Hyperparameters)
+@option(
+    settings.PROTOCOL,
+    help="native: train in the checkpoint's own tool format (toolcall track; docs/protocol.md).",
+)
 @option(settings.RESUME)
 @click.option(
     "--strategy",

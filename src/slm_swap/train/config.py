@@ -66,6 +66,7 @@ class TrainConfig(Hyperparameters):
     out: Path
     model_path: Path
     resume: bool = False
+    protocol: str = settings.field(settings.PROTOCOL)
     seed: int = settings.TRAINING_SEED
     strategy: str = "single"  # recorded in the card and trace: single, parallel or sequential (launchers)
 

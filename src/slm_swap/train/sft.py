@@ -14,6 +14,10 @@ starts one DDP rank per GPU.
 
 Each row is a TRL conversational prompt-completion pair: the prompt is the same `[system, user]`
 messages evaluation sends, rendered by the same chat template, and the loss covers the completion only.
+Under the native protocol (toolcall track) a row is the conversation with its tools rendered by the
+checkpoint's own chat template and the answer as the template writes an assistant's `tool_calls` (or its
+reply, for a no-call row), tokenized here (`native_row`), so that the adapter learns the format it is
+evaluated and served in; TRL then trains on the tokens as they are, the loss on the answer only.
 """
 
 from __future__ import annotations
@@ -30,11 +34,13 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from slm_swap import __version__, settings
+from slm_swap import __version__, settings, templates
 from slm_swap.console import verbose
+from slm_swap.data.formats import dumps
 from slm_swap.errors import ConfigError, SlmSwapError
 from slm_swap.files import read_examples, write_json
 from slm_swap.identity import ADAPTER_CARD, adapter_files_digest, checkpoint_digest, file_digest
+from slm_swap.protocol import NATIVE, PROMPT
 from slm_swap.tracing import Tracer
 from slm_swap.train.card import AdapterCard
 from slm_swap.train.config import TrainConfig
@@ -106,17 +112,39 @@ def linear_modules(model: Any) -> list[str]:
     return sorted(names)
 
 
-def _rows(examples: list[Example], track: str, path: Path) -> list[dict[str, Any]]:
+def _rows(
+    examples: list[Example], track: str, path: Path, tokenizer: Any = None, protocol: str = PROMPT
+) -> list[dict[str, Any]]:
     wrong = [e.id for e in examples if e.track != track]
     if wrong:
         raise ConfigError(
             f"{path} holds {examples[0].track} rows (e.g. {wrong[0]}), but {settings.TRACK} is {track}"
         )
+    if protocol == NATIVE and track == "toolcall":
+        return [native_row(tokenizer, e) for e in examples]
     # Only prompt and completion: TRL would hand any "tools" column to the chat template.
     return [
         {"prompt": e.messages(), "completion": [{"role": "assistant", "content": e.completion}]}
         for e in examples
     ]
+
+
+def native_row(tokenizer: Any, example: Example) -> dict[str, list[int]]:
+    """A training row in the checkpoint's own tool format: the tokens of the conversation with its tools
+    and of the answer, as its chat template writes them, and which of them are the answer's."""
+    from slm_swap import protocol
+
+    tools = protocol.openai_tools(example.tools)
+    messages = protocol.native_messages(example)
+    if example.gold:
+        calls = [protocol.RawCall(c.name, dumps(c.arguments)) for c in example.gold]
+        answer = {"role": "assistant", "content": "", "tool_calls": protocol.openai_calls(calls)}
+    else:
+        answer = {"role": "assistant", "content": example.completion}
+    prompt = templates.tokens(tokenizer, messages, tools, add_generation_prompt=True)
+    whole = templates.tokens(tokenizer, [*messages, answer], tools, add_generation_prompt=False)
+    start = next((i for i, (a, b) in enumerate(zip(prompt, whole, strict=False)) if a != b), len(prompt))
+    return {"input_ids": whole, "completion_mask": [0] * start + [1] * (len(whole) - start)}
 
 
 def _local_rank() -> int:
@@ -246,8 +274,17 @@ def build_trainer(config: TrainConfig, on_step: Callable[[int, int], None] | Non
     from slm_swap.train.packing import CompletionLossTrainer, use_mask_dropout, use_padding_free
 
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    train_rows = _rows(read_examples(config.train), config.track, config.train)
-    val_rows = _rows(read_examples(config.val), config.track, config.val)
+    if config.protocol == NATIVE:  # the template must have a tool format (exit 2 before anything loads)
+        from transformers import AutoTokenizer
+
+        template_tokenizer = AutoTokenizer.from_pretrained(config.model_path)
+        templates.family_of(template_tokenizer, config.model_path.name)
+    else:
+        template_tokenizer = None
+    train_rows = _rows(
+        read_examples(config.train), config.track, config.train, template_tokenizer, config.protocol
+    )
+    val_rows = _rows(read_examples(config.val), config.track, config.val, template_tokenizer, config.protocol)
     checkpoints = config.out / "checkpoints"
     if config.resume and not any(checkpoints.glob("checkpoint-*")):
         raise SlmSwapError(
@@ -365,8 +402,11 @@ def trainer_settings(config: TrainConfig, *, cuda: bool, world_size: int = 1) ->
 
 def hyperparameters(config: TrainConfig) -> dict[str, Any]:
     """The settings of a run as its card records them (everything but paths and --resume)."""
+    # The prompt protocol is left out, so that adapters trained before the setting existed still match.
     return {
-        k: v for k, v in asdict(config).items() if k not in ("train", "val", "out", "model_path", "resume")
+        k: v
+        for k, v in asdict(config).items()
+        if k not in ("train", "val", "out", "model_path", "resume") and not (k == "protocol" and v == PROMPT)
     }
 
 
