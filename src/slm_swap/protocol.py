@@ -28,8 +28,8 @@ from slm_swap.data.formats import SYSTEM_PROMPTS, answer_schema, dumps
 from slm_swap.scoring.parse import TOOL_CALL_BLOCK, parse_structured
 from slm_swap.types import Example, ToolSpec, Track
 
-PROMPT, NATIVE = "prompt", "native"
-PROTOCOLS = (PROMPT, NATIVE)
+PROMPT, NATIVE, BOTH = "prompt", "native", "both"
+PROTOCOLS = (PROMPT, NATIVE)  # how one model is asked; `run --protocol both` asks each side both ways
 
 
 @dataclass(frozen=True)

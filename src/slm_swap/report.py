@@ -12,14 +12,14 @@ import html
 import random
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from slm_swap import settings
-from slm_swap.compare import ComparedRun, Decision, agreement_note, read_decision
+from slm_swap.compare import ComparedRun, Decision, agreement_note, compare, read_decision
 from slm_swap.errors import InputError, SlmSwapError
 from slm_swap.files import atomic_writer, check_output, read_examples
 from slm_swap.runs import RunResult, read_run
@@ -67,6 +67,8 @@ class TrackData:
     decisions: dict[str, Decision]  # "slm" and "slm_ft": each vs hosted
     examples: dict[str, Example]  # those the example browser shows (`shown`)
     shown: Shown | None = None
+    # `run --protocol both`: per side (hosted, slm), its native run against its prompt run, paired.
+    formats: dict[str, Decision] = field(default_factory=dict)
 
 
 # --- loading ---------------------------------------------------------------------------------------------
@@ -94,6 +96,7 @@ def load(eval_dir: Path) -> tuple[VerdictHeader | None, list[TrackData]]:
             decisions["slm_ft"] = ft
         said, reason = verdict_of(decision, ft)  # the rule `run` applied to these same decisions
         data = TrackData(track, said, reason, runs, decisions, {})
+        data.formats = _formats(workspace, runs)
         data.shown = shown_examples(data)
         dataset = Path(runs["hosted"].meta.dataset)
         if dataset.is_file():  # the prompts and gold answers of the examples the page shows
@@ -105,6 +108,68 @@ def load(eval_dir: Path) -> tuple[VerdictHeader | None, list[TrackData]]:
             "  fix: run `slm-swap run`, or `slm-swap compare` for a track first"
         )
     return verdict, tracks
+
+
+def _formats(workspace: Workspace, runs: dict[str, RunResult]) -> dict[str, Decision]:
+    """Where `run --protocol both` asked each side natively too: per side, the native run compared with
+    the prompt run on the same examples (difference: native − prompt, paired)."""
+    native = {
+        side: workspace.run_file(run.meta.track, run.meta.model_kind, run.meta.split, native=True)
+        for side, run in runs.items()
+        if side in ("hosted", "slm")
+    }
+    if not all(path.is_file() for path in native.values()):
+        return {}
+    return {
+        side: compare(read_run(path), runs[side], 0.0, hosted_path=path, track=runs[side].meta.track)
+        for side, path in native.items()
+    }
+
+
+def format_rows(t: TrackData) -> list[dict[str, Any]]:
+    """Per core metric, each side asked both ways and the format effect (native − prompt, 95% CI)."""
+    rows = []
+    for metric in _core(t):
+        row: dict[str, Any] = {"metric": metric}
+        for side, decision in t.formats.items():
+            m = next((m for m in decision.metrics if m.metric == metric), None)
+            if m is not None:
+                row[side] = (m.slm, m.hosted, m.difference, m.ci_low, m.ci_high)
+        rows.append(row)
+    return rows
+
+
+FORMAT_NOTE = (
+    "Each side asked in slm-swap's own prompt format and natively (the API's tools, the model's own chat "
+    "template); the verdict is decided under prompt. Format effect: native − prompt, paired bootstrap 95% "
+    "interval over the same examples."
+)
+
+
+def _format_cells(row: dict[str, Any]) -> list[str]:
+    cells = []
+    for side in ("hosted", "slm"):
+        if side not in row:
+            cells += ["—"] * 3
+            continue
+        prompt, native, difference, low, high = row[side]
+        cells += [
+            f"{prompt:.3f}",
+            f"{native:.3f}",
+            f"{_signed(difference)} [{_signed(low)}, {_signed(high)}]",
+        ]
+    return cells
+
+
+FORMAT_HEADER = (
+    "metric",
+    "hosted prompt",
+    "hosted native",
+    "format effect (95% CI)",
+    "SLM prompt",
+    "SLM native",
+    "format effect (95% CI)",
+)
 
 
 def _run_path(side: ComparedRun, decision_path: Path) -> Path:
@@ -451,6 +516,15 @@ def _track_html(t: TrackData, pricing: Pricing) -> str:
         "</table><p class='note'>Red: trails the hosted model by more than delta. Intervals are paired "
         "bootstrap (10,000 resamples) over the same examples.</p>"
     )
+    if t.formats:
+        out.append(
+            "<h3>Asked two ways: prompt and native</h3><table class='metrics' id='formats-" + t.track + "'>"
+        )
+        out.append("<tr>" + "".join(f"<th>{_e(h)}</th>" for h in FORMAT_HEADER) + "</tr>")
+        for row in format_rows(t):
+            cells = [row["metric"], *_format_cells(row)]
+            out.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
+        out.append(f"</table><p class='note'>{_e(FORMAT_NOTE)}</p>")
     out.append("<h3>Core metrics per model</h3>" + bar_chart(t))
     out.append("<h3>Outcomes and failure categories</h3>" + failure_chart(t))
     out.append("<h3>Latency per example</h3>" + latency_chart(t))
@@ -617,6 +691,13 @@ def render_markdown(verdict: VerdictHeader | None, tracks: list[TrackData], pric
                 diff = row[label] - row["hosted"]
                 cells.append(f"{_signed(diff)} [{_signed(-high)}, {_signed(-low)}]{mark}")
             lines.append("| " + " | ".join(cells) + " |")
+        if t.formats:
+            lines += ["", "Asked two ways: prompt and native.", ""]
+            lines += ["| " + " | ".join(FORMAT_HEADER) + " |", "|" + "---|" * len(FORMAT_HEADER)]
+            lines += [
+                "| " + " | ".join([row["metric"], *_format_cells(row)]) + " |" for row in format_rows(t)
+            ]
+            lines += ["", FORMAT_NOTE]
         lines += [
             "",
             "| model | correct | time per correct call | cost per correct call |",

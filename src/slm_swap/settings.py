@@ -189,14 +189,15 @@ CONSTRAINED = Setting(
     "also for tool_choice=auto and for requests in the evaluation format (tool_choice required or named "
     "and response_format are always honoured).",
 )
-PROTOCOLS = ("prompt", "native")  # protocol.py says what each means
+PROTOCOLS = ("prompt", "native", "both")  # protocol.py says what each means; both: run only
 PROTOCOL = Setting(
     "--protocol",
     "prompt",
     "SLM_SWAP_PROTOCOL",
     "How the model is asked. prompt: slm-swap's own text format for every model (tools in the user "
     "message, calls as text), like for like. native: the way the model is used, hosted through the API's "
-    "tools (tool_calls) or response_format, a local checkpoint through its chat template's tool format.",
+    "tools (tool_calls) or response_format, a local checkpoint through its chat template's tool format. "
+    "both (run): decide under prompt, and ask each side natively too, for the report's comparison.",
     choices=PROTOCOLS,
 )
 BASE_URL = Setting(

@@ -41,6 +41,12 @@ class ModelOptions:
 def make_backend(options: ModelOptions) -> Backend:
     """The backend for `options.kind`. A missing optional dependency or setting is a ConfigError that
     says what to install or set."""
+    if options.protocol not in ("prompt", "native"):
+        raise ConfigError(
+            f"{settings.PROTOCOL} {options.protocol}: only `run` asks each model both ways\n"
+            f"  fix: choose {settings.PROTOCOL} prompt or native here, or use "
+            f"`slm-swap run {settings.PROTOCOL} both`"
+        )
     if options.constrained and options.kind != "slm":
         raise ConfigError(
             f"{settings.CONSTRAINED} applies to the local model ({settings.MODEL_KIND} slm), not "

@@ -152,6 +152,10 @@ def run(
     if set(verdict.protocols.values()) != {"prompt"}:
         asked = ", ".join(f"{side} {protocol}" for side, protocol in verdict.protocols.items())
         stdout.print(f"asked: {asked} (docs/protocol.md)", markup=False)
+    if any("slm_native" in t.runs for t in verdict.tracks.values()):
+        stdout.print(
+            "asked both ways: decided under prompt; the report compares prompt and native", markup=False
+        )
     for track, t in verdict.tracks.items():
         stdout.print(Text(f"{track}: {t.says}", style="bold"), f"— {t.reason}")
     stdout.print(f"verdict: {workspace.verdict}; report: {report.html} and {report.markdown}")
