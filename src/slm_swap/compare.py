@@ -57,7 +57,7 @@ class ComparedRun:
     constrained: Flag
     split: str
     dataset_sha256: str
-    protocol: Annotated[str, FileDefault("prompt")]  # how the model was asked (`protocol.py`)
+    protocol: Annotated[str, FileDefault("prompt")] = "prompt"  # how the model was asked (`protocol.py`)
 
 
 @dataclass(frozen=True)
