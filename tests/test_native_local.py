@@ -56,6 +56,16 @@ def family_models(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return models
 
 
+def answer_natively(server: object) -> None:
+    """The stand-in server answers each toolcall test row's request, asked natively, with its gold calls."""
+    from tests.openai_server import FakeOpenAIServer
+
+    assert isinstance(server, FakeOpenAIServer)
+    for e in read_examples(Path("02_dataset/toolcall/test.jsonl")):
+        calls = [protocol.RawCall(c.name, json.dumps(c.arguments)) for c in e.gold]
+        server.answers[e.query] = {"tool_calls": protocol.openai_calls(calls)}
+
+
 def sample_row(prepared: list[Example]) -> Example:
     return next(e for e in prepared if len(e.gold) == 1)
 
@@ -249,16 +259,7 @@ def test_run_native_asks_both_sides_natively(azure: object, family_models: dict[
     from tests.test_pipeline import SMALL, TRAIN
 
     assert isinstance(azure, FakeOpenAIServer)
-    for e in read_examples(Path("02_dataset/toolcall/test.jsonl")):
-        calls = [
-            {
-                "id": f"c{n}",
-                "type": "function",
-                "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
-            }
-            for n, c in enumerate(e.gold)
-        ]
-        azure.answers[e.query] = {"tool_calls": calls}
+    answer_natively(azure)
     model = ["--model-path", str(family_models["hermes"])]
     result = CliRunner().invoke(
         main, ["run", *model, *SMALL, *TRAIN, "--tracks", "toolcall", "--protocol", "native"]
@@ -337,16 +338,7 @@ def test_run_both_decides_under_prompt_and_reports_each_side_asked_both_ways(
     from tests.test_pipeline import SMALL, TRAIN
 
     assert isinstance(azure, FakeOpenAIServer)
-    for e in read_examples(Path("02_dataset/toolcall/test.jsonl")):  # natively, the gold calls too
-        calls = [
-            {
-                "id": f"c{n}",
-                "type": "function",
-                "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
-            }
-            for n, c in enumerate(e.gold)
-        ]
-        azure.answers[e.query] = {"tool_calls": calls}
+    answer_natively(azure)
     model = ["--model-path", str(family_models["hermes"])]
     result = CliRunner().invoke(
         main, ["run", *model, *SMALL, *TRAIN, "--tracks", "toolcall", "--protocol", "both"]
