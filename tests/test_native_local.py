@@ -5,6 +5,7 @@ these tests after each family's published template; the model is the tiny one bu
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -53,6 +54,24 @@ def family_models(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) ->
         shutil.copytree(tiny_model, path)
         (path / "chat_template.jinja").write_text((TEMPLATES / f"{family}.jinja").read_text())
         models[family] = path
+    return models
+
+
+@pytest.fixture(scope="module")
+def calling_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
+    """Tiny models of other seeds (2 and 3) which, asked with tools under a grammar, often prefer a call's
+    opening to the no-call reply (the seed-0 model never does): with them the constrained tests see both
+    kinds of answer in every family."""
+    from tests.conftest import build_tiny_model
+
+    models: dict[str, list[Path]] = {family: [] for family in WHERE_TOOLS}
+    for seed in (2, 3):
+        base = build_tiny_model(tmp_path_factory.mktemp("calling") / f"tiny-calling-{seed}", seed=seed)
+        for family in WHERE_TOOLS:
+            path = tmp_path_factory.mktemp(family) / f"tiny-calling-{seed}-{family}"
+            shutil.copytree(base, path)
+            (path / "chat_template.jinja").write_text((TEMPLATES / f"{family}.jinja").read_text())
+            models[family].append(path)
     return models
 
 
@@ -372,3 +391,104 @@ def test_both_is_for_run_only(prepared: list[Example], tiny_model: Path) -> None
     args = ["eval", "--track", "toolcall", "--model-kind", "slm", "--model-path", str(tiny_model)]
     result = CliRunner().invoke(main, [*args, "--protocol", "both"])
     assert result.exit_code == 2 and "only `run` asks each model both ways" in result.output
+
+
+@pytest.mark.parametrize("family", list(WHERE_TOOLS))
+def test_constrained_native_answers_are_calls_in_the_familys_format_or_a_reply(
+    family: str,
+    family_models: dict[str, Path],
+    calling_models: dict[str, list[Path]],
+    prepared: list[Example],
+) -> None:
+    """Grammar-constrained decoding in each template's own format, with the stop rules: the random tiny
+    models' answers are well-formed native calls of offered tools (read back by the family's reader) or a
+    plain reply, never anything else, unless the token limit cut a call."""
+    from slm_swap.backends.local import LocalBackend
+    from slm_swap.callformats import CALL_FORMATS
+
+    native = CALL_FORMATS[family]
+    kinds = set()
+    answers = []
+    for model in (family_models[family], *calling_models[family]):
+        backend = LocalBackend(model, protocol="native", constrained=True, max_new_tokens=96)
+        answers += list(zip(prepared, backend.generate(prepared), strict=True))
+    for example, completion in answers:
+        assert completion.error is None
+        result = score(example, completion)
+        offered = {t.name for t in example.tools}
+        # Cut by the token limit, or stopped early looping (stop rule 3: a unit repeated to the end).
+        looped = re.search(r"(.{1,16}?)\1{6,}(</tool_call>)?$", completion.text, re.S)
+        cut = completion.usage.completion_tokens >= 96 or looped is not None
+        if completion.text.startswith("<tool_call name="):  # read as calls
+            kinds.add("call")
+            assert {c["name"] for c in result.calls or ()} <= offered
+            # Malformed only where the token limit cut it, or a number overflows a float (the grammar
+            # allows any exponent; JSON here, as in scoring, does not).
+            overflow = re.search(r"\d[eE][+-]?\d{3,}", completion.text)
+            assert result.error_category != "invalid_format" or cut or overflow, (family, completion.text)
+        elif result.error_category == "missed_call":  # a reply: no call
+            kinds.add("reply")
+            assert native.first[0] not in completion.text
+        else:
+            assert cut, (family, completion.text, result.error_category)
+    assert kinds == {"call", "reply"}, (family, kinds)
+    assert backend.decoding.startswith("greedy, grammar-constrained")
+
+
+def test_serve_native_constrained_round_trips_a_tool_call(calling_models: dict[str, list[Path]]) -> None:
+    """`serve --protocol native --constrained`: under the template's own grammar the answer to
+    `tool_choice: auto` is a call or a reply; a call reaches the client as tool_calls. (The tool takes no
+    arguments: a random model writing a string would loop until stopped, and a cut call comes back as
+    text.)"""
+    import openai
+
+    from slm_swap.engine import Engine
+    from slm_swap.serve import Batcher
+    from tests.serving import Running
+
+    ping = {
+        "type": "function",
+        "function": {
+            "name": "ping",
+            "description": "Ping.",
+            "parameters": {"type": "object", "properties": {}},
+        },
+    }
+
+    running = Running(
+        Batcher(Engine(calling_models["hermes"][1], {}, kernels=True), max_batch=4, max_wait_s=0.01),
+        api_key=None,
+        constrained=True,
+        family="hermes",
+    )
+    try:
+        client = openai.OpenAI(base_url=running.url + "/v1", api_key="none", max_retries=0, timeout=60)
+        seen = set()
+        for question in (
+            "Weather in Oslo?",
+            "Weather in Paris?",
+            "Tell me a joke.",
+            "Hello",
+            "Rome?",
+            "Bergen",
+        ):
+            reply = client.chat.completions.create(
+                model=calling_models["hermes"][1].name,
+                messages=[{"role": "user", "content": question}],
+                tools=[ping],  # type: ignore[list-item]
+                max_tokens=48,
+            )
+            choice = reply.choices[0]
+            if choice.message.tool_calls:
+                seen.add("call")
+                (call,) = choice.message.tool_calls[:1]
+                assert choice.finish_reason == "tool_calls" and call.function.name == "ping"
+                assert json.loads(call.function.arguments) == {}
+            else:
+                seen.add("text")
+                assert choice.message.content is not None and (
+                    "<" not in choice.message.content or choice.finish_reason == "length"
+                )
+        assert "call" in seen, (seen, reply)
+    finally:
+        running.stop()

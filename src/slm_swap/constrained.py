@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from slm_swap import settings
 from slm_swap.data.formats import answer_schema, strict_parameters
 from slm_swap.errors import ConfigError
 from slm_swap.types import ToolSpec, Track
@@ -55,7 +56,7 @@ class Constraint:
     and the likelier of the two is taken."""
 
     grammar: Any
-    calls: Track | None = None
+    calls: str | None = None  # the answer's format: a track's, or `native:<family>` (`callformats.py`)
     stop_or_continue: bool = False
     may_abstain: bool = False  # the grammar also allows the no-call answer (chosen like the end)
 
@@ -112,6 +113,25 @@ class Grammars:
             return Constraint(self.compiler.compile_lark("start: reply\n" + reply), "toolcall")
         lark = "start: calls | reply\n" + _CALLS_LARK.format(calls=_alternatives(tools)) + reply
         return Constraint(self._lark(lark, tools), "toolcall", stop_or_continue=True, may_abstain=True)
+
+    def native_calls(self, family: str, tools: Sequence[ToolSpec]) -> Constraint:
+        """An answer in a chat template's own tool format (`callformats.CALL_FORMATS[family]`): one or more
+        calls of `tools`, or a plain-text reply (no call), under the same stop rules as the toolcall
+        track."""
+        from slm_swap.callformats import CALL_FORMATS, NATIVE
+
+        native = CALL_FORMATS.get(family)
+        if native is None:
+            raise ConfigError(
+                f"{settings.CONSTRAINED} with {settings.PROTOCOL} native: no grammar for the {family} tool "
+                f"format (there is one for {', '.join(CALL_FORMATS)})\n  fix: drop {settings.CONSTRAINED}"
+            )
+        reply = native.lark([])
+        if not tools:
+            only = "start: reply\n" + reply[reply.index("reply:") :]
+            return Constraint(self.compiler.compile_lark(only), NATIVE + family)
+        lark = native.lark([t.name for t in tools])
+        return Constraint(self._lark(lark, tools), NATIVE + family, stop_or_continue=True, may_abstain=True)
 
     def _lark(self, lark: str, tools: Sequence[ToolSpec]) -> xgrammar.CompiledGrammar:
         try:

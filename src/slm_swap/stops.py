@@ -42,6 +42,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from slm_swap.callformats import CallFormat, call_format
 from slm_swap.data.formats import NO_CALL_REPLY
 from slm_swap.scoring.parse import TOOL_CALL_BLOCK
 from slm_swap.types import Track
@@ -188,6 +189,30 @@ WAYS: dict[Track, Ways] = {
 }
 
 
+def ways_of(answer_format: str) -> Ways:
+    """The ways on of an answer in `answer_format`: a track's own (`WAYS`), or a native one's
+    (`callformats`): its end is its list's closing, one more call is the separator and the next call's
+    opening, and no call is the reply training teaches."""
+    native = call_format(answer_format)
+    if native is None:
+        return WAYS[answer_format]  # type: ignore[index]
+    return Ways(
+        end=native.suffix,
+        more=native.sep + native.head,
+        no_call=NO_CALL_REPLY,
+        first=native.first,
+        close=native.close[-1],
+    )
+
+
+def _native_body(native: CallFormat, text: str) -> str | None:
+    """An answer of calls in a native format after its list's opening (where a completed call leaves the
+    JSON depth at 0), or None when `text` is not such an answer."""
+    if not text or not text.startswith(native.prefix):
+        return None
+    return text[len(native.prefix) :]
+
+
 def _depth(text: str) -> int | None:
     """The JSON nesting depth at the end of `text`, or None inside a string."""
     depth, in_string, escaped = 0, False, False
@@ -208,21 +233,27 @@ def _depth(text: str) -> int | None:
     return None if in_string else depth
 
 
-def could_end(track: Track, text: str) -> bool:
-    """Whether an answer of calls in `track`'s format could end right after `text`: a call was just
-    completed."""
+def could_end(track: str, text: str) -> bool:
+    """Whether an answer of calls in `track`'s format (or a native one) could end right after `text`: a
+    call was just completed."""
+    native = call_format(track)
+    if native is not None:
+        if len(native.close) > 1:  # a closing tag
+            return text.endswith(native.close)
+        body = _native_body(native, text)
+        return body is not None and text.endswith(native.close) and _depth(body) == 0
     if track == "toolcall":
         return text.endswith("</tool_call>")
     return text.lstrip().startswith(_STRUCTURED_START) and text.endswith("}") and _depth(text) == 2
 
 
-def at_start(track: Track, text: str) -> bool:
+def at_start(track: str, text: str) -> bool:
     """Whether `text` is where the answer's first call would begin (structured: right after
-    `{"calls": [`; toolcall: before anything)."""
-    return text == "" if track == "toolcall" else text.lstrip() == _STRUCTURED_START
+    `{"calls": [`; toolcall and native formats: before anything)."""
+    return text.lstrip() == _STRUCTURED_START if track == "structured" else text == ""
 
 
-def start_rest(track: Track, text: str) -> str | None:
+def start_rest(track: str, text: str) -> str | None:
     """Structured: what is left of `{"calls": [` after `text`, while `text` is a proper part of it (a
     token that ran past it would skip the choice of rule 0), else None."""
     if track == "structured" and _STRUCTURED_START.startswith(text) and text != _STRUCTURED_START:
@@ -230,8 +261,15 @@ def start_rest(track: Track, text: str) -> str | None:
     return None
 
 
-def closes_next(track: Track, text: str) -> bool:
+def closes_next(track: str, text: str) -> bool:
     """Whether the next character after `text` completes a call (`Ways.close`)."""
+    native = call_format(track)
+    if native is not None:
+        if len(native.close) > 1:
+            return text.endswith(native.close[:-1])
+        # Inside a call (one deeper than where calls end), a `}` can only have closed its arguments.
+        body = _native_body(native, text)
+        return body is not None and text.endswith("}") and _depth(body) == 1
     if track == "toolcall":
         return text.endswith("</tool_call")
     # Inside an entry (depth 3), a `}` can only have closed its arguments, after which the entry closes.
@@ -254,7 +292,7 @@ class StopOrContinue:
         model: Any,
         tokenizer: Any,
         prompt_mask: Any,
-        tracks: Sequence[Track | None],
+        tracks: Sequence[str | None],
         abstain: Sequence[bool] = (),
     ) -> None:
         self.model = model
@@ -278,25 +316,27 @@ class StopOrContinue:
             new = input_ids[i, prompt_length:]
             if bool((new == self.eos).any()):
                 continue  # this row has ended; the rest is padding
-            text = self.tokenizer.decode(new, skip_special_tokens=True)
+            # A native format's markers may be special tokens (Phi-4-mini's `<|tool_call|>`): kept.
+            text = self.tokenizer.decode(new, skip_special_tokens=call_format(track) is None)
             rest = start_rest(track, text) if self.abstain[i] else None
             if rest is not None:
                 scores[i, _tokens_starting_with(self.tokenizer, rest, longer=True)] = -torch.inf
             elif self.abstain[i] and at_start(track, text):
                 # Rule 0, on this step's own scores: the first token of the no-call answer against that
                 # of a call's opening (no forward pass of its own).
-                ways = WAYS[track]
+                ways = ways_of(track)
                 no_call, call = self._ids(ways.no_call)[0], self._ids(ways.first)[0]
-                if track == "toolcall":  # a reply is any text without `<`; a call begins with `<`
-                    if_call = _tokens_not_starting_with(self.tokenizer, "<")
+                if track != "structured":  # a reply is any text without the character a call begins with
+                    if_call = _tokens_not_starting_with(self.tokenizer, ways.first[0])
                 else:
                     if_call = self._starting_with(ways.no_call)
                 if_no_call = self._starting_with(ways.first)
                 scores[i, if_call if scores[i, call] > scores[i, no_call] else if_no_call] = -torch.inf
             elif closes_next(track, text):
-                scores[i, _tokens_starting_with(self.tokenizer, WAYS[track].close, longer=True)] = -torch.inf
+                close = ways_of(track).close
+                scores[i, _tokens_starting_with(self.tokenizer, close, longer=True)] = -torch.inf
             elif could_end(track, text):
-                ways = WAYS[track]
+                ways = ways_of(track)
                 at.append(
                     (i, ways.end, ways.more, self._starting_with(ways.end), self._starting_with(ways.more))
                 )

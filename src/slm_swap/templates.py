@@ -29,6 +29,7 @@ from typing import Any
 
 from slm_swap import settings
 from slm_swap.errors import ConfigError
+from slm_swap.files import loads
 from slm_swap.protocol import RawCall
 
 FAMILIES = ("phi4", "mistral", "hermes", "llama3")
@@ -107,7 +108,7 @@ def _with_object_arguments(message: dict[str, Any]) -> dict[str, Any]:
     for call in message["tool_calls"]:
         function = dict(call["function"])
         with contextlib.suppress(TypeError, ValueError):
-            function["arguments"] = json.loads(function["arguments"])
+            function["arguments"] = loads(function["arguments"])
         calls.append({**call, "function": function})
     return {**message, "tool_calls": calls}
 
@@ -152,7 +153,7 @@ def _entry(value: Any, raw: str, arguments_key: str = "arguments") -> RawCall:
 def _json_list(body: str) -> list[RawCall]:
     """Calls written as a JSON list of objects (or one object); malformed: one call as written."""
     try:
-        value = json.loads(body)
+        value = loads(body)
     except ValueError:
         return [RawCall("", body)]
     entries = value if isinstance(value, list) else [value]
@@ -175,7 +176,7 @@ def _read_hermes(text: str) -> Reading:
     for m in _HERMES.finditer(text):
         body = m.group(1).strip()
         try:
-            calls.append(_entry(json.loads(body), body))
+            calls.append(_entry(loads(body), body))
         except ValueError:
             calls.append(RawCall("", body))
     return Reading(tuple(calls), _HERMES.sub("", text).strip())
@@ -212,7 +213,12 @@ def _read_llama3(text: str) -> Reading:
         except ValueError:
             calls.append(RawCall("", body[position:]))
             break
-        calls.append(_entry(value, body[position:end], "parameters"))
+        try:  # strictly: a number beyond a float's range is not JSON here either (`files.loads`)
+            loads(body[position:end])
+        except ValueError:
+            calls.append(RawCall("", body[position:end]))
+        else:
+            calls.append(_entry(value, body[position:end], "parameters"))
         position = end
         while position < len(body) and body[position] in " \t\n;":
             position += 1

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from slm_swap import protocol, settings, templates
 from slm_swap.backends.base import Backend
+from slm_swap.callformats import CALL_FORMATS
 from slm_swap.engine import Engine, chat_text
 from slm_swap.errors import ConfigError
 from slm_swap.types import Completion, Example
@@ -55,10 +56,10 @@ class LocalBackend(Backend):
         self.family = None
         if protocol == "native":
             self.family = templates.family_of(self.engine.tokenizer, self.model)
-            if constrained:
+            if constrained and self.family not in CALL_FORMATS:
                 raise ConfigError(
-                    f"{settings.CONSTRAINED} with {settings.PROTOCOL} native: grammar-constrained decoding "
-                    f"in a chat template's tool format is not built yet\n  fix: drop "
+                    f"{settings.CONSTRAINED} with {settings.PROTOCOL} native: {self.model} reads its answers "
+                    f"by its response template, and slm-swap has no grammar for that format\n  fix: drop "
                     f"{settings.CONSTRAINED}, or use {settings.PROTOCOL} prompt"
                 )
         if constrained:
@@ -127,8 +128,7 @@ class LocalBackend(Backend):
             return [parts[id(e)] for e in examples]
         texts = [self.prompt(e) for e in examples]
         if any(native):
-            answers = self.engine.generate(texts, self.max_new_tokens, special_tokens=True)
-            return [self._read(e, t, c) for e, t, c in zip(examples, texts, answers, strict=True)]
+            return self._generate_native(examples, texts)
         if not self.constrained:
             return self.generate_texts(texts)
         constraints: list[Constraint] = []
@@ -145,6 +145,29 @@ class LocalBackend(Backend):
         )
         return [
             Completion(text="", error=failed[i]) if i in failed else next(answered) for i in range(len(texts))
+        ]
+
+    def _generate_native(self, examples: Sequence[Example], texts: list[str]) -> list[Completion]:
+        """A batch in the template's tool format; constrained, each answer follows the format's grammar
+        (`Grammars.native_calls`) and the stop rules, and an example whose grammar cannot be built gets
+        that as its error."""
+        assert self.family is not None
+        constraints: list[Constraint] = []
+        failed: dict[int, str] = {}
+        for i, example in enumerate(examples if self.constrained else ()):
+            try:
+                constraints.append(self.engine.grammars.native_calls(self.family, example.tools))
+            except ValueError as e:
+                failed[i] = f"grammar: {e}"
+        asked = [t for i, t in enumerate(texts) if i not in failed]
+        answered = iter(
+            self.engine.generate(asked, self.max_new_tokens, constraints=constraints, special_tokens=True)
+            if asked
+            else []
+        )
+        return [
+            Completion(text="", error=failed[i]) if i in failed else self._read(e, t, next(answered))
+            for i, (e, t) in enumerate(zip(examples, texts, strict=True))
         ]
 
     def _read(self, example: Example, prompt: str, completion: Completion) -> Completion:

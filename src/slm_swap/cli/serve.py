@@ -69,12 +69,6 @@ def serve(
 
     named = _named_adapters(adapters)
     native = protocol == "native"
-    if native and constrained:
-        raise SlmSwapError(
-            f"{settings.CONSTRAINED} with {settings.PROTOCOL} native: grammar-constrained decoding in a chat "
-            f"template's tool format is not built yet\n  fix: drop {settings.CONSTRAINED}, or use "
-            f"{settings.PROTOCOL} prompt"
-        )
     if engine_name == "vllm":
         from slm_swap.scaleout import exec_vllm
 
@@ -135,6 +129,8 @@ def serve(
         from slm_swap.templates import family_of
 
         family = family_of(engine.tokenizer, engine.base_name)
+        if constrained:
+            engine.grammars.native_calls(family, [])  # a format without a grammar is refused at start
     batcher = Batcher(engine, max_batch=max_batch)
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         stderr.print(

@@ -101,6 +101,9 @@ def create_app(
         limit = request.max_completion_tokens or request.max_tokens or settings.API_MAX_TOKENS
         if limit > MAX_TOKENS_LIMIT:
             return _error(400, f"max_tokens is {limit}; at most {MAX_TOKENS_LIMIT}.", "invalid_request_error")
+        auto = request.tool_choice in (None, "auto") and request.response_format is None
+        if family is not None and auto and request.offered_tools():
+            return await native(request, model, limit)
         try:
             messages = render_messages(request)
             constraint = await asyncio.to_thread(
@@ -109,8 +112,6 @@ def create_app(
         except ValueError as e:
             return _error(400, f"Invalid request: {e}", "invalid_request_error")
         has_tools = bool(request.offered_tools())
-        if family is not None and has_tools and constraint is None:
-            return await native(request, model, limit)
         text = engine.render(messages)
         start = time.time()
         if request.stream and not has_tools:
@@ -133,8 +134,18 @@ def create_app(
         tools = [{"type": "function", "function": t.to_json()} for t in request.offered_tools()]
         messages = openai_messages(request)
         text = templates.render(engine.tokenizer, messages, tools)
+        try:
+            constraint = (
+                await asyncio.to_thread(engine.grammars.native_calls, family, request.offered_tools())
+                if constrained
+                else None
+            )
+        except ValueError as e:
+            return _error(400, f"Invalid request: {e}", "invalid_request_error")
         start = time.time()
-        completion = await asyncio.wrap_future(batcher.submit(model, text, limit, special_tokens=True))
+        completion = await asyncio.wrap_future(
+            batcher.submit(model, text, limit, constraint=constraint, special_tokens=True)
+        )
         on_done(model, messages, completion, start)
         reading = templates.read(family, completion.text, engine.tokenizer, text, tools)
         response = native_response(model, completion, reading, limit)
