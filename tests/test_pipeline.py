@@ -79,11 +79,11 @@ def test_run_without_credentials_uses_the_local_stand_in_and_stops_it(
     assert hosted["meta"]["model_kind"] == "openai" and hosted["meta"]["settings"]["endpoint"].startswith(
         f"http://127.0.0.1:{port}/v1"
     )
-    # Constrained decoding behind the stand-in: every answer is inside the grammar (8 tokens of a random
-    # model spell only the start of a call), unlike the same model's free answers.
+    # Constrained decoding behind the stand-in: every answer is inside the grammar — the start of a call
+    # (8 tokens of a random model spell no more), or a reply with no `<` in it (no call, as rule 0 chose).
     begin = '<tool_call name="'
     outputs = [r["output"] for r in hosted["results"]]
-    assert all(o and (o.startswith(begin) or begin.startswith(o)) for o in outputs), outputs
+    assert all(o and (o.startswith(begin) or begin.startswith(o) or "<" not in o) for o in outputs), outputs
     free = json.loads(Path("05_eval/toolcall_slm_test.json").read_text())
     assert not any(r["output"].startswith("<tool") for r in free["results"])
     assert "stand-in" in Path("05_eval/report.html").read_text()
