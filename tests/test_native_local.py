@@ -85,6 +85,18 @@ def answer_natively(server: object) -> None:
         server.answers[e.query] = {"tool_calls": protocol.openai_calls(calls)}
 
 
+def run_hermes(family_models: dict[str, Path], protocol_name: str) -> str:
+    """`slm-swap run` on the toolcall track with the tiny Hermes-template model; its output."""
+    from tests.test_pipeline import SMALL, TRAIN
+
+    model = ["--model-path", str(family_models["hermes"])]
+    result = CliRunner().invoke(
+        main, ["run", *model, *SMALL, *TRAIN, "--tracks", "toolcall", "--protocol", protocol_name]
+    )
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
 def sample_row(prepared: list[Example]) -> Example:
     return next(e for e in prepared if len(e.gold) == 1)
 
@@ -275,15 +287,10 @@ def test_run_native_asks_both_sides_natively(azure: object, family_models: dict[
     """`run --protocol native`: Azure gets the tools through its API, the SLM its own template; the run
     files say so, and the verdict is reached as under the prompt protocol."""
     from tests.openai_server import FakeOpenAIServer
-    from tests.test_pipeline import SMALL, TRAIN
 
     assert isinstance(azure, FakeOpenAIServer)
     answer_natively(azure)
-    model = ["--model-path", str(family_models["hermes"])]
-    result = CliRunner().invoke(
-        main, ["run", *model, *SMALL, *TRAIN, "--tracks", "toolcall", "--protocol", "native"]
-    )
-    assert result.exit_code == 0, result.output
+    output = run_hermes(family_models, "native")
     hosted = read_run(Path("05_eval/toolcall_azure_test.json"))
     assert hosted.meta.settings["protocol"] == "native" and hosted.summary.metrics["ast_match"] == 1.0
     assert all("tools" in r.body and r.body["messages"][0]["role"] == "user" for r in azure.requests)
@@ -292,7 +299,7 @@ def test_run_native_asks_both_sides_natively(azure: object, family_models: dict[
     verdict = json.loads(Path("05_eval/verdict.json").read_text())
     assert verdict["tracks"]["toolcall"]["verdict"] in ("keep_hosted", "swap_after_fine_tune")
     assert verdict["protocols"] == {"hosted": "native", "slm": "native"}
-    assert "asked: hosted native, slm native" in result.output
+    assert "asked: hosted native, slm native" in output
     decision = json.loads(Path("05_eval/toolcall_decision.json").read_text())
     assert decision["hosted"]["protocol"] == decision["slm"]["protocol"] == "native"
     assert slm.meta.protocol == hosted.meta.protocol == "native"
@@ -354,16 +361,11 @@ def test_run_both_decides_under_prompt_and_reports_each_side_asked_both_ways(
     azure: object, family_models: dict[str, Path]
 ) -> None:
     from tests.openai_server import FakeOpenAIServer
-    from tests.test_pipeline import SMALL, TRAIN
 
     assert isinstance(azure, FakeOpenAIServer)
     answer_natively(azure)
-    model = ["--model-path", str(family_models["hermes"])]
-    result = CliRunner().invoke(
-        main, ["run", *model, *SMALL, *TRAIN, "--tracks", "toolcall", "--protocol", "both"]
-    )
-    assert result.exit_code == 0, result.output
-    assert "asked both ways" in result.output
+    output = run_hermes(family_models, "both")
+    assert "asked both ways" in output
     runs = {
         name: read_run(Path(f"05_eval/toolcall_{name}_test.json"))
         for name in ("azure", "slm", "azure_native", "slm_native")

@@ -75,12 +75,19 @@ def family_of(tokenizer: Any, model: str) -> str:
     )
 
 
-def render(tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> str:
-    """The prompt the template writes for `messages` with `tools`, the assistant turn opened. Calls in
-    earlier turns go to the template with their arguments as objects, as templates expect."""
+def render(
+    tokenizer: Any,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]],
+    *,
+    add_generation_prompt: bool = True,
+) -> str:
+    """The prompt the template writes for `messages` with `tools`, the assistant turn opened (without
+    `add_generation_prompt`: the whole conversation). Calls in earlier turns go to the template with their
+    arguments as objects, as templates expect."""
     shown = [_with_object_arguments(m) for m in messages]
     text = tokenizer.apply_chat_template(
-        shown, tools=tools or None, add_generation_prompt=True, tokenize=False
+        shown, tools=tools or None, add_generation_prompt=add_generation_prompt, tokenize=False
     )
     return str(text)
 
@@ -92,13 +99,10 @@ def tokens(
     *,
     add_generation_prompt: bool,
 ) -> list[int]:
-    """The token ids of `render`'s text (or, without the generation prompt, of the whole conversation), as
-    evaluation tokenizes a rendered prompt: no special tokens added beyond those the template writes."""
-    shown = [_with_object_arguments(m) for m in messages]
-    text = tokenizer.apply_chat_template(
-        shown, tools=tools or None, add_generation_prompt=add_generation_prompt, tokenize=False
-    )
-    return list(tokenizer(str(text), add_special_tokens=False)["input_ids"])
+    """The token ids of `render`'s text, as evaluation tokenizes a rendered prompt: no special tokens
+    added beyond those the template writes."""
+    text = render(tokenizer, messages, tools, add_generation_prompt=add_generation_prompt)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def _with_object_arguments(message: dict[str, Any]) -> dict[str, Any]:

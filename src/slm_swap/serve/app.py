@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
 from slm_swap import settings, templates
+from slm_swap.protocol import openai_tools
 from slm_swap.serve.batcher import Batcher
 from slm_swap.serve.render import (
     choose_grammar,
@@ -131,7 +132,7 @@ def create_app(
 
     async def native(request: ChatRequest, model: str, limit: int) -> Any:
         assert family is not None
-        tools = [{"type": "function", "function": t.to_json()} for t in request.offered_tools()]
+        tools = openai_tools(request.offered_tools())
         messages = openai_messages(request)
         text = templates.render(engine.tokenizer, messages, tools)
         try:
