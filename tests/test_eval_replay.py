@@ -142,6 +142,23 @@ def test_journal_of_other_inputs_is_set_aside(prepared: list[Example]) -> None:
     assert journal_path(out).with_name("run.json.journal.stale").exists()
 
 
+def test_a_run_killed_after_writing_its_file_leaves_no_journal_behind(prepared: list[Example]) -> None:
+    """A kill between writing the run file and removing the journal: the next run reuses the file and
+    removes the journal of the same inputs; a journal of other inputs stays for its own run."""
+    out = Path("05_eval/run.json")
+    backend = ReplayBackend(write_predictions(prepared, Path("p.jsonl")))
+    meta = run_meta("toolcall", "test", SPLIT, backend)
+    evaluate(prepared, backend, meta, out, NullTracer())
+    header = json.dumps({"journal": meta.identity()})
+    journal_path(out).write_text(header + "\n")
+    again = evaluate(prepared, backend, meta, out, NullTracer())
+    assert again.reused and not journal_path(out).exists()
+    other = '{"journal": {"model": "something else"}}\n'
+    journal_path(out).write_text(other)
+    assert evaluate(prepared, backend, meta, out, NullTracer()).reused
+    assert journal_path(out).read_text() == other
+
+
 def test_predictions_that_match_no_example_are_refused(prepared: list[Example]) -> None:
     Path("p.jsonl").write_text('{"id": "nope", "output": "x"}\n')
     result = CliRunner().invoke(

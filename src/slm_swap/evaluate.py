@@ -148,6 +148,7 @@ def evaluate(
         if out.is_file() and not force:
             reuse = reuse_check(out, meta, examples)
             if reuse.check.same and reuse.previous is not None:
+                Journal(out, meta).settle()
                 return EvalOutcome(reuse.previous, reused=True, resumed=0)
             if not replace_stale:
                 raise SlmSwapError(

@@ -230,6 +230,17 @@ class Journal:
         self.close()
         self.path.unlink(missing_ok=True)
 
+    def settle(self) -> None:
+        """Removes a journal of these same inputs whose run file is already written: a run killed
+        between writing the run file and removing its journal leaves one, and the run file holds it all.
+        A journal of other inputs is left for the run it belongs to."""
+        if not self.path.is_file():
+            return
+        with self.path.open("rb") as f:
+            header = _journal_line(f.readline())
+        if header == {"journal": self.identity}:
+            self.path.unlink(missing_ok=True)
+
 
 def _line_digest(result: Any) -> str:
     return sha256_text(json.dumps(result, sort_keys=True, ensure_ascii=False))
