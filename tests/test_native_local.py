@@ -318,6 +318,65 @@ def test_run_native_refuses_a_model_without_a_tool_template_before_any_stage(
     assert not Path("02_dataset").exists() and not Path("05_eval").exists()
 
 
+def with_response_template(model: Path, tmp_path: Path) -> Path:
+    """`model` shipping a response template (in its tokenizer_config.json, as a checkpoint ships one)."""
+    path = tmp_path / f"{model.name}-rt"
+    shutil.copytree(model, path)
+    config = json.loads((path / "tokenizer_config.json").read_text())
+    config["response_template"] = json.loads((TEMPLATES / "hermes.response.json").read_text())
+    (path / "tokenizer_config.json").write_text(json.dumps(config))
+    return path
+
+
+def test_a_checkpoints_response_template_reads_its_answers(
+    prepared: list[Example], calling_models: dict[str, list[Path]], tmp_path: Path
+) -> None:
+    """A tokenizer with a response template: answers are read by `parse_response` (which casts an
+    argument to its parameter's type, as the family's own reader does not), constrained decoding still
+    uses the family's grammar, and an answer it cannot parse is a failed call, never an abstention."""
+    from transformers import AutoTokenizer
+
+    from slm_swap.backends.local import LocalBackend
+
+    models = [with_response_template(m, tmp_path) for m in calling_models["hermes"]]
+    tokenizer = AutoTokenizer.from_pretrained(models[0])
+    assert tokenizer.response_template and templates.family_of(tokenizer, "m") == "hermes"
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "f",
+                "parameters": {"type": "object", "properties": {"n": {"type": "integer"}}},
+            },
+        }
+    ]
+    prompt = templates.render(tokenizer, [{"role": "user", "content": "hi"}], tools)
+    text = '<tool_call>\n{"name": "f", "arguments": {"n": "7"}}\n</tool_call>'
+    assert templates.read("hermes", text, tokenizer, prompt, tools).calls == (
+        protocol.RawCall("f", '{"n": 7}'),
+    )
+    assert templates.read("hermes", text).calls == (protocol.RawCall("f", '{"n": "7"}'),)  # no cast
+    assert templates.read("hermes", "Hello there.", tokenizer, prompt, tools) == templates.Reading(
+        (), "Hello there."
+    )
+    cut = templates.read("hermes", text[:-20], tokenizer, prompt, tools)
+    example = sample_row(prepared)
+    result = score(example, Completion(protocol.answer_text("toolcall", cut.calls, cut.content)))
+    assert cut.calls and result.error_category == "invalid_format"
+
+    kinds = set()
+    for model, constrained in [(m, c) for m in models for c in (False, True)]:
+        backend = LocalBackend(model, protocol="native", constrained=constrained, max_new_tokens=64)
+        assert backend.family == "hermes" and backend.describe()["read_by"] == "response_template"
+        for example, completion in zip(prepared, backend.generate(prepared), strict=True):
+            assert completion.error is None
+            kinds.add("call" if completion.text.startswith("<tool_call name=") else "reply")
+            if constrained and completion.text.startswith("<tool_call name="):
+                offered = {t.name for t in example.tools}
+                assert {c["name"] for c in score(example, completion).calls or ()} <= offered
+    assert kinds == {"call", "reply"}
+
+
 def test_native_training_rows_are_written_as_the_template_writes_an_answer(
     prepared: list[Example], family_models: dict[str, Path]
 ) -> None:

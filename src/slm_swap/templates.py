@@ -1,8 +1,10 @@
 """A local checkpoint's own tool format: its chat template renders the tools (`apply_chat_template(...,
 tools=...)`), and its answer's calls are read back in the format the template teaches.
 
-The answer is read by the tokenizer's response template (`tokenizer.parse_response`) when the checkpoint
-ships one, else by the parser of the template's family, recognised by the markers the template writes:
+The answer is read by the tokenizer's response template (`tokenizer.parse_response`, transformers 5.24 and
+later) when the checkpoint ships one, else by the parser of the template's family, recognised by the
+markers the template writes (which also choose the grammar of constrained decoding, response template or
+not):
 
 * phi4 (Phi-4-mini): `<|tool_call|>[{"name": ..., "arguments": {...}}, ...]<|/tool_call|>` (or
   `functools[...]`, as vLLM's template for it teaches);
@@ -63,11 +65,11 @@ def family_of(tokenizer: Any, model: str) -> str:
             f"{settings.PROTOCOL} native: the chat template of {model} cannot render tools (it never reads "
             f"`tools`), so the model has no native tool format to be asked in\n{fix}"
         )
-    if getattr(tokenizer, "response_template", None):
-        return "response_template"
     for family, markers in _MARKERS:
         if any(m in template for m in markers):
             return family
+    if getattr(tokenizer, "response_template", None):
+        return "response_template"  # read by it; no grammar of slm-swap's for its format
     raise ConfigError(
         f"{settings.PROTOCOL} native: the chat template of {model} renders tools, but in a format slm-swap "
         f"cannot read answers of (it reads {', '.join(FAMILIES)}, and any tokenizer with a response "
@@ -128,15 +130,26 @@ class Reading:
 def read(
     family: str, text: str, tokenizer: Any = None, prompt: str = "", tools: Sequence[Any] = ()
 ) -> Reading:
-    """The calls and text of a generated answer, in `family`'s format."""
-    if family == "response_template":
-        message = tokenizer.parse_response(text, prefix=prompt, tools=list(tools) or None)
-        calls = tuple(
-            RawCall(str(c["function"].get("name", "")), _arguments_text(c["function"].get("arguments")))
-            for c in message.get("tool_calls") or ()
-        )
-        return Reading(calls, str(message.get("content") or ""))
+    """The calls and text of a generated answer: by the tokenizer's response template when it has one
+    (`family` then only names the grammar the answer was decoded under), else in `family`'s format. An
+    answer the response template cannot parse (a call's JSON broken or cut off) is one malformed call."""
+    if getattr(tokenizer, "response_template", None):
+        try:
+            message = tokenizer.parse_response(text, prefix=prompt, tools=list(tools) or None)
+        except ValueError:
+            return Reading((RawCall("", text.strip()),), "")
+        calls = tuple(_response_call(c) for c in message.get("tool_calls") or ())
+        return Reading(calls, str(message.get("content") or "").strip())
     return _READERS[family](text.strip())
+
+
+def _response_call(call: Any) -> RawCall:
+    """A call as a response template writes it (`{"type": "function", "function": {"name", "arguments"}}`
+    or just the function); anything else is malformed, kept as written."""
+    function = call.get("function", call) if isinstance(call, dict) else None
+    if isinstance(function, dict) and isinstance(function.get("name"), str):
+        return RawCall(function["name"], _arguments_text(function.get("arguments", {})))
+    return RawCall("", json.dumps(call, ensure_ascii=False, default=str))
 
 
 def _arguments_text(arguments: Any) -> str:

@@ -93,7 +93,12 @@ class LocalBackend(Backend):
             "decoding": self.decoding,
             "protocol": self.protocol,
             **({"template_family": self.family} if self.family else {}),
+            **({"read_by": "response_template"} if self.family and self._response_template else {}),
         }
+
+    @property
+    def _response_template(self) -> bool:
+        return bool(getattr(self.engine.tokenizer, "response_template", None))
 
     def native(self, example: Example) -> bool:
         """Whether `example` is asked in the checkpoint's own tool format."""
