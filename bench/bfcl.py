@@ -6,8 +6,15 @@ grammar-constrained), prints ast_match (and, on the structured track, exact_matc
 and abstention for the irrelevance ones, with Wilson 95% intervals and seconds per example, and writes the
 table as Markdown (`--out`, default bfcl.md).
 
+`--protocols prompt native` asks the toolcall track both ways on the same rows (`--protocol`; the
+structured track has no native form on a local model, `docs/protocol.md`). The embedded model's chat
+template cannot render tools; `--chat-template FILE` evaluates a copy of the checkpoint carrying that
+template instead (e.g. tests/data/templates/hermes.jinja, a Hermes-style tool template the model was not
+trained on), for what the native path costs in time.
+
     python bench/bfcl.py [--rows 40] [--irrelevance-rows 240] [--categories simple_python irrelevance ...]
-                         [--modes free constrained] [--model-path DIR] [--adapter DIR] [--work bench-bfcl]
+                         [--modes free constrained] [--protocols prompt native] [--chat-template FILE]
+                         [--model-path DIR] [--adapter DIR] [--work bench-bfcl]
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -71,6 +79,10 @@ def main() -> None:
         "--modes", nargs="+", default=["free", "constrained"], choices=["free", "constrained"]
     )
     parser.add_argument("--tracks", nargs="+", default=list(TRACKS), choices=TRACKS)
+    parser.add_argument(
+        "--protocols", nargs="+", default=["prompt"], choices=["prompt", "native"], help="toolcall only"
+    )
+    parser.add_argument("--chat-template", type=Path, help="a chat template for a copy of the checkpoint")
     parser.add_argument("--model-path", help="the SLM checkpoint [default: the embedded model]")
     parser.add_argument("--adapter", help="a LoRA adapter to evaluate with")
     parser.add_argument("--max-new-tokens", type=int, default=384)
@@ -79,49 +91,75 @@ def main() -> None:
     args = parser.parse_args()
 
     model = ["--model-path", args.model_path] if args.model_path else []
+    if args.chat_template:
+        model = ["--model-path", str(with_template(args.model_path, args.chat_template, args.work))]
     adapter = ["--adapter", args.adapter] if args.adapter else []
-    rows = ["| category | track | decoding | metric | share (95% CI) | exact_match (95% CI) | s / example |"]
-    rows.append("|---|---|---|---|---|---|---|")
+    header = "| category | track | decoding | protocol | metric | share (95% CI) | exact_match (95% CI) |"
+    rows = [header + " s / example |", "|---|---|---|---|---|---|---|---|"]
     for category in args.categories:
         data = args.work / category / "02_dataset"
         no_call = category in NO_CALL_CATEGORIES
         n = args.irrelevance_rows if no_call else args.rows
         sizes = ["--train-size", "0", "--val-size", "0", "--test-size", str(n)]
         slm_swap("prepare", "--source", "bfcl", "--bfcl-category", category, "--out-dir", str(data), *sizes)
-        for track in args.tracks:
-            for mode in args.modes:
-                out = args.work / category / f"{track}_{mode}.json"
-                start = time.perf_counter()
-                flags = ["--constrained"] if mode == "constrained" else []
-                slm_swap(
-                    "eval",
-                    "--track",
-                    track,
-                    "--model-kind",
-                    "slm",
-                    "--dataset-dir",
-                    str(data),
-                    "--out",
-                    str(out),
-                    "--max-new-tokens",
-                    str(args.max_new_tokens),
-                    "--force",
-                    *model,
-                    *adapter,
-                    *flags,
-                )
-                seconds = time.perf_counter() - start
-                results = json.loads(out.read_text())["results"]
-                metric = "abstention" if no_call else "ast_match"
-                exact = cell(results, "exact_match") if track == "structured" and not no_call else "—"
-                line = (
-                    f"| {category} | {track} | {mode} | {metric} | {cell(results, metric)} | {exact} | "
-                    f"{seconds / len(results):.2f} |"
-                )
-                print(line, flush=True)
-                rows.append(line)
+        asked = [
+            (track, mode, protocol)
+            for track in args.tracks
+            for mode in args.modes
+            for protocol in (args.protocols if track == "toolcall" else ["prompt"])
+        ]
+        for track, mode, protocol in asked:
+            out = args.work / category / f"{track}_{mode}{'_native' * (protocol == 'native')}.json"
+            start = time.perf_counter()
+            flags = ["--constrained"] if mode == "constrained" else []
+            flags += ["--protocol", protocol]
+            slm_swap(
+                "eval",
+                "--track",
+                track,
+                "--model-kind",
+                "slm",
+                "--dataset-dir",
+                str(data),
+                "--out",
+                str(out),
+                "--max-new-tokens",
+                str(args.max_new_tokens),
+                "--force",
+                *model,
+                *adapter,
+                *flags,
+            )
+            seconds = time.perf_counter() - start
+            results = json.loads(out.read_text())["results"]
+            metric = "abstention" if no_call else "ast_match"
+            exact = cell(results, "exact_match") if track == "structured" and not no_call else "—"
+            line = (
+                f"| {category} | {track} | {mode} | {protocol} | {metric} | {cell(results, metric)} | "
+                f"{exact} | {seconds / len(results):.2f} |"
+            )
+            print(line, flush=True)
+            rows.append(line)
     args.out.write_text("\n".join(rows) + "\n")
     print(f"wrote {args.out} (seconds per example include loading the model once per run)")
+
+
+def with_template(model_path: str | None, template: Path, work: Path) -> Path:
+    """A copy of the checkpoint (default: the embedded model) that carries `template` as its chat
+    template."""
+    from slm_swap.models import resolve_model_path
+
+    source = resolve_model_path(model_path)
+    copy = work / f"{source.name}-{template.stem}"
+    if copy.exists():
+        shutil.rmtree(copy)
+    shutil.copytree(source, copy)
+    (copy / "chat_template.jinja").write_text(template.read_text())
+    config = copy / "tokenizer_config.json"
+    data = json.loads(config.read_text())
+    data.pop("chat_template", None)  # chat_template.jinja is read only when the config has none
+    config.write_text(json.dumps(data, indent=2))
+    return copy
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ Prints the curve, writes it as Markdown and as an SVG chart (`--out`, without su
 
     python bench/learning_curve.py [--source bfcl] [--rows 32 128 512] [--eval-rows 40]
                                    [--irrelevance-rows 240] [--irrelevance-share 0 0.25]
-                                   [--modes free constrained] [--work bench-curve]
+                                   [--modes free constrained] [--epochs 1] [--work bench-curve]
                                    [--out docs/learning_curve_bfcl]
 """
 
@@ -129,12 +129,14 @@ def eval_sets(work: Path, rows: int, irrelevance_rows: int) -> dict[str, Path]:
     return sets
 
 
-def point_name(source: str, n: int, irrelevance_share: float) -> str:
-    return f"{source}-{n}-irrelevance{irrelevance_share:g}" if irrelevance_share else f"{source}-{n}"
+def point_name(source: str, n: int, irrelevance_share: float, epochs: float = 1.0) -> str:
+    name = f"{source}-{n}-irrelevance{irrelevance_share:g}" if irrelevance_share else f"{source}-{n}"
+    return name if epochs == 1.0 else f"{name}-epochs{epochs:g}"
 
 
-def train(work: Path, name: str, n: int, pool: list[str], val: list[str]) -> Path:
-    """The adapter for the first n pool rows (kept: a rerun with the same rows reuses it)."""
+def train(work: Path, name: str, n: int, pool: list[str], val: list[str], epochs: float = 1.0) -> Path:
+    """The adapter for the first n pool rows, `epochs` passes over them (kept: a rerun with the same rows
+    reuses it)."""
     folder = work / name
     adapter = folder / "adapter"
     if len(pool) < n:
@@ -163,7 +165,7 @@ def train(work: Path, name: str, n: int, pool: list[str], val: list[str]) -> Pat
         file.write_text(text)
     start = time.perf_counter()
     slm_swap("train", "--track", TRACK, "--train", str(train_file), "--val", str(val_file),
-             "--out", str(adapter), "--save-steps", "100000")  # fmt: skip
+             "--out", str(adapter), "--save-steps", "100000", "--epochs", str(epochs))  # fmt: skip
     card = json.loads((adapter / ADAPTER_CARD).read_text())
     print(
         f"trained {name}: {card['steps']} steps, {time.perf_counter() - start:.0f} s end to end, "
@@ -290,6 +292,9 @@ def main() -> None:
     parser.add_argument(
         "--modes", nargs="+", default=["free", "constrained"], choices=["free", "constrained"]
     )
+    parser.add_argument(
+        "--epochs", type=float, default=1.0, help="passes over the training rows (the spec's default: 1)"
+    )
     parser.add_argument("--work", type=Path, default=Path("bench-curve"))
     parser.add_argument("--out", type=Path, help="[default: docs/learning_curve_<source>]")
     args = parser.parse_args()
@@ -316,8 +321,8 @@ def main() -> None:
     for irrelevance_share in args.irrelevance_share:
         pool, val = (bfcl_pool if args.source == "bfcl" else sample_pool)(args.work, most, irrelevance_share)
         for n in sorted(args.rows):
-            name = point_name(args.source, n, irrelevance_share)
-            adapter = train(args.work, name, n, pool, val)
+            name = point_name(args.source, n, irrelevance_share, args.epochs)
+            adapter = train(args.work, name, n, pool, val, args.epochs)
             cards[name] = json.loads((adapter / ADAPTER_CARD).read_text())
             made = sum(json.loads(row)["id"].endswith(MADE_SUFFIX) for row in pool[:n])
             point = {"rows": n, "irrelevance_share": irrelevance_share, "name": name, "made": made}
@@ -348,6 +353,8 @@ def markdown(curve: list[Point], cards: dict[str, dict[str, Any]]) -> list[str]:
             else "none"
         )
         rows = str(point["rows"])
+        if card and card.get("hyperparameters", {}).get("epochs", 1.0) != 1.0:
+            rows += f" × {card['hyperparameters']['epochs']:g} epochs"
         if point["irrelevance_share"]:
             rows += f" ({point['made']} made no-call, share {point['irrelevance_share']:g})"
         cells = []
