@@ -452,6 +452,10 @@ def test_both_is_for_run_only(prepared: list[Example], tiny_model: Path) -> None
     args = ["eval", "--track", "toolcall", "--model-kind", "slm", "--model-path", str(tiny_model)]
     result = CliRunner().invoke(main, [*args, "--protocol", "both"])
     assert result.exit_code == 2 and "only `run` asks each model both ways" in result.output
+    for command in (["train", "--track", "toolcall"], ["serve", "--model-path", str(tiny_model)]):
+        result = CliRunner().invoke(main, [*command, "--protocol", "both"])
+        assert result.exit_code == 2 and "'both' is not one of 'prompt', 'native'" in result.output
+    assert not Path("04_ft").exists()
 
 
 @pytest.mark.parametrize("family", list(WHERE_TOOLS))

@@ -16,6 +16,7 @@ from slm_swap.cli.render import (
     stdout,
 )
 from slm_swap.errors import SlmSwapError
+from slm_swap.protocol import PROTOCOLS
 
 
 @click.command()
@@ -38,7 +39,7 @@ from slm_swap.errors import SlmSwapError
     help="Most requests answered in one generate call.",
 )
 @option(settings.CONSTRAINED)
-@option(settings.PROTOCOL)
+@option(settings.PROTOCOL, type=click.Choice(PROTOCOLS))
 @click.option(
     "--engine",
     "engine_name",

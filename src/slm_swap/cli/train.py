@@ -24,6 +24,7 @@ from slm_swap.cli.render import (
     traced,
 )
 from slm_swap.errors import SlmSwapError
+from slm_swap.protocol import PROTOCOLS
 from slm_swap.train.config import Hyperparameters, TrainConfig
 from slm_swap.workspace import Workspace
 
@@ -48,6 +49,7 @@ from slm_swap.workspace import Workspace
 @options_of(Hyperparameters)
 @option(
     settings.PROTOCOL,
+    type=click.Choice(PROTOCOLS),
     help="native: train in the checkpoint's own tool format (toolcall track; docs/protocol.md).",
 )
 @option(settings.RESUME)
