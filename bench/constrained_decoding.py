@@ -42,7 +42,7 @@ def main() -> None:
             examples = read_examples(Path(tmp) / track / "test.jsonl")
             for label, backend in (("free", free), ("constrained", constrained)):
                 start = time.perf_counter()
-                completions = backend.generate(examples)
+                completions = backend.complete(examples)
                 seconds = time.perf_counter() - start
                 tokens = sum(c.usage.completion_tokens for c in completions)
                 results = [score(e, c) for e, c in zip(examples, completions, strict=True)]

@@ -22,6 +22,7 @@ from slm_swap.data.prepare import SplitSizes, prepare, sample_path, xlam_source
 from slm_swap.evaluate import evaluate, run_meta
 from slm_swap.files import read_examples
 from slm_swap.models import pull
+from slm_swap.protocol import Request
 from slm_swap.tracing import NullTracer
 from slm_swap.wheels import cache_dir
 
@@ -71,8 +72,11 @@ def main() -> None:
             return time.perf_counter() - start
 
         b8 = FixedLength(model_dir, batch_size=8, max_new_tokens=args.new_tokens)
-        b8.generate(examples[:1])  # warm-up
-        batches = [[chat_text(b8.engine.tokenizer, e.messages()) for e in b] for b in b8.schedule(examples)]
+        b8.complete(examples[:1])  # warm-up
+        requests = [Request.of(e) for e in examples]
+        batches = [
+            [chat_text(b8.engine.tokenizer, list(r.messages)) for r in b] for b in b8.schedule(requests)
+        ]
         # Interleaved and repeated, best of two, so neither side profits from running second.
         bare = [bare_loop(b8, batches, args.new_tokens) for _ in range(1)]
         runs = [harness(b8, "h8a")]

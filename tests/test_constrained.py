@@ -115,13 +115,13 @@ def test_tool_call_grammar_checks_argument_types_and_undeclared_arguments(gramma
 
 
 def test_constrained_generation_stays_inside_the_grammar(prepared: list[Example], tiny_model: Path) -> None:
-    free = LocalBackend(tiny_model, batch_size=4, max_new_tokens=48).generate(prepared[:4])
+    free = LocalBackend(tiny_model, batch_size=4, max_new_tokens=48).complete(prepared[:4])
     backend = LocalBackend(tiny_model, batch_size=4, max_new_tokens=48, constrained=True)
     engine = backend.engine
     texts = [engine.render(e.messages()) for e in prepared[:4]]
     calls = [engine.grammars.for_track("toolcall", e.tools, no_call=False) for e in prepared[:4]]
     for answers, may_abstain in (
-        (backend.generate(prepared[:4]), True),
+        (backend.complete(prepared[:4]), True),
         (engine.generate(texts, 48, constraints=calls), False),
     ):
         for example, completion in zip(prepared[:4], answers, strict=True):
@@ -236,7 +236,7 @@ def test_a_schema_xgrammar_cannot_compile_is_that_examples_error(
     broken = replace(prepared[1], tools=(*prepared[1].tools, bad_tool))
     examples = [prepared[0], broken, prepared[2]]
     backend = LocalBackend(tiny_model, batch_size=3, max_new_tokens=8, constrained=True)
-    completions = backend.generate(examples)
+    completions = backend.complete(examples)
     assert completions[1].text == "" and "grammar" in (completions[1].error or "")
     assert completions[0].error is None and completions[0].text
     assert completions[2].error is None and completions[2].text

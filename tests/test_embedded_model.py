@@ -36,12 +36,12 @@ def test_real_model_is_deterministic_and_batching_is_measured(
 ) -> None:
     examples = prepared[:4]
     batched = LocalBackend(embedded_model, batch_size=4, max_new_tokens=48)
-    first = [c.text for c in batched.generate(examples)]
-    second = [c.text for c in batched.generate(examples)]
+    first = [c.text for c in batched.complete(examples)]
+    second = [c.text for c in batched.complete(examples)]
     assert first == second  # same inputs, same batch size: same bytes
     assert all(text.strip() for text in first)
     unbatched = LocalBackend(embedded_model, batch_size=1, max_new_tokens=48)
-    alone = [unbatched.generate([e])[0].text for e in examples]
+    alone = [unbatched.complete([e])[0].text for e in examples]
     agree = sum(a == b for a, b in zip(first, alone, strict=True))
     with capsys.disabled():
         print(

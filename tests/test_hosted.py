@@ -175,7 +175,7 @@ def test_requests_run_concurrently(prepared: list[Example]) -> None:
             concurrency=4,
         )
         start = time.monotonic()
-        results = {e.id: c for e, c in backend.stream(prepared)}
+        results = {e.id: c for e, c in backend.ask(prepared)}
         elapsed = time.monotonic() - start
     finally:
         server.stop()

@@ -368,7 +368,7 @@ def test_a_checkpoints_response_template_reads_its_answers(
     for model, constrained in [(m, c) for m in models for c in (False, True)]:
         backend = LocalBackend(model, protocol="native", constrained=constrained, max_new_tokens=64)
         assert backend.family == "hermes" and backend.describe()["read_by"] == "response_template"
-        for example, completion in zip(prepared, backend.generate(prepared), strict=True):
+        for example, completion in zip(prepared, backend.complete(prepared), strict=True):
             assert completion.error is None
             kinds.add("call" if completion.text.startswith("<tool_call name=") else "reply")
             if constrained and completion.text.startswith("<tool_call name="):
@@ -476,7 +476,7 @@ def test_constrained_native_answers_are_calls_in_the_familys_format_or_a_reply(
     answers = []
     for model in (family_models[family], *calling_models[family]):
         backend = LocalBackend(model, protocol="native", constrained=True, max_new_tokens=96)
-        answers += list(zip(prepared, backend.generate(prepared), strict=True))
+        answers += list(zip(prepared, backend.complete(prepared), strict=True))
     for example, completion in answers:
         assert completion.error is None
         result = score(example, completion)

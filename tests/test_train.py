@@ -103,7 +103,7 @@ def test_training_changes_lora_only_learns_and_is_reproducible(toy: None, tiny_m
         if "lora_" not in name and key in base_weights:
             assert torch.equal(tensor, base_weights[key]), name
     # The adapter reloads for evaluation and has learnt the toy answer.
-    (answer,) = loaded.generate([json_example()])
+    (answer,) = loaded.complete([json_example()])
     assert answer.text.startswith(TOY_ANSWER), answer.text
 
 

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     import torch
     import xgrammar
 
+    from slm_swap.protocol import Request
+
 JSON_LAYOUT: dict[str, Any] = {"any_whitespace": False, "separators": (", ", ": "), "strict_mode": False}
 
 
@@ -72,6 +74,18 @@ class Grammars:
         info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size)
         self.vocab_size = vocab_size
         self.compiler = xgr.GrammarCompiler(info, max_threads=1)
+
+    def for_answer(self, request: Request, family: str | None = None) -> Constraint | None:
+        """The grammar of a request's answer form: its track's (`for_track`), or its chat template's tool
+        format when asked natively by a model of template `family` (`native_calls`); any JSON value for a
+        free prompt on the structured track; none for text."""
+        if request.answer == "json":
+            return self.any_json()
+        if request.answer == "text":
+            return None
+        if family is not None and request.native_calls:
+            return self.native_calls(family, request.tools)
+        return self.for_track(request.answer, request.tools)
 
     def for_track(self, track: Track, tools: Sequence[ToolSpec], *, no_call: bool = True) -> Constraint:
         """The answer of `track` for an example offering `tools`: one or more calls, or (`no_call`) the

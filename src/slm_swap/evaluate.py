@@ -180,7 +180,7 @@ def evaluate(
             for result in done.values():
                 if on_result:
                     on_result(result)
-            for example, completion in backend.stream(todo):
+            for example, completion in backend.ask(todo):
                 result = score(example, completion)
                 journal.append(result)
                 done[example.id] = result

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from slm_swap import settings
-from slm_swap.backends.base import Backend
 from slm_swap.backends.factory import ModelOptions, make_backend
 from slm_swap.errors import SlmSwapError
 from slm_swap.files import read_examples
-from slm_swap.protocol import PROMPT
+from slm_swap.protocol import Request
 from slm_swap.scoring.metrics import score
 from slm_swap.tracing import Tracer
 from slm_swap.types import Completion, Example, ExampleResult, Track
@@ -19,7 +19,7 @@ from slm_swap.types import Completion, Example, ExampleResult, Track
 @dataclass(frozen=True)
 class Answer:
     model: str
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]  # as asked (`protocol.Request`)
     completion: Completion
     example: Example | None  # the row asked, when it was one
     result: ExampleResult | None  # its score
@@ -36,29 +36,33 @@ def ask(
 ) -> Answer:
     """Asks `prompt` (with the track's system prompt), or else the row `example_id` of `split_file` (its
     first row by default), and traces the exchange; a row's answer is scored."""
-    from slm_swap.data.formats import SYSTEM_PROMPTS
-
+    if prompt is not None:
+        if options.kind == "replay":
+            raise SlmSwapError(f"{settings.PROMPT} needs a model (slm, azure or openai)")
+        if options.constrained and track == "toolcall":
+            raise SlmSwapError(
+                f"{settings.CONSTRAINED} with {settings.PROMPT}: a free prompt offers no tools to build "
+                f"the toolcall grammar from\n  fix: ask a dataset row ({settings.EXAMPLE_ID}), or use "
+                f"{settings.TRACK} structured (any JSON)"
+            )
     backend = make_backend(options)
     try:
         example = None
         if prompt is not None:
-            messages = [{"role": "user", "content": prompt}]
-            if options.protocol == PROMPT:  # natively, a free prompt is asked as it is
-                messages.insert(0, {"role": "system", "content": SYSTEM_PROMPTS[track]})
+            request = Request.free(prompt, track, options.protocol)
         else:
             matches = [e for e in read_examples(split_file) if example_id in (None, e.id)]
             if not matches:
                 raise SlmSwapError(f"no row with id {example_id!r} in {split_file}")
             example = matches[0]
-            messages = example.messages()
+            request = Request.of(example, options.protocol)
+        messages = list(request.messages)
         with tracer.run(
             f"infer {track} {options.kind}",
             input=messages,
             metadata={"track": track, "model_kind": options.kind, "model": backend.model},
         ) as trace:
-            completion = (
-                backend.generate([example])[0] if example is not None else _complete(backend, messages, track)
-            )
+            (completion,) = backend.generate([request])
             trace.generation(
                 name=f"{track}/infer",
                 model=backend.model,
@@ -72,24 +76,3 @@ def ask(
         backend.close()
     result = None if example is None else score(example, completion)
     return Answer(model, messages, completion, example, result)
-
-
-def _complete(backend: Backend, messages: list[dict[str, str]], track: Track) -> Completion:
-    """One free-form request to a local or hosted backend."""
-    from slm_swap.backends.hosted import HostedBackend
-    from slm_swap.backends.local import LocalBackend
-
-    if isinstance(backend, LocalBackend):
-        constraints = []
-        if backend.constrained:
-            if track == "toolcall":
-                raise SlmSwapError(
-                    f"{settings.CONSTRAINED} with {settings.PROMPT}: a free prompt offers no tools to build "
-                    f"the toolcall grammar from\n  fix: ask a dataset row ({settings.EXAMPLE_ID}), or use "
-                    f"{settings.TRACK} structured (any JSON)"
-                )
-            constraints = [backend.engine.grammars.any_json()]
-        return backend.generate_texts([backend.engine.render(messages)], constraints=constraints)[0]
-    if isinstance(backend, HostedBackend):
-        return backend.chat(messages)
-    raise SlmSwapError(f"{settings.PROMPT} needs a model (slm, azure or openai)")

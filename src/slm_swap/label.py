@@ -158,7 +158,7 @@ def label(
             for _ in done.values():
                 if on_answer:
                     on_answer(None)
-            for example, completion in backend.stream(todo):
+            for example, completion in backend.ask(todo):
                 calls, problem = (
                     check_answer(completion.text, example) if completion.error is None else ((), None)
                 )

@@ -22,7 +22,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from slm_swap.data.formats import SYSTEM_PROMPTS, answer_schema, dumps
 from slm_swap.scoring.parse import TOOL_CALL_BLOCK, parse_structured
@@ -30,6 +30,54 @@ from slm_swap.types import Example, ToolSpec, Track
 
 PROMPT, NATIVE, BOTH = "prompt", "native", "both"
 PROTOCOLS = (PROMPT, NATIVE)  # how one model is asked; `run --protocol both` asks each side both ways
+
+# The form an answer takes: a track's (calls of the offered tools, or the no-call answer), any JSON value
+# (a free prompt on the structured track), or text (a free prompt on the toolcall track).
+AnswerForm = Literal["toolcall", "structured", "json", "text"]
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a backend completes: one conversation, the tools it offers, the form its answer takes and the
+    protocol it is asked in. Built once from a dataset row (`of`) or a free prompt (`free`), so every
+    backend gets the same conversation; a backend only renders it (its chat template, its API's request).
+
+    `messages` are already the protocol's: under `prompt`, the track's `[system, user]` messages with the
+    tools as text (`Example.messages`); under `native`, the toolcall track's conversation as an API or chat
+    template takes it (`native_messages`; the tools go beside it), the structured track's as under
+    `prompt` (its native form is the answer's schema, given by the API or the grammar)."""
+
+    id: str
+    messages: tuple[dict[str, Any], ...]
+    tools: tuple[ToolSpec, ...] = ()
+    answer: AnswerForm = "text"
+    protocol: str = PROMPT
+
+    @classmethod
+    def of(cls, example: Example, protocol: str = PROMPT) -> Request:
+        native = protocol == NATIVE and example.track == "toolcall"
+        messages = native_messages(example) if native else example.messages()
+        return cls(example.id, tuple(messages), example.tools, example.track, protocol)
+
+    @classmethod
+    def free(cls, prompt: str, track: Track, protocol: str = PROMPT) -> Request:
+        """A question of the user's own: under `prompt` with the track's system prompt, natively as it is;
+        on the structured track its answer is any JSON value."""
+        messages = [{"role": "user", "content": prompt}]
+        if protocol == PROMPT:
+            messages.insert(0, {"role": "system", "content": SYSTEM_PROMPTS[track]})
+        return cls("prompt", tuple(messages), (), "json" if track == "structured" else "text", protocol)
+
+    @property
+    def native_calls(self) -> bool:
+        """Whether the answer is asked in the model's own tool-calling form (the API's `tool_calls`, the
+        chat template's tool format)."""
+        return self.protocol == NATIVE and self.answer == "toolcall"
+
+    @property
+    def native_schema(self) -> bool:
+        """Whether the answer's schema goes with the request (a hosted API's `response_format`)."""
+        return self.protocol == NATIVE and self.answer == "structured"
 
 
 @dataclass(frozen=True)

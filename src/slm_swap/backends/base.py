@@ -5,35 +5,50 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 
+from slm_swap.protocol import PROMPT, Request
 from slm_swap.types import Completion, Example
 
 
 class Backend(ABC):
-    """Generates answers for examples.
+    """Completes requests (`protocol.Request`: a conversation, its tools, the answer's form, the protocol).
 
-    `generate` takes one batch (at most `batch_size` examples) and returns one `Completion` per example,
-    in input order. A failure of one example is returned as that completion's `error`, never raised, so a
-    run always ends with every example scored or recorded.
+    `generate` takes one batch (at most `batch_size` requests) and returns one `Completion` per request,
+    in input order. A failure of one request is returned as that completion's `error`, never raised, so a
+    run always ends with every example scored or recorded. Dataset rows become requests in one place
+    (`ask`, `complete`), under the backend's protocol.
     """
 
     kind: str
     model: str
     batch_size: int = 1
-    constrained: bool = False  # answers decoded under the track's grammar (local model only)
-    protocol: str = "prompt"  # how the model is asked (`protocol.py`)
+    constrained: bool = False  # answers decoded under the answer form's grammar (local model only)
+    protocol: str = PROMPT  # how the model is asked (`protocol.py`)
 
     @abstractmethod
-    def generate(self, examples: Sequence[Example]) -> list[Completion]: ...
+    def generate(self, requests: Sequence[Request]) -> list[Completion]: ...
 
-    def schedule(self, examples: Sequence[Example]) -> list[list[Example]]:
-        """How `stream` groups examples into `generate` calls: in order, `batch_size` at a time."""
+    def schedule(self, requests: Sequence[Request]) -> list[list[Request]]:
+        """How `stream` groups requests into `generate` calls: in order, `batch_size` at a time."""
         size = max(1, self.batch_size)
-        return [list(examples[i : i + size]) for i in range(0, len(examples), size)]
+        return [list(requests[i : i + size]) for i in range(0, len(requests), size)]
 
-    def stream(self, examples: Sequence[Example]) -> Iterator[tuple[Example, Completion]]:
-        """Yields each example with its completion as soon as it is done, in whatever order they finish."""
-        for batch in self.schedule(examples):
+    def stream(self, requests: Sequence[Request]) -> Iterator[tuple[Request, Completion]]:
+        """Yields each request with its completion as soon as it is done, in whatever order they finish."""
+        for batch in self.schedule(requests):
             yield from zip(batch, self.generate(batch), strict=True)
+
+    def ask(self, examples: Sequence[Example]) -> Iterator[tuple[Example, Completion]]:
+        """Each dataset row asked under this backend's protocol, with its completion as soon as it is
+        done (in whatever order they finish)."""
+        requests = [Request.of(e, self.protocol) for e in examples]
+        row = {id(r): i for i, r in enumerate(requests)}
+        for request, completion in self.stream(requests):
+            yield examples[row[id(request)]], completion
+
+    def complete(self, examples: Sequence[Example]) -> list[Completion]:
+        """The completions of dataset rows, in input order."""
+        done = {id(e): c for e, c in self.ask(examples)}
+        return [done[id(e)] for e in examples]
 
     @abstractmethod
     def identity(self) -> dict[str, object]:

@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any
 from slm_swap import protocol, settings
 from slm_swap.backends.base import Backend
 from slm_swap.errors import ConfigError
-from slm_swap.protocol import NATIVE, PROMPT
+from slm_swap.protocol import PROMPT, Request
 from slm_swap.settings import AzureSettings
-from slm_swap.types import Completion, Example, Usage
+from slm_swap.types import Completion, Usage
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -188,41 +188,32 @@ class HostedBackend(Backend):
             "protocol": self.protocol,
         }
 
-    def request(self, example: Example) -> dict[str, Any]:
-        """The request's messages and, under the native protocol, its tools or response format."""
-        if self.protocol != NATIVE:
-            return {"messages": example.messages()}
-        if example.track == "structured":
-            return {
-                "messages": example.messages(),
-                "response_format": protocol.response_format(example.tools),
-            }
-        asked: dict[str, Any] = {"messages": protocol.native_messages(example)}
-        if example.tools:
-            asked |= {"tools": protocol.openai_tools(example.tools), "tool_choice": "auto"}
+    def request(self, request: Request) -> dict[str, Any]:
+        """The API request's messages and, under the native protocol, its tools or response format."""
+        asked: dict[str, Any] = {"messages": list(request.messages)}
+        if request.native_schema:
+            asked["response_format"] = protocol.response_format(request.tools)
+        elif request.native_calls and request.tools:
+            asked |= {"tools": protocol.openai_tools(request.tools), "tool_choice": "auto"}
         return asked
 
-    def answer(self, example: Example, message: Any) -> str:
+    def answer(self, request: Request, message: Any) -> str:
         """The answer's text in the track's format (`protocol.answer_text`)."""
         content = message.content or ""
-        if self.protocol != NATIVE:
+        if request.native_schema:
+            return protocol.without_nulls(content, request.tools)
+        if not request.native_calls:
             return content
-        if example.track == "structured":
-            return protocol.without_nulls(content, example.tools)
         calls = [
             protocol.RawCall(call.function.name, call.function.arguments or "")
             for call in message.tool_calls or ()
             if getattr(call, "function", None) is not None
         ]
-        return protocol.answer_text(example.track, calls, content)
+        return protocol.answer_text("toolcall", calls, content)
 
-    def complete(self, example: Example) -> Completion:
-        """The answer to one example; errors other than fatal ones come back as the completion's error."""
-        return self._create(self.request(example), lambda message: self.answer(example, message))
-
-    def chat(self, messages: list[dict[str, Any]]) -> Completion:
-        """The answer to a conversation of its own (`infer --prompt`), as text."""
-        return self._create({"messages": messages}, lambda message: message.content or "")
+    def complete_one(self, request: Request) -> Completion:
+        """The answer to one request; errors other than fatal ones come back as the completion's error."""
+        return self._create(self.request(request), lambda message: self.answer(request, message))
 
     def _create(self, request: dict[str, Any], read: Callable[[Any], str]) -> Completion:
         start = time.perf_counter()
@@ -252,24 +243,24 @@ class HostedBackend(Backend):
                 raise fatal from e
             return Completion(text="", latency_s=time.perf_counter() - start, error=_describe_error(e))
 
-    def generate(self, examples: Sequence[Example]) -> list[Completion]:
-        done = {example.id: completion for example, completion in self.stream(examples)}
-        return [done[e.id] for e in examples]
+    def generate(self, requests: Sequence[Request]) -> list[Completion]:
+        done = {id(request): completion for request, completion in self.stream(requests)}
+        return [done[id(r)] for r in requests]
 
-    def stream(self, examples: Sequence[Example]) -> Iterator[tuple[Example, Completion]]:
+    def stream(self, requests: Sequence[Request]) -> Iterator[tuple[Request, Completion]]:
         """Keeps `concurrency` requests in flight and yields each answer as it arrives."""
-        pending: dict[Future[Completion], Example] = {}
-        queue = list(examples)
+        pending: dict[Future[Completion], Request] = {}
+        queue = list(requests)
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="hosted") as pool:
             try:
                 while queue or pending:
                     while queue and len(pending) < self.concurrency:
-                        example = queue.pop(0)
-                        pending[pool.submit(self.complete, example)] = example
+                        request = queue.pop(0)
+                        pending[pool.submit(self.complete_one, request)] = request
                     finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                     for future in finished:
-                        example = pending.pop(future)
-                        yield example, future.result()
+                        request = pending.pop(future)
+                        yield request, future.result()
             finally:
                 for future in pending:
                     future.cancel()

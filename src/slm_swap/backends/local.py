@@ -1,10 +1,12 @@
-"""The local SLM as a backend: examples in, completions out, through the one generation engine
+"""The local SLM as a backend: requests in, completions out, through the one generation engine
 (`engine.py`), with at most one LoRA adapter.
 
-Under the native protocol (`protocol.py`) the toolcall track's prompt is the checkpoint's own chat
-template with the tools, and its answer is read in the template's tool format (`templates.py`); the
-structured track has no native form in a chat template (an API's `response_format` is constrained decoding
-to the answer's schema, which `constrained` already is), so it is asked as under the prompt protocol.
+A request's messages are rendered by the checkpoint's chat template; under the native protocol
+(`protocol.py`) a toolcall request's tools are rendered by it too, and the answer is read in the
+template's tool format (`templates.py`). The structured track has no native form in a chat template (an
+API's `response_format` is constrained decoding to the answer's schema, which `constrained` already is),
+so it is asked as under the prompt protocol. Constrained, each answer follows the grammar of its form
+(`constrained.Grammars.for_answer`).
 
 Prompts are sorted by token length so that a batch wastes little padding (left padding, as decoder-only
 generation needs), and answered in input order.
@@ -22,7 +24,8 @@ from slm_swap.backends.base import Backend
 from slm_swap.callformats import CALL_FORMATS
 from slm_swap.engine import Engine, chat_text
 from slm_swap.errors import ConfigError
-from slm_swap.types import Completion, Example
+from slm_swap.protocol import Request
+from slm_swap.types import Completion
 
 if TYPE_CHECKING:
     from slm_swap.constrained import Constraint
@@ -100,82 +103,63 @@ class LocalBackend(Backend):
     def _response_template(self) -> bool:
         return bool(getattr(self.engine.tokenizer, "response_template", None))
 
-    def native(self, example: Example) -> bool:
-        """Whether `example` is asked in the checkpoint's own tool format."""
-        return self.family is not None and example.track == "toolcall"
+    def native(self, request: Request) -> bool:
+        """Whether `request` is asked in the checkpoint's own tool format."""
+        return self.family is not None and request.native_calls
 
-    def prompt(self, example: Example) -> str:
-        """The rendered prompt the model continues for `example`."""
-        if self.native(example):
-            tools = protocol.openai_tools(example.tools)
-            return templates.render(self.engine.tokenizer, protocol.native_messages(example), tools)
-        return self.engine.render(example.messages())
+    def prompt(self, request: Request) -> str:
+        """The rendered prompt the model continues for `request`."""
+        if self.native(request):
+            tools = protocol.openai_tools(request.tools)
+            return templates.render(self.engine.tokenizer, list(request.messages), tools)
+        return self.engine.render(list(request.messages))
 
-    def schedule(self, examples: Sequence[Example]) -> list[list[Example]]:
+    def schedule(self, requests: Sequence[Request]) -> list[list[Request]]:
         """Batches of prompts of similar length (shortest first), so little of each batch is padding."""
-        lengths = {e.id: self.engine.prompt_tokens(self.prompt(e)) for e in examples}
-        ordered = sorted(examples, key=lambda e: lengths[e.id])
+        lengths = [self.engine.prompt_tokens(self.prompt(r)) for r in requests]
+        ordered = [requests[i] for i in sorted(range(len(requests)), key=lambda i: lengths[i])]
         return [ordered[i : i + self.batch_size] for i in range(0, len(ordered), self.batch_size)]
 
-    def generate(self, examples: Sequence[Example]) -> list[Completion]:
-        """Answers a batch; an example whose tools give a grammar that cannot be compiled gets that as
-        its completion's error, and the rest of the batch is answered as usual."""
-        native = [self.native(e) for e in examples]
-        if any(native) and not all(native):  # a mixed batch (serve): each part as its own batch
+    def generate(self, requests: Sequence[Request]) -> list[Completion]:
+        """Answers a batch; a request whose tools give a grammar that cannot be compiled gets that as its
+        completion's error, and the rest of the batch is answered as usual."""
+        native = [self.native(r) for r in requests]
+        if any(native) and not all(native):  # a mixed batch: each part as its own batch
             parts: dict[int, Completion] = {
-                id(e): c
+                id(r): c
                 for part in (
-                    [e for e, n in zip(examples, native, strict=True) if n],
-                    [e for e, n in zip(examples, native, strict=True) if not n],
+                    [r for r, n in zip(requests, native, strict=True) if n],
+                    [r for r, n in zip(requests, native, strict=True) if not n],
                 )
-                for e, c in zip(part, self.generate(part), strict=True)
+                for r, c in zip(part, self.generate(part), strict=True)
             }
-            return [parts[id(e)] for e in examples]
-        texts = [self.prompt(e) for e in examples]
-        if any(native):
-            return self._generate_native(examples, texts)
-        if not self.constrained:
-            return self.generate_texts(texts)
-        constraints: list[Constraint] = []
+            return [parts[id(r)] for r in requests]
+        texts = [self.prompt(r) for r in requests]
+        constraints: list[Constraint | None] = []
         failed: dict[int, str] = {}
-        for i, example in enumerate(examples):
+        for i, request in enumerate(requests if self.constrained else ()):
             try:
-                constraints.append(self.engine.grammars.for_track(example.track, example.tools))
-            except ValueError as e:
-                failed[i] = f"grammar: {e}"
-        answered = iter(
-            self.generate_texts([t for i, t in enumerate(texts) if i not in failed], constraints=constraints)
-            if len(failed) < len(examples)
-            else []
-        )
-        return [
-            Completion(text="", error=failed[i]) if i in failed else next(answered) for i in range(len(texts))
-        ]
-
-    def _generate_native(self, examples: Sequence[Example], texts: list[str]) -> list[Completion]:
-        """A batch in the template's tool format; constrained, each answer follows the format's grammar
-        (`Grammars.native_calls`) and the stop rules, and an example whose grammar cannot be built gets
-        that as its error."""
-        assert self.family is not None
-        constraints: list[Constraint] = []
-        failed: dict[int, str] = {}
-        for i, example in enumerate(examples if self.constrained else ()):
-            try:
-                constraints.append(self.engine.grammars.native_calls(self.family, example.tools))
+                constraints.append(self.engine.grammars.for_answer(request, self.family))
             except ValueError as e:
                 failed[i] = f"grammar: {e}"
         asked = [t for i, t in enumerate(texts) if i not in failed]
         answered = iter(
-            self.engine.generate(asked, self.max_new_tokens, constraints=constraints, special_tokens=True)
+            self.engine.generate(
+                asked, self.max_new_tokens, constraints=constraints, special_tokens=any(native)
+            )
             if asked
             else []
         )
         return [
-            Completion(text="", error=failed[i]) if i in failed else self._read(e, t, next(answered))
-            for i, (e, t) in enumerate(zip(examples, texts, strict=True))
+            Completion(text="", error=failed[i])
+            if i in failed
+            else self._read(r, t, next(answered))
+            if native[i]
+            else next(answered)
+            for i, (r, t) in enumerate(zip(requests, texts, strict=True))
         ]
 
-    def _read(self, example: Example, prompt: str, completion: Completion) -> Completion:
+    def _read(self, request: Request, prompt: str, completion: Completion) -> Completion:
         """A native answer written in the track's format (`protocol.answer_text`)."""
         assert self.family is not None
         try:
@@ -184,11 +168,11 @@ class LocalBackend(Backend):
                 completion.text,
                 self.engine.tokenizer,
                 prompt,
-                protocol.openai_tools(example.tools),
+                protocol.openai_tools(request.tools),
             )
         except Exception as e:  # a response template that fails on this answer: this example's failure
             return replace(completion, error=f"reading the answer: {type(e).__name__}: {str(e)[:200]}")
-        return replace(completion, text=protocol.answer_text(example.track, reading.calls, reading.content))
+        return replace(completion, text=protocol.answer_text("toolcall", reading.calls, reading.content))
 
     def generate_texts(
         self,

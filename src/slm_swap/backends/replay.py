@@ -17,6 +17,7 @@ from slm_swap.backends.base import Backend
 from slm_swap.errors import InputError
 from slm_swap.fileformats import FormatError, IdText, Seconds, checked
 from slm_swap.files import read_jsonl
+from slm_swap.protocol import Request
 from slm_swap.runs import read_run
 from slm_swap.types import Completion, Example, Usage
 
@@ -79,6 +80,6 @@ class ReplayBackend(Backend):
                 f"check {settings.TRACK}/{settings.SPLIT} or the file",
             )
 
-    def generate(self, examples: Sequence[Example]) -> list[Completion]:
+    def generate(self, requests: Sequence[Request]) -> list[Completion]:
         missing = Completion(text="", error=f"no prediction in {self.path.name}")
-        return [self.predictions.get(e.id, missing) for e in examples]
+        return [self.predictions.get(r.id, missing) for r in requests]
