@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from slm_swap.backends.local import LocalBackend
+from slm_swap.backends.local import LocalBackend, LocalConfig
 from slm_swap.data.prepare import SplitSizes, prepare, sample_path, xlam_source
 from slm_swap.files import read_examples
 from slm_swap.models import pull
@@ -31,9 +31,9 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=256)
     args = parser.parse_args()
     model = pull(cache_dir() / "models" / "SmolLM2-135M-Instruct").path
-    free = LocalBackend(model, batch_size=args.examples, max_new_tokens=args.max_new_tokens)
+    free = LocalBackend(LocalConfig(model, batch_size=args.examples, max_new_tokens=args.max_new_tokens))
     constrained = LocalBackend(
-        model, batch_size=args.examples, max_new_tokens=args.max_new_tokens, constrained=True
+        LocalConfig(model, batch_size=args.examples, max_new_tokens=args.max_new_tokens, constrained=True)
     )
     totals = {"free": [0.0, 0], "constrained": [0.0, 0]}
     with tempfile.TemporaryDirectory() as tmp:

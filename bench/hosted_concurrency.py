@@ -16,7 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.openai_server import FakeOpenAIServer
 
-from slm_swap.backends.hosted import HostedBackend, openai_endpoint
+from slm_swap.backends.config import HostedConfig
+from slm_swap.backends.hosted import HostedBackend
 from slm_swap.data.prepare import SplitSizes, prepare, sample_path, xlam_source
 from slm_swap.evaluate import evaluate, run_meta
 from slm_swap.files import read_examples
@@ -38,10 +39,11 @@ def main() -> None:
             seconds = {}
             for concurrency in (1, 8):
                 backend = HostedBackend(
-                    openai_endpoint(server.openai_url, "test-key", "fake", timeout=30, max_retries=0),
-                    kind="openai",
-                    concurrency=concurrency,
-                )
+                    HostedConfig(
+                        "openai", model="fake", base_url=server.openai_url, api_key="test-key",
+                        timeout=30, max_retries=0, concurrency=concurrency,
+                    )
+                )  # fmt: skip
                 start = time.perf_counter()
                 run = evaluate(
                     examples,

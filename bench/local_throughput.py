@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from slm_swap.backends.local import LocalBackend, chat_text
+from slm_swap.backends.local import LocalBackend, LocalConfig, chat_text
 from slm_swap.data.prepare import SplitSizes, prepare, sample_path, xlam_source
 from slm_swap.evaluate import evaluate, run_meta
 from slm_swap.files import read_examples
@@ -71,7 +71,7 @@ def main() -> None:
             evaluate(examples, backend, meta, out / f"{name}.json", NullTracer(), force=True)
             return time.perf_counter() - start
 
-        b8 = FixedLength(model_dir, batch_size=8, max_new_tokens=args.new_tokens)
+        b8 = FixedLength(LocalConfig(model_dir, batch_size=8, max_new_tokens=args.new_tokens))
         b8.complete(examples[:1])  # warm-up
         requests = [Request.of(e) for e in examples]
         batches = [
@@ -82,7 +82,7 @@ def main() -> None:
         runs = [harness(b8, "h8a")]
         bare.append(bare_loop(b8, batches, args.new_tokens))
         runs.append(harness(b8, "h8b"))
-        b1 = FixedLength(model_dir, batch_size=1, max_new_tokens=args.new_tokens)
+        b1 = FixedLength(LocalConfig(model_dir, batch_size=1, max_new_tokens=args.new_tokens))
         one = harness(b1, "h1")
         tokens = args.examples * args.new_tokens
         print(f"{args.examples} examples x {args.new_tokens} new tokens, SmolLM2-135M float32 on CPU")

@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from slm_swap.backends.local import LocalBackend
+from slm_swap.backends.local import LocalBackend, LocalConfig
 from slm_swap.data.prepare import SplitSizes, prepare, sample_path, xlam_source
 from slm_swap.evaluate import evaluate, run_meta
 from slm_swap.files import read_examples
@@ -77,7 +77,7 @@ def main() -> None:
         examples = read_examples(split)
         summaries = {}
         for label, adapter in (("before", None), ("after", config.out)):
-            backend = LocalBackend(model, adapter=adapter, batch_size=8)
+            backend = LocalBackend(LocalConfig(model, adapter=adapter, batch_size=8))
             run = evaluate(
                 examples,
                 backend,

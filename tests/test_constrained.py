@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from slm_swap.backends.factory import ModelOptions, make_backend
-from slm_swap.backends.local import LocalBackend
+from slm_swap.backends.local import LocalBackend, LocalConfig
 from slm_swap.cli import main
 from slm_swap.constrained import Constraint, Grammars
 from slm_swap.data.formats import dumps
@@ -115,8 +115,8 @@ def test_tool_call_grammar_checks_argument_types_and_undeclared_arguments(gramma
 
 
 def test_constrained_generation_stays_inside_the_grammar(prepared: list[Example], tiny_model: Path) -> None:
-    free = LocalBackend(tiny_model, batch_size=4, max_new_tokens=48).complete(prepared[:4])
-    backend = LocalBackend(tiny_model, batch_size=4, max_new_tokens=48, constrained=True)
+    free = LocalBackend(LocalConfig(tiny_model, batch_size=4, max_new_tokens=48)).complete(prepared[:4])
+    backend = LocalBackend(LocalConfig(tiny_model, batch_size=4, max_new_tokens=48, constrained=True))
     engine = backend.engine
     texts = [engine.render(e.messages()) for e in prepared[:4]]
     calls = [engine.grammars.for_track("toolcall", e.tools, no_call=False) for e in prepared[:4]]
@@ -139,7 +139,7 @@ def test_constrained_generation_stays_inside_the_grammar(prepared: list[Example]
 
 
 def test_a_bounded_schema_always_yields_a_parsed_answer(tiny_model: Path) -> None:
-    backend = LocalBackend(tiny_model, max_new_tokens=32, constrained=True)
+    backend = LocalBackend(LocalConfig(tiny_model, max_new_tokens=32, constrained=True))
     schema = {
         "type": "object",
         "properties": {"ok": {"type": "boolean"}, "level": {"enum": ["low", "high"]}},
@@ -158,7 +158,7 @@ def test_a_bounded_schema_always_yields_a_parsed_answer(tiny_model: Path) -> Non
 
 
 def test_unconstrained_rows_of_a_mixed_batch_are_untouched(prepared: list[Example], tiny_model: Path) -> None:
-    backend = LocalBackend(tiny_model, max_new_tokens=16, constrained=True)
+    backend = LocalBackend(LocalConfig(tiny_model, max_new_tokens=16, constrained=True))
     texts = [backend.engine.render(e.messages()) for e in prepared[:2]]
     free = backend.generate_texts(texts)
     mixed = backend.generate_texts(
@@ -172,7 +172,7 @@ def test_unconstrained_rows_of_a_mixed_batch_are_untouched(prepared: list[Exampl
 def test_structured_constrained_output_parses_as_far_as_it_goes(
     prepared: list[Example], tiny_model: Path
 ) -> None:
-    backend = LocalBackend(tiny_model, max_new_tokens=200, constrained=True)
+    backend = LocalBackend(LocalConfig(tiny_model, max_new_tokens=200, constrained=True))
     example = prepared[0]
     structured = replace(example, track="structured")
     grammar = backend.engine.grammars.for_track("structured", example.tools, no_call=False)
@@ -235,7 +235,7 @@ def test_a_schema_xgrammar_cannot_compile_is_that_examples_error(
     bad_tool = ToolSpec("odd", "", {"type": "object", "properties": {"x": {"type": "wat"}}})
     broken = replace(prepared[1], tools=(*prepared[1].tools, bad_tool))
     examples = [prepared[0], broken, prepared[2]]
-    backend = LocalBackend(tiny_model, batch_size=3, max_new_tokens=8, constrained=True)
+    backend = LocalBackend(LocalConfig(tiny_model, batch_size=3, max_new_tokens=8, constrained=True))
     completions = backend.complete(examples)
     assert completions[1].text == "" and "grammar" in (completions[1].error or "")
     assert completions[0].error is None and completions[0].text

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from slm_swap import models
-from slm_swap.backends.local import LocalBackend
+from slm_swap.backends.local import LocalBackend, LocalConfig
 from slm_swap.cli import main
 from slm_swap.types import Example
 
@@ -35,12 +35,12 @@ def test_real_model_is_deterministic_and_batching_is_measured(
     prepared: list[Example], embedded_model: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     examples = prepared[:4]
-    batched = LocalBackend(embedded_model, batch_size=4, max_new_tokens=48)
+    batched = LocalBackend(LocalConfig(embedded_model, batch_size=4, max_new_tokens=48))
     first = [c.text for c in batched.complete(examples)]
     second = [c.text for c in batched.complete(examples)]
     assert first == second  # same inputs, same batch size: same bytes
     assert all(text.strip() for text in first)
-    unbatched = LocalBackend(embedded_model, batch_size=1, max_new_tokens=48)
+    unbatched = LocalBackend(LocalConfig(embedded_model, batch_size=1, max_new_tokens=48))
     alone = [unbatched.complete([e])[0].text for e in examples]
     agree = sum(a == b for a, b in zip(first, alone, strict=True))
     with capsys.disabled():
@@ -72,7 +72,7 @@ def test_the_real_model_stops_after_one_call_and_still_makes_several(embedded_mo
     from slm_swap.scoring.parse import parse_toolcall
 
     parallel, multiple = read_examples(Path(__file__).parent / "data" / "bfcl_calls.jsonl")
-    backend = LocalBackend(embedded_model, constrained=True)
+    backend = LocalBackend(LocalConfig(embedded_model, constrained=True))
     engine = backend.engine
     # Calls required (no-call answer off): the stop rules are what this checks.
     required = [engine.grammars.for_track("toolcall", e.tools, no_call=False) for e in (parallel, multiple)]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from slm_swap.backends.config import ReplayConfig
 from slm_swap.backends.replay import ReplayBackend
 from slm_swap.cli import main
 from slm_swap.evaluate import evaluate, run_meta
@@ -96,7 +97,7 @@ class Interrupting(ReplayBackend):
     """Replays, then raises KeyboardInterrupt (as Ctrl-C would) after `stop_after` examples."""
 
     def __init__(self, path: Path, stop_after: int):
-        super().__init__(path)
+        super().__init__(ReplayConfig(path))
         self.stop_after = stop_after
         self.seen = 0
 
@@ -120,7 +121,7 @@ def test_interrupted_run_resumes_without_losing_or_repeating(prepared: list[Exam
     assert len(journaled) == 1 + 5  # header + five scored examples
     with journal_path(out).open("a") as f:
         f.write('{"id": "torn')  # a line cut short by the crash
-    resumed_backend = ReplayBackend(predictions)
+    resumed_backend = ReplayBackend(ReplayConfig(predictions))
     resumed_backend.batch_size = 1
     calls: list[str] = []
     original = resumed_backend.generate
@@ -128,7 +129,9 @@ def test_interrupted_run_resumes_without_losing_or_repeating(prepared: list[Exam
     outcome = evaluate(prepared, resumed_backend, meta, out, NullTracer())
     assert outcome.resumed == 5
     assert calls == [e.id for e in prepared[5:]]  # only the rest was generated
-    fresh = evaluate(prepared, ReplayBackend(predictions), meta, Path("05_eval/fresh.json"), NullTracer())
+    fresh = evaluate(
+        prepared, ReplayBackend(ReplayConfig(predictions)), meta, Path("05_eval/fresh.json"), NullTracer()
+    )
     assert [r.to_json() for r in outcome.run.results] == [r.to_json() for r in fresh.run.results]
 
 
@@ -136,7 +139,7 @@ def test_journal_of_other_inputs_is_set_aside(prepared: list[Example]) -> None:
     out = Path("05_eval/run.json")
     journal_path(out).parent.mkdir(parents=True)
     journal_path(out).write_text('{"journal": {"model": "something else"}}\n{"id": "x"}\n')
-    backend = ReplayBackend(write_predictions(prepared, Path("p.jsonl")))
+    backend = ReplayBackend(ReplayConfig(write_predictions(prepared, Path("p.jsonl"))))
     outcome = evaluate(prepared, backend, run_meta("toolcall", "test", SPLIT, backend), out, NullTracer())
     assert outcome.resumed == 0 and outcome.run.summary.metrics["ast_match"] == 1.0
     assert journal_path(out).with_name("run.json.journal.stale").exists()
@@ -146,7 +149,7 @@ def test_a_run_killed_after_writing_its_file_leaves_no_journal_behind(prepared: 
     """A kill between writing the run file and removing the journal: the next run reuses the file and
     removes the journal of the same inputs; a journal of other inputs stays for its own run."""
     out = Path("05_eval/run.json")
-    backend = ReplayBackend(write_predictions(prepared, Path("p.jsonl")))
+    backend = ReplayBackend(ReplayConfig(write_predictions(prepared, Path("p.jsonl"))))
     meta = run_meta("toolcall", "test", SPLIT, backend)
     evaluate(prepared, backend, meta, out, NullTracer())
     header = json.dumps({"journal": meta.identity()})

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from slm_swap.backends.hosted import AzureSettings, HostedBackend, azure_endpoint, openai_endpoint
+from slm_swap.backends.config import HostedConfig
+from slm_swap.backends.hosted import AzureSettings, HostedBackend, azure_endpoint
 from slm_swap.cli import main
 from slm_swap.errors import ConfigError
 from slm_swap.evaluate import evaluate, run_meta
@@ -143,8 +144,17 @@ def test_faults_are_retried_or_recorded_never_dropped(
         prompts[5]: [Fault("status", 400, body=content_filter)],
         prompts[6]: [Fault("status", 500)] * 10,
     }
-    endpoint = openai_endpoint(openai_server.openai_url, "test-key", "fake", timeout=1.0, max_retries=2)
-    backend = HostedBackend(endpoint, kind="openai", concurrency=4)
+    backend = HostedBackend(
+        HostedConfig(
+            "openai",
+            model="fake",
+            base_url=openai_server.openai_url,
+            api_key="test-key",
+            timeout=1.0,
+            max_retries=2,
+            concurrency=4,
+        )
+    )
     run = evaluate(
         prepared, backend, run_meta("toolcall", "test", SPLIT, backend), Path("05_eval/f.json"), NullTracer()
     ).run
@@ -170,10 +180,11 @@ def test_requests_run_concurrently(prepared: list[Example]) -> None:
     try:
         answer_all(server, prepared)
         backend = HostedBackend(
-            openai_endpoint(server.openai_url, "test-key", "fake", timeout=5, max_retries=0),
-            kind="openai",
-            concurrency=4,
-        )
+            HostedConfig(
+                "openai", model="fake", base_url=server.openai_url, api_key="test-key", timeout=5,
+                max_retries=0, concurrency=4,
+            )
+        )  # fmt: skip
         start = time.monotonic()
         results = {e.id: c for e, c in backend.ask(prepared)}
         elapsed = time.monotonic() - start

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from slm_swap.backends.local import LocalBackend, chat_text
+from slm_swap.backends.local import LocalBackend, LocalConfig, chat_text
 from slm_swap.cli import main
 from slm_swap.evaluate import evaluate, run_meta
 from slm_swap.protocol import Request
@@ -19,7 +19,7 @@ SPLIT = Path("02_dataset/toolcall/test.jsonl")
 
 
 def test_chat_template_renders_system_and_user(tiny_model: Path) -> None:
-    backend = LocalBackend(tiny_model, max_new_tokens=4)
+    backend = LocalBackend(LocalConfig(tiny_model, max_new_tokens=4))
     text = chat_text(
         backend.engine.tokenizer, [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
     )
@@ -29,7 +29,7 @@ def test_chat_template_renders_system_and_user(tiny_model: Path) -> None:
 def test_batches_are_sorted_by_length_and_results_come_back_in_order(
     prepared: list[Example], tiny_model: Path
 ) -> None:
-    backend = LocalBackend(tiny_model, batch_size=3, max_new_tokens=6)
+    backend = LocalBackend(LocalConfig(tiny_model, batch_size=3, max_new_tokens=6))
     batches = backend.schedule([Request.of(e) for e in prepared])
     assert [len(b) for b in batches] == [3, 3, 2]
     lengths = [
@@ -48,8 +48,8 @@ def test_batches_are_sorted_by_length_and_results_come_back_in_order(
 
 
 def test_same_inputs_and_batch_size_give_identical_outputs(prepared: list[Example], tiny_model: Path) -> None:
-    first = LocalBackend(tiny_model, batch_size=4, max_new_tokens=8).complete(prepared[:4])
-    second = LocalBackend(tiny_model, batch_size=4, max_new_tokens=8).complete(prepared[:4])
+    first = LocalBackend(LocalConfig(tiny_model, batch_size=4, max_new_tokens=8)).complete(prepared[:4])
+    second = LocalBackend(LocalConfig(tiny_model, batch_size=4, max_new_tokens=8)).complete(prepared[:4])
     assert [c.text for c in first] == [c.text for c in second]
     assert any(c.text for c in first)
 
@@ -57,8 +57,10 @@ def test_same_inputs_and_batch_size_give_identical_outputs(prepared: list[Exampl
 def test_adapter_changes_the_model_and_is_recorded(
     prepared: list[Example], tiny_model: Path, tiny_adapter: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    base = LocalBackend(tiny_model, max_new_tokens=8).complete(prepared[:3])
-    adapted = LocalBackend(tiny_model, adapter=tiny_adapter, max_new_tokens=8).complete(prepared[:3])
+    base = LocalBackend(LocalConfig(tiny_model, max_new_tokens=8)).complete(prepared[:3])
+    adapted = LocalBackend(LocalConfig(tiny_model, adapter=tiny_adapter, max_new_tokens=8)).complete(
+        prepared[:3]
+    )
     assert [c.text for c in base] != [c.text for c in adapted]
     monkeypatch.setenv("SLM_MODEL_PATH", str(tiny_model))
     result = CliRunner().invoke(

@@ -336,7 +336,7 @@ def test_a_checkpoints_response_template_reads_its_answers(
     uses the family's grammar, and an answer it cannot parse is a failed call, never an abstention."""
     from transformers import AutoTokenizer
 
-    from slm_swap.backends.local import LocalBackend
+    from slm_swap.backends.local import LocalBackend, LocalConfig
 
     models = [with_response_template(m, tmp_path) for m in calling_models["hermes"]]
     tokenizer = AutoTokenizer.from_pretrained(models[0])
@@ -366,7 +366,9 @@ def test_a_checkpoints_response_template_reads_its_answers(
 
     kinds = set()
     for model, constrained in [(m, c) for m in models for c in (False, True)]:
-        backend = LocalBackend(model, protocol="native", constrained=constrained, max_new_tokens=64)
+        backend = LocalBackend(
+            LocalConfig(model, protocol="native", constrained=constrained, max_new_tokens=64)
+        )
         assert backend.family == "hermes" and backend.describe()["read_by"] == "response_template"
         for example, completion in zip(prepared, backend.complete(prepared), strict=True):
             assert completion.error is None
@@ -468,14 +470,14 @@ def test_constrained_native_answers_are_calls_in_the_familys_format_or_a_reply(
     """Grammar-constrained decoding in each template's own format, with the stop rules: the random tiny
     models' answers are well-formed native calls of offered tools (read back by the family's reader) or a
     plain reply, never anything else, unless the token limit cut a call."""
-    from slm_swap.backends.local import LocalBackend
+    from slm_swap.backends.local import LocalBackend, LocalConfig
     from slm_swap.callformats import CALL_FORMATS
 
     native = CALL_FORMATS[family]
     kinds = set()
     answers = []
     for model in (family_models[family], *calling_models[family]):
-        backend = LocalBackend(model, protocol="native", constrained=True, max_new_tokens=96)
+        backend = LocalBackend(LocalConfig(model, protocol="native", constrained=True, max_new_tokens=96))
         answers += list(zip(prepared, backend.complete(prepared), strict=True))
     for example, completion in answers:
         assert completion.error is None

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from slm_swap.backends.local import LocalBackend
+from slm_swap.backends.local import LocalBackend, LocalConfig
 from slm_swap.cli import main
 from slm_swap.errors import ConfigError
 from slm_swap.fileformats import checked
@@ -96,7 +96,7 @@ def test_training_changes_lora_only_learns_and_is_reproducible(toy: None, tiny_m
     assert (Path("04_ft/a") / "tokenizer_config.json").is_file()
     # The base weights are untouched: the checkpoint on disk is what the adapter sits on.
     base = AutoModelForCausalLM.from_pretrained(tiny_model)
-    loaded = LocalBackend(tiny_model, adapter=Path("04_ft/a"), max_new_tokens=24)
+    loaded = LocalBackend(LocalConfig(tiny_model, adapter=Path("04_ft/a"), max_new_tokens=24))
     base_weights = {k: v for k, v in base.state_dict().items()}
     for name, tensor in loaded.engine.llm.get_base_model().state_dict().items():
         key = name.replace(".base_layer", "")

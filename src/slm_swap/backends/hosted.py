@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from slm_swap import protocol, settings
 from slm_swap.backends.base import Backend
+from slm_swap.backends.config import HostedConfig
 from slm_swap.errors import ConfigError
 from slm_swap.protocol import PROMPT, Request
 from slm_swap.settings import AzureSettings
@@ -99,6 +100,24 @@ def openai_endpoint(
     return Endpoint(client, model, str(client.base_url).rstrip("/"), "openai")
 
 
+def endpoint_of(config: HostedConfig) -> Endpoint:
+    """The endpoint a hosted configuration names: Azure's (from its four settings) or an OpenAI-compatible
+    one."""
+    if config.kind == "azure":
+        if config.azure is None:
+            raise ConfigError(f"{settings.MODEL_KIND} azure needs its settings (AZURE_ENDPOINT, ...)")
+        return azure_endpoint(config.azure, timeout=config.timeout, max_retries=config.max_retries)
+    if not config.model:
+        raise ConfigError(f"{settings.MODEL_KIND} openai needs {settings.MODEL}: the model name to request")
+    return openai_endpoint(
+        config.base_url,
+        config.api_key,
+        config.model,
+        timeout=config.timeout,
+        max_retries=config.max_retries,
+    )
+
+
 def _fatal(error: Exception, endpoint: Endpoint) -> ConfigError | None:
     """The errors that would fail every request, turned into a message that says what to check."""
     import openai
@@ -141,27 +160,19 @@ def _describe_error(error: Exception) -> str:
 class HostedBackend(Backend):
     """One OpenAI-compatible endpoint, asked `concurrency` requests at a time."""
 
-    def __init__(
-        self,
-        endpoint: Endpoint,
-        *,
-        kind: str,
-        concurrency: int = 8,
-        max_tokens: int = settings.API_MAX_TOKENS,
-        served: dict[str, object] | None = None,
-        protocol: str = PROMPT,
-    ):
-        """`served` says what answers at the endpoint when that is known (the local stand-in: its
+    def __init__(self, config: HostedConfig):
+        """`config.served` says what answers at the endpoint when that is known (the local stand-in: its
         checkpoint and decoding); it then stands for the endpoint in the run's identity, so a stand-in
         moved to another port is the same model."""
-        self.endpoint = endpoint
-        self.served = served
-        self.kind = kind
-        self.model = endpoint.model
-        self.concurrency = concurrency
-        self.batch_size = concurrency
-        self.max_tokens = max_tokens
-        self.protocol = protocol
+        self.config = config
+        self.endpoint = endpoint_of(config)
+        self.served = config.served
+        self.kind = config.kind
+        self.model = self.endpoint.model
+        self.concurrency = config.concurrency
+        self.batch_size = config.concurrency
+        self.max_tokens = config.max_tokens
+        self.protocol = config.protocol
 
     def identity(self) -> dict[str, object]:
         identity: dict[str, object] = {

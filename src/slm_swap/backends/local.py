@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from slm_swap import protocol, settings, templates
 from slm_swap.backends.base import Backend
+from slm_swap.backends.config import LocalConfig
 from slm_swap.callformats import CALL_FORMATS
 from slm_swap.engine import Engine, chat_text
 from slm_swap.errors import ConfigError
@@ -30,42 +30,33 @@ from slm_swap.types import Completion
 if TYPE_CHECKING:
     from slm_swap.constrained import Constraint
 
-__all__ = ["LocalBackend", "chat_text"]
+__all__ = ["LocalBackend", "LocalConfig", "chat_text"]
 
 
 class LocalBackend(Backend):
     kind = "slm"
 
-    def __init__(
-        self,
-        model_path: Path,
-        *,
-        adapter: Path | None = None,
-        batch_size: int = 8,
-        max_new_tokens: int = settings.MAX_NEW_TOKENS.default,
-        constrained: bool = False,
-        load_in: str = "auto",
-        protocol: str = protocol.PROMPT,
-    ):
-        self.model_path = model_path
-        self.adapter = adapter
-        self.model = model_path.name
-        self.batch_size = batch_size
-        self.max_new_tokens = max_new_tokens
-        adapters = {} if adapter is None else {"adapter": adapter}
-        self.engine = Engine(model_path, adapters, load_in=load_in, kernels=constrained)
-        self.constrained = constrained
-        self.protocol = protocol
+    def __init__(self, config: LocalConfig):
+        self.config = config
+        self.model_path = config.model_path
+        self.adapter = config.adapter
+        self.model = config.model_path.name
+        self.batch_size = config.batch_size
+        self.max_new_tokens = config.max_new_tokens
+        adapters = {} if config.adapter is None else {"adapter": config.adapter}
+        self.engine = Engine(config.model_path, adapters, load_in=config.load_in, kernels=config.constrained)
+        self.constrained = config.constrained
+        self.protocol = config.protocol
         self.family = None
-        if protocol == "native":
+        if config.protocol == protocol.NATIVE:
             self.family = templates.family_of(self.engine.tokenizer, self.model)
-            if constrained and self.family not in CALL_FORMATS:
+            if config.constrained and self.family not in CALL_FORMATS:
                 raise ConfigError(
                     f"{settings.CONSTRAINED} with {settings.PROTOCOL} native: {self.model} reads its answers "
                     f"by its response template, and slm-swap has no grammar for that format\n  fix: drop "
                     f"{settings.CONSTRAINED}, or use {settings.PROTOCOL} prompt"
                 )
-        if constrained:
+        if config.constrained:
             self.engine.grammars  # noqa: B018  (a missing xgrammar is reported now, not mid-run)
 
     def identity(self) -> dict[str, object]:

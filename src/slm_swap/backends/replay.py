@@ -14,6 +14,7 @@ from typing import Annotated
 
 from slm_swap import settings
 from slm_swap.backends.base import Backend
+from slm_swap.backends.config import ReplayConfig
 from slm_swap.errors import InputError
 from slm_swap.fileformats import FormatError, IdText, Seconds, checked
 from slm_swap.files import read_jsonl
@@ -60,7 +61,8 @@ def load_predictions(path: Path) -> dict[str, Completion]:
 class ReplayBackend(Backend):
     kind = "replay"
 
-    def __init__(self, path: Path):
+    def __init__(self, config: ReplayConfig):
+        path = config.predictions
         self.path = path
         self.model = f"replay:{path.name}"
         self.predictions = load_predictions(path)
