@@ -379,6 +379,26 @@ def test_a_checkpoints_response_template_reads_its_answers(
     assert kinds == {"call", "reply"}
 
 
+def test_a_response_template_of_no_known_family_is_read_but_not_constrained(
+    prepared: list[Example], tiny_model: Path, tmp_path: Path
+) -> None:
+    """A template whose calls no family's grammar knows: asked natively, its answers are read by its
+    response template; `--constrained` is refused with the fix."""
+    from slm_swap.backends.local import LocalBackend, LocalConfig
+
+    model = with_response_template(tiny_model, tmp_path)
+    (model / "chat_template.jinja").write_text(
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+        "{% if tools %}{{ tools | tojson }}{% endif %}<|im_start|>assistant\n"
+    )
+    backend = LocalBackend(LocalConfig(model, protocol="native", max_new_tokens=8))
+    assert backend.family == "response_template"
+    assert all(c.error is None for c in backend.complete(prepared[:2]))
+    with pytest.raises(ConfigError, match="no family slm-swap has a grammar for") as refused:
+        LocalBackend(LocalConfig(model, protocol="native", constrained=True))
+    assert "--protocol prompt" in str(refused.value)
+
+
 def test_native_training_rows_are_written_as_the_template_writes_an_answer(
     prepared: list[Example], family_models: dict[str, Path]
 ) -> None:

@@ -52,9 +52,10 @@ class LocalBackend(Backend):
             self.family = templates.family_of(self.engine.tokenizer, self.model)
             if config.constrained and self.family not in CALL_FORMATS:
                 raise ConfigError(
-                    f"{settings.CONSTRAINED} with {settings.PROTOCOL} native: {self.model} reads its answers "
-                    f"by its response template, and slm-swap has no grammar for that format\n  fix: drop "
-                    f"{settings.CONSTRAINED}, or use {settings.PROTOCOL} prompt"
+                    f"{settings.CONSTRAINED} with {settings.PROTOCOL} native: the template of {self.model} "
+                    f"writes calls in a format of no family slm-swap has a grammar for (its answers are read "
+                    f"by its response template)\n  fix: drop {settings.CONSTRAINED}, or use "
+                    f"{settings.PROTOCOL} prompt"
                 )
         if config.constrained:
             self.engine.grammars  # noqa: B018  (a missing xgrammar is reported now, not mid-run)
