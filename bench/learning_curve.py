@@ -10,8 +10,9 @@ abstention.
 
 Irrelevance-augmented points (`--irrelevance-share F`, repeatable): the pool prepared again with `prepare
 --irrelevance-share F`, so that a share F of its train and validation rows are no-call rows made from
-unused live rows by removing the tools their answer calls (live_multiple only, at twice the share: a
-live_simple row offers just the tool its answer calls); each N is trained on that pool's first N rows.
+unused live rows by removing the tools their answer calls (a live_simple row, which offers just the tool
+its answer calls, is offered instead the tools of another unused live_simple row); each N is trained on
+that pool's first N rows.
 Beside the plain point at the same N, it shows what the adapter gains in abstention and what it costs in
 calls.
 
@@ -79,9 +80,7 @@ def bfcl_pool(work: Path, most: int, irrelevance_share: float) -> tuple[list[str
     per_category: dict[str, list[str]] = {}
     val: list[str] = []
     for category in POOL_CATEGORIES:
-        # live_simple rows offer one tool, the one their answer calls: no no-call row can be made from
-        # them. live_multiple takes twice the share, so that the rows taken in turn have the share asked.
-        share = 0.0 if category == "live_simple" else min(0.5, 2 * irrelevance_share)
+        share = irrelevance_share
         out = pool_folder(work, category, share)
         if not (out / TRACK / "train.jsonl").exists():
             usable = usable_rows(category) - VAL_PER_CATEGORY

@@ -187,6 +187,7 @@ def test_irrelevance_share_makes_no_call_rows_for_train_and_val_only(workspace: 
     assert f"rows by answer: {kinds}" in result.output
     source = sample_rows()
     ids: dict[str, list[str]] = {}
+    borrowed = 0
     for name, size, made in (("train", 32, 8), ("val", 8, 2), ("test", 8, 0)):
         toolcall, structured = split("toolcall", name), split("structured", name)
         assert [e.id for e in toolcall] == [e.id for e in structured]  # both tracks ask the same rows
@@ -198,7 +199,11 @@ def test_irrelevance_share_makes_no_call_rows_for_train_and_val_only(workspace: 
             original = source[example.id.removesuffix("-nocall")]
             called = {c.name for c in original.gold}
             assert called and not called & {t.name for t in example.tools}  # the called tools are gone
-            assert example.tools == tuple(t for t in original.tools if t.name not in called) and example.tools
+            if original.tool_names - called:  # the rest of its own offer
+                assert example.tools == tuple(t for t in original.tools if t.name not in called)
+            else:  # it offered only what it calls: another row's offer, none of its names
+                assert example.tools and not original.tool_names & {t.name for t in example.tools}
+                borrowed += 1
             assert example.query == original.query and example.completion == NO_CALL_REPLY
             assert example.gold == () and example.acceptable == ()
         for example in structured:
@@ -208,6 +213,7 @@ def test_irrelevance_share_makes_no_call_rows_for_train_and_val_only(workspace: 
     assert len(every) == len(set(every)) == 48  # no row id in two splits
     made_from = {i.removesuffix("-nocall") for i in every if i.endswith("-nocall")}
     assert len(made_from) == 10 and not made_from & set(every)  # no source row both ways
+    assert borrowed  # the sample has single-tool rows, and some were drawn
     manifest = json.loads(Path("02_dataset/prepared.json").read_text())
     assert manifest["inputs"]["irrelevance_share"] == 0.25
 
@@ -274,12 +280,53 @@ def test_too_few_rows_to_make_no_call_rows_from_exit_2(
     assert "has 3 call rows in no split that can become no-call rows" in result.output
     assert "--irrelevance-share 0.5 needs 4" in result.output and "fix:" in result.output
     assert not Path("02_dataset").exists()
-    # A row that offers only the tool it calls would be left with none: it is never used.
+    # Rows that offer only the tool they call, all the same tool: no row has another offer to lend.
     one_tool = json.dumps([json.loads(xlam_row(0)["tools"])[0]])
     lonely = write_xlam([xlam_row(i, tools=one_tool) for i in range(12)], name="lonely.json")
     result = prepare("--dataset-path", str(lonely), *sizes)
     assert result.exit_code == 2 and "has 0 call rows in no split that can become" in result.output
+    assert "other tools to borrow" in result.output
     assert prepare("--dataset-path", str(lonely), *sizes[:-2]).exit_code == 0  # without a share: fine
+
+
+def single_tool_row(i: int, tool: str) -> dict[str, Any]:
+    spec = {
+        "name": tool,
+        "description": f"Tool {tool}.",
+        "parameters": {"q": {"type": "str", "description": "Q"}},
+    }
+    answers = [{"name": tool, "arguments": {"q": f"x{i}"}}]
+    return xlam_row(i, tools=json.dumps([spec]), answers=json.dumps(answers), query=f"Ask {tool} about x{i}")
+
+
+def test_a_row_offering_only_what_it_calls_borrows_the_offer_of_a_row_in_no_split(
+    workspace: Path, write_xlam: Callable[..., Path]
+) -> None:
+    # 40 rows, each offering only the one tool it calls, its own (tool_i): a made row is offered another
+    # row's tool, and that row (its donor) is in no split, so no split's tools leak into another's.
+    rows = [single_tool_row(i, f"tool_{i}") for i in range(40)]
+    path = write_xlam(rows, name="single.json")
+    sizes = ["--train-size", "12", "--val-size", "4", "--test-size", "4", "--irrelevance-share", "0.25"]
+    result = prepare("--dataset-path", str(path), *sizes)
+    assert result.exit_code == 0, result.output
+    assert "train 9 call, 3 no-call (3 made); val 3 call, 1 no-call (1 made)" in result.output
+    by_id = {f"xlam-{r['id']}": r for r in rows}
+    split_ids = {e.id for name in SPLITS for e in split("toolcall", name)}
+    made = [e for name in ("train", "val") for e in split("toolcall", name) if e.id.endswith("-nocall")]
+    assert len(made) == 4
+    for example in made:
+        original = by_id[example.id.removesuffix("-nocall")]
+        own = json.loads(original["tools"])[0]["name"]
+        offered = [t.name for t in example.tools]
+        assert offered and own not in offered and example.gold == ()
+        assert example.query == original["query"] and example.completion == NO_CALL_REPLY
+        assert example.id.removesuffix("-nocall") not in split_ids
+        assert len(offered) == 1 and offered[0].replace("tool_", "xlam-") not in split_ids  # the donor
+    # Seeded: the same rows and the same borrowed offers again, byte for byte.
+    assert prepare("--dataset-path", str(path), *sizes, "--out-dir", "again").exit_code == 0
+    assert files_bytes("again") == files_bytes("02_dataset")
+    manifest = json.loads(Path("02_dataset/prepared.json").read_text())
+    assert manifest["inputs"]["made_rows"] == "called tools removed, else a donor's tools"
 
 
 def test_run_redoes_the_splits_when_a_no_call_rule_changes(workspace: Path) -> None:

@@ -105,7 +105,8 @@ IRRELEVANCE_SHARE = Setting(
     0.0,
     None,
     "Share, in [0, 1), of the train and val rows that are no-call rows made from call rows in no split by "
-    "removing the tools their answer calls (as Hammer's xlam-irrelevance set); the test split never "
+    "removing the tools their answer calls (as Hammer's xlam-irrelevance set; a row offering only those "
+    "is offered another unused row's tools); the test split never "
     "gets any.",
     metavar="FLOAT",
 )

@@ -124,7 +124,8 @@ def prepare(
     stdout.print(f"rows by answer: {kinds}")
     if any(n.made for n in result.kinds.values()):
         stdout.print(
-            "made no-call rows from call rows in no split, removing the tools their answer calls "
+            "made no-call rows from call rows in no split, removing the tools their answer calls, or, "
+            "where a row offers only those, offering another such row's tools "
             f"({settings.IRRELEVANCE_SHARE} {no_call.irrelevance_share})"
         )
     for reason, n in result.left_out.items():

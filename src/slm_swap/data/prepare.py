@@ -13,6 +13,7 @@ convert the few rows chosen. Memory stays flat however large the file is.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from collections import Counter
@@ -27,7 +28,16 @@ from typing import Any
 
 from slm_swap import settings
 from slm_swap.data import bfcl, openai_chat, xlam
-from slm_swap.data.rows import MADE_SUFFIX, RowError, RowLeftOut, SourceRow, without_called_tools
+from slm_swap.data.rows import (
+    MADE_SUFFIX,
+    RowError,
+    RowLeftOut,
+    SourceRow,
+    can_borrow,
+    names_of,
+    no_call_offer,
+    without_called_tools,
+)
 from slm_swap.errors import ConfigError, InputError
 from slm_swap.files import atomic_writer, check_output, jsonl_text, many_objects, read_jsonl, sha256_text
 from slm_swap.identity import file_digest
@@ -218,6 +228,8 @@ def prepare_inputs(
         "skip_invalid": skip_invalid,
         "no_call_rows": no_call.no_call_rows,
         "irrelevance_share": no_call.irrelevance_share,
+        # How made rows are offered tools; recorded since it changed (splits made before are redone).
+        **({"made_rows": "called tools removed, else a donor's tools"} if no_call.irrelevance_share else {}),
     }
 
 
@@ -238,8 +250,11 @@ class Scan:
     """What a validation pass found."""
 
     usable: list[int] = field(default_factory=list)
-    # Usable call rows that can become a no-call row (`rows.without_called_tools`) under an unused id.
+    # Usable call rows that can become a no-call row (`rows.without_called_tools`) under an unused id:
+    # by removing the called tools alone, or (`lonely`: row -> `rows.names_of`) with another row's tools.
     removable: set[int] = field(default_factory=set)
+    lonely: dict[int, frozenset[str]] = field(default_factory=dict)
+    offers: dict[int, frozenset[str]] = field(default_factory=dict)  # usable row -> its tools' names
     ids: dict[str, int] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     left_out: Counter[str] = field(default_factory=Counter)  # well-formed rows that make no example
@@ -290,10 +305,16 @@ def scan(
             result.left_out[NO_CALL_DROPPED] += 1
         elif row.id not in exclude_ids:
             result.usable.append(index)
-            made = without_called_tools(row) if find_removable else None
-            if made is not None:
-                made_ids[index] = made.id
-    result.removable = {i for i, made_id in made_ids.items() if made_id not in result.ids}
+            if find_removable:
+                result.offers[index] = row.tool_names
+                offer = no_call_offer(row)
+                if offer is not None:
+                    made_ids[index] = f"{row.id}{MADE_SUFFIX}"
+                if offer == "borrowed":
+                    result.lonely[index] = names_of(row)
+    unused = {i for i, made_id in made_ids.items() if made_id not in result.ids}
+    result.removable = unused - set(result.lonely)
+    result.lonely = {i: names for i, names in result.lonely.items() if i in unused}
     return result
 
 
@@ -395,8 +416,9 @@ def prepare(
     With an irrelevance share, `made(size)` of the train and of the val split's rows (size × share,
     rounded to the nearest whole number, a half up: 32 × 0.25 = 8 of 32) are no-call rows made the way
     Hammer's xlam-irrelevance set was: a call row of the source that is in no split, with every tool its
-    gold calls removed from its offer (`rows.without_called_tools`; a row left without tools is not
-    used), under its id plus `-nocall`. The rest are the source's rows, sampled as without a share. One
+    gold calls removed from its offer (`rows.without_called_tools`; a row that offers only the tools it
+    calls is offered instead those of a donor row in no split, `_pick_removable`), under its id plus
+    `-nocall`. The rest are the source's rows, sampled as without a share. One
     generator seeded with `seed` samples the source rows, then the rows to make no-call ones from, then
     shuffles each augmented split. The test split is never augmented. A share that leaves a train or val
     split no source row, or a source without enough unused call rows, is a ConfigError / InputError
@@ -415,13 +437,15 @@ def prepare(
             raise _not_enough(source, found, need, "the splits")
         rng = random.Random(seed)
         chosen = rng.sample(found.usable, need)
-        picked = _pick_removable(source, found, set(chosen), sum(made.values()), no_call, rng)
-        rows = collect(source, chosen + picked)
+        picked, donors = _pick_removable(source, found, set(chosen), sum(made.values()), no_call, rng)
+        rows = collect(source, chosen + picked + list(donors.values()))
         train, val = sizes.train - made["train"], sizes.val - made["val"]
         bounds = {"train": (0, train), "val": (train, train + val), "test": (train + val, need)}
         splits = {name: [rows[i] for i in chosen[a:b]] for name, (a, b) in bounds.items()}
-        # Never None: every picked row is removable (`scan`).
-        made_rows = [m for i in picked if (m := without_called_tools(rows[i])) is not None]
+        # Never None: every picked row can be made, and a lonely one has a fit donor (`_pick_removable`).
+        made_rows = [
+            m for i in picked if (m := without_called_tools(rows[i], rows.get(donors.get(i, -1)))) is not None
+        ]
         for split, extra in (("train", made_rows[: made["train"]]), ("val", made_rows[made["train"] :])):
             if extra:
                 splits[split] += extra
@@ -441,23 +465,47 @@ def prepare(
 
 def _pick_removable(
     source: Source, found: Scan, chosen: set[int], count: int, no_call: NoCallRules, rng: random.Random
-) -> list[int]:
-    """`count` rows, in no split, to make no-call rows from (seeded by `rng`). Raises InputError when
-    there are too few."""
+) -> tuple[list[int], dict[int, int]]:
+    """`count` rows in no split to make no-call rows from, and for each of them that offers only the
+    tools its answer calls, its donor: a row in no split whose tools bear none of its tool names, drawn
+    at random (seeded by `rng`, like the rows). Raises InputError when there are too few."""
     if not count:
-        return []
-    candidates = [i for i in found.usable if i in found.removable and i not in chosen]
+        return [], {}
+    pool = [i for i in found.usable if i not in chosen]
+    by_offer: dict[frozenset[str], list[int]] = {}  # each distinct offer of the pool -> its rows
+    for i in pool:
+        by_offer.setdefault(found.offers[i], []).append(i)
+    offers = list(by_offer)
+    fit: dict[frozenset[str], bool] = {}  # the rows of one tool share their names: asked once
+
+    def has_donor(names: frozenset[str]) -> bool:
+        if names not in fit:
+            fit[names] = any(can_borrow(names, offer) for offer in offers)
+        return fit[names]
+
+    candidates = [
+        i for i in pool if i in found.removable or (i in found.lonely and has_donor(found.lonely[i]))
+    ]
     if len(candidates) < count:
         raise InputError(
             source.label,
             None,
             f"has {len(candidates)} call rows in no split that can become no-call rows (a row needs a tool "
-            f"left once the tools its answer calls are removed); {settings.IRRELEVANCE_SHARE} "
-            f"{no_call.irrelevance_share} needs {count}",
+            f"left once the tools its answer calls are removed, or another row in no split offering "
+            f"other tools to borrow); {settings.IRRELEVANCE_SHARE} {no_call.irrelevance_share} needs "
+            f"{count}",
             f"use a larger file, a smaller {settings.IRRELEVANCE_SHARE}, or smaller "
             f"{settings.TRAIN_SIZE}/{settings.VAL_SIZE}/{settings.TEST_SIZE}",
         )
-    return rng.sample(candidates, count)
+    picked = rng.sample(candidates, count)
+    donors: dict[int, int] = {}
+    for i in picked:
+        if i in found.lonely:
+            start = rng.randrange(len(offers))  # from a random offer on, the first that fits
+            turn = itertools.chain(range(start, len(offers)), range(start))
+            offer = next(offers[k] for k in turn if can_borrow(found.lonely[i], offers[k]))
+            donors[i] = rng.choice(by_offer[offer])
+    return picked, donors
 
 
 def _ids_in(path: Path) -> set[str]:

@@ -8,7 +8,7 @@ track the conversation's own reply where it has one.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from slm_swap.data.formats import Turn, render_completion, render_prompt, render_turns, system_text
 from slm_swap.data.schema import json_type_of
@@ -52,6 +52,14 @@ class SourceRow:
     labelled_by: str = ""  # the hosted model whose answer is the gold (`slm-swap label`), if any
     reply: str = ""  # a no-call row's own answer text (the conversation's final assistant message)
 
+    @property
+    def tool_names(self) -> frozenset[str]:
+        return frozenset(t.name for t in self.tools)
+
+    @property
+    def called_names(self) -> frozenset[str]:
+        return frozenset(call.name for call in self.gold)
+
     def to_example(self, track: Track) -> Example:
         """Renders this row for one track with the shared prompt renderer."""
         return Example(
@@ -70,21 +78,49 @@ class SourceRow:
         )
 
 
-def without_called_tools(row: SourceRow) -> SourceRow | None:
+def without_called_tools(row: SourceRow, donor: SourceRow | None = None) -> SourceRow | None:
     """A no-call row made from a call row the way Hammer's xlam-irrelevance set was made: the same request
     with every tool its gold calls removed from the offer, so no offered tool can serve it; its id is the
-    row's with `MADE_SUFFIX`. None where that cannot be made: a row without gold calls, a row left with no
-    tool, or a conversation whose earlier turns call a removed tool (it would show a call of a tool that
-    is no longer offered)."""
-    called = {call.name for call in row.gold}
-    tools = tuple(t for t in row.tools if t.name not in called)
-    earlier = {call.name for turn in row.turns for call in turn.calls}
-    if not called or not tools or called & earlier:
+    row's with `MADE_SUFFIX`. A row that offers only the tools its answer calls (every BFCL live_simple row,
+    a team's single-tool traffic) would be left with none: it is offered instead the tools of `donor`,
+    another row, when none of them bears the name of a tool `row` offers (`can_borrow`). None where the row
+    cannot be made (`no_call_offer`), or needs a donor and has no fit one."""
+    offer = no_call_offer(row)
+    if offer is None:
         return None
+    if offer == "borrowed":
+        if donor is None or not can_borrow(names_of(row), donor.tool_names):
+            return None
+        tools = donor.tools
+    else:
+        tools = tuple(t for t in row.tools if t.name not in row.called_names)
     # The answer is ours, made by construction, not the teacher's: no `labelled_by`.
     return replace(
         row, id=f"{row.id}{MADE_SUFFIX}", tools=tools, gold=(), acceptable=(), labelled_by="", reply=""
     )
+
+
+def no_call_offer(row: SourceRow) -> Literal["own", "borrowed"] | None:
+    """What a no-call row made from `row` offers: "own", its tools less those its answer calls;
+    "borrowed", another row's tools, where it offers only tools its answer calls; None for a row without
+    gold calls, or a conversation whose earlier turns call a tool that would be removed (it would show a
+    call of a tool no longer offered)."""
+    called = row.called_names
+    earlier = {call.name for turn in row.turns for call in turn.calls}
+    if not called or called & earlier:
+        return None
+    return "borrowed" if row.tool_names <= called else "own"
+
+
+def names_of(row: SourceRow) -> frozenset[str]:
+    """Every tool name `row` offers or calls: a borrowed offer bears none of them."""
+    return row.tool_names | row.called_names
+
+
+def can_borrow(names: frozenset[str], donor_names: frozenset[str]) -> bool:
+    """Whether an offer of tools named `donor_names` can stand in for that of a row whose tools are named
+    `names` (`names_of`): some tool, none under a name of the row's."""
+    return bool(donor_names) and names.isdisjoint(donor_names)
 
 
 def _wrap_value(schema: dict[str, Any], value: Any) -> Any:
