@@ -476,11 +476,12 @@ def _pick_removable(
     for i in pool:
         by_offer.setdefault(found.offers[i], []).append(i)
     offers = list(by_offer)
+    everywhere = {n for n, k in Counter(n for offer in offers for n in offer).items() if k == len(offers)}
     fit: dict[frozenset[str], bool] = {}  # the rows of one tool share their names: asked once
 
     def has_donor(names: frozenset[str]) -> bool:
-        if names not in fit:
-            fit[names] = any(can_borrow(names, offer) for offer in offers)
+        if names not in fit:  # a name every offer bears rules all out at once (a tool offered always)
+            fit[names] = names.isdisjoint(everywhere) and any(can_borrow(names, o) for o in offers)
         return fit[names]
 
     candidates = [
