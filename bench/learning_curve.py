@@ -23,7 +23,9 @@ The pool (`--source`):
 
 Every evaluation is a run file under `--work`, kept across invocations: a rerun only computes the points it
 lacks (a finished run file is not recomputed), and N = 0, the untrained model, is shared by both pools.
-Prints the curve, writes it as Markdown and as an SVG chart (`--out`, without suffix).
+Prints the curve, writes it as Markdown and as an SVG chart (`--out`, without suffix): against the
+training rows, or, for one `--rows` at several shares, against the share (the trade-off between
+abstention and calls).
 
     python bench/learning_curve.py [--source bfcl] [--rows 32 128 512] [--eval-rows 40]
                                    [--irrelevance-rows 240] [--irrelevance-share 0 0.25]
@@ -273,6 +275,78 @@ def svg(curve: list[Point], title: str) -> str:
     return "\n".join(parts) + "\n"
 
 
+def svg_by_share(curve: list[Point], title: str) -> str:
+    """The trade-off at one number of training rows: the share right (with 95% intervals) against the
+    share of no-call rows trained on, one line per series; the untrained model's figure as a faint line
+    of the same colour. What abstention gains and what calls cost, side by side."""
+    width, height, left, right, top, bottom = 720, 360, 56, 270, 36, 44
+    trained = sorted((p for p in curve if p["rows"]), key=lambda p: p["irrelevance_share"])
+    untrained = next(p for p in curve if not p["rows"])
+    shares = [p["irrelevance_share"] for p in trained]
+    names = list(untrained["series"])
+    colours = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
+    span = max(shares) - min(shares) or 1.0
+
+    def x(fraction: float) -> float:
+        return left + (width - left - right) * (fraction - min(shares)) / span
+
+    def y(value: float) -> float:
+        return top + (height - top - bottom) * (1 - value)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="sans-serif" font-size="11">',
+        f'<text x="{left}" y="20" font-size="13">{title}</text>',
+    ]
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        parts.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" stroke="#ddd"/>'
+            f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end">{tick:.2f}</text>'
+        )
+    for fraction in shares:
+        parts.append(
+            f'<text x="{x(fraction):.1f}" y="{height - bottom + 16}" text-anchor="middle">{fraction:g}</text>'
+        )
+    parts.append(
+        f'<text x="{(left + width - right) / 2:.1f}" y="{height - 8}" text-anchor="middle">'
+        f"share of no-call rows among the {trained[0]['rows']} training rows</text>"
+        f'<text x="14" y="{(top + height - bottom) / 2:.1f}" text-anchor="middle" '
+        f'transform="rotate(-90 14 {(top + height - bottom) / 2:.1f})">share right, 95% interval</text>'
+    )
+    for i, name in enumerate(names):
+        colour = colours[i % len(colours)]
+        base = untrained["series"][name]
+        by = y(base["hits"] / base["n"])
+        parts.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{by:.1f}" y2="{by:.1f}" stroke="{colour}" '
+            f'stroke-opacity="0.35" stroke-dasharray="4 3"/>'
+        )
+        points = []
+        for point in trained:
+            p = point["series"][name]
+            low, high = wilson(p["hits"], p["n"])
+            cx, cy = x(point["irrelevance_share"]) + (i - len(names) / 2) * 3, y(p["hits"] / p["n"])
+            points.append(f"{cx:.1f},{cy:.1f}")
+            parts.append(
+                f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{y(low):.1f}" y2="{y(high):.1f}" '
+                f'stroke="{colour}" stroke-opacity="0.5"/><circle cx="{cx:.1f}" cy="{cy:.1f}" r="3" '
+                f'fill="{colour}" stroke="{colour}"/>'
+            )
+        parts.append(
+            f'<polyline points="{" ".join(points)}" fill="none" stroke="{colour}" stroke-width="1.5"/>'
+        )
+        ly = top + 32 * i
+        parts.append(
+            f'<line x1="{width - right + 12}" x2="{width - right + 32}" y1="{ly}" y2="{ly}" '
+            f'stroke="{colour}" stroke-width="2"/><text x="{width - right + 36}" y="{ly + 4}">{name}</text>'
+            f'<line x1="{width - right + 12}" x2="{width - right + 32}" y1="{ly + 14}" y2="{ly + 14}" '
+            f'stroke="{colour}" stroke-opacity="0.35" stroke-dasharray="4 3"/>'
+            f'<text x="{width - right + 36}" y="{ly + 18}">{name}, untrained</text>'
+        )
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", choices=["bfcl", "sample"], default="bfcl")
@@ -331,8 +405,11 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text("\n".join(table) + "\n")
     what = "BFCL live rows" if args.source == "bfcl" else "the shipped xLAM sample"
-    title = f"SmolLM2-135M + LoRA (spec defaults) on {what}: BFCL ast_match; irrelevance: abstention"
-    out.with_suffix(".svg").write_text(svg(curve, title))
+    training = "spec defaults" if args.epochs == 1.0 else f"spec defaults, {args.epochs:g} epochs"
+    title = f"SmolLM2-135M + LoRA ({training}) on {what}: BFCL ast_match; irrelevance: abstention"
+    # One number of rows at several shares: the chart is the trade-off against the share.
+    by_share = len(args.rows) == 1 and len(args.irrelevance_share) > 1
+    out.with_suffix(".svg").write_text((svg_by_share if by_share else svg)(curve, title))
     print("\n".join(table))
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.svg')}")
 
