@@ -208,40 +208,70 @@ def evaluate(folder: Path, sets: dict[str, Path], adapter: Path | None, modes: l
 Point = dict[str, Any]  # rows, irrelevance_share, name, and per series (category and mode): hits, right, ...
 
 
+# The charts' frame: size, margins (the legend sits in the right one), and the series' colours.
+WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 720, 360, 56, 270, 36, 44
+COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
+
+
+def y_of(value: float) -> float:
+    return TOP + (HEIGHT - TOP - BOTTOM) * (1 - value)
+
+
+def frame(title: str, x_ticks: dict[str, float], x_label: str) -> list[str]:
+    """The opening of a chart: its title, the share-right axis with its grid, the x ticks and labels."""
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
+        f'font-family="sans-serif" font-size="11">',
+        f'<text x="{LEFT}" y="20" font-size="13">{title}</text>',
+    ]
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        ty = y_of(tick)
+        parts.append(
+            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="#ddd"/>'
+            f'<text x="{LEFT - 6}" y="{ty + 4:.1f}" text-anchor="end">{tick:.2f}</text>'
+        )
+    for label, x in x_ticks.items():
+        parts.append(f'<text x="{x:.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle">{label}</text>')
+    middle = (TOP + HEIGHT - BOTTOM) / 2
+    parts.append(
+        f'<text x="{(LEFT + WIDTH - RIGHT) / 2:.1f}" y="{HEIGHT - 8}" text-anchor="middle">{x_label}</text>'
+        f'<text x="14" y="{middle:.1f}" text-anchor="middle" '
+        f'transform="rotate(-90 14 {middle:.1f})">share right, 95% interval</text>'
+    )
+    return parts
+
+
+def marker(cx: float, series: dict[str, Any], colour: str, fill: str) -> tuple[str, float]:
+    """A series' figure at `cx`: its 95% interval and its point; and the point's height."""
+    low, high = wilson(series["hits"], series["n"])
+    cy = y_of(series["hits"] / series["n"])
+    return (
+        f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{y_of(low):.1f}" y2="{y_of(high):.1f}" '
+        f'stroke="{colour}" stroke-opacity="0.5"/><circle cx="{cx:.1f}" cy="{cy:.1f}" r="3" '
+        f'fill="{fill}" stroke="{colour}"/>',
+        cy,
+    )
+
+
+def legend(row: float, colour: str, label: str, style: str = "") -> str:
+    return (
+        f'<line x1="{WIDTH - RIGHT + 12}" x2="{WIDTH - RIGHT + 32}" y1="{row}" y2="{row}" '
+        f'stroke="{colour}" stroke-width="2"{style}/>'
+        f'<text x="{WIDTH - RIGHT + 36}" y="{row + 4}">{label}</text>'
+    )
+
+
 def svg(curve: list[Point], title: str) -> str:
     """A small line chart: the share right (with 95% intervals) against training rows, one line per
     series and irrelevance share (dotted: trained with no-call rows; dashed: free decoding)."""
-    width, height, left, right, top, bottom = 720, 360, 56, 270, 36, 44
     ns = sorted({point["rows"] for point in curve})
     shares = sorted({point["irrelevance_share"] for point in curve})
     names = list(curve[0]["series"])
-    colours = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
-    x = {n: left + (width - left - right) * i / max(1, len(ns) - 1) for i, n in enumerate(ns)}
-
-    def y(value: float) -> float:
-        return top + (height - top - bottom) * (1 - value)
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'font-family="sans-serif" font-size="11">',
-        f'<text x="{left}" y="20" font-size="13">{title}</text>',
-    ]
-    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
-        parts.append(
-            f'<line x1="{left}" x2="{width - right}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" stroke="#ddd"/>'
-            f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end">{tick:.2f}</text>'
-        )
-    for n in ns:
-        parts.append(f'<text x="{x[n]:.1f}" y="{height - bottom + 16}" text-anchor="middle">{n}</text>')
-    parts.append(
-        f'<text x="{(left + width - right) / 2:.1f}" y="{height - 8}" text-anchor="middle">'
-        "training rows (0: the untrained model)</text>"
-        f'<text x="14" y="{(top + height - bottom) / 2:.1f}" text-anchor="middle" '
-        f'transform="rotate(-90 14 {(top + height - bottom) / 2:.1f})">share right, 95% interval</text>'
-    )
+    x = {n: LEFT + (WIDTH - LEFT - RIGHT) * i / max(1, len(ns) - 1) for i, n in enumerate(ns)}
+    parts = frame(title, {str(n): x[n] for n in ns}, "training rows (0: the untrained model)")
     lines_drawn = [(name, fraction) for fraction in shares for name in names]
     for i, (name, fraction) in enumerate(lines_drawn):
-        colour = colours[names.index(name) % len(colours)]
+        colour = COLOURS[names.index(name) % len(COLOURS)]
         free = name.endswith("free")
         dash = {(False, False): "", (True, False): "4 3", (False, True): "1 3", (True, True): "8 3 1 3"}[
             (free, fraction > 0)
@@ -251,26 +281,16 @@ def svg(curve: list[Point], title: str) -> str:
         for point in sorted(curve, key=lambda p: p["rows"]):
             if (point["rows"] and point["irrelevance_share"] != fraction) or name not in point["series"]:
                 continue
-            hits, total = point["series"][name]["hits"], point["series"][name]["n"]
-            low, high = wilson(hits, total)
-            cx, cy = x[point["rows"]] + (i - len(lines_drawn) / 2) * 2, y(hits / total)
-            points.append(f"{cx:.1f},{cy:.1f}")
+            cx = x[point["rows"]] + (i - len(lines_drawn) / 2) * 2
             fill = "white" if fraction and point["rows"] else colour
-            parts.append(
-                f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{y(low):.1f}" y2="{y(high):.1f}" '
-                f'stroke="{colour}" stroke-opacity="0.5"/><circle cx="{cx:.1f}" cy="{cy:.1f}" r="3" '
-                f'fill="{fill}" stroke="{colour}"/>'
-            )
+            drawn, cy = marker(cx, point["series"][name], colour, fill)
+            parts.append(drawn)
+            points.append(f"{cx:.1f},{cy:.1f}")
         parts.append(
             f'<polyline points="{" ".join(points)}" fill="none" stroke="{colour}" stroke-width="1.5"{dash}/>'
         )
-        ly = top + 16 * i
         label = f"{name}, {fraction:g} no-call" if fraction else name
-        parts.append(
-            f'<line x1="{width - right + 12}" x2="{width - right + 32}" y1="{ly}" y2="{ly}" '
-            f'stroke="{colour}" stroke-width="2"{dash}/>'
-            f'<text x="{width - right + 36}" y="{ly + 4}">{label}</text>'
-        )
+        parts.append(legend(TOP + 16 * i, colour, label, dash))
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
@@ -279,70 +299,36 @@ def svg_by_share(curve: list[Point], title: str) -> str:
     """The trade-off at one number of training rows: the share right (with 95% intervals) against the
     share of no-call rows trained on, one line per series; the untrained model's figure as a faint line
     of the same colour. What abstention gains and what calls cost, side by side."""
-    width, height, left, right, top, bottom = 720, 360, 56, 270, 36, 44
     trained = sorted((p for p in curve if p["rows"]), key=lambda p: p["irrelevance_share"])
     untrained = next(p for p in curve if not p["rows"])
     shares = [p["irrelevance_share"] for p in trained]
     names = list(untrained["series"])
-    colours = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
     span = max(shares) - min(shares) or 1.0
 
-    def x(fraction: float) -> float:
-        return left + (width - left - right) * (fraction - min(shares)) / span
+    def x_of(fraction: float) -> float:
+        return LEFT + (WIDTH - LEFT - RIGHT) * (fraction - min(shares)) / span
 
-    def y(value: float) -> float:
-        return top + (height - top - bottom) * (1 - value)
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'font-family="sans-serif" font-size="11">',
-        f'<text x="{left}" y="20" font-size="13">{title}</text>',
-    ]
-    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
-        parts.append(
-            f'<line x1="{left}" x2="{width - right}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" stroke="#ddd"/>'
-            f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end">{tick:.2f}</text>'
-        )
-    for fraction in shares:
-        parts.append(
-            f'<text x="{x(fraction):.1f}" y="{height - bottom + 16}" text-anchor="middle">{fraction:g}</text>'
-        )
-    parts.append(
-        f'<text x="{(left + width - right) / 2:.1f}" y="{height - 8}" text-anchor="middle">'
-        f"share of no-call rows among the {trained[0]['rows']} training rows</text>"
-        f'<text x="14" y="{(top + height - bottom) / 2:.1f}" text-anchor="middle" '
-        f'transform="rotate(-90 14 {(top + height - bottom) / 2:.1f})">share right, 95% interval</text>'
-    )
+    x_label = f"share of no-call rows among the {trained[0]['rows']} training rows"
+    parts = frame(title, {f"{f:g}": x_of(f) for f in shares}, x_label)
+    faint = ' stroke-opacity="0.35" stroke-dasharray="4 3"'
     for i, name in enumerate(names):
-        colour = colours[i % len(colours)]
+        colour = COLOURS[i % len(COLOURS)]
         base = untrained["series"][name]
-        by = y(base["hits"] / base["n"])
+        by = y_of(base["hits"] / base["n"])
         parts.append(
-            f'<line x1="{left}" x2="{width - right}" y1="{by:.1f}" y2="{by:.1f}" stroke="{colour}" '
-            f'stroke-opacity="0.35" stroke-dasharray="4 3"/>'
+            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{by:.1f}" y2="{by:.1f}" stroke="{colour}"{faint}/>'
         )
         points = []
         for point in trained:
-            p = point["series"][name]
-            low, high = wilson(p["hits"], p["n"])
-            cx, cy = x(point["irrelevance_share"]) + (i - len(names) / 2) * 3, y(p["hits"] / p["n"])
+            cx = x_of(point["irrelevance_share"]) + (i - len(names) / 2) * 3
+            drawn, cy = marker(cx, point["series"][name], colour, colour)
+            parts.append(drawn)
             points.append(f"{cx:.1f},{cy:.1f}")
-            parts.append(
-                f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{y(low):.1f}" y2="{y(high):.1f}" '
-                f'stroke="{colour}" stroke-opacity="0.5"/><circle cx="{cx:.1f}" cy="{cy:.1f}" r="3" '
-                f'fill="{colour}" stroke="{colour}"/>'
-            )
         parts.append(
             f'<polyline points="{" ".join(points)}" fill="none" stroke="{colour}" stroke-width="1.5"/>'
         )
-        ly = top + 32 * i
-        parts.append(
-            f'<line x1="{width - right + 12}" x2="{width - right + 32}" y1="{ly}" y2="{ly}" '
-            f'stroke="{colour}" stroke-width="2"/><text x="{width - right + 36}" y="{ly + 4}">{name}</text>'
-            f'<line x1="{width - right + 12}" x2="{width - right + 32}" y1="{ly + 14}" y2="{ly + 14}" '
-            f'stroke="{colour}" stroke-opacity="0.35" stroke-dasharray="4 3"/>'
-            f'<text x="{width - right + 36}" y="{ly + 18}">{name}, untrained</text>'
-        )
+        parts.append(legend(TOP + 32 * i, colour, name))
+        parts.append(legend(TOP + 32 * i + 14, colour, f"{name}, untrained", faint))
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
