@@ -357,6 +357,39 @@ def test_run_redoes_the_splits_when_a_no_call_rule_changes(workspace: Path) -> N
     assert "redone (changed: no call rows)" in said[-2]
 
 
+def test_run_makes_no_call_rows_from_single_tool_rows_and_redoes_splits_of_the_old_rule(
+    workspace: Path, write_xlam: Callable[..., Path]
+) -> None:
+    from slm_swap.backends.factory import ModelOptions
+    from slm_swap.pipeline import Pipeline, PipelineOptions
+    from slm_swap.tracing import NullTracer
+
+    said: list[str] = []
+    path = write_xlam([single_tool_row(i, f"tool_{i}") for i in range(40)], name="single.json")
+    options = PipelineOptions(
+        tracks=("toolcall",),
+        hosted=None,
+        slm=ModelOptions(kind="slm"),
+        source=path,
+        sizes=SplitSizes(8, 4, 4),
+        no_call=NoCallRules(irrelevance_share=0.25),
+    )
+    Pipeline(options, NullTracer(), said.append).prepare()  # the stage `run` starts with
+    assert said[-1].startswith("prepare: train 8, val 4, test 4 rows (no call: train 2, val 1, test 0)")
+    made = [e for e in split("toolcall", "train") if e.id.endswith("-nocall")]
+    assert len(made) == 2 and all(e.tools[0].name != f"tool_{e.id.split('-')[1]}" for e in made)  # borrowed
+    # Splits made before donors existed record no `made_rows`: `run` prepares them again.
+    manifest_path = Path("02_dataset/prepared.json")
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["inputs"]["made_rows"]
+    manifest_path.write_text(json.dumps(manifest))
+    Pipeline(options, NullTracer(), said.append).prepare()
+    assert "prepare: splits in 02_dataset redone" in said[-2], said
+    assert json.loads(manifest_path.read_text())["inputs"]["made_rows"]
+    Pipeline(options, NullTracer(), said.append).prepare()
+    assert said[-1] == "prepare: splits in 02_dataset kept (inputs unchanged)"
+
+
 def test_run_takes_the_no_call_options(workspace: Path) -> None:
     result = CliRunner().invoke(main, ["run", "--help"])
     assert "--no-call-rows [keep|drop]" in result.output and "--irrelevance-share FLOAT" in result.output

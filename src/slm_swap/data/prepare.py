@@ -444,7 +444,9 @@ def prepare(
         splits = {name: [rows[i] for i in chosen[a:b]] for name, (a, b) in bounds.items()}
         # Never None: every picked row can be made, and a lonely one has a fit donor (`_pick_removable`).
         made_rows = [
-            m for i in picked if (m := without_called_tools(rows[i], rows.get(donors.get(i, -1)))) is not None
+            m
+            for i in picked
+            if (m := without_called_tools(rows[i], rows[donors[i]] if i in donors else None)) is not None
         ]
         for split, extra in (("train", made_rows[: made["train"]]), ("val", made_rows[made["train"] :])):
             if extra:
