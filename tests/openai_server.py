@@ -10,11 +10,14 @@ uses, on three paths:
 Answers come from `answers` (user message → text, or a whole assistant message as a dict: `tool_calls`,
 as a model answers under the native protocol). `faults` can script, per user message, what the
 first attempts get: an HTTP status (with headers, e.g. Retry-After), a hang, a reset connection, or a
-body that is not JSON. Every request is recorded.
+body that is not JSON. `usage` can script, per user message, the answer's `usage` member as raw JSON text
+(`NaN`, `1e400`: what `json.dumps` cannot write); `basic_auth` ("user:password") is accepted on the
+OpenAI path as HTTP Basic authentication instead of the key. Every request is recorded.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import socket
@@ -59,6 +62,8 @@ class FakeOpenAIServer:
         self.answers: dict[str, str | dict[str, Any]] = {}
         self.default_answer = "I cannot help with that."
         self.faults: dict[str, list[Fault]] = {}
+        self.usage: dict[str, str] = {}  # user message -> the answer's `usage` as raw JSON text
+        self.basic_auth: str | None = None  # "user:password", accepted instead of the key
         self.requests: list[Recorded] = []
         self.attempts: defaultdict[str, int] = defaultdict(int)
         self._lock = threading.Lock()
@@ -114,8 +119,13 @@ class FakeOpenAIServer:
                     with server._lock:
                         server._active -= 1
 
-            def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-                data = json.dumps(payload).encode()
+            def _json(
+                self, status: int, payload: Any, headers: dict[str, str] | None = None, raw: str = ""
+            ) -> None:
+                """Sends `payload`; `raw`, if given, is JSON text sent as written as the object's last
+                members."""
+                text = json.dumps(payload)
+                data = (text[:-1] + ", " + raw + "}" if raw else text).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -145,7 +155,10 @@ class FakeOpenAIServer:
                             },
                         )
                 elif path == "/v1/chat/completions":
-                    if self.headers.get("Authorization") != f"Bearer {server.api_key}":
+                    accepted = {f"Bearer {server.api_key}"}
+                    if server.basic_auth is not None:
+                        accepted.add("Basic " + base64.b64encode(server.basic_auth.encode()).decode())
+                    if self.headers.get("Authorization") not in accepted:
                         return self._json(
                             401, {"error": {"message": "Incorrect API key", "code": "invalid_api_key"}}
                         )
@@ -163,27 +176,27 @@ class FakeOpenAIServer:
                 answer = server.answers.get(user, server.default_answer)
                 message = answer if isinstance(answer, dict) else {"content": answer}
                 text = message.get("content") or json.dumps(message.get("tool_calls", ""))
-                self._json(
-                    200,
-                    {
-                        "id": f"chatcmpl-{attempt}",
-                        "object": "chat.completion",
-                        "created": 0,
-                        "model": body.get("model", "fake"),
-                        "choices": [
-                            {
-                                "index": 0,
-                                "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
-                                "message": {"role": "assistant", "content": None, **message},
-                            }
-                        ],
-                        "usage": {
-                            "prompt_tokens": len(user.split()),
-                            "completion_tokens": len(text.split()),
-                            "total_tokens": len(user.split()) + len(text.split()),
-                        },
-                    },
-                )
+                payload: dict[str, Any] = {
+                    "id": f"chatcmpl-{attempt}",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": body.get("model", "fake"),
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
+                            "message": {"role": "assistant", "content": None, **message},
+                        }
+                    ],
+                }
+                raw = server.usage.get(user)
+                if raw is None:
+                    payload["usage"] = {
+                        "prompt_tokens": len(user.split()),
+                        "completion_tokens": len(text.split()),
+                        "total_tokens": len(user.split()) + len(text.split()),
+                    }
+                self._json(200, payload, raw="" if raw is None else f'"usage": {raw}')
 
             def _fault(self, fault: Fault) -> None:
                 if fault.kind == "status":

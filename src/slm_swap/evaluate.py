@@ -90,7 +90,7 @@ def _trace_example(trace: RunTrace, meta: RunMeta, example: Example, result: Exa
             "error_category": result.error_category,
             "error_detail": result.error_detail,
         },
-        usage={"input": result.usage.prompt_tokens, "output": result.usage.completion_tokens},
+        usage=result.usage.traced(),
         start_time=end - timedelta(seconds=result.latency_s),
         end_time=end,
         error=result.backend_error,

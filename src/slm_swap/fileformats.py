@@ -102,7 +102,8 @@ Share = Annotated[float, AsWritten(0, 1)]  # every metric is a share
 # A latency and a token count: not negative, and within what a run can take (a year of seconds; a billion
 # tokens), so that sums and costs stay ordinary floats.
 Seconds = Annotated[float, AsWritten(0, 31_536_000)]
-Tokens = Annotated[int, AsWritten(0, 1_000_000_000)]
+MAX_TOKENS = 1_000_000_000
+Tokens = Annotated[int, AsWritten(0, MAX_TOKENS)]
 
 
 class FormatError(ValueError):

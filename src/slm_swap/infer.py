@@ -69,7 +69,7 @@ def ask(
                 input=messages,
                 output=completion.text,
                 error=completion.error,
-                usage={"input": completion.usage.prompt_tokens, "output": completion.usage.completion_tokens},
+                usage=completion.usage.traced(),
             )
         model = backend.model
     finally:

@@ -40,7 +40,7 @@ from slm_swap.files import atomic_writer, check_output, jsonl_text, one_writer, 
 from slm_swap.runs import Journal
 from slm_swap.scoring.parse import parse_toolcall
 from slm_swap.tracing import Tracer
-from slm_swap.types import Example, ExampleResult, ToolCall
+from slm_swap.types import AnswerTally, Example, ExampleResult, ToolCall
 
 LABEL_SPLIT = "label"  # the journal's split name: these are answers to label with, not a split's run
 
@@ -53,6 +53,7 @@ class LabelOutcome:
     passed: int = 0  # rows that already had an answer
     resumed: int = 0  # answers taken from the journal of an interrupted run
     dropped: Counter[str] = field(default_factory=Counter)  # why answers were not kept
+    tally: AnswerTally = field(default_factory=AnswerTally)  # unknown token counts, replaced surrogates
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,7 @@ def label(
                     latency_s=completion.latency_s,
                     usage=completion.usage,
                     backend_error=completion.error,
+                    replaced_surrogates=completion.replaced_surrogates,
                 )
                 journal.append(result)
                 done[example.id] = result
@@ -183,10 +185,7 @@ def label(
                     input=example.messages(),
                     output=completion.text,
                     metadata={"kept": why is None, "why_not": why},
-                    usage={
-                        "input": completion.usage.prompt_tokens,
-                        "output": completion.usage.completion_tokens,
-                    },
+                    usage=completion.usage.traced(),
                     start_time=finished - timedelta(seconds=completion.latency_s),
                     end_time=finished,
                     error=completion.error,
@@ -219,6 +218,7 @@ def label(
                 f.write(jsonl_text(lines))
             journal.remove()
             outcome.written = len(lines)
+            outcome.tally = AnswerTally.of(done[e.id] for e in examples)
             trace.update(
                 output={
                     "kept": outcome.kept,

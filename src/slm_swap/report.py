@@ -199,7 +199,8 @@ def metric_rows(t: TrackData) -> list[dict[str, Any]]:
 
 def costs(t: TrackData, pricing: Pricing) -> list[dict[str, Any]]:
     """Per model: correct calls, the run's wall time and time per correct call, and cost (hosted: price;
-    local: time)."""
+    local: time). Rows whose token counts are unknown are left out of the sums and counted
+    (`unknown_tokens`): the cost is then a lower bound."""
     out = []
     for label, run in t.runs.items():
         correct = sum(_correct(r, t.track) for r in run.results)
@@ -214,6 +215,7 @@ def costs(t: TrackData, pricing: Pricing) -> list[dict[str, Any]]:
             "seconds": seconds,
             "seconds_per_correct": seconds / correct if correct else None,
             "tokens": (prompt, completion),
+            "unknown_tokens": sum(not r.usage.known for r in run.results),
         }
         if label == "hosted":
             cost = prompt / 1000 * pricing.input_per_1k + completion / 1000 * pricing.output_per_1k
@@ -538,16 +540,18 @@ def _track_html(t: TrackData, pricing: Pricing) -> str:
         "<th>cost per correct call</th></tr>"
     )
     for c in costs(t, pricing):
-        cost = f"${c['cost']:.4f}" if "cost" in c else "local (time only)"
+        at_least = "≥ " if c["unknown_tokens"] else ""  # rows of unknown counts are not in the sums
+        cost = f"{at_least}${c['cost']:.4f}" if "cost" in c else "local (time only)"
         per = (
-            (f"${c['cost_per_correct']:.4f}" if c.get("cost_per_correct") is not None else "—")
+            (f"{at_least}${c['cost_per_correct']:.4f}" if c.get("cost_per_correct") is not None else "—")
             if "cost" in c
             else "—"
         )
+        unknown = f" (unknown for {c['unknown_tokens']} rows)" if c["unknown_tokens"] else ""
         out.append(
             f"<tr><td>{LABELS[c['model']]} ({_e(c['name'])})</td><td>{c['correct']}/{c['examples']}</td>"
             f"<td>{c['seconds']:.1f} s</td><td>{_seconds(c['seconds_per_correct'])}</td>"
-            f"<td>{c['tokens'][0]} / {c['tokens'][1]}</td><td>{cost}</td><td>{per}</td></tr>"
+            f"<td>{c['tokens'][0]} / {c['tokens'][1]}{unknown}</td><td>{cost}</td><td>{per}</td></tr>"
         )
     out.append(
         f"</table><p class='note'>Hosted cost at ${pricing.input_per_1k}/1k prompt and "
@@ -704,7 +708,8 @@ def render_markdown(verdict: VerdictHeader | None, tracks: list[TrackData], pric
             "|---|---|---|---|",
         ]
         for c in costs(t, pricing):
-            per = f"${c['cost_per_correct']:.4f}" if c.get("cost_per_correct") is not None else "—"
+            at_least = "≥ " if c["unknown_tokens"] else ""
+            per = f"{at_least}${c['cost_per_correct']:.4f}" if c.get("cost_per_correct") is not None else "—"
             lines.append(
                 f"| {LABELS[c['model']]} ({_md(c['name'])}) | {c['correct']}/{c['examples']} | "
                 f"{_seconds(c['seconds_per_correct'])} | {per if 'cost' in c else 'local'} |"

@@ -9,13 +9,24 @@ files' formats: their annotations say what a file may hold, and `fileformats.che
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 
 from typing_extensions import TypedDict
 
-from slm_swap.fileformats import CLOSED, OPEN, FileDefault, IdText, Seconds, Shaped, Share, Tokens
+from slm_swap.fileformats import (
+    CLOSED,
+    OPEN,
+    Count,
+    FileDefault,
+    Flag,
+    IdText,
+    Seconds,
+    Shaped,
+    Share,
+    Tokens,
+)
 
 Track = Literal["structured", "toolcall"]
 TRACKS: tuple[Track, ...] = ("structured", "toolcall")
@@ -125,22 +136,41 @@ class Example:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Tokens used for one example. Further counts a provider gives (total_tokens) are not read."""
+    """Tokens used for one example. Further counts a provider gives (total_tokens) are not read.
+
+    `known` is False when the endpoint gave no usable counts (none, or not whole numbers from 0 to
+    `MAX_TOKENS`: NaN, 1e400, -7, 3.7, "12"): both counts are then 0 and stand for nothing, and token sums
+    leave the example out. A file that does not say is of known counts (files written before it).
+    """
 
     prompt_tokens: Tokens = 0
     completion_tokens: Tokens = 0
+    known: Flag = True
 
     __pydantic_config__: ClassVar[dict[str, str]] = OPEN
+
+    def to_json(self) -> dict[str, Any]:
+        """As stored: `known` only when it is False, so that files of known counts read as before."""
+        counts = {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+        return counts if self.known else {**counts, "known": False}
+
+    def traced(self) -> dict[str, int] | None:
+        """The counts as a trace's generation takes them (`{"input": n, "output": m}`), or None when they
+        are unknown: no trace shows a count the endpoint did not give."""
+        return {"input": self.prompt_tokens, "output": self.completion_tokens} if self.known else None
 
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """What a backend returns for one example: text, or the error that stopped it."""
+    """What a backend returns for one example: text, or the error that stopped it. `replaced_surrogates`
+    counts the lone UTF-16 surrogates of the endpoint's text that were replaced by U+FFFD (no file can
+    hold one)."""
 
     text: str
     latency_s: float = 0.0
     usage: Usage = field(default_factory=Usage)
     error: str | None = None
+    replaced_surrogates: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +186,8 @@ class ExampleResult:
     latency_s: Seconds
     usage: Usage
     backend_error: str | None = None
+    # Lone surrogates of the model's text replaced by U+FFFD (`Completion`); a file that does not say: 0.
+    replaced_surrogates: Count = 0
 
     __pydantic_config__: ClassVar[dict[str, str]] = CLOSED
 
@@ -170,9 +202,27 @@ class ExampleResult:
             "error_category": self.error_category,
             "error_detail": self.error_detail,
             "latency_s": self.latency_s,
-            "usage": {
-                "prompt_tokens": self.usage.prompt_tokens,
-                "completion_tokens": self.usage.completion_tokens,
-            },
+            "usage": self.usage.to_json(),
             "backend_error": self.backend_error,
-        }
+        } | ({"replaced_surrogates": self.replaced_surrogates} if self.replaced_surrogates else {})
+
+
+@dataclass(frozen=True)
+class AnswerTally:
+    """What a run's answers came with that the model should not have sent, for one warning per run: rows
+    whose token counts are unknown (`Usage.known`), and lone surrogates replaced in the text."""
+
+    rows: int = 0
+    unknown_usage: int = 0
+    replaced_surrogates: int = 0
+    rows_replaced: int = 0  # rows whose text had a surrogate replaced
+
+    @classmethod
+    def of(cls, results: Iterable[ExampleResult]) -> AnswerTally:
+        rows = unknown = replaced = rows_replaced = 0
+        for result in results:
+            rows += 1
+            unknown += not result.usage.known
+            replaced += result.replaced_surrogates
+            rows_replaced += result.replaced_surrogates > 0
+        return cls(rows, unknown, replaced, rows_replaced)

@@ -10,6 +10,16 @@ is not a chat completion) becomes that example's error and is scored as a failur
 would fail every request — a refused key, an unknown deployment or model — stop the run, with a message
 saying what to check.
 
+Nothing the endpoint sends is trusted (`_Reader`): the text it gives (content, tool names and
+arguments, error messages) must be text, and a lone UTF-16 surrogate in it, which no file can hold, is
+replaced by U+FFFD and counted; a token count that is not a whole number from 0 to `MAX_TOKENS` makes the
+example's usage unknown. A response without a choice or a message is that example's error.
+
+A base URL may carry credentials: its user-info goes to the client, which sends it as HTTP Basic
+authentication, and its query parameters are sent as query parameters with every request (the client
+appends paths to its base URL, which must then hold no query). Messages and run files show the URL
+through `urls.shown`, without either.
+
 Azure accepts three endpoint forms in AZURE_ENDPOINT:
 
 * the resource root, `https://<resource>.openai.azure.com`;
@@ -22,24 +32,28 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
 
 from slm_swap import protocol, settings
 from slm_swap.backends.base import Backend
 from slm_swap.backends.config import HostedConfig
 from slm_swap.errors import ConfigError
+from slm_swap.fileformats import MAX_TOKENS
 from slm_swap.protocol import PROMPT, Request
 from slm_swap.settings import AzureSettings
 from slm_swap.types import Completion, Usage
+from slm_swap.urls import shown
 
 if TYPE_CHECKING:
     from openai import OpenAI
 
 _DEPLOYMENT_URL = re.compile(r"^(?P<root>https?://[^/]+)/openai/deployments/(?P<name>[^/?]+)")
 _MODELS_URL = re.compile(r"^(?P<base>https?://[^/]+(?:/[^?]*)?/models)(?:/chat/completions)?/?(?:\?.*)?$")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -48,7 +62,7 @@ class Endpoint:
 
     client: OpenAI
     model: str
-    url: str  # for messages and run files; never holds a key
+    url: str  # for messages and run files (`urls.shown`): never holds a key, a password or a query value
     form: str
 
 
@@ -77,7 +91,7 @@ def azure_endpoint(settings: AzureSettings, *, timeout: float, max_retries: int)
             default_headers={"api-key": settings.api_key},
             default_query={"api-version": settings.api_version},
         )
-        return Endpoint(client, settings.deployment, base, "azure-models")
+        return Endpoint(client, settings.deployment, shown(base), "azure-models")
     client = AzureOpenAI(
         azure_endpoint=url,
         azure_deployment=settings.deployment,
@@ -86,18 +100,50 @@ def azure_endpoint(settings: AzureSettings, *, timeout: float, max_retries: int)
         timeout=timeout,
         max_retries=max_retries,
     )
-    return Endpoint(client, settings.deployment, f"{url}/openai/deployments/{settings.deployment}", "azure")
+    return Endpoint(
+        client, settings.deployment, shown(f"{url}/openai/deployments/{settings.deployment}"), "azure"
+    )
 
 
 def openai_endpoint(
     base_url: str | None, api_key: str | None, model: str, *, timeout: float, max_retries: int
 ) -> Endpoint:
-    """Any OpenAI-compatible server: OpenAI itself, vLLM, Ollama, llama.cpp, `slm-swap serve`."""
+    """Any OpenAI-compatible server: OpenAI itself, vLLM, Ollama, llama.cpp, `slm-swap serve`. A query in
+    `base_url` is sent with every request; its user-info, as HTTP Basic authentication (httpx's reading of
+    a URL's user-info, which then takes the place of the key's Bearer header)."""
     from openai import OpenAI
 
+    base, _, query = (base_url or "").partition("#")[0].partition("?")
+    if base_url is not None:
+        _check_url(base_url)
+    parameters = dict(parse_qsl(query, keep_blank_values=True))
     # Local servers (vLLM, llama.cpp, Ollama) accept any key; the SDK insists on one.
-    client = OpenAI(base_url=base_url, api_key=api_key or "EMPTY", timeout=timeout, max_retries=max_retries)
-    return Endpoint(client, model, str(client.base_url).rstrip("/"), "openai")
+    client = OpenAI(
+        base_url=base or None,
+        api_key=api_key or "EMPTY",
+        timeout=timeout,
+        max_retries=max_retries,
+        default_query=parameters or None,
+    )
+    url = str(client.base_url).rstrip("/") + (f"?{query}" if parameters else "")
+    return Endpoint(client, model, shown(url), "openai")
+
+
+def _check_url(url: str) -> None:
+    """Refuses a base URL that is not an http(s) URL with a host and a valid port, naming it as
+    `urls.shown` does: the client's own error would quote it, credentials and all."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # a ValueError for a port that is not a number from 0 to 65535
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        usable = False
+    if not usable:
+        raise ConfigError(
+            f"{settings.BASE_URL} {shown(url)!r} is not a usable http(s) URL\n"
+            "  fix: give one such as http://127.0.0.1:8000/v1 (with a password: quote its special "
+            "characters, e.g. %2F for /)"
+        )
 
 
 def endpoint_of(config: HostedConfig) -> Endpoint:
@@ -143,9 +189,74 @@ def _fatal(error: Exception, endpoint: Endpoint) -> ConfigError | None:
     return None
 
 
+class _Malformed(ValueError):
+    """A response that is not a chat completion as the API defines it: that example's error."""
+
+
+class _Reader:
+    """Reads one response's fields, each checked where it enters (see the module's docstring), and counts
+    the lone surrogates it replaces."""
+
+    def __init__(self) -> None:
+        self.replaced_surrogates = 0
+
+    def text(self, value: object, what: str) -> str:
+        """`value` as text ("" for none), each lone UTF-16 surrogate replaced by U+FFFD."""
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise _Malformed(f"{what} is not text")
+        text, replaced = _SURROGATE.subn("\ufffd", value)
+        self.replaced_surrogates += replaced
+        return text
+
+    def choice(self, response: object) -> Any:
+        """The response's first choice, which holds a message."""
+        choices = getattr(response, "choices", None)
+        if not isinstance(choices, list) or not choices or getattr(choices[0], "message", None) is None:
+            raise _Malformed("the response holds no choice with a message")
+        return choices[0]
+
+    def calls(self, message: object) -> list[protocol.RawCall]:
+        """The message's tool calls (those with a function), their names and arguments read as text."""
+        calls = getattr(message, "tool_calls", None) or []
+        if not isinstance(calls, list):
+            raise _Malformed("the message's tool_calls are not a list")
+        functions = [getattr(call, "function", None) for call in calls]
+        return [
+            protocol.RawCall(
+                self.text(getattr(f, "name", None), "a tool call's name"),
+                self.text(getattr(f, "arguments", None), "a tool call's arguments"),
+            )
+            for f in functions
+            if f is not None
+        ]
+
+    @staticmethod
+    def usage(response: object) -> Usage:
+        """The response's token counts, or unknown usage when either is missing or unusable."""
+        usage = getattr(response, "usage", None)
+        prompt = _count(getattr(usage, "prompt_tokens", None))
+        completion = _count(getattr(usage, "completion_tokens", None))
+        if prompt is None or completion is None:
+            return Usage(known=False)
+        return Usage(prompt, completion)
+
+
+def _count(value: object) -> int | None:
+    """A token count as the API defines it, a whole number from 0 to MAX_TOKENS (12.0 is 12), or None."""
+    if isinstance(value, float) and value.is_integer():  # False for NaN and infinities
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS:
+        return value
+    return None
+
+
 def _describe_error(error: Exception) -> str:
     import openai
 
+    if isinstance(error, _Malformed):
+        return f"malformed response: {error}"
     if isinstance(error, openai.APIStatusError):
         code = getattr(error, "code", None)
         label = f"HTTP {error.status_code}" + (f" {code}" if code else "")
@@ -208,51 +319,54 @@ class HostedBackend(Backend):
             asked |= {"tools": protocol.openai_tools(request.tools), "tool_choice": "auto"}
         return asked
 
-    def answer(self, request: Request, message: Any) -> str:
+    def answer(self, request: Request, message: object, read: _Reader) -> str:
         """The answer's text in the track's format (`protocol.answer_text`)."""
-        content = message.content or ""
+        content = read.text(getattr(message, "content", None), "the message's content")
         if request.native_schema:
             return protocol.without_nulls(content, request.tools)
         if not request.native_calls:
             return content
-        calls = [
-            protocol.RawCall(call.function.name, call.function.arguments or "")
-            for call in message.tool_calls or ()
-            if getattr(call, "function", None) is not None
-        ]
-        return protocol.answer_text("toolcall", calls, content)
+        return protocol.answer_text("toolcall", read.calls(message), content)
 
     def complete_one(self, request: Request) -> Completion:
         """The answer to one request; errors other than fatal ones come back as the completion's error."""
-        return self._create(self.request(request), lambda message: self.answer(request, message))
-
-    def _create(self, request: dict[str, Any], read: Callable[[Any], str]) -> Completion:
         start = time.perf_counter()
+        read = _Reader()
         try:
-            response: Any = self.endpoint.client.chat.completions.create(
+            response = self.endpoint.client.chat.completions.create(
                 model=self.model,
                 temperature=0,
                 seed=settings.DECODING_SEED,
                 max_tokens=self.max_tokens,
-                **request,
+                **self.request(request),
             )
-            choice = response.choices[0]
-            text = read(choice.message)
-            usage = getattr(response, "usage", None)
-            tokens = Usage(
-                getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0
-            )
+            choice = read.choice(response)
+            text = self.answer(request, choice.message, read)
             error = (
                 "content_filter: the answer was filtered"
-                if choice.finish_reason == "content_filter"
+                if getattr(choice, "finish_reason", None) == "content_filter"
                 else None
             )
-            return Completion(text=text, latency_s=time.perf_counter() - start, usage=tokens, error=error)
+            return Completion(
+                text=text,
+                latency_s=time.perf_counter() - start,
+                usage=read.usage(response),
+                error=error,
+                replaced_surrogates=read.replaced_surrogates,
+            )
         except Exception as e:
             fatal = _fatal(e, self.endpoint)
             if fatal is not None:
                 raise fatal from e
-            return Completion(text="", latency_s=time.perf_counter() - start, error=_describe_error(e))
+            # An error's text may quote the endpoint's body: its surrogates are replaced too.
+            read = _Reader()
+            reason = read.text(_describe_error(e), "the error")
+            return Completion(
+                text="",
+                latency_s=time.perf_counter() - start,
+                error=reason,
+                replaced_surrogates=read.replaced_surrogates,
+            )
 
     def generate(self, requests: Sequence[Request]) -> list[Completion]:
         done = {id(request): completion for request, completion in self.stream(requests)}

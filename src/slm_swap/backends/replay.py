@@ -41,7 +41,10 @@ def load_predictions(path: Path) -> dict[str, Completion]:
     """Reads a predictions file (JSON Lines of {id, output, ...}, or a run file) into completions by id."""
     if path.suffix == ".json":
         run = read_run(path)
-        return {r.id: Completion(r.output, r.latency_s, r.usage, r.backend_error) for r in run.results}
+        return {
+            r.id: Completion(r.output, r.latency_s, r.usage, r.backend_error, r.replaced_surrogates)
+            for r in run.results
+        }
     predictions: dict[str, Completion] = {}
     for lineno, row in read_jsonl(path, "JSON Lines of {id, output}"):
         try:

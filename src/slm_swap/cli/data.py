@@ -17,6 +17,7 @@ from slm_swap.cli.options import (
     options_of,
 )
 from slm_swap.cli.render import (
+    print_answer_warnings,
     progress,
     stderr,
     stdout,
@@ -190,6 +191,7 @@ def label(input_path: Path, out: Path, force: bool, model_kind: str, **kw: Any) 
         stdout.print(f"no call: {outcome.no_call} of the labels are a reply without a tool call")
     for reason, n in outcome.dropped.most_common():
         stdout.print(f"dropped {n}: {reason}")
+    print_answer_warnings(outcome.tally)
 
 
 @click.group()

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from slm_swap.compare import Decision
     from slm_swap.runs import RunResult
     from slm_swap.tracing import Tracer
+    from slm_swap.types import AnswerTally
 
 EXIT_FINE_TUNE = 10
 
@@ -77,8 +78,27 @@ def traced() -> Iterator[Tracer]:
             stderr.print(f"warning: {report.message}")
 
 
+def print_answer_warnings(tally: AnswerTally) -> None:
+    """One warning per run for what its answers came with that the model should not have sent."""
+    from slm_swap.fileformats import MAX_TOKENS
+
+    if tally.unknown_usage:
+        stderr.print(
+            f"warning: token counts are unknown for {tally.unknown_usage} of {tally.rows} rows (missing, or "
+            f"not whole numbers from 0 to {MAX_TOKENS}); they are recorded as unknown and left out of "
+            "token sums"
+        )
+    if tally.replaced_surrogates:
+        n, rows = tally.replaced_surrogates, tally.rows_replaced
+        stderr.print(
+            f"warning: {n} lone UTF-16 surrogate{'s' if n > 1 else ''} in the model's text ({rows} "
+            f"row{'s' if rows > 1 else ''}) {'were' if n > 1 else 'was'} replaced by U+FFFD"
+        )
+
+
 def print_summary(run: RunResult, path: Path) -> None:
     from slm_swap.scoring.metrics import core_metrics, error_counts
+    from slm_swap.types import AnswerTally
 
     summary = run.summary
     stdout.print(f"{run.meta.track} · {run.meta.model_kind} {run.meta.model} · {len(run.results)} examples")
@@ -92,6 +112,7 @@ def print_summary(run: RunResult, path: Path) -> None:
     errors = error_counts(run.results)
     if errors:
         stdout.print("failures: " + ", ".join(f"{k} {v}" for k, v in errors.items()))
+    print_answer_warnings(AnswerTally.of(run.results))
     stdout.print(f"wrote {path}")
 
 

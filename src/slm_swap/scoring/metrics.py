@@ -214,6 +214,7 @@ def score(example: Example, completion: Completion) -> ExampleResult:
             latency_s=completion.latency_s,
             usage=completion.usage,
             backend_error=completion.error,
+            replaced_surrogates=completion.replaced_surrogates,
         )
 
     if not example.acceptable:

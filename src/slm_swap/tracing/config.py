@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from slm_swap.errors import ConfigError
+from slm_swap.urls import shown
 
 ENV_PUBLIC_KEY = "LANGFUSE_PUBLIC_KEY"
 ENV_SECRET_KEY = "LANGFUSE_SECRET_KEY"
@@ -102,7 +103,8 @@ class LangfuseConfig:
             )
         if not self.host.startswith(("http://", "https://")):
             raise ConfigError(
-                f"{ENV_HOST} must be an http(s) URL such as https://cloud.langfuse.com; got {self.host!r}"
+                f"{ENV_HOST} must be an http(s) URL such as https://cloud.langfuse.com; "
+                f"got {shown(self.host)!r}"
             )
         return LangfuseSettings(self.public_key, self.secret_key, self.host, self.environment)
 

@@ -9,6 +9,7 @@ from slm_swap.tracing.base import Tracer
 from slm_swap.tracing.config import ENV_DISABLED, REQUIRED, LangfuseConfig
 from slm_swap.tracing.langfuse import LangfuseTracer
 from slm_swap.tracing.null import NullTracer
+from slm_swap.urls import shown
 
 
 def make_tracer(env: Mapping[str, str]) -> Tracer:
@@ -35,4 +36,6 @@ def tracer_if_configured(env: Mapping[str, str]) -> OptionalTracing:
         return OptionalTracing(None, f"tracing is off ({', '.join(REQUIRED)} are not set)")
     settings = config.tracing()
     assert settings is not None  # not off, so tracing() either returns settings or raises
-    return OptionalTracing(LangfuseTracer(settings), f"tracing requests to Langfuse at {settings.host}")
+    return OptionalTracing(
+        LangfuseTracer(settings), f"tracing requests to Langfuse at {shown(settings.host)}"
+    )

@@ -27,6 +27,7 @@ from slm_swap.tracing.client import open_client
 from slm_swap.tracing.config import LangfuseSettings
 from slm_swap.tracing.delivery import DeliveryReport, Ledger, guard
 from slm_swap.tracing.null import NullGeneration
+from slm_swap.urls import shown
 
 if TYPE_CHECKING:
     from langfuse import Langfuse, LangfuseGeneration, LangfuseSpan
@@ -280,7 +281,7 @@ class LangfuseTracer(Tracer):
         with guard(self._ledger):
             # Exports every ended span synchronously and waits until the score queue is drained.
             self._client.flush()
-        return self._ledger.report(self.settings.host)
+        return self._ledger.report(shown(self.settings.host))
 
     def close(self) -> None:
         if self._closed:
