@@ -4,12 +4,19 @@
 JSON, oversize bodies (declared and chunked), wrong and missing keys, clients that hang up mid-stream and
 clients that send their request slowly. Every valid request is answered correctly, every bad one gets its
 4xx, and the server still answers afterwards. Request loops are bounded in count and time.
+
+Then hostile inputs one by one: an empty API key at start-up, clients that hang up while their answer is
+being generated (a real `slm-swap serve` process, whose log is read), and request fields of the wrong
+JSON type or asking for what `serve` does not do.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -18,12 +25,16 @@ from pathlib import Path
 
 import httpx
 import jsonschema
+import openai
 import pytest
+from click.testing import CliRunner
 
+from slm_swap.cli import main
 from slm_swap.engine import Engine
 from slm_swap.serve import MAX_BODY_BYTES, Batcher
 
 from .serving import Running
+from .test_new_user import free_port
 from .test_serve import CHOICE_SCHEMA
 
 KEY = "abuse-key"
@@ -153,3 +164,196 @@ def test_serve_under_load_and_abuse(server: Running) -> None:
     assert valid() == ("valid", True)
     assert http.get(f"{url}/health").status_code == 200
     http.close()
+
+
+# --- hostile inputs, one by one -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "environment", "named"),
+    [
+        (["--require-api-key", ""], {}, "--require-api-key is empty"),
+        (["--require-api-key", "  "], {}, "--require-api-key is empty"),
+        ([], {"SLM_SWAP_API_KEY": ""}, "SLM_SWAP_API_KEY is set but empty"),
+        ([], {"SLM_SWAP_API_KEY": " \t"}, "SLM_SWAP_API_KEY is set but empty"),
+        (["--engine", "vllm", "--dry-run"], {"SLM_SWAP_API_KEY": ""}, "SLM_SWAP_API_KEY is set but empty"),
+    ],
+)
+def test_serve_refuses_an_empty_api_key_before_anything_loads(
+    workspace: Path, args: list[str], environment: dict[str, str], named: str
+) -> None:
+    # An empty key used to turn authentication off without a word. The model path does not exist, so
+    # the key is shown to be checked first, before any model is looked for.
+    missing = str(workspace / "no-model")
+    result = CliRunner().invoke(main, ["serve", "--model-path", missing, *args], env=environment)
+    assert result.exit_code == 2, result.output
+    assert named in result.output and "no authentication" in result.output
+    assert "fix:" in result.output and "no-model" not in result.output
+    # A real key (from the flag or the variable) passes this check and reaches the model path.
+    for given, env in ((["--require-api-key", "k3y"], {}), ([], {"SLM_SWAP_API_KEY": "k3y"})):
+        result = CliRunner().invoke(main, ["serve", "--model-path", missing, *given], env=env)
+        assert result.exit_code == 2 and "no-model" in result.output, result.output
+        assert "no authentication" not in result.output
+
+
+def test_a_cancelled_answer_stops_at_the_next_decoding_step(tiny_model: Path) -> None:
+    batcher = Batcher(Engine(tiny_model, {}), max_batch=4, max_wait_s=0.5)
+    try:
+        text = batcher.engine.render([{"role": "user", "content": "Tell me a long story."}])
+        kept = batcher.submit("tiny-llama", text, 300)
+        seen: list[int] = []
+
+        def hang_up_after_the_first_token(token: int) -> None:
+            seen.append(token)
+            dropped.cancel()  # as a client that goes away cancels its answer
+
+        dropped = batcher.submit("tiny-llama", text, 300, on_token=hang_up_after_the_first_token)
+        assert kept.result(timeout=120).usage.completion_tokens == 300  # this prompt runs to the limit
+        assert batcher.batches[-1] == 2  # both were in one batch
+        # The dropped row stopped at the next step (one more where the device is read a step late), and
+        # the row beside it went on to its limit.
+        stopped = dropped.result(timeout=1).usage.completion_tokens
+        assert 1 <= stopped <= 3 and len(seen) == stopped
+        # Cancelled while queued: never computed.
+        queued = batcher.submit("tiny-llama", text, 300)
+        assert queued.cancel() and queued.cancelled()
+        after = batcher.submit("tiny-llama", text, 2).result(timeout=120)
+        assert after.usage.completion_tokens == 2 and batcher.batches[-1] == 1
+    finally:
+        batcher.close()
+
+
+def test_clients_that_hang_up_hold_no_one_up_and_leave_no_traceback(
+    workspace: Path, tiny_model: Path
+) -> None:
+    # The issue: ten dropped streams held the next request up for the whole of their generation, and
+    # a ClientDisconnect traceback was logged. A real `slm-swap serve` process and real HTTP clients.
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    log = workspace / "serve.log"
+    argv = [sys.executable, "-m", "slm_swap", "serve", "--model-path", str(tiny_model), "--port", str(port)]
+    long = 2000  # tokens: this prompt runs to the limit (checked below)
+    story = {"model": "tiny-llama", "messages": [{"role": "user", "content": "Tell me a long story."}]}
+    short = {**story, "max_tokens": 4}
+    # One CPU thread: on a busy machine a process with several spinning threads slows down by orders of
+    # magnitude from one moment to the next, and this test compares durations measured seconds apart.
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with log.open("w") as sink:
+        process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=environment)
+    http = httpx.Client(timeout=300)
+    try:
+        deadline = time.monotonic() + 120
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                if http.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        assert process.poll() is None, log.read_text()
+
+        def streamed(usage: bool = False) -> dict[str, object]:
+            return {**story, "max_tokens": long, "stream": True, "stream_options": {"include_usage": usage}}
+
+        # Baselines, one at a time: how long one whole answer of `long` tokens takes, streamed and not.
+        start = time.monotonic()
+        with http.stream("POST", url, json=streamed(usage=True)) as reply:
+            events = [line for line in reply.iter_lines() if line.startswith("data: {")]
+        whole_stream = time.monotonic() - start
+        assert json.loads(events[-1][6:])["usage"]["completion_tokens"] == long
+        start = time.monotonic()
+        answer = http.post(url, json={**story, "max_tokens": long})
+        whole = time.monotonic() - start
+        assert answer.json()["usage"]["completion_tokens"] == long
+
+        def hang_up_after_the_first_token(_: int) -> bool:
+            with httpx.Client(timeout=300) as own, own.stream("POST", url, json=streamed()) as reply:
+                for line in reply.iter_lines():
+                    if '"content": "' in line and '"content": ""' not in line:
+                        return True  # one token arrived: the answer is being generated; hang up
+            return False
+
+        # Ten streams dropped after their first token; the next request, sent at once, is answered long
+        # before those ten could have been generated (one whole answer's time, and they are ten).
+        start = time.monotonic()
+        with ThreadPoolExecutor(10) as pool:
+            assert all(pool.map(hang_up_after_the_first_token, range(10)))
+        answer = http.post(url, json=short)
+        after_streams = time.monotonic() - start
+        assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] <= 4
+        assert after_streams < whole_stream / 3, (after_streams, whole_stream)
+
+        def give_up_waiting(_: int) -> bool:
+            try:
+                httpx.post(url, json={**story, "max_tokens": long}, timeout=httpx.Timeout(300, read=0.2))
+            except httpx.ReadTimeout:
+                return True  # the client closed its connection while its answer was generated
+            return False
+
+        # Non-streaming clients that give up: their answers stop too.
+        start = time.monotonic()
+        with ThreadPoolExecutor(4) as pool:
+            assert all(pool.map(give_up_waiting, range(4)))
+        answer = http.post(url, json=short)
+        after_waiting = time.monotonic() - start
+        assert answer.status_code == 200
+        assert after_waiting < whole / 3, (after_waiting, whole)
+
+        # A client that hangs up halfway through sending its request (the ClientDisconnect of the issue).
+        payload = json.dumps({**story, "max_tokens": long}).encode()
+        head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {len(payload)}\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(head.encode() + payload[: len(payload) // 2])
+            time.sleep(0.3)
+        assert http.post(url, json=short).status_code == 200  # still serving
+    finally:
+        http.close()
+        process.terminate()
+        process.wait(timeout=30)
+    written = log.read_text()
+    for trouble in ("Traceback", "ClientDisconnect", "ERROR"):
+        assert trouble not in written, written
+
+
+def test_fields_of_the_wrong_type_and_n_are_refused_by_name(server: Running) -> None:
+    api = openai.OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0, timeout=120)
+    with pytest.raises(openai.BadRequestError) as refused:
+        api.chat.completions.create(
+            model="tiny-llama", messages=[{"role": "user", "content": "hi"}], max_tokens=3, n=3
+        )
+    assert refused.value.param == "n" and "n is 3" in refused.value.message
+    auth = {"Authorization": f"Bearer {KEY}"}
+    base = {"model": "tiny-llama", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
+    for field, value in [
+        ("max_tokens", "5"),
+        ("max_tokens", 5.5),
+        ("max_completion_tokens", "5"),
+        ("stream", "true"),
+        ("n", "1"),
+        ("parallel_tool_calls", 1),
+        ("stream_options", {"include_usage": "yes"}),
+    ]:
+        reply = httpx.post(f"{server.url}/v1/chat/completions", json={**base, field: value}, headers=auth)
+        assert reply.status_code == 400, (field, value, reply.text)
+        error = reply.json()["error"]
+        assert error["type"] == "invalid_request_error" and error["param"].startswith(field), error
+        assert field in error["message"]
+    # What real clients send, typed as the API types it, is still answered (n: 1 or null included).
+    for extra in ({"n": 1}, {"n": None}, {"temperature": 0.0, "top_p": 1, "stream": False}):
+        reply = httpx.post(f"{server.url}/v1/chat/completions", json={**base, **extra}, headers=auth)
+        assert reply.status_code == 200, (extra, reply.text)
+    typed = api.chat.completions.create(
+        model="tiny-llama",
+        messages=[{"role": "user", "content": "hi"}],
+        max_tokens=3,
+        n=1,
+        temperature=0.2,
+        stream=False,
+        parallel_tool_calls=False,
+        tools=[
+            {
+                "type": "function",
+                "function": {"name": "f", "parameters": {"type": "object", "properties": {}}},
+            }
+        ],
+    )
+    assert typed.choices[0].finish_reason in ("stop", "length", "tool_calls")

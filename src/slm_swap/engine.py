@@ -173,13 +173,15 @@ class Engine:
         constraints: Sequence[Constraint | None] = (),
         streamer: Any = None,
         processors: Sequence[Any] = (),
+        stopping: Sequence[Any] = (),
         special_tokens: bool = False,
     ) -> list[Completion]:
         """Greedy continuation of rendered prompts as one left-padded batch; each answer stops at EOS.
 
         Row i follows `constraints[i]` (None or absent: free): its grammar masks what it forbids and,
         for an answer of calls, the stop rules of `stops.py` end it. `streamer` receives each step's
-        tokens (a transformers streamer); `processors` are further logits processors, applied first.
+        tokens (a transformers streamer); `processors` are further logits processors, applied first;
+        `stopping` are further stopping criteria (a row they stop ends there, as at its end of sequence).
         With `special_tokens` the answers keep the special tokens they hold (a chat template's tool-call
         markers), all but the end of the answer and the padding.
         Greedy decoding makes an answer's first k tokens the same whatever the limit, so callers may cut
@@ -197,7 +199,7 @@ class Engine:
         encoded = {k: v.to(self.llm.device) for k, v in encoded.items()}
         prompt_len = encoded["input_ids"].shape[1]
         processors = list(processors)
-        stopping: list[Any] = []
+        criteria = list(stopping)
         if any(c is not None for c in rows):
             deciding = [None if c is None or not c.stop_or_continue else c.calls for c in rows]
             if any(deciding):
@@ -207,8 +209,8 @@ class Engine:
                     StopOrContinue(self.llm, self.tokenizer, encoded["attention_mask"], deciding, abstain)
                 )
             processors.append(self.grammars.processor([None if c is None else c.grammar for c in rows]))
-            stopping.append(RepeatedCallStop(self.tokenizer, prompt_len, [c is not None for c in calls]))
-            stopping.append(LoopStop(prompt_len, [c is not None for c in rows]))
+            criteria.append(RepeatedCallStop(self.tokenizer, prompt_len, [c is not None for c in calls]))
+            criteria.append(LoopStop(prompt_len, [c is not None for c in rows]))
         with torch.inference_mode():
             output = self.llm.generate(
                 **encoded,
@@ -217,7 +219,7 @@ class Engine:
                 pad_token_id=self.tokenizer.pad_token_id,
                 logits_processor=LogitsProcessorList(processors),
                 streamer=streamer,
-                stopping_criteria=StoppingCriteriaList(stopping),
+                stopping_criteria=StoppingCriteriaList(criteria),
             )
         elapsed = time.perf_counter() - start
         eos = self.tokenizer.eos_token_id

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from slm_swap import settings
 from slm_swap.cli.options import (
@@ -68,6 +70,7 @@ def serve(
     """Serve the SLM (and adapters) over the OpenAI chat-completions API, batching concurrent requests."""
     from slm_swap.models import resolve_model_path
 
+    _refuse_empty_key(api_key, os.environ)
     named = _named_adapters(adapters)
     native = protocol == "native"
     if engine_name == "vllm":
@@ -150,6 +153,28 @@ def serve(
         if tracer is not None:
             tracer.flush()
             tracer.close()
+
+
+def _refuse_empty_key(api_key: str | None, environment: Mapping[str, str]) -> None:
+    """Refuses an empty or blank key, from the flag or from its variable: it would turn authentication
+    off without a word (click reads an empty variable as unset, and the server takes an empty key for
+    none)."""
+    flag, variable = settings.SERVE_API_KEY.flag, settings.SERVE_API_KEY.envvar
+    source = click.get_current_context().get_parameter_source("api_key")
+    if api_key is None:
+        api_key = environment.get(str(variable))
+        source = ParameterSource.ENVIRONMENT
+    if api_key is None or api_key.strip():
+        return
+    if source is ParameterSource.ENVIRONMENT:
+        raise SlmSwapError(
+            f"{variable} is set but empty, which would serve with no authentication\n"
+            f"  fix: set {variable} to a key, or unset it (unset {variable}) to serve without one"
+        )
+    raise SlmSwapError(
+        f"{flag} is empty, which would serve with no authentication\n"
+        f'  fix: give it a key ({flag} "$(openssl rand -hex 16)"), or leave {flag} out to serve without one'
+    )
 
 
 def _named_adapters(items: tuple[str, ...]) -> dict[str, Path]:

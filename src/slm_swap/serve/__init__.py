@@ -13,9 +13,10 @@ Applications (Mastra, the openai SDKs, agent frameworks) call it as they called 
 Answers come from the one generation engine (`engine.py`) that `eval` uses: the same model and adapter
 loading, prompt rendering, grammars and stop rules, so a request gives the text `eval` would. Concurrent
 requests are queued and answered in shared `generate` calls (one batch per model), so many clients are
-served faster than one at a time. An agent's second turn works: assistant messages with
-`tool_calls` are shown as the `<tool_call>` blocks the model itself writes, and `tool` messages as
-`<tool_response name="...">...</tool_response>` in a user turn.
+served faster than one at a time; a client that hangs up (a closed stream, a request given up on) has its
+generation stopped at the next decoding step, so it holds no one up. An agent's second turn works:
+assistant messages with `tool_calls` are shown as the `<tool_call>` blocks the model itself writes, and
+`tool` messages as `<tool_response name="...">...</tool_response>` in a user turn.
 
 `tool_choice` (required / a named tool) and `response_format` (json_schema / json_object) are honoured by
 grammar-constrained decoding (`choose_grammar`); `stream: true` sends tokens as server-sent events while

@@ -13,10 +13,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 
 from slm_swap import settings, templates
 from slm_swap.protocol import openai_tools
-from slm_swap.serve.batcher import Batcher
+from slm_swap.serve.batcher import Answer, Batcher
 from slm_swap.serve.render import (
     choose_grammar,
     native_response,
@@ -32,9 +33,36 @@ MAX_BODY_BYTES = 1_000_000
 MAX_TOKENS_LIMIT = 4096
 
 
-def _error(status: int, message: str, kind: str, code: str | None = None) -> JSONResponse:
-    body = ErrorResponse(error=ErrorDetail(message=message, type=kind, code=code))
+def _error(
+    status: int, message: str, kind: str, code: str | None = None, param: str | None = None
+) -> JSONResponse:
+    body = ErrorResponse(error=ErrorDetail(message=message, type=kind, param=param, code=code))
     return JSONResponse(status_code=status, content=body.model_dump())
+
+
+def _gone() -> JSONResponse:
+    """The answer to a client that hung up: no one reads it (499, as proxies log a closed request)."""
+    return _error(499, "The client closed the request.", "invalid_request_error")
+
+
+async def _answered(answer: Answer, request: Request) -> Completion | None:
+    """The completion, or None once the client hangs up first: its answer is then cancelled, which
+    stops its generation at the next decoding step."""
+    finished = asyncio.wrap_future(answer)
+    gone = asyncio.ensure_future(_hung_up(request))
+    try:
+        await asyncio.wait((finished, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not finished.done():  # the client has gone, or the server is stopping
+            finished.cancel()  # cancels `answer` too
+    return None if finished.cancelled() else finished.result()
+
+
+async def _hung_up(request: Request) -> None:
+    """Returns once the client disconnects (its body has been read, so nothing else is received)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def create_app(
@@ -84,13 +112,25 @@ def create_app(
     async def list_models() -> dict[str, Any]:
         return ModelList(data=[ModelCard(id=name) for name in engine.model_names]).model_dump()
 
-    async def complete(raw: bytes, model_override: str | None) -> Any:
+    async def complete(http: Request, raw: bytes, model_override: str | None) -> Any:
         try:
             request = ChatRequest.model_validate_json(raw)
         except ValidationError as e:
             first = e.errors()[0]
             where = ".".join(str(p) for p in first.get("loc", ()))
-            return _error(400, f"Invalid request: {where}: {first.get('msg')}", "invalid_request_error")
+            return _error(
+                400,
+                f"Invalid request: {where}: {first.get('msg')}",
+                "invalid_request_error",
+                param=where or None,
+            )
+        if request.n not in (None, 1):
+            return _error(
+                400,
+                f"n is {request.n}: serve answers with one choice per request; leave n out or set it to 1.",
+                "invalid_request_error",
+                param="n",
+            )
         model = model_override or request.model or engine.base_name
         if model not in engine.model_names:
             return _error(
@@ -101,10 +141,13 @@ def create_app(
             )
         limit = request.max_completion_tokens or request.max_tokens or settings.API_MAX_TOKENS
         if limit > MAX_TOKENS_LIMIT:
-            return _error(400, f"max_tokens is {limit}; at most {MAX_TOKENS_LIMIT}.", "invalid_request_error")
+            field = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
+            return _error(
+                400, f"{field} is {limit}; at most {MAX_TOKENS_LIMIT}.", "invalid_request_error", param=field
+            )
         auto = request.tool_choice in (None, "auto") and request.response_format is None
         if family is not None and auto and request.offered_tools():
-            return await native(request, model, limit)
+            return await native(http, request, model, limit)
         try:
             messages = render_messages(request)
             constraint = await asyncio.to_thread(
@@ -122,7 +165,9 @@ def create_app(
                 ),
                 media_type="text/event-stream",
             )
-        completion = await asyncio.wrap_future(batcher.submit(model, text, limit, constraint=constraint))
+        completion = await _answered(batcher.submit(model, text, limit, constraint=constraint), http)
+        if completion is None:
+            return _gone()
         on_done(model, messages, completion, start)
         response = to_response(model, completion, has_tools, limit)
         if request.stream:  # with tools: the answer is parsed whole, then sent as chunks
@@ -130,7 +175,7 @@ def create_app(
             return StreamingResponse(sse(chunks), media_type="text/event-stream")
         return response.model_dump()
 
-    async def native(request: ChatRequest, model: str, limit: int) -> Any:
+    async def native(http: Request, request: ChatRequest, model: str, limit: int) -> Any:
         assert family is not None
         tools = openai_tools(request.offered_tools())
         messages = openai_messages(request)
@@ -144,9 +189,11 @@ def create_app(
         except ValueError as e:
             return _error(400, f"Invalid request: {e}", "invalid_request_error")
         start = time.time()
-        completion = await asyncio.wrap_future(
-            batcher.submit(model, text, limit, constraint=constraint, special_tokens=True)
+        completion = await _answered(
+            batcher.submit(model, text, limit, constraint=constraint, special_tokens=True), http
         )
+        if completion is None:
+            return _gone()
         on_done(model, messages, completion, start)
         reading = templates.read(family, completion.text, engine.tokenizer, text, tools)
         response = native_response(model, completion, reading, limit)
@@ -167,10 +214,13 @@ def create_app(
         return b"".join(parts)
 
     async def answer(request: Request, model_override: str | None) -> Any:
-        raw = await read_body(request)
+        try:
+            raw = await read_body(request)
+        except ClientDisconnect:  # it hung up while sending its request
+            return _gone()
         if raw is None:
             return _error(413, f"Request body over {MAX_BODY_BYTES} bytes.", "invalid_request_error")
-        return await complete(raw, model_override)
+        return await complete(request, raw, model_override)
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Any:

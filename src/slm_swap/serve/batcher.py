@@ -15,12 +15,26 @@ from slm_swap.engine import Engine
 from slm_swap.types import Completion
 
 
+class Answer(Future[Completion]):
+    """A queued prompt's completion. Unlike a plain future, it can be cancelled while it is being
+    generated (its client has gone): `cancel()` then stops its row at the next decoding step, and the
+    answer resolves to the tokens made by then. Cancelled while still queued, it is never computed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.abandoned = threading.Event()
+
+    def cancel(self) -> bool:
+        self.abandoned.set()
+        return super().cancel()
+
+
 @dataclass
 class Job:
     model: str
     text: str
     max_tokens: int
-    future: Future[Completion]
+    future: Answer
     constraint: Constraint | None = None  # what the answer must follow
     on_token: Callable[[int], None] | None = None  # streaming: called with each new token id
     special_tokens: bool = False  # the answer keeps its special tokens (a native tool-call format's markers)
@@ -53,6 +67,20 @@ class _Streams:
         pass
 
 
+class _Abandoned:
+    """A transformers stopping criterion over a batch: a row stops once its answer is cancelled, so a
+    client that has gone holds no one up (the whole batch ends once all its rows have stopped)."""
+
+    def __init__(self, jobs: Sequence[Job]):
+        self.jobs = jobs
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        gone = [job.future.abandoned.is_set() for job in self.jobs]
+        return torch.tensor(gone, dtype=torch.bool, device=input_ids.device)
+
+
 class Batcher:
     """Queues rendered prompts for the one generation engine (`engine.Engine`, the same that `eval`
     answers with); a worker thread answers queued prompts of the same model in one batch."""
@@ -75,11 +103,12 @@ class Batcher:
         constraint: Constraint | None = None,
         on_token: Callable[[int], None] | None = None,
         special_tokens: bool = False,
-    ) -> Future[Completion]:
-        """Queues a rendered prompt; the future resolves to its completion. `constraint` constrains the
-        answer; `on_token` receives its tokens as they are generated (called on the engine's thread);
-        with `special_tokens` the answer keeps its special tokens (`Engine.generate`)."""
-        future: Future[Completion] = Future()
+    ) -> Answer:
+        """Queues a rendered prompt; the answer resolves to its completion, and cancelling it stops its
+        generation (`Answer`). `constraint` constrains the answer; `on_token` receives its tokens as
+        they are generated (called on the engine's thread); with `special_tokens` the answer keeps its
+        special tokens (`Engine.generate`)."""
+        future = Answer()
         self.jobs.put(Job(model, text, max_tokens, future, constraint, on_token, special_tokens))
         return future
 
@@ -103,7 +132,7 @@ class Batcher:
                     self.jobs.put(None)
                     break
                 batch.append(more)
-            # A request whose client went away (its future cancelled) is not computed.
+            # A request whose client went away while it was queued (its answer cancelled) is not computed.
             batch = [j for j in batch if j.future.set_running_or_notify_cancel()]
             for key in dict.fromkeys((j.model, j.special_tokens) for j in batch):
                 self._run([j for j in batch if (j.model, j.special_tokens) == key])
@@ -130,6 +159,7 @@ class Batcher:
             max(j.max_tokens for j in jobs),
             constraints=[j.constraint for j in jobs],
             streamer=streams,
+            stopping=[_Abandoned(jobs)],
             special_tokens=jobs[0].special_tokens,
         )
         # Greedy answers share their first k tokens whatever the limit: cut each to its own.

@@ -1,6 +1,9 @@
 """The OpenAI chat-completions API as `serve` speaks it, as pydantic models: the request (the parts used;
 other fields are accepted and ignored) and every object sent back.
 
+The request's fields are strict, as the API types them: `"max_tokens": "5"` or `"stream": "yes"` is a
+400 naming the field, not a value guessed from a string (clients send JSON numbers and booleans).
+
 A response object's `model_dump()` is its JSON body exactly as OpenAI's: the fields OpenAI leaves out when
 they have no value (a message's `tool_calls`, a chunk's `usage`, the parts of a delta) are left out when
 None; every other field is sent, null included (`content: null` beside tool calls, `logprobs: null`),
@@ -23,12 +26,19 @@ FinishReason = Literal["stop", "length", "tool_calls"]
 # --- shared by the request and the response --------------------------------------------------------
 
 
-class FunctionCall(BaseModel):
+class Strict(BaseModel):
+    """A model a request is read into: no value is converted from another JSON type (a string into a
+    number), and fields it does not name are ignored."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class FunctionCall(Strict):
     name: str
     arguments: str = "{}"  # JSON text, as OpenAI sends it
 
 
-class MessageToolCall(BaseModel):
+class MessageToolCall(Strict):
     """A tool call in an assistant message: the model's answer, or an earlier turn sent back by the client."""
 
     id: str = ""
@@ -39,9 +49,7 @@ class MessageToolCall(BaseModel):
 # --- the request --------------------------------------------------------------------------------------
 
 
-class Message(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class Message(Strict):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
     tool_calls: list[MessageToolCall] | None = None
@@ -54,48 +62,44 @@ class Message(BaseModel):
         return self.content or ""
 
 
-class FunctionSpec(BaseModel):
+class FunctionSpec(Strict):
     name: str
     description: str = ""
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
 
 
-class Tool(BaseModel):
+class Tool(Strict):
     type: Literal["function"] = "function"
     function: FunctionSpec
 
 
-class NamedFunction(BaseModel):
+class NamedFunction(Strict):
     name: str
 
 
-class NamedToolChoice(BaseModel):
+class NamedToolChoice(Strict):
     type: Literal["function"] = "function"
     function: NamedFunction
 
 
-class JsonSchemaSpec(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+class JsonSchemaSpec(Strict):
+    model_config = ConfigDict(populate_by_name=True)
 
     name: str = "response"
     schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
     strict: bool | None = None
 
 
-class ResponseFormat(BaseModel):
+class ResponseFormat(Strict):
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JsonSchemaSpec | None = None
 
 
-class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class StreamOptions(Strict):
     include_usage: bool = False
 
 
-class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class ChatRequest(Strict):
     model: str = ""
     messages: list[Message] = Field(min_length=1)
     tools: list[Tool] | None = None
@@ -104,6 +108,7 @@ class ChatRequest(BaseModel):
     response_format: ResponseFormat | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
+    n: int | None = None  # choices wanted: serve answers one
     stream: bool = False
     stream_options: StreamOptions | None = None
 
@@ -235,7 +240,7 @@ class Health(Reply):
 class ErrorDetail(Reply):
     message: str
     type: str
-    param: None = None
+    param: str | None = None  # the request field at fault
     code: str | None = None
 
 

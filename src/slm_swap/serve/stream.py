@@ -64,7 +64,8 @@ async def stream_text(
     on_done: OnDone,
 ) -> AsyncIterator[str]:
     """Server-sent events of a text answer, token by token as the engine generates them (in a shared
-    batch with other requests). A client that goes away cancels its job."""
+    batch with other requests). A client that goes away (the stream is cancelled or closed) cancels its
+    answer, which stops its generation at the next decoding step."""
     loop = asyncio.get_running_loop()
     tokens: asyncio.Queue[int | None] = asyncio.Queue()
     start = time.time()
@@ -88,9 +89,9 @@ async def stream_text(
                 yield _event(_chunk(rid, model, Delta(content=decoded[len(sent) :])))
                 sent = decoded
         completion = future.result()
-    except asyncio.CancelledError:
-        future.cancel()
-        raise
+    finally:
+        if not future.done():
+            future.cancel()
     if len(completion.text) > len(sent) and completion.text.startswith(sent):
         yield _event(_chunk(rid, model, Delta(content=completion.text[len(sent) :])))
     yield _event(_chunk(rid, model, Delta(), finish_reason(completion, limit)))
