@@ -20,6 +20,7 @@ from click.testing import CliRunner, Result
 
 from slm_swap.cli import main
 from slm_swap.compare import bootstrap_interval, mcnemar_exact
+from slm_swap.errors import SlmSwapError
 from slm_swap.files import one_writer
 from slm_swap.types import Example
 
@@ -404,3 +405,289 @@ def test_a_run_file_changed_after_writing_is_checked_field_by_field_again(prepar
     path.write_text(json.dumps(data))
     with pytest.raises(InputError, match="latency_s"):
         read_run(path)
+
+
+# --- an output that is an input -------------------------------------------------------------------------
+
+
+def _eval_and_compare(prepared: list[Example]) -> tuple[Path, Path]:
+    """Two replay runs of the split (hosted: all right; slm: the first row wrong) and their decision."""
+    hosted = Path("05_eval/toolcall_azure_test.json")
+    slm = Path("05_eval/toolcall_slm_test.json")
+    for out, changes in ((hosted, {}), (slm, {"output": "no call"})):
+        preds = predictions(prepared, Path(f"{out.stem}.jsonl"), **changes)
+        result = CliRunner().invoke(main, [*EVAL, "--predictions", str(preds), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+    args = ["compare", "--track", "toolcall", "--azure", str(hosted), "--slm", str(slm)]
+    assert CliRunner().invoke(main, args).exit_code in (0, 10)
+    return hosted, slm
+
+
+def test_no_command_writes_over_one_of_its_inputs_force_or_not(prepared: list[Example]) -> None:
+    hosted, slm = _eval_and_compare(prepared)
+    split = Path("02_dataset/toolcall/test.jsonl")
+    preds = Path(f"{slm.stem}.jsonl")
+    Path("linked.json").symlink_to(preds)
+    os.link(hosted, "hard.json")
+    before = {p: p.read_bytes() for p in (hosted, slm, split, preds, Path("05_eval/toolcall_decision.json"))}
+    compare = ["compare", "--track", "toolcall", "--azure", str(hosted), "--slm", str(slm)]
+    cases = {
+        "compare over the hosted run": ([*compare, "--out", str(hosted)], "is the hosted run"),
+        "compare over the slm run": ([*compare, "--out", str(slm)], "is the SLM run"),
+        "compare over a hard link of a run": ([*compare, "--out", "hard.json"], "is the hosted run"),
+        "report over a run": (["report", "--out", str(slm)], "is the toolcall SLM run"),
+        "report over the split": (["report", "--out", str(split)], "is the toolcall split"),
+        "eval over its split": (
+            [*EVAL, "--predictions", str(preds), "--out", str(split), "--force"],
+            "is the split",
+        ),
+        "eval over its predictions": (
+            [*EVAL, "--predictions", str(preds), "--out", str(preds), "--force"],
+            "is the predictions",
+        ),
+        "eval over a link to its predictions": (
+            [*EVAL, "--predictions", str(preds), "--out", "linked.json", "--force"],
+            "is the predictions",
+        ),
+    }
+    for name, (args, said) in cases.items():
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2, (name, result.output)
+        refused(result, said, "which this command reads", "fix: choose another --out")
+    assert {p: p.read_bytes() for p in before} == before
+    assert not list(Path("05_eval").glob("*.journal")) and not list(Path("05_eval").glob("*.html"))
+    assert not list(Path("02_dataset").rglob("*.md"))
+
+
+def test_prepare_label_and_train_do_not_write_over_their_sources(workspace: Path) -> None:
+    from slm_swap.train.config import TrainConfig
+
+    tool = {"type": "function", "function": {"name": "w", "parameters": {"type": "object"}}}
+    call = {"type": "function", "function": {"name": "w", "arguments": "{}"}}
+    rows = [
+        {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "tool_calls": [call]}]}
+        | {"tools": [tool]}
+        for i in range(12)
+    ]
+    log = Path("data/toolcall/train.jsonl")
+    log.parent.mkdir(parents=True)
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    before = log.read_bytes()
+    args = ["prepare", "--source", "openai", "--dataset-path", str(log), "--out-dir", "data"]
+    refused(CliRunner().invoke(main, args), "data/toolcall/train.jsonl is the source", "--out-dir")
+    assert log.read_bytes() == before and sorted(Path("data").rglob("*")) == [log.parent, log]
+    label = ["label", "--input", str(log), "--out", str(log), "--force", "--model-kind", "openai"]
+    endpoint = ["--base-url", "http://127.0.0.1:9/v1", "--api-key", "k", "--model", "m"]  # never asked
+    refused(CliRunner().invoke(main, [*label, *endpoint]), "is the input file")
+    assert log.read_bytes() == before
+    with pytest.raises(SlmSwapError, match="data/toolcall holds the train split"):
+        TrainConfig(
+            track="toolcall", train=log, val=Path("v.jsonl"), out=Path("data/toolcall"), model_path=Path("m")
+        )
+    with pytest.raises(SlmSwapError, match="--out m is the base model"):
+        TrainConfig(track="toolcall", train=log, val=Path("v.jsonl"), out=Path("m"), model_path=Path("m"))
+
+
+# --- locks ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("planted", ["symlink", "hard link", "a file of the user's"])
+def test_a_lock_path_planted_by_someone_else_is_refused_and_its_target_kept(
+    prepared: list[Example], planted: str
+) -> None:
+    preds = predictions(prepared, Path("preds.jsonl"))
+    victim = Path("victim.txt")
+    victim.write_text("precious\n")
+    lock = Path("05_eval/b.json.lock")
+    lock.parent.mkdir()
+    if planted == "symlink":
+        lock.symlink_to(victim.resolve())
+    elif planted == "hard link":
+        os.link(victim, lock)
+    else:
+        lock.write_text("my notes, not a pid\n")
+    result = CliRunner().invoke(main, [*EVAL, "--predictions", str(preds), "--out", "05_eval/b.json"])
+    refused(result, "05_eval/b.json.lock, the lock slm-swap takes before writing")
+    assert victim.read_text() == "precious\n" and not Path("05_eval/b.json").exists()
+    if planted != "symlink":
+        assert lock.read_text() in ("precious\n", "my notes, not a pid\n")
+
+
+def test_a_stale_lock_of_a_killed_process_is_taken_over(prepared: list[Example]) -> None:
+    preds = predictions(prepared, Path("preds.jsonl"))
+    Path("05_eval").mkdir()
+    Path("05_eval/toolcall_replay_test.json.lock").write_text("99999999\n")  # its process died holding it
+    assert CliRunner().invoke(main, [*EVAL, "--predictions", str(preds)]).exit_code == 0
+    assert not Path("05_eval/toolcall_replay_test.json.lock").exists()
+
+
+def test_sigterm_unwinds_like_ctrl_c_leaving_no_lock(prepared: list[Example], openai_server: Any) -> None:
+    """A hosted eval waiting on a slow endpoint is stopped by SIGTERM: it exits 143 saying how to resume,
+    with no traceback and no lock left behind (a later run would otherwise see a stale lock)."""
+    openai_server.delay_s = 30
+    env = {**os.environ, "LANGFUSE_DISABLED": "1"}
+    args = ["--base-url", openai_server.openai_url, "--api-key", "test-key", "--model", "fake"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "slm_swap", "eval", "--track", "toolcall", "--model-kind", "openai", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    lock = Path("05_eval/toolcall_openai_test.json.lock")
+    for _ in range(600):
+        if openai_server.requests:
+            break
+        subprocess.run(["sleep", "0.1"])
+    assert lock.exists()
+    process.terminate()
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert "terminated; rerun the same command to resume" in err and "Traceback" not in err
+    assert not lock.exists()
+
+
+# --- two prepares ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("round_", range(4))
+def test_concurrent_prepares_leave_splits_that_agree_with_their_manifest(
+    workspace: Path, round_: int
+) -> None:
+    """Four `prepare` at once into one folder, each with its own seed: one at a time writes (the others
+    stop naming it, or run after it), and the six splits always agree with prepared.json. A race: each
+    round gives it another chance to show (before the lock, a round mixed the splits about one time in
+    three)."""
+    # Each process imports everything, then waits for the others, so that their work overlaps.
+    start = (
+        "import os, sys, time; from slm_swap.cli import main; import slm_swap.data.prepare\n"
+        "open(f'ready.{os.getpid()}', 'w').close()\n"
+        "while not os.path.exists('go'): time.sleep(0.005)\n"
+        "main(['prepare', '--seed', sys.argv[1]])"
+    )
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", start, str(seed)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "LANGFUSE_DISABLED": "1"},
+        )
+        for seed in range(4)
+    ]
+    while len(list(Path().glob("ready.*"))) < len(processes):
+        subprocess.run(["sleep", "0.05"])
+    Path("go").touch()
+    outcomes = [(p.wait(timeout=300), p.communicate()) for p in processes]
+    assert any(code == 0 for code, _ in outcomes)
+    for code, (_, err) in outcomes:
+        assert code == 0 or (code == 2 and "is being written by another slm-swap" in err), err
+    from slm_swap.files import sha256_file
+
+    manifest = json.loads(Path("02_dataset/prepared.json").read_text())
+    for name, digest in manifest["files"].items():
+        assert sha256_file(Path("02_dataset") / name) == digest, name
+    assert not list(Path("02_dataset").rglob("*.lock")) and not list(Path("02_dataset").rglob("*.tmp"))
+
+
+def test_prepare_waits_for_no_one_while_another_holds_the_folder(workspace: Path) -> None:
+    manifest = Path("02_dataset/prepared.json")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from slm_swap.files import one_writer\n"
+            "with one_writer(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)",
+            str(manifest),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        refused(
+            CliRunner().invoke(main, ["prepare"]), f"being written by another slm-swap (pid {holder.pid})"
+        )
+        assert not list(Path("02_dataset").rglob("*.jsonl")) and not manifest.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+# --- comparing what cannot be compared ------------------------------------------------------------------
+
+
+def test_compare_refuses_runs_on_different_contents_of_the_split(prepared: list[Example]) -> None:
+    hosted, _ = _eval_and_compare(prepared)
+    split = Path("02_dataset/toolcall/test.jsonl")
+    rows = [json.loads(line) for line in split.read_text().splitlines()]
+    rows[0]["completion"] = '<tool_call name="other">{}</tool_call>'  # same ids, one gold changed
+    split.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    preds = predictions(prepared, Path("again.jsonl"))
+    changed = "05_eval/changed.json"
+    assert CliRunner().invoke(main, [*EVAL, "--predictions", str(preds), "--out", changed]).exit_code == 0
+    result = CliRunner().invoke(
+        main, ["compare", "--track", "toolcall", "--azure", str(hosted), "--slm", changed, "--out", "d.json"]
+    )
+    refused(result, "different contents of the split", str(hosted), changed, "dataset_sha256")
+    assert not Path("d.json").exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e400", "NaN"])
+def test_float_options_must_be_finite(prepared: list[Example], value: str) -> None:
+    hosted, slm = _eval_and_compare(prepared)
+    decision = Path("05_eval/toolcall_decision.json").read_bytes()
+    for args in (
+        ["compare", "--track", "toolcall", "--azure", str(hosted), "--slm", str(slm), "--delta", value],
+        ["report", "--price-per-1k-input", value],
+        ["report", "--price-per-1k-output", value],
+    ):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2, result.output
+        assert "is not a finite number" in result.output and "Traceback" not in result.output
+        assert "$nan" not in result.output
+    assert Path("05_eval/toolcall_decision.json").read_bytes() == decision
+    assert not Path("05_eval/report.html").exists()
+
+
+# --- rough edges ----------------------------------------------------------------------------------------
+
+
+def test_prepare_refuses_three_empty_splits(workspace: Path) -> None:
+    sizes = ["--train-size", "0", "--val-size", "0", "--test-size", "0"]
+    refused(CliRunner().invoke(main, ["prepare", *sizes]), "would be empty", "give at least one split rows")
+    assert not Path("02_dataset").exists() or not list(Path("02_dataset").rglob("*.jsonl"))
+
+
+@pytest.mark.parametrize(("what", "said"), [("folder", "is a folder"), ("fifo", "is a named pipe (FIFO)")])
+def test_an_input_that_is_not_a_file_says_what_it_is(workspace: Path, what: str, said: str) -> None:
+    path = Path("in.json")
+    if what == "folder":
+        path.mkdir()
+    else:
+        os.mkfifo(path)
+    refused(CliRunner().invoke(main, ["prepare", "--dataset-path", str(path)]), f"in.json: {said}")
+    refused(CliRunner().invoke(main, ["prepare", "--source", "openai", "--dataset-path", str(path)]), said)
+
+
+def test_dev_zero_is_a_device_not_a_missing_file(prepared: list[Example]) -> None:
+    refused(
+        CliRunner().invoke(main, [*EVAL, "--predictions", "/dev/zero"]), "/dev/zero: is a character device"
+    )
+    refused(CliRunner().invoke(main, ["prepare", "--dataset-path", "/dev/zero"]), "is a character device")
+
+
+def test_predictions_covering_part_of_the_split_say_so(prepared: list[Example]) -> None:
+    rows = [{"id": prepared[0].id, "output": prepared[0].completion}]
+    rows += [{"id": f"stranger-{i}", "output": "x"} for i in range(3)]
+    Path("part.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = CliRunner().invoke(main, [*EVAL, "--predictions", "part.jsonl"])
+    assert result.exit_code == 0, result.output
+    n = len(prepared)
+    assert (
+        f"part.jsonl answers 1 of the split's {n} examples; the other {n - 1} are scored as failures "
+        "(no_output); 3 of its ids are not in the split (left out)"
+    ) in result.output
+    whole = predictions(prepared, Path("whole.jsonl"))
+    result = CliRunner().invoke(main, [*EVAL, "--predictions", str(whole), "--out", "05_eval/whole.json"])
+    assert result.exit_code == 0 and "answers" not in result.output

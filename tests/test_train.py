@@ -94,6 +94,9 @@ def test_training_changes_lora_only_learns_and_is_reproducible(toy: None, tiny_m
     weights = load_file(a)
     assert any("lora_B" in k and v.abs().sum() > 0 for k, v in weights.items())  # B starts at zero
     assert (Path("04_ft/a") / "tokenizer_config.json").is_file()
+    # The weights are as readable as the files beside them (safetensors alone would write them 0600).
+    config_mode = (Path("04_ft/a") / "tokenizer_config.json").stat().st_mode & 0o777
+    assert a.stat().st_mode & 0o777 == config_mode and config_mode & 0o044
     # The base weights are untouched: the checkpoint on disk is what the adapter sits on.
     base = AutoModelForCausalLM.from_pretrained(tiny_model)
     loaded = LocalBackend(LocalConfig(tiny_model, adapter=Path("04_ft/a"), max_new_tokens=24))

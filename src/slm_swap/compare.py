@@ -195,6 +195,14 @@ def compare(
                 f"{path or label} is a {run.meta.track} run, but {settings.TRACK} is {track}\n"
                 "  fix: pass runs of the same track"
             )
+    if hosted.meta.dataset_sha256 != slm.meta.dataset_sha256:
+        # Same ids can hide a changed gold answer or tool: the pairs would not be the same questions.
+        raise SlmSwapError(
+            f"the runs were made on different contents of the split: {hosted_path or settings.HOSTED_RUN} "
+            f"on {hosted.meta.dataset_sha256[:12]}, {slm_path or settings.SLM_RUN} on "
+            f"{slm.meta.dataset_sha256[:12]} (dataset_sha256)\n"
+            "  fix: evaluate both models on the same split file (rerun `slm-swap eval` for the older run)"
+        )
     hosted_ids = [r.id for r in hosted.results]
     slm_by_id = {r.id: r for r in slm.results}
     if sorted(hosted_ids) != sorted(slm_by_id):
@@ -275,9 +283,10 @@ def decide(
 ) -> Decision:
     """`compare` on two run files, the decision written to `decision_path` and traced (as the `compare`
     command and `slm-swap run` do)."""
-    from slm_swap.files import write_json
+    from slm_swap.files import check_output, write_json
     from slm_swap.runs import read_run
 
+    check_output(decision_path, inputs={"the hosted run": hosted_path, "the SLM run": slm_path})
     decision = compare(
         read_run(hosted_path),
         read_run(slm_path),

@@ -54,17 +54,23 @@ def run_meta(
 
 @contextmanager
 def open_evaluation(
-    options: ModelOptions, track: Track, split: str, dataset: Path, examples: Sequence[Example]
+    options: ModelOptions,
+    track: Track,
+    split: str,
+    dataset: Path,
+    examples: Sequence[Example],
+    say: Callable[[str], None] = lambda line: None,
 ) -> Iterator[tuple[Backend, RunMeta]]:
     """The one evaluation sequence of eval, live and run: the backend `options` ask for, checked against
-    the examples (a replay file must cover some), and the run's metadata; the backend is closed after."""
+    the examples (a replay file must cover some; `say` hears how many it does not), and the run's
+    metadata; the backend is closed after."""
     from slm_swap.backends.factory import make_backend
     from slm_swap.backends.replay import ReplayBackend
 
     backend = make_backend(options)
     try:
-        if isinstance(backend, ReplayBackend):
-            backend.check_covers(examples)
+        if isinstance(backend, ReplayBackend) and (coverage := backend.check_covers(examples)):
+            say(coverage)
         adapter = None if options.adapter is None else str(options.adapter)
         yield backend, run_meta(track, split, dataset, backend, adapter=adapter, examples=examples)
     finally:
@@ -142,7 +148,7 @@ def evaluate(
     same inputs are taken from its journal unless `force`. One process writes `out` at a time (a second
     stops, naming the first); a path that cannot be written stops the run before its journal starts.
     """
-    check_output(out)
+    check_output(out, inputs={"the split": meta.dataset})
     with one_writer(out):
         ids = [e.id for e in examples]
         if out.is_file() and not force:

@@ -8,8 +8,9 @@ import json
 import math
 import os
 import re
+import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -22,10 +23,58 @@ from slm_swap.types import Example
 T = TypeVar("T")
 
 
-def check_output(path: Path, flag: object = settings.OUT) -> None:
-    """Stops, before anything is written, when the file `path` could not be written: it is a folder, a
-    file stands where one of its folders would be, or its nearest existing folder refuses a new file
-    (read-only, not ours). Nothing is created by the check."""
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: the same path once links are resolved, or two hard links."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them is not there
+        return False
+
+
+def _within(path: Path, folder: Path) -> bool:
+    return os.path.realpath(path).startswith(os.path.realpath(folder) + os.sep)
+
+
+def refuse_inputs(
+    output: Path,
+    inputs: Mapping[str, Path | str | None],
+    flag: object = settings.OUT,
+    *,
+    folder: bool = False,
+) -> None:
+    """Stops, `--force` or not, when the output `output` is one of the command's `inputs` (what each input
+    is, for the message → its path; None where not given) or lies in an input that is a folder (a model,
+    an adapter): writing it would destroy what the command reads (a paid run, a split, the predictions).
+    With `folder`, `output` is a folder the command writes into, refused also when it holds an input."""
+    for what, given in inputs.items():
+        if given is None:
+            continue
+        source = Path(given)
+        if same_file(output, source):
+            where = "is"
+        elif source.is_dir() and _within(output, source):
+            where = "is in"
+        elif folder and _within(source, output):
+            where = "holds"
+        else:
+            continue
+        raise SlmSwapError(
+            f"{flag} {output} {where} {what} ({source}), which this command reads; writing it would "
+            f"destroy it\n  fix: choose another {flag}"
+        )
+
+
+def check_output(
+    path: Path, flag: object = settings.OUT, *, inputs: Mapping[str, Path | str | None] | None = None
+) -> None:
+    """Stops, before anything is written, when the file `path` could not be written: it is one of the
+    command's `inputs` (`refuse_inputs`), it is a folder, a file stands where one of its folders would
+    be, or its nearest existing folder refuses a new file (read-only, not ours). Nothing is created by
+    the check."""
+    if inputs:
+        refuse_inputs(path, inputs, flag)
     fix = f"choose another {flag}"
     if path.is_dir():
         raise SlmSwapError(
@@ -51,6 +100,15 @@ def _umask() -> int:
 
 
 _UMASK = _umask()
+
+
+def readable_weights(folder: Path) -> None:
+    """Gives the safetensors files under `folder` the mode any other file made here gets (0644 under the
+    usual umask): safetensors writes its files 0600, which left a checkpoint's weights unreadable to those
+    who can read the rest of it (a shared model folder, a server running as another user)."""
+    for path in folder.rglob("*.safetensors"):
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, 0o666 & ~_UMASK)
 
 
 @contextmanager
@@ -96,28 +154,74 @@ def atomic_writer(path: Path) -> Iterator[IO[str]]:
 def one_writer(path: Path) -> Iterator[None]:
     """Holds `path`'s lock (`<path>.lock`, an OS lock that dies with its process) while the block writes
     it: a second slm-swap writing the same output stops at once, naming the first, instead of both
-    finishing and one silently winning. Check what `path` holds after taking the lock, not before."""
+    finishing and one silently winning. Check what `path` holds after taking the lock, not before.
+    Folders made for the lock are removed again if nothing was written in them."""
+    lock = path.with_name(path.name + ".lock")
+    made = [f for f in (lock.parent, *lock.parent.parents) if not f.exists()]
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = _lock(lock, path)
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+            os.close(fd)
+    finally:
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:  # something was written in it
+                break
+
+
+def _lock(lock: Path, path: Path) -> int:
+    """The descriptor of `lock`, locked, or a SlmSwapError naming the process that holds it."""
     import fcntl
 
-    lock = path.with_name(path.name + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    while True:
+        fd = _open_lock(lock)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise SlmSwapError(
+                f"{path} is being written by another slm-swap (pid {holder})\n"
+                "  fix: wait for it to finish (then rerun: finished work is kept), or choose another output"
+            ) from e
+        # The holder may have removed the file just before we locked it: a lock on a file no longer at
+        # `lock` guards nothing, so take the one there now.
+        try:
+            if os.stat(lock, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+_PID = re.compile(rb"\d{0,10}\n?")
+
+
+def _open_lock(lock: Path) -> int:
+    """Opens (or makes) a lock file without following a link, and only if what is there is a lock file:
+    a regular file of one name holding at most a pid, so that writing our pid into it can never change
+    another file (a link planted at `<path>.lock`, or a file of the user's by that name)."""
+    fix = f"  fix: remove {lock} if it is not a file you need (slm-swap makes it anew), then rerun"
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as e:
-        holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        what = "a symbolic link" if lock.is_symlink() else e.strerror
+        raise SlmSwapError(f"{lock}, the lock slm-swap takes before writing, is {what}\n{fix}") from e
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1 or not _PID.fullmatch(os.pread(fd, 64, 0)):
         os.close(fd)
         raise SlmSwapError(
-            f"{path} is being written by another slm-swap (pid {holder})\n"
-            "  fix: wait for it to finish (then rerun: finished work is kept), or choose another output"
-        ) from e
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        lock.unlink(missing_ok=True)
-        os.close(fd)
+            f"{lock}, the lock slm-swap takes before writing, holds something else (not a pid, or a link "
+            f"to another file)\n{fix}"
+        )
+    return fd
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -194,9 +298,35 @@ def read_json(path: Path, what: str) -> Any:
     return parse_json(read_bytes(path, what), path, what)
 
 
-def read_bytes(path: Path, what: str) -> bytes:
+def not_a_file(path: Path) -> str:
+    """What stands at `path` instead of a regular file, said as a message says it: reading a folder, a
+    named pipe or a device as a file would fail or never end (/dev/zero)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    for test, what in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return f"is {what}, not a file"
+    return "not a regular file"
+
+
+def require_file(path: Path, fix: str) -> None:
+    """An InputError naming what `path` is when it is not a regular file (`not_a_file`), with `fix`."""
     if not path.is_file():
-        raise InputError(path, None, f"no such file (expected {what})")
+        raise InputError(path, None, not_a_file(path), fix)
+
+
+def read_bytes(path: Path, what: str) -> bytes:
+    require_file(path, f"expected {what}")
     return path.read_bytes()
 
 
@@ -261,8 +391,7 @@ def json_lines(lines: Iterable[bytes], label: object, what: str) -> Iterator[tup
 
 def read_jsonl(path: Path, what: str) -> Iterator[tuple[int, Any]]:
     """Yields (line number, decoded row) for each non-blank line of a JSON Lines file."""
-    if not path.is_file():
-        raise InputError(path, None, f"no such file (expected {what})")
+    require_file(path, f"expected {what}")
     with path.open("rb") as f:
         yield from json_lines(f, path, what)
 
@@ -307,8 +436,7 @@ def read_examples(path: Path, ids: set[str] | None = None) -> list[Example]:
     """Loads a prepared split (02_dataset/<track>/<split>.jsonl), each row checked field by field; with
     `ids`, only the rows of those ids (the rest are skipped unread where their id can be seen first, as
     `prepare` writes it, so that a report on 60,000 examples reads the few hundred it shows)."""
-    if not path.is_file():
-        raise InputError(path, None, f"no such file (expected {SPLIT_WHAT})")
+    require_file(path, f"expected {SPLIT_WHAT}")
     examples = []
     seen: set[str] = set()
     with path.open("rb") as f, many_objects():

@@ -128,16 +128,12 @@ def label(
     """Labels the unanswered conversations of `input_path` with `backend` and writes `out` (see above).
     `on_total` hears how many need a label, once the file is read; `on_answer` hears each answer. One
     process writes `out` at a time: a second stops, naming the first."""
-    check_output(out)
+    check_output(out, inputs={"the input file": input_path})
     with one_writer(out):
         if out.exists() and not force:
             raise SlmSwapError(
                 f"{out} already exists\n  fix: pass {settings.FORCE} to replace it, or choose another "
                 f"{settings.OUT}"
-            )
-        if out.resolve() == input_path.resolve():
-            raise SlmSwapError(
-                f"{settings.OUT} {out} is the input file\n  fix: write the labels to another file"
             )
         rows = _read(input_path)
         examples = [r.example for r in rows if r.example is not None]

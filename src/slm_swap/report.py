@@ -733,10 +733,19 @@ def render_markdown(verdict: VerdictHeader | None, tracks: list[TrackData], pric
 def write_report(eval_dir: Path, pricing: Pricing, out: Path | None = None) -> Written:
     """Writes `<eval_dir>/report.html` (or `out`) and the Markdown beside it, atomically."""
     verdict, tracks = load(eval_dir)
-    html_path = out or Workspace(eval_dir=eval_dir).report_html
+    workspace = Workspace(eval_dir=eval_dir)
+    html_path = out or workspace.report_html
     md_path = html_path.with_suffix(".md")
-    check_output(html_path)
-    check_output(md_path, f"{settings.OUT} (its Markdown twin)")
+    inputs: dict[str, Path | str | None] = {"the verdict": workspace.verdict}
+    for t in tracks:
+        inputs[f"the {t.track} decision"] = workspace.decision(t.track)
+        inputs[f"the {t.track} decision after fine-tuning"] = workspace.decision(t.track, fine_tuned=True)
+        inputs[f"the {t.track} split"] = t.runs["hosted"].meta.dataset
+        runs = zip(t.runs, _run_paths(t), strict=True)
+        inputs |= {f"the {t.track} {LABELS[side]} run": path for side, path in runs}
+        inputs |= {f"the {t.track} {side} native run": d.hosted.path for side, d in t.formats.items()}
+    check_output(html_path, inputs=inputs)
+    check_output(md_path, f"{settings.OUT} (its Markdown twin)", inputs=inputs)
     with atomic_writer(html_path) as f:
         f.write(render_html(verdict, tracks, pricing))
     with atomic_writer(md_path) as f:

@@ -75,15 +75,27 @@ class ReplayBackend(Backend):
 
         return {"predictions_sha256": file_digest(self.path)}
 
-    def check_covers(self, examples: Sequence[Example]) -> None:
-        """Refuses a predictions file that shares no id with the split (almost surely the wrong file)."""
-        if not any(e.id in self.predictions for e in examples):
+    def check_covers(self, examples: Sequence[Example]) -> str | None:
+        """Refuses a predictions file that shares no id with the split (almost surely the wrong file); for
+        one that covers only part of the split, or holds ids the split has not, says so in a line."""
+        ids = {e.id for e in examples}
+        answered = sum(1 for i in ids if i in self.predictions)
+        if not answered:
             raise InputError(
                 self.path,
                 None,
                 f"has no output for any example of this split (first expected id: {examples[0].id!r})",
                 f"check {settings.TRACK}/{settings.SPLIT} or the file",
             )
+        unknown = sum(1 for i in self.predictions if i not in ids)
+        if answered == len(ids) and not unknown:
+            return None
+        said = f"{self.path} answers {answered} of the split's {len(ids)} examples"
+        if answered < len(ids):
+            said += f"; the other {len(ids) - answered} are scored as failures (no_output)"
+        if unknown:
+            said += f"; {unknown} of its ids are not in the split (left out)"
+        return said
 
     def generate(self, requests: Sequence[Request]) -> list[Completion]:
         missing = Completion(text="", error=f"no prediction in {self.path.name}")

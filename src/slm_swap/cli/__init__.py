@@ -6,7 +6,9 @@ are made in `options` from the settings' one declaration, and what they print is
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 
 import click
 from rich.text import Text
@@ -21,14 +23,31 @@ class Group(click.Group):
     """Turns user-fixable errors into two lines and exit status 2; bugs keep their traceback."""
 
     def invoke(self, ctx: click.Context) -> object:
+        main_thread = threading.current_thread() is threading.main_thread()  # where signals are handled
+        terminate = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
         try:
             return super().invoke(ctx)
         except SlmSwapError as e:
             stderr.print(Text.assemble(("error: ", "bold red"), str(e)))
             sys.exit(e.exit_code)
+        except Terminated:
+            stderr.print("terminated; rerun the same command to resume where it stopped")
+            sys.exit(128 + signal.SIGTERM)
         except KeyboardInterrupt:
             stderr.print("interrupted; rerun the same command to resume where it stopped")
             sys.exit(130)
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, terminate)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a `kill`, a scheduler's stop, a container's shutdown), raised as an interrupt so that it
+    unwinds like Ctrl-C: locks and temporary files are removed, journals are kept for the rerun."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -68,12 +68,22 @@ def eval_command(
 
     dataset = workspace.split(track, split)
     out = out or workspace.run_file(track, model_kind, split, fine_tuned=kw["adapter"] is not None)
-    check_output(out)  # before the model loads
+    inputs = {
+        "the split": dataset,
+        "the predictions": predictions,
+        "the adapter": kw["adapter"],
+        "the model": kw["model_path"] if model_kind == "slm" else None,
+    }
+    check_output(out, inputs=inputs)  # before the model loads
+
+    def say(line: str) -> None:
+        stdout.print(line, markup=False, highlight=False)
+
     with traced() as tracer:
         examples = read_examples(dataset)
         options = model_options_of(model_kind, kw, predictions=predictions)
         with (
-            open_evaluation(options, track, split, dataset, examples) as (backend, meta),
+            open_evaluation(options, track, split, dataset, examples, say) as (backend, meta),
             progress(f"{track} · {model_kind}", len(examples)) as advance,
         ):
             outcome = evaluate(examples, backend, meta, out, tracer, force=force, on_result=advance)

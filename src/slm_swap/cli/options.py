@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -35,9 +36,22 @@ def click_type(setting: Setting) -> Any:
             None if setting.min is None else int(setting.min),
             None if setting.max is None else int(setting.max),
         )
-    if kind is float and (setting.min is not None or setting.max is not None):
-        return click.FloatRange(setting.min, setting.max)
+    if kind is float:
+        return FiniteFloat(setting.min, setting.max)
     return kind
+
+
+class FiniteFloat(click.FloatRange):
+    """A float within an optional range that is a number: `nan` passes every comparison of a range, and
+    `inf` or `1e400` would reach the arithmetic (a $nan price, an interval that cannot be compared)."""
+
+    name = "finite float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)  # then the range
 
 
 def option(setting: Setting, *decls: str, **overrides: Any) -> Callable[[F], F]:

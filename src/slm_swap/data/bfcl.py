@@ -22,7 +22,7 @@ from slm_swap import wheels
 from slm_swap.data.rows import NO_TOOL, OMITTED, RowError, RowLeftOut, SourceRow
 from slm_swap.data.schema import bfcl_to_json_schema, json_type_of
 from slm_swap.errors import InputError, SlmSwapError
-from slm_swap.files import json_lines
+from slm_swap.files import json_lines, require_file
 from slm_swap.types import AcceptableCall, ToolCall, ToolSpec
 
 BFCL_WHEEL = "bfcl_eval-2026.3.23-py3-none-any.whl"
@@ -57,10 +57,7 @@ def _read_bytes(location: Path, name: str) -> tuple[str, bytes]:
             label, content = f"{location}!{member}", zf.read(member)
     else:
         path = location / name
-        if not path.is_file():
-            raise InputError(
-                path, None, "no such file", "pass the bfcl-eval wheel or its bfcl_eval/data folder"
-            )
+        require_file(path, "pass the bfcl-eval wheel or its bfcl_eval/data folder")
         label, content = str(path), path.read_bytes()
     if not content.strip():
         raise InputError(

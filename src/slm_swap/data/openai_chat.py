@@ -33,8 +33,7 @@ from typing import Any
 from slm_swap import settings
 from slm_swap.data.formats import Turn
 from slm_swap.data.rows import RowError, RowLeftOut, SourceRow, acceptable_from_gold
-from slm_swap.errors import InputError
-from slm_swap.files import json_lines, loads, schema_problem, tool_schema_problem
+from slm_swap.files import json_lines, loads, require_file, schema_problem, tool_schema_problem
 from slm_swap.types import ToolCall, ToolSpec
 
 WHAT = 'one conversation per line: {"messages": [...], "tools": [...]}'
@@ -46,8 +45,7 @@ LABEL_KEY = "slm_swap_label"  # in a row's metadata: who labelled it and when (`
 def iter_lines(path: Path) -> Iterator[tuple[str, Any]]:
     """Yields ("line N", decoded row) for each non-blank line. Raises InputError for a missing file or a
     line that is not JSON."""
-    if not path.is_file():
-        raise InputError(path, None, "no such file", f"pass the JSON Lines file with {settings.DATASET_PATH}")
+    require_file(path, f"pass the JSON Lines file with {settings.DATASET_PATH}")
     with path.open("rb") as f:
         for lineno, data in json_lines(f, path, WHAT):
             yield f"line {lineno}", data

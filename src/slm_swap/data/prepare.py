@@ -39,7 +39,16 @@ from slm_swap.data.rows import (
     without_called_tools,
 )
 from slm_swap.errors import ConfigError, InputError
-from slm_swap.files import atomic_writer, check_output, jsonl_text, many_objects, read_jsonl, sha256_text
+from slm_swap.files import (
+    atomic_writer,
+    check_output,
+    jsonl_text,
+    many_objects,
+    one_writer,
+    read_jsonl,
+    require_file,
+    sha256_text,
+)
 from slm_swap.identity import file_digest
 from slm_swap.tracing.config import LangfuseConfig
 from slm_swap.types import SPLITS, TRACKS, Track
@@ -63,6 +72,12 @@ class SplitSizes:
         for name in SPLITS:
             if getattr(self, name) < 0:
                 raise ValueError(f"{settings.setting_of(self, name)} must be >= 0, got {getattr(self, name)}")
+
+        if self.total == 0:
+            raise ConfigError(
+                f"{settings.TRAIN_SIZE}, {settings.VAL_SIZE} and {settings.TEST_SIZE} are all 0: the splits "
+                f"would be empty, with nothing to train on or evaluate\n  fix: give at least one split rows"
+            )
 
     @property
     def total(self) -> int:
@@ -113,6 +128,7 @@ class Source:
     label: str
     rows: Callable[[], Iterator[tuple[str, Callable[[], SourceRow]]]]
     identity: Callable[[], dict[str, Any]]
+    file: Path | None = None  # the file it reads, where it is one: no output may be written over it
 
 
 def xlam_source(path: Path) -> Source:
@@ -121,13 +137,10 @@ def xlam_source(path: Path) -> Source:
             yield raw.where, partial(xlam.convert_row, raw.data)
 
     def identity() -> dict[str, Any]:
-        if not path.is_file():
-            raise InputError(
-                path, None, "no such file", f"pass the xLAM JSON file with {settings.DATASET_PATH}"
-            )
+        require_file(path, f"pass the xLAM JSON file with {settings.DATASET_PATH}")
         return {"kind": "xlam", "sha256": file_digest(path)}
 
-    return Source(str(path), rows, identity)
+    return Source(str(path), rows, identity, path)
 
 
 def bfcl_source(location: Path, category: str) -> Source:
@@ -149,13 +162,10 @@ def openai_source(path: Path) -> Source:
             yield where, partial(openai_chat.convert_row, data, where)
 
     def identity() -> dict[str, Any]:
-        if not path.is_file():
-            raise InputError(
-                path, None, "no such file", f"pass the JSON Lines file with {settings.DATASET_PATH}"
-            )
+        require_file(path, f"pass the JSON Lines file with {settings.DATASET_PATH}")
         return {"kind": "openai", "sha256": file_digest(path)}
 
-    return Source(str(path), rows, identity)
+    return Source(str(path), rows, identity, path)
 
 
 def langfuse_source(name: str, langfuse: LangfuseConfig) -> Source:
@@ -351,9 +361,22 @@ class PrepareResult:
     kinds: dict[str, RowKinds] = field(default_factory=dict)  # per split (per track for --smoke)
 
 
+def split_paths(out_dir: Path) -> list[Path]:
+    """The files `prepare` writes in `out_dir`: each track's splits, then the manifest."""
+    return [*(out_dir / track / f"{split}.jsonl" for track in TRACKS for split in SPLITS), out_dir / MANIFEST]
+
+
+def check_outputs(source: Source, out_dir: Path) -> None:
+    """Stops before anything is read or written when a file `prepare` would write cannot be written or
+    is the source it reads."""
+    for path in split_paths(out_dir):
+        check_output(path, settings.OUT_DIR, inputs={"the source": source.file})
+
+
 def _write_splits(out_dir: Path, splits: dict[str, list[SourceRow]], inputs: dict[str, Any]) -> list[Path]:
     """Writes all six files and the manifest to temporary names and renames them only once every one is
-    written, so a failure leaves no split half-written or out of step with the others."""
+    written, so a failure leaves no split half-written or out of step with the others (and one process
+    at a time writes them: `prepare` holds the manifest's lock)."""
     contents = {
         out_dir / track / f"{split}.jsonl": jsonl_text(r.to_example(track).to_json() for r in rows)
         for track in TRACKS
@@ -364,8 +387,6 @@ def _write_splits(out_dir: Path, splits: dict[str, list[SourceRow]], inputs: dic
         "inputs": inputs,
         "files": {str(p.relative_to(out_dir)): sha256_text(text) for p, text in contents.items()},
     }
-    for path in [*contents, out_dir / MANIFEST]:  # all checked before any is written
-        check_output(path, settings.OUT_DIR)
     with ExitStack() as stack:
         for path, text in contents.items():
             stack.enter_context(atomic_writer(path)).write(text)
@@ -423,7 +444,8 @@ def prepare(
     shuffles each augmented split. The test split is never augmented. A share that leaves a train or val
     split no source row, or a source without enough unused call rows, is a ConfigError / InputError
     before anything is written."""
-    with many_objects():  # 60,000 rows held at once
+    check_outputs(source, out_dir)
+    with one_writer(out_dir / MANIFEST), many_objects():  # many_objects: 60,000 rows held at once
         inputs = prepare_inputs(source, sizes, seed, skip_invalid, no_call)
         made = _made_counts(sizes, no_call)
         found = scan(
@@ -528,6 +550,14 @@ def smoke_splits(
     neither as themselves nor as a no-call row made from them) become a separate test split for each
     track. A different existing test split is kept as a timestamped copy first; nothing is overwritten
     silently."""
+    check_outputs(source, out_dir)
+    with one_writer(out_dir / MANIFEST):
+        return _smoke_splits(source, out_dir, per_track, seed, skip_invalid, keep_no_call)
+
+
+def _smoke_splits(
+    source: Source, out_dir: Path, per_track: int, seed: int, skip_invalid: bool, keep_no_call: bool
+) -> PrepareResult:
     used: set[str] = set()
     for track in TRACKS:
         for split in ("train", "val"):

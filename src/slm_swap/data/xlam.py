@@ -19,7 +19,7 @@ from slm_swap import settings
 from slm_swap.data.rows import RowError, SourceRow, acceptable_from_gold
 from slm_swap.data.schema import parse_python_type
 from slm_swap.errors import InputError
-from slm_swap.files import json_lines, loads
+from slm_swap.files import json_lines, loads, require_file
 from slm_swap.types import ToolCall, ToolSpec
 
 REQUIRED_FIELDS = ("id", "query", "tools", "answers")
@@ -52,8 +52,7 @@ def _syntax_error_location(path: Path, index: int) -> str:
 def iter_raw_rows(path: Path) -> Iterator[RawRow]:
     """Yields the rows of an xLAM file without loading it whole. Raises InputError on a file that is not
     JSON / JSON Lines, with the line of the fault."""
-    if not path.is_file():
-        raise InputError(path, None, "no such file", f"pass the xLAM JSON file with {settings.DATASET_PATH}")
+    require_file(path, f"pass the xLAM JSON file with {settings.DATASET_PATH}")
     head = _head(path)
     if not head:
         raise InputError(path, None, "the file is empty", "pass the xLAM JSON (or JSONL) file")

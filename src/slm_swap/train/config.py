@@ -8,6 +8,7 @@ from pathlib import Path
 
 from slm_swap import settings
 from slm_swap.errors import ConfigError
+from slm_swap.files import refuse_inputs
 from slm_swap.settings import PRECISIONS
 from slm_swap.types import TRACKS
 
@@ -78,4 +79,10 @@ class TrainConfig(Hyperparameters):
                 f"the train and validation splits are the same file ({self.train}); validation must be "
                 "held out"
             )
+        inputs = {
+            "the train split": self.train,
+            "the validation split": self.val,
+            "the base model": self.model_path,
+        }
+        refuse_inputs(self.out, inputs, settings.OUT, folder=True)
         super().__post_init__()

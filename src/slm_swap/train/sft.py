@@ -38,7 +38,7 @@ from slm_swap import __version__, settings, templates
 from slm_swap.console import verbose
 from slm_swap.data.formats import dumps
 from slm_swap.errors import ConfigError, SlmSwapError
-from slm_swap.files import read_examples, write_json
+from slm_swap.files import read_examples, readable_weights, write_json
 from slm_swap.identity import ADAPTER_CARD, adapter_files_digest, checkpoint_digest, file_digest
 from slm_swap.protocol import NATIVE, PROMPT
 from slm_swap.tracing import Tracer
@@ -233,16 +233,18 @@ def mixed_bfloat16(config: TrainConfig, *, cuda: bool) -> bool:
 
 @contextmanager
 def _interruptible(flag: dict[str, bool]) -> Iterator[None]:
-    """Ctrl-C asks the trainer to save a checkpoint and stop at the end of the step, instead of dying."""
+    """Ctrl-C (or SIGTERM) asks the trainer to save a checkpoint and stop at the end of the step, instead
+    of dying."""
 
     def ask_to_stop(signum: int, frame: Any) -> None:
         flag["stop"] = True
 
-    previous = signal.signal(signal.SIGINT, ask_to_stop)
+    previous = {sig: signal.signal(sig, ask_to_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _device(model: Any) -> str:
@@ -485,6 +487,7 @@ def train(
         if not stop["stop"] and trainer.is_world_process_zero():
             trainer.save_model(str(config.out))
             tokenizer.save_pretrained(str(config.out))
+            readable_weights(config.out)
             # The digest of the files just written is the adapter's identity for later evaluations.
             card = replace(card, adapter_files_sha256=adapter_files_digest(config.out))
             write_json(config.out / CARD, card.to_json())
