@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -162,30 +163,37 @@ def test_report_whose_markdown_twin_is_a_folder_writes_neither(prepared: list[Ex
 # --- two writers ----------------------------------------------------------------------------------------
 
 
-def test_a_second_writer_of_the_same_run_stops_naming_the_first(prepared: list[Example]) -> None:
-    """Another process holds the run file's lock; eval exits 2 naming it and writes nothing; once the
-    lock is free the same command runs."""
-    preds = predictions(prepared, Path("preds.jsonl"))
-    out = Path("05_eval/toolcall_replay_test.json")
+@contextmanager
+def held_by_another(path: Path) -> Iterator[int]:
+    """Another process holding `path`'s one-writer lock for the block; yields its pid."""
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
             "import sys, time; from pathlib import Path; from slm_swap.files import one_writer\n"
             "with one_writer(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)",
-            str(out),
+            str(path),
         ],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        result = CliRunner().invoke(main, [*EVAL, "--predictions", str(preds)])
-        refused(result, f"is being written by another slm-swap (pid {holder.pid})")
-        assert not out.exists() and not Path(f"{out}.journal").exists()
+        yield holder.pid
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_second_writer_of_the_same_run_stops_naming_the_first(prepared: list[Example]) -> None:
+    """Another process holds the run file's lock; eval exits 2 naming it and writes nothing; once the
+    lock is free the same command runs."""
+    preds = predictions(prepared, Path("preds.jsonl"))
+    out = Path("05_eval/toolcall_replay_test.json")
+    with held_by_another(out) as pid:
+        result = CliRunner().invoke(main, [*EVAL, "--predictions", str(preds)])
+        refused(result, f"is being written by another slm-swap (pid {pid})")
+        assert not out.exists() and not Path(f"{out}.journal").exists()
     assert CliRunner().invoke(main, [*EVAL, "--predictions", str(preds)]).exit_code == 0
     assert not Path(f"{out}.lock").exists()
 
@@ -592,26 +600,9 @@ def test_concurrent_prepares_leave_splits_that_agree_with_their_manifest(
 
 def test_prepare_waits_for_no_one_while_another_holds_the_folder(workspace: Path) -> None:
     manifest = Path("02_dataset/prepared.json")
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time; from pathlib import Path; from slm_swap.files import one_writer\n"
-            "with one_writer(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)",
-            str(manifest),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        refused(
-            CliRunner().invoke(main, ["prepare"]), f"being written by another slm-swap (pid {holder.pid})"
-        )
+    with held_by_another(manifest) as pid:
+        refused(CliRunner().invoke(main, ["prepare"]), f"being written by another slm-swap (pid {pid})")
         assert not list(Path("02_dataset").rglob("*.jsonl")) and not manifest.exists()
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 # --- comparing what cannot be compared ------------------------------------------------------------------
