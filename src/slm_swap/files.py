@@ -18,6 +18,8 @@ from typing import IO, Any, TypeVar
 from slm_swap import settings
 from slm_swap.errors import InputError, SlmSwapError
 from slm_swap.fileformats import FormatError, checked
+from slm_swap.schemas import schema_problem as schema_problem
+from slm_swap.schemas import tool_schema_problem
 from slm_swap.types import Example
 
 T = TypeVar("T")
@@ -394,42 +396,6 @@ def read_jsonl(path: Path, what: str) -> Iterator[tuple[int, Any]]:
     require_file(path, f"expected {what}")
     with path.open("rb") as f:
         yield from json_lines(f, path, what)
-
-
-def schema_problem(value: Any, schema: dict[str, Any]) -> str | None:
-    """Why `value` does not satisfy the JSON Schema `schema` (a tool's parameters), or None: its best
-    match names the field, for the message."""
-    import jsonschema
-
-    key = json.dumps(schema, sort_keys=True)
-    if key not in _validators:
-        _validators[key] = jsonschema.Draft202012Validator(schema)
-    error = jsonschema.exceptions.best_match(_validators[key].iter_errors(value))
-    if error is None:
-        return None
-    where = "/".join(str(p) for p in error.absolute_path) or "the top level"
-    return f"at {where}: {error.message[:200]}"
-
-
-_validators: dict[str, Any] = {}
-
-
-def tool_schema_problem(name: str, parameters: dict[str, Any]) -> str | None:
-    """Why a tool's parameters are not a JSON Schema, or None (checked once per schema)."""
-    import jsonschema
-
-    key = json.dumps(parameters, sort_keys=True)
-    if key not in _tool_problems:
-        try:
-            jsonschema.Draft202012Validator.check_schema(parameters)
-            _tool_problems[key] = None
-        except jsonschema.SchemaError as e:
-            _tool_problems[key] = f"parameters are not a JSON Schema ({e.message[:160]})"
-    problem = _tool_problems[key]
-    return None if problem is None else f"tool {name!r}: {problem}"
-
-
-_tool_problems: dict[str, str | None] = {}
 
 
 def read_examples(path: Path, ids: set[str] | None = None) -> list[Example]:

@@ -23,6 +23,7 @@ from slm_swap.data.rows import NO_TOOL, OMITTED, RowError, RowLeftOut, SourceRow
 from slm_swap.data.schema import bfcl_to_json_schema, json_type_of
 from slm_swap.errors import InputError, SlmSwapError
 from slm_swap.files import json_lines, require_file
+from slm_swap.schemas import MAX_DEPTH, deeper_than, tool_schema_problem
 from slm_swap.types import AcceptableCall, ToolCall, ToolSpec
 
 BFCL_WHEEL = "bfcl_eval-2026.3.23-py3-none-any.whl"
@@ -141,10 +142,15 @@ def convert_row(question: dict[str, Any], answer: dict[str, Any] | None) -> Sour
         raise RowError("the first turn has no user message")
     tools: dict[str, ToolSpec] = {}
     for f in question.get("function", []):
+        if deeper_than(f.get("parameters")):  # before converting them, which recurses
+            raise RowError(f"function {f['name']!r}: parameters are nested deeper than {MAX_DEPTH} levels")
         params = bfcl_to_json_schema(f.get("parameters", {}))
         params.setdefault("type", "object")
         params.setdefault("properties", {})
         params.setdefault("required", [])
+        problem = tool_schema_problem(f["name"], params)
+        if problem is not None:
+            raise RowError(problem)
         tools[f["name"]] = ToolSpec(name=f["name"], description=f.get("description", ""), parameters=params)
     if answer is None and not tools:
         raise RowLeftOut(NO_TOOL)

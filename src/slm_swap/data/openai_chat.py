@@ -114,6 +114,8 @@ def _calls(message: dict[str, Any], where: str, tools: dict[str, ToolSpec]) -> t
                 arguments = loads(arguments) if arguments.strip() else {}
             except ValueError as e:
                 raise RowError(f"{at}: arguments are not valid JSON ({e})") from e
+            except RecursionError as e:
+                raise RowError(f"{at}: arguments are nested too deeply to read") from e
         if not isinstance(arguments, dict):
             raise RowError(f"{at}: arguments must be a JSON object")
         tool = tools.get(name)

@@ -54,11 +54,16 @@ def _split_top(text: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
+# Deeper types are refused rather than converted: their schema would exceed the depth a tool schema may have
+# (schemas.MAX_DEPTH), and converting them recurses once a bracket.
+MAX_TYPE_DEPTH = 32
 _GENERIC = re.compile(r"^([A-Za-z_][\w.]*)\s*(?:\[(.*)\])?$", re.S)
 
 
-def _convert(text: str, unknown: list[str]) -> tuple[dict[str, Any], bool]:
-    """Returns (schema, optional) for one type expression."""
+def _convert(text: str, unknown: list[str], depth: int = 1) -> tuple[dict[str, Any], bool]:
+    """Returns (schema, optional) for one type expression, `depth` brackets deep."""
+    if depth > MAX_TYPE_DEPTH:
+        raise ValueError(f"the type is nested deeper than {MAX_TYPE_DEPTH} brackets")
     m = _GENERIC.match(text.strip())
     if not m:
         unknown.append(text.strip())
@@ -66,10 +71,10 @@ def _convert(text: str, unknown: list[str]) -> tuple[dict[str, Any], bool]:
     head, inner = m.group(1).split(".")[-1].lower(), m.group(2)
     args = _split_top(inner) if inner else []
     if head == "optional" and args:
-        schema, _ = _convert(args[0], unknown)
+        schema, _ = _convert(args[0], unknown, depth + 1)
         return schema, True
     if head == "union" and args:
-        members = [_convert(a, unknown)[0] for a in args if a.lower() not in ("none", "nonetype")]
+        members = [_convert(a, unknown, depth + 1)[0] for a in args if a.lower() not in ("none", "nonetype")]
         optional = len(members) < len(args)
         if len(members) == 1:
             return members[0], optional
@@ -80,7 +85,7 @@ def _convert(text: str, unknown: list[str]) -> tuple[dict[str, Any], bool]:
         array: dict[str, Any] = {"type": "array"}
         item_args = [a for a in args if a != "..."]
         if item_args:
-            items = [_convert(a, unknown)[0] for a in item_args]
+            items = [_convert(a, unknown, depth + 1)[0] for a in item_args]
             if all(i == items[0] for i in items):
                 array["items"] = items[0]
         return array, False
@@ -96,7 +101,8 @@ def _convert(text: str, unknown: list[str]) -> tuple[dict[str, Any], bool]:
 def parse_python_type(text: str) -> PyType:
     """Converts an xLAM type string such as `List[int]` or `str, optional` to JSON Schema.
 
-    Never raises: an unknown type becomes the empty schema (any value) and is listed in `unknown`.
+    An unknown type becomes the empty schema (any value) and is listed in `unknown`; the only error is a
+    ValueError for a type nested deeper than MAX_TYPE_DEPTH brackets (no tool takes such a value).
     Cached, since a large file repeats a few hundred type strings; callers copy before changing.
     """
     unknown: list[str] = []

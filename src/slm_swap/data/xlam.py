@@ -20,6 +20,7 @@ from slm_swap.data.rows import RowError, SourceRow, acceptable_from_gold
 from slm_swap.data.schema import parse_python_type
 from slm_swap.errors import InputError
 from slm_swap.files import json_lines, loads, require_file
+from slm_swap.schemas import MAX_DEPTH, deeper_than
 from slm_swap.types import ToolCall, ToolSpec
 
 REQUIRED_FIELDS = ("id", "query", "tools", "answers")
@@ -86,11 +87,17 @@ def _decode_field(data: dict[str, Any], key: str) -> Any:
             f'xLAM rows carry "{key}" as a string of JSON; re-encode it with json.dumps',
         )
     try:
-        return loads(value)
+        decoded = loads(value)
     except json.JSONDecodeError as e:
         raise RowError(f'"{key}" is not valid JSON ({e.msg})') from e
     except ValueError as e:  # NaN, Infinity, a lone surrogate
         raise RowError(f'"{key}" is not valid JSON ({e})') from e
+    except RecursionError as e:
+        raise RowError(f'"{key}" is nested too deeply to read') from e
+    # Tools and arguments no deeper than this convert to schemas and values that can be checked.
+    if deeper_than(decoded):
+        raise RowError(f'"{key}" is nested deeper than {MAX_DEPTH} levels')
+    return decoded
 
 
 def _convert_tool(raw: Any, position: int) -> tuple[ToolSpec, tuple[str, ...]]:
@@ -108,7 +115,10 @@ def _convert_tool(raw: Any, position: int) -> tuple[ToolSpec, tuple[str, ...]]:
     for pname, spec in params.items():
         if not isinstance(spec, dict):
             raise RowError(f"tool {name!r}: parameter {pname!r} must be an object with a type")
-        parsed = parse_python_type(str(spec.get("type", "")))
+        try:
+            parsed = parse_python_type(str(spec.get("type", "")))
+        except ValueError as e:
+            raise RowError(f"tool {name!r}: parameter {pname!r}: {e}") from e
         unknown.extend(parsed.unknown)
         schema = dict(parsed.schema)
         if spec.get("description"):

@@ -46,13 +46,11 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
-import jsonschema
-
-from slm_swap.data.formats import answer_schema, dumps, strict_parameters
+from slm_swap.data.formats import answer_schema, strict_parameters
 from slm_swap.jsonvalues import json_equal
+from slm_swap.schemas import Mismatch, mismatch
 from slm_swap.scoring import calls as check
 from slm_swap.scoring.parse import Parsed, parse
 from slm_swap.types import Completion, Example, ExampleResult, ToolCall, ToolSpec, Track
@@ -114,31 +112,34 @@ def _f1(p: float, r: float) -> float:
     return 2 * p * r / (p + r) if p + r else 0.0
 
 
-@lru_cache(maxsize=4096)
-def _validator(schema_json: str) -> jsonschema.protocols.Validator:
-    schema = json.loads(schema_json)
-    return jsonschema.Draft202012Validator(schema)
-
-
-def _valid(instance: Any, schema: dict[str, Any]) -> bool:
-    return _validator(dumps(schema)).is_valid(instance)
-
-
-def _schema_valid(track: Track, parsed: Parsed, tools: Sequence[ToolSpec]) -> bool:
-    if not parsed.valid:
-        return False
+def _schema_mismatch(track: Track, parsed: Parsed, tools: Sequence[ToolSpec]) -> Mismatch | None:
+    """Why a readable answer's calls do not satisfy the tools' schemas (structured: the whole answer
+    `answer_schema`), or None. Each call's arguments are checked against its own tool's schema, never
+    inside a larger one, so that a tool's references into itself (`#/$defs/...`) keep their meaning."""
     if track == "structured":
         document = parsed.document
         if isinstance(document, dict) and isinstance(document.get("calls"), list):
             # The answer schema checks each entry on its own (and that there is one): repeats add nothing.
             entries = {json.dumps(e, sort_keys=True): e for e in document["calls"]}
             document = {**document, "calls": list(entries.values())}
-        return _valid(document, answer_schema(tools, min_calls=1))
+        # The shape of the answer, with any arguments: {name, arguments} entries naming offered tools.
+        shape = answer_schema([ToolSpec(t.name, t.description, {}) for t in tools], min_calls=1)
+        found = mismatch(document, shape)
+        if found is not None:
+            return found
+        calls = [ToolCall(e["name"], e["arguments"]) for e in document["calls"]]
+    elif not parsed.calls:
+        return Mismatch("no call")
+    else:
+        calls = list({_key(c): c for c in parsed.calls}.values())
     by_name = {t.name: t for t in tools}
-    distinct = {_key(c): c for c in parsed.calls or ()}.values()
-    return bool(parsed.calls) and all(
-        c.name in by_name and _valid(c.arguments, strict_parameters(by_name[c.name])) for c in distinct
-    )
+    for call in calls:
+        if call.name not in by_name:
+            return Mismatch(f"{call.name!r} is not an offered tool")
+        found = mismatch(call.arguments, strict_parameters(by_name[call.name]))
+        if found is not None:
+            return found
+    return None
 
 
 def _key(call: ToolCall) -> str:
@@ -234,7 +235,10 @@ def score(example: Example, completion: Completion) -> ExampleResult:
     # Pairings are computed over `paired`; scores that count calls or arguments use all of `predicted`.
     paired = _capped(predicted, len(example.acceptable))
     tools = {t.name: t for t in example.tools}
-    metrics["schema_valid"] = float(_schema_valid(track, parsed, example.tools))
+    schema_mismatch = _schema_mismatch(track, parsed, example.tools)
+    metrics["schema_valid"] = float(schema_mismatch is None)
+    # A check cut short by a bound (a pattern that would backtrack for ages) fails, and says so.
+    cut_short = schema_mismatch.message if schema_mismatch is not None and schema_mismatch.cut_short else None
     metrics["name_accuracy"] = float(
         Counter(c.name for c in predicted) == Counter(c.name for c in example.gold)
     )
@@ -263,9 +267,9 @@ def score(example: Example, completion: Completion) -> ExampleResult:
     metrics["call_f1"] = _f1(call_p, len(matched) / len(example.acceptable))
     metrics["ast_match"] = float(len(predicted) == len(example.acceptable) == len(matched))
     if metrics["ast_match"]:
-        return result(metrics, predicted, None, None)
+        return result(metrics, predicted, None, cut_short)
     category, detail = _failure(predicted, example, matched)
-    return result(metrics, predicted, category, detail)
+    return result(metrics, predicted, category, "; ".join(filter(None, (detail, cut_short))))
 
 
 def _score_no_call_row(example: Example, completion: Completion, result: Any) -> ExampleResult:
