@@ -62,12 +62,12 @@ def open_evaluation(
     say: Callable[[str], None] = lambda line: None,
 ) -> Iterator[tuple[Backend, RunMeta]]:
     """The one evaluation sequence of eval, live and run: the backend `options` ask for, checked against
-    the examples (a replay file must cover some; `say` hears how many it does not), and the run's
-    metadata; the backend is closed after."""
+    the examples (a replay file must cover some; `say` hears how many it does not, and the Batch API
+    route's progress), and the run's metadata; the backend is closed after."""
     from slm_swap.backends.factory import make_backend
     from slm_swap.backends.replay import ReplayBackend
 
-    backend = make_backend(options)
+    backend = make_backend(options, say)
     try:
         if isinstance(backend, ReplayBackend) and (coverage := backend.check_covers(examples)):
             say(coverage)
@@ -164,6 +164,7 @@ def evaluate(
                 )
         journal = Journal(out, meta)
         done = journal.resume(ids, fresh=force)
+        backend.resume_at(out, fresh=force)
         resumed = len(done)
         meta = replace(meta, started_at=now_iso())
         todo = [e for e in examples if e.id not in done]

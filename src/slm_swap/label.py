@@ -15,9 +15,10 @@ model is measured with in `eval`, so the labels are the answers that `compare` h
 hosted run on a labelled split scores its own answers (agreement, by construction — every comparison on
 such a split says so).
 
-Like `eval`: requests run `--concurrency` at a time with the SDK's retries; every answer is journaled
-as it arrives, so an interrupted run resumes where it stopped; the output is written atomically at the
-end and never over an existing file without `--force`.
+Like `eval`: requests run `--concurrency` at a time with the SDK's retries, or all in one batch of the
+provider's Batch API (`--hosted-batch`, `backends/batch.py`); every answer is journaled as it arrives, so
+an interrupted run resumes where it stopped (a batch under way is picked up again by its id); the output
+is written atomically at the end and never over an existing file without `--force`.
 """
 
 from __future__ import annotations
@@ -142,6 +143,7 @@ def label(
         meta = run_meta("toolcall", LABEL_SPLIT, input_path, backend)
         journal = Journal(out, meta)
         done = journal.resume((e.id for e in examples), fresh=force)
+        backend.resume_at(out, fresh=force)
         outcome = LabelOutcome(resumed=len(done))
         todo = [e for e in examples if e.id not in done]
         with (

@@ -51,6 +51,14 @@ class Pricing:
     input_per_1k: float = settings.PRICE_IN.default
     output_per_1k: float = settings.PRICE_OUT.default
 
+    def batched(self) -> Pricing:
+        """The price through the provider's Batch API (`--hosted-batch`): OpenAI's and Azure's global
+        batch both charge half the price of one request at a time."""
+        return Pricing(self.input_per_1k * BATCH_SHARE, self.output_per_1k * BATCH_SHARE)
+
+
+BATCH_SHARE = 0.5  # what a request costs through the Batch API, as a share of its price one at a time
+
 
 @dataclass(frozen=True)
 class Written:
@@ -218,7 +226,10 @@ def costs(t: TrackData, pricing: Pricing) -> list[dict[str, Any]]:
             "unknown_tokens": sum(not r.usage.known for r in run.results),
         }
         if label == "hosted":
-            cost = prompt / 1000 * pricing.input_per_1k + completion / 1000 * pricing.output_per_1k
+            batch = run.meta.settings.get("route") == "batch"  # `backends/batch.py`
+            price = pricing.batched() if batch else pricing
+            cost = prompt / 1000 * price.input_per_1k + completion / 1000 * price.output_per_1k
+            row["route"] = "batch" if batch else "live"
             row["cost"] = cost
             row["cost_per_correct"] = cost / correct if correct else None
         out.append(row)
@@ -542,6 +553,7 @@ def _track_html(t: TrackData, pricing: Pricing) -> str:
     for c in costs(t, pricing):
         at_least = "≥ " if c["unknown_tokens"] else ""  # rows of unknown counts are not in the sums
         cost = f"{at_least}${c['cost']:.4f}" if "cost" in c else "local (time only)"
+        cost += " (batch)" if c.get("route") == "batch" else ""
         per = (
             (f"{at_least}${c['cost_per_correct']:.4f}" if c.get("cost_per_correct") is not None else "—")
             if "cost" in c
@@ -555,7 +567,8 @@ def _track_html(t: TrackData, pricing: Pricing) -> str:
         )
     out.append(
         f"</table><p class='note'>Hosted cost at ${pricing.input_per_1k}/1k prompt and "
-        f"${pricing.output_per_1k}/1k completion tokens (set with {settings.PRICE_IN}/-output); "
+        f"${pricing.output_per_1k}/1k completion tokens (set with {settings.PRICE_IN}/-output), a run "
+        f"through the Batch API ({settings.HOSTED_BATCH}: marked batch) at half those prices; "
         "a correct call is one whose " + CORRECT[t.track] + " is 1 (on a no-call row, no call). Local cost "
         "is compute time.</p>"
     )
@@ -712,7 +725,8 @@ def render_markdown(verdict: VerdictHeader | None, tracks: list[TrackData], pric
             per = f"{at_least}${c['cost_per_correct']:.4f}" if c.get("cost_per_correct") is not None else "—"
             lines.append(
                 f"| {LABELS[c['model']]} ({_md(c['name'])}) | {c['correct']}/{c['examples']} | "
-                f"{_seconds(c['seconds_per_correct'])} | {per if 'cost' in c else 'local'} |"
+                f"{_seconds(c['seconds_per_correct'])} | {per if 'cost' in c else 'local'}"
+                f"{' (batch)' if c.get('route') == 'batch' else ''} |"
             )
         failures = {
             label: Counter(r.error_category for r in run.results if r.error_category)

@@ -221,6 +221,18 @@ MAX_RETRIES = Setting(
     "azure/openai: retries of 429/5xx/timeouts (with backoff, honouring Retry-After).",
     min=0,
 )
+# The Batch API route (eval, label, run): answers within 24 hours, at half the price of one request at a time.
+HOSTED_BATCH = Setting(
+    "--hosted-batch",
+    False,
+    None,
+    "azure/openai: send the rows through the provider's Batch API (half the price; answers within 24 h) "
+    "instead of one request at a time. The same requests, so the same run; a killed run picks its batch "
+    "up again.",
+)
+BATCH_POLL = Setting(
+    "--batch-poll", 30.0, None, "--hosted-batch: seconds between checks of the batch's status.", min=0.01
+)
 PREDICTIONS = Setting(
     "--predictions",
     None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from slm_swap.protocol import PROMPT, Request
 from slm_swap.types import Completion, Example
@@ -58,6 +59,11 @@ class Backend(ABC):
     def describe(self) -> dict[str, object]:
         """What a run file records about this backend (identity and everything else worth showing)."""
         return {"model_kind": self.kind, "model": self.model, "batch_size": self.batch_size}
+
+    def resume_at(self, out: Path, *, fresh: bool = False) -> None:  # noqa: B027 - most keep nothing
+        """Where the output `out` is written (`evaluate`, `label`): a backend whose work goes on beyond this
+        process (the Batch API route, `batch.py`) keeps beside it what a rerun needs to pick that work up
+        again, unless `fresh`. Other backends keep nothing."""
 
     def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
         """Releases what the backend holds (models, connections)."""

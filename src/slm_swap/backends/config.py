@@ -46,6 +46,8 @@ class HostedConfig:
     max_tokens: int = settings.API_MAX_TOKENS
     protocol: str = PROMPT
     served: dict[str, object] | None = None  # what answers there, when known (the local stand-in)
+    batch: bool = False  # through the provider's Batch API (`batch.py`) instead of request by request
+    batch_poll: float = settings.BATCH_POLL.default  # seconds between checks of a batch's status
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ heavy dependencies are imported only then."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,10 @@ class ModelOptions:
     predictions: Path | None = None  # replay
     azure: AzureSettings | None = None  # azure: read from the environment at the command line's edge
     served: dict[str, object] | None = None  # azure/openai: what answers there, when known (the stand-in)
+    # azure/openai through the Batch API: options of the commands where latency does not matter (eval,
+    # label, run: `cli.options.model_options(batch=True)`).
+    hosted_batch: bool = settings.field(settings.HOSTED_BATCH)
+    batch_poll: float = settings.field(settings.BATCH_POLL)
 
     def config(self) -> ModelConfig:
         """The chosen kind's configuration. Options that do not apply to it, a missing optional
@@ -55,6 +60,11 @@ class ModelOptions:
                 f"{self.kind}\n"
                 f"  fix: drop {settings.CONSTRAINED}; to evaluate a constrained SLM behind an endpoint, "
                 f"start it with `slm-swap serve {settings.CONSTRAINED}`"
+            )
+        if self.hosted_batch and self.kind not in HOSTED_KINDS:
+            raise ConfigError(
+                f"{settings.HOSTED_BATCH} applies to a hosted model ({settings.MODEL_KIND} azure or "
+                f"openai), not {self.kind}\n  fix: drop {settings.HOSTED_BATCH}"
             )
         if self.kind == "replay":
             if self.predictions is None:
@@ -103,15 +113,20 @@ class ModelOptions:
                 max_tokens=self.max_new_tokens,
                 protocol=self.protocol,
                 served=self.served,
+                batch=self.hosted_batch,
+                batch_poll=self.batch_poll,
             )
         raise ConfigError(
             f"unknown {settings.MODEL_KIND} {self.kind!r}; choose one of {', '.join(MODEL_KINDS)}"
         )
 
 
-def make_backend(options: ModelOptions | ModelConfig) -> Backend:
+def make_backend(
+    options: ModelOptions | ModelConfig, say: Callable[[str], None] = lambda line: None
+) -> Backend:
     """The backend for the command line's `options` (checked by `ModelOptions.config`), or for a kind's
-    configuration; heavy dependencies are imported only now."""
+    configuration; heavy dependencies are imported only now. `say` hears what a backend that works in
+    the background has to tell (the Batch API route's progress)."""
     config = options.config() if isinstance(options, ModelOptions) else options
     if isinstance(config, ReplayConfig):
         from slm_swap.backends.replay import ReplayBackend
@@ -121,6 +136,10 @@ def make_backend(options: ModelOptions | ModelConfig) -> Backend:
         from slm_swap.backends.local import LocalBackend
 
         return LocalBackend(config)
+    if config.batch:
+        from slm_swap.backends.batch import BatchBackend
+
+        return BatchBackend(config, say)
     from slm_swap.backends.hosted import HostedBackend
 
     return HostedBackend(config)

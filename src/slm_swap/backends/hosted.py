@@ -310,6 +310,17 @@ class HostedBackend(Backend):
             "protocol": self.protocol,
         }
 
+    def body(self, request: Request) -> dict[str, Any]:
+        """The whole chat-completions request body, the same whichever route sends it (one request at a
+        time, or the Batch API's lines: `batch.py`)."""
+        return {
+            "model": self.model,
+            "temperature": 0,
+            "seed": settings.DECODING_SEED,
+            "max_tokens": self.max_tokens,
+            **self.request(request),
+        }
+
     def request(self, request: Request) -> dict[str, Any]:
         """The API request's messages and, under the native protocol, its tools or response format."""
         asked: dict[str, Any] = {"messages": list(request.messages)}
@@ -328,32 +339,31 @@ class HostedBackend(Backend):
             return content
         return protocol.answer_text("toolcall", read.calls(message), content)
 
+    def completion(self, request: Request, response: object, latency_s: float) -> Completion:
+        """A chat completion (`response`, as the SDK makes it) read into the answer to `request`, whichever
+        route brought it; one that is not a chat completion raises `_Malformed`."""
+        read = _Reader()
+        choice = read.choice(response)
+        text = self.answer(request, choice.message, read)
+        error = (
+            "content_filter: the answer was filtered"
+            if getattr(choice, "finish_reason", None) == "content_filter"
+            else None
+        )
+        return Completion(
+            text=text,
+            latency_s=latency_s,
+            usage=read.usage(response),
+            error=error,
+            replaced_surrogates=read.replaced_surrogates,
+        )
+
     def complete_one(self, request: Request) -> Completion:
         """The answer to one request; errors other than fatal ones come back as the completion's error."""
         start = time.perf_counter()
-        read = _Reader()
         try:
-            response = self.endpoint.client.chat.completions.create(
-                model=self.model,
-                temperature=0,
-                seed=settings.DECODING_SEED,
-                max_tokens=self.max_tokens,
-                **self.request(request),
-            )
-            choice = read.choice(response)
-            text = self.answer(request, choice.message, read)
-            error = (
-                "content_filter: the answer was filtered"
-                if getattr(choice, "finish_reason", None) == "content_filter"
-                else None
-            )
-            return Completion(
-                text=text,
-                latency_s=time.perf_counter() - start,
-                usage=read.usage(response),
-                error=error,
-                replaced_surrogates=read.replaced_surrogates,
-            )
+            response = self.endpoint.client.chat.completions.create(**self.body(request))
+            return self.completion(request, response, time.perf_counter() - start)
         except Exception as e:
             fatal = _fatal(e, self.endpoint)
             if fatal is not None:

@@ -159,7 +159,7 @@ def prepare(
 )
 @option(settings.OUT, required=True, help=f"The labelled file (a {settings.SOURCE} openai file).")
 @option(settings.FORCE, help="Replace --out if it exists, and ask again from the start.")
-@model_options(kinds=("azure", "openai"))
+@model_options(kinds=("azure", "openai"), batch=True)
 def label(input_path: Path, out: Path, force: bool, model_kind: str, **kw: Any) -> None:
     """Label unanswered conversations with the hosted model (the teacher); keeps answers that parse and
     satisfy the tools' schemas, with their provenance."""
@@ -167,7 +167,10 @@ def label(input_path: Path, out: Path, force: bool, model_kind: str, **kw: Any) 
     from slm_swap.label import label as run_label
 
     with traced() as tracer:
-        backend = make_backend(model_options_of(model_kind, kw))
+        backend = make_backend(
+            model_options_of(model_kind, kw), lambda line: stdout.print(line, markup=False, highlight=False)
+        )
+
         try:
             with progress(f"label · {model_kind}", None) as advance:
                 outcome = run_label(

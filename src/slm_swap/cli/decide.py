@@ -29,6 +29,7 @@ from slm_swap.cli.render import (
 )
 from slm_swap.cli.train import training_process
 from slm_swap.data.prepare import NoCallRules, SplitSizes
+from slm_swap.errors import ConfigError
 from slm_swap.settings import AzureSettings
 from slm_swap.train.config import Hyperparameters
 from slm_swap.types import TRACKS, Track
@@ -92,7 +93,7 @@ def compare(
 @option(settings.PRICE_IN)
 @option(settings.PRICE_OUT)
 @option(settings.FORCE, help="Redo every stage even where its outputs are there.")
-@model_options(with_kind=False)
+@model_options(with_kind=False, batch=True)
 def run(
     tracks: tuple[Track, ...],
     hosted_kind: str,
@@ -119,10 +120,17 @@ def run(
 
     if importlib.util.find_spec("trl") is not None:  # it may fine-tune, in this process
         training_process()
-    slm = model_options_of("slm", kw)
+    given = model_options_of("slm", kw)
+    slm = replace(given, hosted_batch=False)  # the Batch API route is the hosted model's
     # auto takes Azure when its variables are all set: read here, at the edge, like every setting.
     azure = AzureSettings.from_env(os.environ) if hosted_kind == "azure" else AzureSettings.if_set(os.environ)
-    hosted = choose_hosted(hosted_kind, replace(slm, azure=azure, constrained=False))
+    hosted = choose_hosted(hosted_kind, replace(given, azure=azure, constrained=False))
+    if hosted is None and given.hosted_batch:
+        raise ConfigError(
+            f"{settings.HOSTED_BATCH}: the hosted side would be the local stand-in, which has no Batch API\n"
+            f"  fix: set AZURE_* or {settings.BASE_URL} (or choose {settings.HOSTED_KIND} azure or openai), "
+            f"or drop {settings.HOSTED_BATCH}"
+        )
     options = PipelineOptions(
         tracks=tracks,
         hosted=hosted,

@@ -51,7 +51,7 @@ def side_by_side_options(func: F) -> F:
 @option(settings.PREDICTIONS)
 @option(settings.FORCE, help="Recompute even if the run file exists.")
 @workspace_options
-@model_options()
+@model_options(batch=True)
 def eval_command(
     track: Track,
     split: str,

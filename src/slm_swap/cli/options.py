@@ -124,14 +124,19 @@ split_option = option(settings.SPLIT)
 force_option = option(settings.FORCE)
 
 
+BATCH_FIELDS = ("hosted_batch", "batch_poll")  # ModelOptions' Batch API route
+
+
 def model_options(
-    *, kinds: tuple[str, ...] = settings.MODEL_KINDS, with_kind: bool = True
+    *, kinds: tuple[str, ...] = settings.MODEL_KINDS, with_kind: bool = True, batch: bool = False
 ) -> Callable[[F], F]:
     """The options that choose and configure a model (`ModelOptions`' declared fields), for every command
-    that asks one; `--model-kind` among `kinds` unless the command chooses the kinds itself."""
+    that asks one; `--model-kind` among `kinds` unless the command chooses the kinds itself. The Batch
+    API route's options only with `batch`: for the commands where latency does not matter."""
+    names = [f.name for f in dataclasses.fields(ModelOptions) if batch or f.name not in BATCH_FIELDS]
 
     def decorate(func: F) -> F:
-        func = options_of(ModelOptions)(func)
+        func = options_of(ModelOptions, names)(func)
         if with_kind:
             func = option(settings.MODEL_KIND, type=click.Choice(kinds), required=True)(func)
         return func
