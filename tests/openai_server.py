@@ -1,11 +1,15 @@
 """A stand-in OpenAI / Azure OpenAI chat-completions server for tests (a fake: no model behind it).
 
 It listens on 127.0.0.1 in a background thread and speaks the wire protocol the real `openai` client
-uses, on three paths:
+uses, on four paths:
 
 - `/v1/chat/completions` (OpenAI and compatible servers), Bearer auth;
 - `/openai/deployments/<name>/chat/completions?api-version=...` (Azure), `api-key` header;
-- `/models/chat/completions?api-version=...` (Azure's preview model-inference form), `api-key` header.
+- `/models/chat/completions?api-version=...` (Azure's preview model-inference form), `api-key` header;
+- `/openai/v1/chat/completions` (Azure's v1 API: no api-version, the deployment as `model`), `api-key`.
+
+On the Azure paths, `entra_token` (when set) is accepted as `Authorization: Bearer <token>` instead of
+the key, as Azure accepts a Microsoft Entra ID token.
 
 Answers come from `answers` (user message → text, or a whole assistant message as a dict: `tool_calls`,
 as a model answers under the native protocol). `faults` can script, per user message, what the
@@ -75,6 +79,7 @@ class FakeOpenAIServer:
         self.faults: dict[str, list[Fault]] = {}
         self.usage: dict[str, str] = {}  # user message -> the answer's `usage` as raw JSON text
         self.basic_auth: str | None = None  # "user:password", accepted instead of the key
+        self.entra_token: str | None = None  # Azure paths: a bearer token accepted instead of the key
         self.files: dict[str, bytes] = {}  # Batch API: uploaded and produced files, by id
         self.batches: dict[str, dict[str, Any]] = {}  # Batch API: batches, by id
         self.batch_polls = 0  # retrieves a batch answers `in_progress` before it is processed
@@ -285,15 +290,19 @@ class FakeOpenAIServer:
                 self.wfile.write(data)
 
             def _answer(self, path: str, query: dict[str, list[str]], body: dict[str, Any]) -> None:
-                azure = path.startswith("/openai/deployments/") or path == "/models/chat/completions"
-                if azure:
-                    if self.headers.get("api-key") != server.api_key:
+                v1 = path == "/openai/v1/chat/completions"
+                deployments = path.startswith("/openai/deployments/")
+                if deployments or v1 or path == "/models/chat/completions":
+                    entra = server.entra_token is not None and self.headers.get("Authorization") == (
+                        f"Bearer {server.entra_token}"
+                    )
+                    if self.headers.get("api-key") != server.api_key and not entra:
                         return self._json(401, {"error": {"code": "401", "message": "Access denied"}})
-                    if "api-version" not in query:
+                    if "api-version" not in query and not v1:
                         return self._json(
                             400, {"error": {"code": "MissingApiVersion", "message": "no api-version"}}
                         )
-                    name = path.split("/")[3] if path.startswith("/openai/") else body.get("model")
+                    name = path.split("/")[3] if deployments else body.get("model")
                     if name != server.deployment:
                         return self._json(
                             404,

@@ -107,7 +107,7 @@ def test_azure_deployment_not_found_says_what_to_check(
 
 
 def test_azure_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ConfigError, match="AZURE_API_KEY, AZURE_API_VERSION"):
+    with pytest.raises(ConfigError, match="azure needs AZURE_API_VERSION\n"):  # the key may be left out
         AzureSettings.from_env({"AZURE_ENDPOINT": "https://x.openai.azure.com", "AZURE_DEPLOYMENT": "d"})
     settings = AzureSettings("https://x.openai.azure.com/openai/deployments/other", "chat", "secret-123", "v")
     with pytest.raises(ConfigError, match="names deployment 'other' but AZURE_DEPLOYMENT is 'chat'"):

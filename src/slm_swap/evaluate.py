@@ -7,10 +7,12 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from slm_swap import settings
 from slm_swap.backends.base import Backend
 from slm_swap.backends.factory import ModelOptions
+from slm_swap.cost import Estimate
 from slm_swap.errors import InputError, SlmSwapError
 from slm_swap.files import check_output, one_writer
 from slm_swap.identity import Check, compare_inputs, file_digest
@@ -19,6 +21,9 @@ from slm_swap.scoring.metrics import score
 from slm_swap.tracing import ItemOutcome, RunTrace, Tracer
 from slm_swap.types import Example, ExampleResult, Track
 from slm_swap.workspace import dataset_dir_of
+
+if TYPE_CHECKING:
+    from slm_swap.report import Pricing
 
 
 def now_iso() -> str:
@@ -140,6 +145,8 @@ def evaluate(
     tags: Sequence[str] = (),
     session_id: str | None = None,
     on_result: Callable[[ExampleResult], None] | None = None,
+    pricing: Pricing | None = None,
+    on_estimate: Callable[[Estimate], None] | None = None,
 ) -> EvalOutcome:
     """Evaluates `examples` with `backend` and writes the run file `out`.
 
@@ -147,6 +154,9 @@ def evaluate(
     other inputs is replaced only with `force` or `replace_stale`. Results of an interrupted run of the
     same inputs are taken from its journal unless `force`. One process writes `out` at a time (a second
     stops, naming the first); a path that cannot be written stops the run before its journal starts.
+    With `pricing`, a model paid by the token has the cost of the requests still to send estimated before
+    the first one (`cost.py`): `on_estimate` hears it, and the run file records it in its settings
+    (`"estimate"`), outside the run's identity.
     """
     check_output(out, inputs={"the split": meta.dataset})
     with one_writer(out):
@@ -168,6 +178,10 @@ def evaluate(
         resumed = len(done)
         meta = replace(meta, started_at=now_iso())
         todo = [e for e in examples if e.id not in done]
+        if pricing is not None and todo and (estimate := backend.estimate(todo, pricing)) is not None:
+            meta = replace(meta, settings={**meta.settings, "estimate": estimate.to_json()})
+            if on_estimate:
+                on_estimate(estimate)
         by_id = {e.id: e for e in examples}
         with (
             closing(journal),  # on disk however the run ends

@@ -29,7 +29,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slm_swap import settings
 from slm_swap.backends.base import Backend
@@ -42,6 +42,10 @@ from slm_swap.runs import Journal
 from slm_swap.scoring.parse import parse_toolcall
 from slm_swap.tracing import Tracer
 from slm_swap.types import AnswerTally, Example, ExampleResult, ToolCall
+
+if TYPE_CHECKING:
+    from slm_swap.cost import Estimate
+    from slm_swap.report import Pricing
 
 LABEL_SPLIT = "label"  # the journal's split name: these are answers to label with, not a split's run
 
@@ -125,10 +129,13 @@ def label(
     force: bool = False,
     on_total: Callable[[int], None] | None = None,
     on_answer: Callable[[object], None] | None = None,
+    pricing: Pricing | None = None,
+    on_estimate: Callable[[Estimate], None] | None = None,
 ) -> LabelOutcome:
     """Labels the unanswered conversations of `input_path` with `backend` and writes `out` (see above).
-    `on_total` hears how many need a label, once the file is read; `on_answer` hears each answer. One
-    process writes `out` at a time: a second stops, naming the first."""
+    `on_total` hears how many need a label, once the file is read; `on_answer` hears each answer; with
+    `pricing`, `on_estimate` hears the cost of the requests still to send before the first (`cost.py`).
+    One process writes `out` at a time: a second stops, naming the first."""
     check_output(out, inputs={"the input file": input_path})
     with one_writer(out):
         if out.exists() and not force:
@@ -146,6 +153,8 @@ def label(
         backend.resume_at(out, fresh=force)
         outcome = LabelOutcome(resumed=len(done))
         todo = [e for e in examples if e.id not in done]
+        if on_estimate and pricing is not None and todo and (cost := backend.estimate(todo, pricing)):
+            on_estimate(cost)
         with (
             closing(journal),  # on disk however the run ends
             tracer.run(

@@ -316,6 +316,8 @@ class Pipeline:
                 force=self.o.force,
                 replace_stale=True,
                 session_id=self.session_id,
+                pricing=self.o.pricing,
+                on_estimate=lambda estimate: self.say(f"eval {track} {label}: {estimate.line()}"),
             )
         means = outcome.run.summary.metrics
         core = ", ".join(f"{k} {means[k]:.3f}" for k in core_metrics(track, list(means)))

@@ -11,6 +11,7 @@ Secrets (API keys) come only from the environment or a flag and are never shown 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,32 +241,49 @@ PREDICTIONS = Setting(
     "replay: JSON Lines of {id, output}, or a run file to score again.",
     kind=Path,
 )
-# Azure OpenAI is configured by the environment alone (the specification's variables).
+# Azure OpenAI is configured by the environment alone (the specification's variables). Without
+# AZURE_API_KEY, Azure is asked with a Microsoft Entra ID token (keyless, `slm-swap[azure]`); the v1 API
+# (AZURE_ENDPOINT `https://<resource>.openai.azure.com/openai/v1/`) takes no AZURE_API_VERSION.
 AZURE_VARS = ("AZURE_ENDPOINT", "AZURE_DEPLOYMENT", "AZURE_API_KEY", "AZURE_API_VERSION")
+AZURE_V1_URL = re.compile(r"^(?P<base>https?://[^/?#]+(?:/[^?#]*)?/openai/v1)(?:/chat/completions)?/?$")
 
 
 @dataclass(frozen=True)
 class AzureSettings:
     endpoint: str
     deployment: str
-    api_key: str = dataclasses.field(repr=False)
-    api_version: str
+    api_key: str | None = dataclasses.field(default=None, repr=False)  # None: Entra ID (keyless)
+    api_version: str | None = None  # None: only for the v1 API, which takes none
+
+    @property
+    def v1(self) -> bool:
+        """Whether AZURE_ENDPOINT is the v1 API (`.../openai/v1/`): no api-version, the deployment as the
+        request's model."""
+        return AZURE_V1_URL.match(self.endpoint) is not None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AzureSettings:
-        """The four variables, read at the command line's edge; a ConfigError names those missing."""
-        missing = [v for v in AZURE_VARS if not env.get(v, "").strip()]
+        """The variables, read at the command line's edge; a ConfigError names those missing (never the
+        key: without one, Entra ID signs the requests)."""
+        endpoint, deployment, api_key, api_version = (env.get(v, "").strip() for v in AZURE_VARS)
+        found = cls(endpoint, deployment, api_key or None, api_version or None)
+        missing = [v for v, value in zip(AZURE_VARS[:2], (endpoint, deployment), strict=True) if not value]
+        if not api_version and not found.v1:
+            missing.append("AZURE_API_VERSION")
         if missing:
             raise ConfigError(
                 f"{MODEL_KIND} azure needs {', '.join(missing)}\n"
-                "  fix: export AZURE_ENDPOINT, AZURE_DEPLOYMENT, AZURE_API_KEY and AZURE_API_VERSION"
+                "  fix: export AZURE_ENDPOINT and AZURE_DEPLOYMENT, AZURE_API_VERSION unless AZURE_ENDPOINT "
+                "is the v1 API (https://<resource>.openai.azure.com/openai/v1/), and AZURE_API_KEY unless "
+                "you sign in with Entra ID (pip install 'slm-swap[azure]')"
             )
-        return cls(*(env[v].strip() for v in AZURE_VARS))
+        return found
 
     @classmethod
     def if_set(cls, env: Mapping[str, str]) -> AzureSettings | None:
-        """The settings when all four variables are set, else None (`run` then looks elsewhere)."""
-        return cls.from_env(env) if all(env.get(v, "").strip() for v in AZURE_VARS) else None
+        """The settings when AZURE_ENDPOINT and AZURE_DEPLOYMENT are set (a ConfigError when what the
+        endpoint needs besides is missing), else None (`run` then looks elsewhere)."""
+        return cls.from_env(env) if all(env.get(v, "").strip() for v in AZURE_VARS[:2]) else None
 
 
 # Deciding (compare, run, report).
@@ -277,7 +295,11 @@ HOSTED_RUN = Setting(
 )
 SLM_RUN = Setting("--slm", None, None, "Run file of the SLM.", kind=Path)
 PRICE_IN = Setting(
-    "--price-per-1k-input", 0.0025, None, "Hosted price per 1k prompt tokens (the report's cost).", min=0
+    "--price-per-1k-input",
+    0.0025,
+    None,
+    "Hosted price per 1k prompt tokens (the report's cost, and the estimate before a hosted run).",
+    min=0,
 )
 PRICE_OUT = Setting("--price-per-1k-output", 0.01, None, "Hosted price per 1k completion tokens.", min=0)
 HOSTED_KINDS = ("auto", "azure", "openai", "stand-in")

@@ -5,9 +5,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from slm_swap.protocol import PROMPT, Request
 from slm_swap.types import Completion, Example
+
+if TYPE_CHECKING:
+    from slm_swap.cost import Estimate
+    from slm_swap.report import Pricing
 
 
 class Backend(ABC):
@@ -50,6 +55,11 @@ class Backend(ABC):
         """The completions of dataset rows, in input order."""
         done = {id(e): c for e, c in self.ask(examples)}
         return [done[id(e)] for e in examples]
+
+    def estimate(self, examples: Sequence[Example], pricing: Pricing) -> Estimate | None:
+        """What asking `examples` will cost at `pricing`, worked out before the first request (`cost.py`);
+        None for a model that is not paid by the token."""
+        return None
 
     @abstractmethod
     def identity(self) -> dict[str, object]:

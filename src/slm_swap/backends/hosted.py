@@ -20,19 +20,25 @@ authentication, and its query parameters are sent as query parameters with every
 appends paths to its base URL, which must then hold no query). Messages and run files show the URL
 through `urls.shown`, without either.
 
-Azure accepts three endpoint forms in AZURE_ENDPOINT:
+Azure accepts four endpoint forms in AZURE_ENDPOINT:
 
+* the v1 API, `https://<resource>.openai.azure.com/openai/v1/`: the OpenAI client as it is, the deployment
+  as the request's `model`, no api-version (the form newer models need);
 * the resource root, `https://<resource>.openai.azure.com`;
 * the deployment URL, `https://<resource>.openai.azure.com/openai/deployments/<name>`;
 * the preview model-inference form, `https://<resource>.services.ai.azure.com/models/chat/completions`
   (or just `.../models`), where the deployment is named in the request body.
+
+Every form is signed with AZURE_API_KEY (the `api-key` header) or, without one, keyless: a Microsoft
+Entra ID bearer token from azure-identity's DefaultAzureCredential (`slm-swap[azure]`), fetched again as
+it nears its end. Retries honour Azure's `retry-after-ms` as well as Retry-After: the SDK reads both.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -41,19 +47,23 @@ from urllib.parse import parse_qsl, urlsplit
 from slm_swap import protocol, settings
 from slm_swap.backends.base import Backend
 from slm_swap.backends.config import HostedConfig
+from slm_swap.cost import Estimate, estimate
 from slm_swap.errors import ConfigError
 from slm_swap.fileformats import MAX_TOKENS
 from slm_swap.protocol import PROMPT, Request
-from slm_swap.settings import AzureSettings
-from slm_swap.types import Completion, Usage
+from slm_swap.settings import AZURE_V1_URL, AzureSettings
+from slm_swap.types import Completion, Example, Usage
 from slm_swap.urls import shown
 
 if TYPE_CHECKING:
     from openai import OpenAI
 
+    from slm_swap.report import Pricing
+
 _DEPLOYMENT_URL = re.compile(r"^(?P<root>https?://[^/]+)/openai/deployments/(?P<name>[^/?]+)")
 _MODELS_URL = re.compile(r"^(?P<base>https?://[^/]+(?:/[^?]*)?/models)(?:/chat/completions)?/?(?:\?.*)?$")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+ENTRA_SCOPE = "https://cognitiveservices.azure.com/.default"  # what an Azure OpenAI token is for
 
 
 @dataclass(frozen=True)
@@ -64,12 +74,52 @@ class Endpoint:
     model: str
     url: str  # for messages and run files (`urls.shown`): never holds a key, a password or a query value
     form: str
+    keyless: bool = False  # signed with a Microsoft Entra ID token instead of a key
+
+
+def azure_credential() -> Any:
+    """The Microsoft Entra ID credential keyless Azure is asked with: azure-identity's
+    DefaultAzureCredential (environment, workload or managed identity, Azure CLI, ...). Tests put a
+    stand-in credential in its place."""
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
+def entra_token_provider() -> Callable[[], str]:
+    """A bearer token for Azure OpenAI from `azure_credential`, at each request (azure-identity keeps it
+    until it nears its end). A credential that gives none stops the run: every request would fail."""
+    try:
+        from azure.core.exceptions import AzureError
+        from azure.identity import get_bearer_token_provider
+    except ImportError as e:
+        raise ConfigError(
+            "AZURE_API_KEY is not set, so Azure is asked keyless (Microsoft Entra ID), which needs "
+            "azure-identity\n  fix: pip install 'slm-swap[azure]', or export AZURE_API_KEY"
+        ) from e
+    provider = get_bearer_token_provider(azure_credential(), ENTRA_SCOPE)
+
+    def token() -> str:
+        try:
+            return provider()
+        except AzureError as e:
+            said = str(e).strip().splitlines()
+            raise ConfigError(
+                f"no Microsoft Entra ID token for Azure: {said[0] if said else type(e).__name__}\n"
+                "  fix: sign in (az login) or run with a managed or workload identity, or export "
+                "AZURE_API_KEY"
+            ) from e
+
+    return token
 
 
 def azure_endpoint(settings: AzureSettings, *, timeout: float, max_retries: int) -> Endpoint:
-    """Builds the client for whichever of the three Azure endpoint forms AZURE_ENDPOINT uses."""
+    """Builds the client for whichever of the four Azure endpoint forms AZURE_ENDPOINT uses, signed with
+    AZURE_API_KEY or, without one, an Entra ID token (`entra_token_provider`)."""
     from openai import AzureOpenAI, OpenAI
 
+    token = None if settings.api_key else entra_token_provider()
+    v1 = AZURE_V1_URL.match(settings.endpoint)
     url = settings.endpoint.rstrip("/")
     deployment = _DEPLOYMENT_URL.match(url)
     if deployment:
@@ -80,29 +130,32 @@ def azure_endpoint(settings: AzureSettings, *, timeout: float, max_retries: int)
                 f"{settings.deployment!r}\n  fix: make them agree (or give the resource root)"
             )
         url = deployment.group("root")
-    models = _MODELS_URL.match(url)
+    models = v1 or _MODELS_URL.match(url)
     if models:
+        # The OpenAI client as it is: a key goes as `api-key` (and as the bearer the client sends any key
+        # as), a token as the bearer alone; the v1 API takes no api-version.
         base = models.group("base")
         client: OpenAI = OpenAI(
             base_url=base,
-            api_key=settings.api_key,
+            api_key=settings.api_key or token,
             timeout=timeout,
             max_retries=max_retries,
-            default_headers={"api-key": settings.api_key},
-            default_query={"api-version": settings.api_version},
+            default_headers={"api-key": settings.api_key} if settings.api_key else None,
+            default_query=None if v1 else {"api-version": str(settings.api_version)},
         )
-        return Endpoint(client, settings.deployment, shown(base), "azure-models")
+        form = "azure-v1" if v1 else "azure-models"
+        return Endpoint(client, settings.deployment, shown(base), form, keyless=token is not None)
     client = AzureOpenAI(
         azure_endpoint=url,
         azure_deployment=settings.deployment,
         api_key=settings.api_key,
+        azure_ad_token_provider=token,
         api_version=settings.api_version,
         timeout=timeout,
         max_retries=max_retries,
     )
-    return Endpoint(
-        client, settings.deployment, shown(f"{url}/openai/deployments/{settings.deployment}"), "azure"
-    )
+    deployment_url = shown(f"{url}/openai/deployments/{settings.deployment}")
+    return Endpoint(client, settings.deployment, deployment_url, "azure", keyless=token is not None)
 
 
 def openai_endpoint(
@@ -168,6 +221,14 @@ def _fatal(error: Exception, endpoint: Endpoint) -> ConfigError | None:
     """The errors that would fail every request, turned into a message that says what to check."""
     import openai
 
+    if isinstance(error, ConfigError):  # raised on the way out (a keyless endpoint's token)
+        return error
+    if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError) and endpoint.keyless:
+        return ConfigError(
+            f"{endpoint.url} refused the Microsoft Entra ID token (HTTP {error.status_code})\n"
+            "  fix: give the signed-in identity the Cognitive Services OpenAI User role on the resource, "
+            "or export AZURE_API_KEY"
+        )
     if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
         return ConfigError(
             f"{endpoint.url} refused the API key (HTTP {error.status_code})\n"
@@ -284,6 +345,12 @@ class HostedBackend(Backend):
         self.batch_size = config.concurrency
         self.max_tokens = config.max_tokens
         self.protocol = config.protocol
+
+    def estimate(self, examples: Sequence[Example], pricing: Pricing) -> Estimate:
+        """The cost of asking `examples`: the requests as they will be sent (`request`), each answer at
+        most `max_tokens` long (`cost.py`)."""
+        requests = (self.request(Request.of(e, self.protocol)) for e in examples)
+        return estimate(requests, self.max_tokens, pricing)
 
     def identity(self) -> dict[str, object]:
         identity: dict[str, object] = {

@@ -159,12 +159,23 @@ def prepare(
 )
 @option(settings.OUT, required=True, help=f"The labelled file (a {settings.SOURCE} openai file).")
 @option(settings.FORCE, help="Replace --out if it exists, and ask again from the start.")
+@option(settings.PRICE_IN)
+@option(settings.PRICE_OUT)
 @model_options(kinds=("azure", "openai"), batch=True)
-def label(input_path: Path, out: Path, force: bool, model_kind: str, **kw: Any) -> None:
+def label(
+    input_path: Path,
+    out: Path,
+    force: bool,
+    price_per_1k_input: float,
+    price_per_1k_output: float,
+    model_kind: str,
+    **kw: Any,
+) -> None:
     """Label unanswered conversations with the hosted model (the teacher); keeps answers that parse and
     satisfy the tools' schemas, with their provenance."""
     from slm_swap.backends.factory import make_backend
     from slm_swap.label import label as run_label
+    from slm_swap.report import Pricing
 
     with traced() as tracer:
         backend = make_backend(
@@ -181,6 +192,8 @@ def label(input_path: Path, out: Path, force: bool, model_kind: str, **kw: Any) 
                     force=force,
                     on_total=lambda n: advance(total=n),
                     on_answer=advance,
+                    pricing=Pricing(price_per_1k_input, price_per_1k_output),
+                    on_estimate=lambda estimate: stdout.print(estimate.line(), markup=False),
                 )
         finally:
             backend.close()

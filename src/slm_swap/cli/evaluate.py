@@ -50,6 +50,8 @@ def side_by_side_options(func: F) -> F:
 @option(settings.OUT, help="Run file [default: <eval-dir>/{track}_{kind}[_ft]_{split}.json].")
 @option(settings.PREDICTIONS)
 @option(settings.FORCE, help="Recompute even if the run file exists.")
+@option(settings.PRICE_IN)
+@option(settings.PRICE_OUT)
 @workspace_options
 @model_options(batch=True)
 def eval_command(
@@ -58,6 +60,8 @@ def eval_command(
     out: Path | None,
     predictions: Path | None,
     force: bool,
+    price_per_1k_input: float,
+    price_per_1k_output: float,
     workspace: Workspace,
     model_kind: str,
     **kw: Any,
@@ -65,6 +69,7 @@ def eval_command(
     """Evaluate a model on a split and write its run file (metrics and per-example results)."""
     from slm_swap.evaluate import evaluate, open_evaluation
     from slm_swap.files import check_output, read_examples
+    from slm_swap.report import Pricing
 
     dataset = workspace.split(track, split)
     out = out or workspace.run_file(track, model_kind, split, fine_tuned=kw["adapter"] is not None)
@@ -86,7 +91,17 @@ def eval_command(
             open_evaluation(options, track, split, dataset, examples, say) as (backend, meta),
             progress(f"{track} · {model_kind}", len(examples)) as advance,
         ):
-            outcome = evaluate(examples, backend, meta, out, tracer, force=force, on_result=advance)
+            outcome = evaluate(
+                examples,
+                backend,
+                meta,
+                out,
+                tracer,
+                force=force,
+                on_result=advance,
+                pricing=Pricing(price_per_1k_input, price_per_1k_output),
+                on_estimate=lambda estimate: say(estimate.line()),
+            )
     if outcome.reused:
         stdout.print(f"{out} is already complete for these inputs (pass --force to recompute)")
     elif outcome.resumed:
