@@ -181,7 +181,6 @@ def label(
         backend = make_backend(
             model_options_of(model_kind, kw), lambda line: stdout.print(line, markup=False, highlight=False)
         )
-
         try:
             with progress(f"label · {model_kind}", None) as advance:
                 outcome = run_label(
