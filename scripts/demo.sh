@@ -16,7 +16,15 @@ mkdir -p "$WORK" && cd "$WORK"
 export LANGFUSE_DISABLED=1
 echo "LANGFUSE_DISABLED=1: tracing is off for this demo (set LANGFUSE_* and unset this to trace)"
 
+# Exit 3 means the verdict is not settled: 8 test rows a track are a quick look, not a decision, and the
+# run's last lines say how many rows would settle it. For the demo that is the expected outcome.
+status=0
 time "$BIN/slm-swap" run \
   --train-size 8 --val-size 2 --test-size 8 \
   --max-new-tokens 160 --max-length 1024 \
-  --standin-port "${DEMO_PORT:-8765}"
+  --standin-port "${DEMO_PORT:-8765}" || status=$?
+if [ "$status" -eq 3 ]; then
+  echo "run exited 3: 8 test rows a track cannot settle a verdict at delta 0.01 (see above for how many would)"
+  status=0
+fi
+exit "$status"

@@ -15,12 +15,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
 from slm_swap.cli import main
-from slm_swap.compare import bootstrap_interval, mcnemar_exact
+from slm_swap.compare import mcnemar_exact
 from slm_swap.errors import SlmSwapError
 from slm_swap.files import one_writer
 from slm_swap.types import Example
@@ -300,24 +299,6 @@ def test_mcnemar_in_floating_point_agrees_with_exact_integers() -> None:
     # A million discordant pairs: the large-sample normal tail (z = 2) agrees to three decimals.
     assert mcnemar_exact(499_000, 501_000) == pytest.approx(math.erfc(2 / math.sqrt(2)), abs=1e-3)
     assert mcnemar_exact(500_000, 500_000) == 1.0
-
-
-@pytest.mark.parametrize("kind", ["binary", "scores"])
-def test_the_bootstrap_over_counts_gives_the_index_bootstraps_interval(kind: str) -> None:
-    """Drawing counts of each distinct difference is the same distribution as drawing example indices:
-    on the same data the two intervals agree within Monte Carlo error (0.01 here at 10,000 resamples)."""
-    data = np.random.default_rng(7)
-    n = 300
-    if kind == "binary":
-        hosted, slm = data.random(n) < 0.8, data.random(n) < 0.6
-        diff = hosted.astype(float) - slm.astype(float)
-    else:
-        diff = data.choice([0.0, 1 / 3, 0.5, 2 / 3, 1.0], n) - data.choice([0.0, 0.25, 0.5, 1.0], n)
-    old = np.random.default_rng(42).integers(0, n, size=(10_000, n))
-    old_low, old_high = np.percentile(diff[old].mean(axis=1), [2.5, 97.5])
-    low, high = bootstrap_interval(diff, np.random.default_rng(42))
-    assert low == pytest.approx(old_low, abs=0.01) and high == pytest.approx(old_high, abs=0.01)
-    assert low < diff.mean() < high
 
 
 # --- a report of any size -------------------------------------------------------------------------------

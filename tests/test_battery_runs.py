@@ -29,6 +29,7 @@ from .langfuse_receiver import LangfuseReceiver
 from .openai_server import FakeOpenAIServer
 from .test_new_user import free_port
 from .test_pipeline import SMALL, TRAIN
+from .verdicts import run_exit_code
 
 
 def journaled(out: Path) -> int:
@@ -161,7 +162,7 @@ def test_no_secret_in_anything_run_writes_prints_or_traces_with_azure(
     result = CliRunner().invoke(
         main, ["run", "--model-path", str(tiny_model), "--tracks", "toolcall", *SMALL, *TRAIN]
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == run_exit_code(), result.output
     assert langfuse_receiver.spans, "the run was traced"
     keys = {"AZURE_API_KEY": "azure-secret-key", "LANGFUSE_SECRET_KEY": langfuse_env["LANGFUSE_SECRET_KEY"]}
     texts = {"console": result.output, **workspace_files(Path(".")), **received(langfuse_receiver)}

@@ -1,4 +1,4 @@
-"""The fine-tune decision: the spec's delta rule, paired bootstrap intervals and McNemar."""
+"""The fine-tune decision: the spec's delta rule, paired intervals, power figures and McNemar."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import pytest
 from click.testing import CliRunner
 
 from slm_swap.cli import main
-from slm_swap.compare import compare, mcnemar_exact
+from slm_swap.compare import ComparedRun, Decision, MetricComparison, compare, mcnemar_exact
 from slm_swap.errors import SlmSwapError
 from slm_swap.runs import RunMeta, RunResult, write_run
 from slm_swap.scoring.metrics import CORE_METRICS, METRICS
 from slm_swap.types import ExampleResult, Usage
+from slm_swap.verdict import Ruling, verdict_of
 
 
 def make_run(
@@ -68,13 +69,17 @@ def test_trailing_by_more_than_delta_fine_tunes() -> None:
     assert ast.settled and not decision.too_few
 
 
-def test_equal_runs_do_not_fine_tune_and_are_settled() -> None:
+def test_equal_runs_do_not_fine_tune_but_40_agreeing_rows_do_not_settle_a_1_point_delta() -> None:
+    """Rows that all agree do not show that the models never disagree: the interval keeps a width (the
+    bootstrap's collapsed to the point 0), and about 395 rows of agreement would settle delta 0.01, as
+    0 disagreements in n rows bound the disagreement rate near 3/n."""
     run = make_run("structured", {"x": [1.0, 0.0] * 20})
     decision = compare(run, run, 0.01)
-    assert not decision.fine_tune
-    assert all(
-        m.difference == 0 and m.ci_low == m.ci_high == 0 and m.mcnemar_p == 1.0 for m in decision.metrics
-    )
+    assert not decision.fine_tune and decision.too_few
+    for m in decision.metrics:
+        assert m.difference == 0 and m.mcnemar_p == 1.0 and not m.settled
+        assert m.ci_low == pytest.approx(-m.ci_high) and 0.05 < m.ci_high < 0.08
+        assert m.detectable == pytest.approx(0.0943, abs=1e-3) and m.rows_needed == 395
     assert [m.metric for m in decision.metrics] == list(CORE_METRICS["structured"])
 
 
@@ -94,7 +99,7 @@ def test_delta_is_strictly_more_than() -> None:
     assert compare(hosted, slm, 0.09).fine_tune
 
 
-def test_bootstrap_is_seeded() -> None:
+def test_decisions_are_deterministic() -> None:
     hosted = make_run("toolcall", {"x": [1.0, 0.0, 1.0, 1.0, 0.0, 1.0] * 5})
     slm = make_run("toolcall", {"x": [0.0, 0.0, 1.0, 0.0, 1.0, 1.0] * 5})
     assert compare(hosted, slm, 0.01).to_json() == compare(hosted, slm, 0.01).to_json()
@@ -171,8 +176,6 @@ def test_cli_refuses_without_tracing_configuration(workspace: Path, monkeypatch:
 
 
 def test_verdicts_follow_the_two_decisions() -> None:
-    from slm_swap.compare import ComparedRun, Decision, MetricComparison
-    from slm_swap.verdict import verdict_of
 
     def decision(trailing: list[str]) -> Decision:
         side = ComparedRun("run.json", "replay", "m", None, False, "test", "0" * 64)
@@ -182,12 +185,44 @@ def test_verdicts_follow_the_two_decisions() -> None:
         ]
         return Decision("toolcall", 0.01, bool(trailing), 30, side, side, metrics)
 
-    assert verdict_of(decision([]), None)[0] == "swap_now"
-    verdict, reason = verdict_of(decision(["ast_match"]), decision([]))
-    assert verdict == "swap_after_fine_tune" and "ast_match" in reason
-    verdict, reason = verdict_of(decision(["ast_match", "format_valid"]), decision(["ast_match"]))
-    assert verdict == "keep_hosted" and reason.endswith("still trails on ast_match")
-    assert verdict_of(decision(["ast_match"]), None) == (
+    assert verdict_of(decision([]), None).verdict == "swap_now"
+    ruling = verdict_of(decision(["ast_match"]), decision([]))
+    assert ruling.verdict == "swap_after_fine_tune" and "ast_match" in ruling.reason
+    ruling = verdict_of(decision(["ast_match", "format_valid"]), decision(["ast_match"]))
+    assert ruling.verdict == "keep_hosted" and ruling.reason.endswith("still trails on ast_match")
+    ruling = verdict_of(decision(["ast_match"]), None)
+    assert (ruling.verdict, ruling.reason) == (
         "keep_hosted",
         "the SLM trails by more than 0.01 on ast_match; no fine-tuned run",
     )
+    assert ruling.leaning is None and ruling.rows_needed is None
+
+
+def _ruling(hosted: list[float], slm: list[float], ft: list[float] | None = None) -> Ruling:
+    h, s = make_run("toolcall", {"x": hosted}), make_run("toolcall", {"x": slm})
+    decision = compare(h, s, 0.01)
+    return verdict_of(decision, None if ft is None else compare(h, make_run("toolcall", {"x": ft}), 0.01))
+
+
+def test_a_verdict_on_unsettled_metrics_is_not_settled_and_leans_to_the_rule() -> None:
+    # 8 rows, the SLM right on 6 of the hosted model's 8: the rule says keep, the rows cannot settle it.
+    ruling = _ruling([1.0] * 8, [1.0] * 6 + [0.0] * 2)
+    assert ruling.verdict == "not_settled" and ruling.rule == ruling.leaning == "keep_hosted"
+    assert ruling.rows_needed is not None and 8 < ruling.rows_needed < 200
+    assert f"about {ruling.rows_needed:,} rows would settle" in ruling.reason
+    assert "The rule leans to keep the hosted model" in ruling.reason
+    # 8 rows that all agree: "swap now" rests on every metric being within delta, which 8 rows cannot show.
+    ruling = _ruling([1.0, 0.0] * 4, [1.0, 0.0] * 4)
+    assert ruling.verdict == "not_settled" and ruling.leaning == "swap_now" and ruling.rows_needed == 395
+    # 40 rows where the SLM is wrong on 20: one surely trailing metric settles "keep the hosted model".
+    assert _ruling([1.0] * 40, [1.0] * 20 + [0.0] * 20).verdict == "keep_hosted"
+    # After fine-tuning, "swap after fine-tune" rests on the adapter's run being within delta everywhere.
+    ruling = _ruling([1.0] * 40, [1.0] * 20 + [0.0] * 20, [1.0] * 40)
+    assert ruling.verdict == "not_settled" and ruling.leaning == "swap_after_fine_tune"
+
+
+def test_old_decisions_without_the_figures_still_give_a_verdict() -> None:
+    side = ComparedRun("run.json", "replay", "m", None, False, "test", "0" * 64)
+    unsettled = MetricComparison("ast_match", 1.0, 0.9, 0.1, True, -0.1, 0.3, None, 1, 0, False)
+    ruling = verdict_of(Decision("toolcall", 0.01, True, 8, side, side, [unsettled]), None)
+    assert ruling.verdict == "not_settled" and "rerun `slm-swap compare`" in ruling.reason

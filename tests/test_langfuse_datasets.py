@@ -19,6 +19,8 @@ from tests.langfuse_receiver import LangfuseReceiver
 from tests.openai_server import FakeOpenAIServer
 from tests.test_openai_source import BOOK, WEATHER, call, user
 
+from .verdicts import run_exit_code
+
 
 def item(i: int, **extra: Any) -> dict[str, Any]:
     city = f"City{i}"
@@ -273,7 +275,7 @@ def test_labelled_traffic_through_langfuse_runs_the_whole_loop_into_dataset_runs
     argv += ["--model-path", str(tiny_model), "--train-size", "4", "--val-size", "2", "--test-size", "4"]
     argv += ["--max-new-tokens", "8", "--max-length", "512", "--train-batch-size", "2"]
     result = CliRunner().invoke(main, argv)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == run_exit_code(), result.output
     assert "agreement with the hosted model" in result.output
     names = {s.attr("langfuse.experiment.name") for s in langfuse.spans if s.name == "experiment-item-task"}
     assert names == {

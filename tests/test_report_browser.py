@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from slm_swap.cli import main
 
 from .test_pipeline import SMALL, TRAIN
+from .verdicts import run_exit_code
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -22,7 +23,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def report(azure: object, tiny_model: Path) -> Path:
     args = ["run", "--model-path", str(tiny_model), "--tracks", "toolcall", *SMALL, *TRAIN]
     result = CliRunner().invoke(main, args)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == run_exit_code(), result.output
     return Path("05_eval/report.html").resolve()
 
 

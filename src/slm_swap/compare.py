@@ -4,9 +4,11 @@ Rule (the spec's): FINE_TUNE=1 when, on any core metric of the track, the hosted
 SLM's by more than `delta`.
 
 Evidence (beside the rule, never flipping it): for each core metric, the paired difference hosted − SLM
-over the same examples with a seeded 95% percentile-bootstrap interval, and for 0/1 metrics the exact
-McNemar p-value. A metric is "settled" when the interval lies wholly above `delta` (surely trails) or
-wholly at or below it (surely does not); otherwise the examples are too few to be sure.
+over the same examples with its adjusted Wald 95% interval (`power.py`: the rows plus two pseudo-rows,
+Bonett and Price's interval for 0/1 metrics), and for 0/1 metrics the exact McNemar p-value. A metric is
+"settled" when the interval lies wholly above `delta` (surely trails) or wholly at or below it (surely
+does not); otherwise the examples are too few to be sure. Beside each metric: the distance from delta
+these rows can detect and the rows that would settle it.
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ import numpy as np
 from slm_swap import settings
 from slm_swap.errors import SlmSwapError
 from slm_swap.fileformats import Count, FileDefault, Flag, Number
+from slm_swap.power import interval, power
 from slm_swap.runs import RunResult
 from slm_swap.scoring.metrics import core_metrics
 from slm_swap.tracing import Tracer
 from slm_swap.types import Track
 
-RESAMPLES = 10_000
 DECISION_FORMAT = "slm-swap.decision/1"
 
 
@@ -44,6 +46,9 @@ class MetricComparison:
     slm_only: Count
     settled: Flag
     rows: Count | None = None  # the examples that have the metric (abstention: the no-call rows); None: all
+    # What these rows can tell (`power.py`); None in decisions written before the figures.
+    detectable: Number | None = None  # distance from delta settled with 80% power at these rows
+    rows_needed: Count | None = None  # rows that settle the metric at the observed difference (None: never)
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,7 @@ class ComparedRun:
 @dataclass(frozen=True)
 class Decision:
     """The fine-tune decision, and the decision file's format (which adds the rule, the flags and the
-    settings of the bootstrap, as written for people and other tools)."""
+    method of the intervals, as written for people and other tools)."""
 
     track: Track
     delta: Number
@@ -96,10 +101,9 @@ class Decision:
             "too_few_examples_to_be_sure": self.too_few,
             "examples": self.examples,
             "confidence": 0.95,
-            "bootstrap": {
-                "resamples": RESAMPLES,
-                "seed": settings.BOOTSTRAP_SEED,
-                "method": "paired percentile (multinomial counts)",
+            "interval": {
+                "method": "adjusted Wald over the rows and two pseudo-rows (Bonett-Price for 0/1 metrics)",
+                "power": "80% at two-sided 5% (detectable, rows_needed)",
             },
             "hosted": asdict(self.hosted),
             "slm": asdict(self.slm),
@@ -139,27 +143,6 @@ def mcnemar_exact(b: int, c: int) -> float:
     log_terms = top + np.concatenate(([0.0], np.cumsum(np.log(k / (n - k + 1)))))
     log_tail = top + math.log(float(np.exp(log_terms - top).sum())) - n * math.log(2)
     return min(1.0, 2 * math.exp(log_tail))
-
-
-def bootstrap_interval(diff: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
-    """The 95% percentile interval of the mean of `diff` under the paired bootstrap (RESAMPLES draws of
-    n examples with replacement).
-
-    A draw's mean depends only on how many times each distinct value of `diff` is drawn, so each draw is
-    made as multinomial counts over the distinct values: the same distribution as drawing n example
-    indices, in RESAMPLES x (distinct values) work and memory instead of RESAMPLES x n. A 0/1 metric's
-    differences take three values; a score such as arg_f1 a few dozen."""
-    values, counts = np.unique(diff, return_counts=True)
-    n = int(diff.size)
-    chunk = max(1, min(RESAMPLES, 4_000_000 // len(values)))  # at most ~32 MB of counts at a time
-    means = np.concatenate(
-        [
-            rng.multinomial(n, counts / n, size=min(chunk, RESAMPLES - start)) @ values / n
-            for start in range(0, RESAMPLES, chunk)
-        ]
-    )
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
 
 
 def _describe(run: RunResult, path: Path | None) -> ComparedRun:
@@ -216,7 +199,6 @@ def compare(
         )
     if not hosted_ids:
         raise SlmSwapError("the runs hold no examples; nothing to compare")
-    rng = np.random.default_rng(settings.BOOTSTRAP_SEED)
     n = len(hosted_ids)
     comparisons = []
     present = {m for r in hosted.results for m in r.metrics}
@@ -229,11 +211,12 @@ def compare(
         h = np.array([r.metrics[metric] for r in rows])
         s = np.array([slm_by_id[r.id].metrics[metric] for r in rows])
         diff = h - s
-        low, high = bootstrap_interval(diff, rng)
+        ci = interval(diff)
         binary = bool(np.isin(h, (0.0, 1.0)).all() and np.isin(s, (0.0, 1.0)).all())
         b = int(((h == 1) & (s == 0)).sum()) if binary else 0
         c = int(((h == 0) & (s == 1)).sum()) if binary else 0
         difference = float(diff.mean())
+        planned = power(diff, delta)
         comparisons.append(
             MetricComparison(
                 metric=metric,
@@ -241,13 +224,15 @@ def compare(
                 slm=float(s.mean()),
                 difference=difference,
                 trails=difference > delta + 1e-12,
-                ci_low=low,
-                ci_high=high,
+                ci_low=ci.low,
+                ci_high=ci.high,
                 mcnemar_p=mcnemar_exact(b, c) if binary else None,
                 hosted_only=b,
                 slm_only=c,
-                settled=low > delta or high <= delta,
+                settled=ci.settled(delta),
                 rows=len(rows) if len(rows) != n else None,
+                detectable=planned.detectable,
+                rows_needed=planned.rows_needed,
             )
         )
     return Decision(

@@ -432,7 +432,9 @@ class Pipeline:
         ) as trace:
             trace.event("verdict", verdict.to_json())
             for o in outcomes:
-                trace.score(f"swap_{o.track}", float(o.verdict().verdict != "keep_hosted"))
+                ruling = o.verdict()
+                trace.score(f"swap_{o.track}", float(ruling.rule != "keep_hosted"))
+                trace.score(f"settled_{o.track}", float(ruling.verdict != "not_settled"))
         return verdict
 
     def verdict(self, outcomes: list[TrackOutcome], hosted: ModelOptions, seconds: float) -> Verdict:
@@ -463,11 +465,13 @@ class Pipeline:
 def _track_verdict(o: TrackOutcome) -> TrackVerdict:
     from slm_swap.runs import read_run
 
-    verdict, reason = o.verdict()
+    ruling = o.verdict()
     runs = {"hosted": o.hosted, "slm": o.slm, "slm_ft": o.slm_ft, **o.native}
     return TrackVerdict(
-        verdict=verdict,
-        reason=reason,
+        verdict=ruling.verdict,
+        reason=ruling.reason,
+        leaning=ruling.leaning,
+        rows_needed=ruling.rows_needed,
         gold=o.decision.gold,
         runs={k: None if v is None else str(v) for k, v in runs.items()},
         decision=str(o.decision_path),

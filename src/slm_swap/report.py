@@ -19,13 +19,20 @@ from typing import Any
 import numpy as np
 
 from slm_swap import settings
-from slm_swap.compare import ComparedRun, Decision, agreement_note, compare, read_decision
+from slm_swap.compare import ComparedRun, Decision, MetricComparison, agreement_note, compare, read_decision
 from slm_swap.errors import InputError, SlmSwapError
 from slm_swap.files import atomic_writer, check_output, read_examples
 from slm_swap.runs import RunResult, read_run
 from slm_swap.scoring.metrics import ABSTENTION, core_metrics
 from slm_swap.types import TRACKS, Example
-from slm_swap.verdict import VERDICTS, VerdictHeader, VerdictName, read_verdict_header, verdict_of
+from slm_swap.verdict import (
+    VERDICTS,
+    RuleVerdict,
+    VerdictHeader,
+    VerdictName,
+    read_verdict_header,
+    verdict_of,
+)
 from slm_swap.workspace import Workspace
 
 CORRECT = {"structured": "exact_match", "toolcall": "ast_match"}  # "a correct call" per track
@@ -77,6 +84,12 @@ class TrackData:
     shown: Shown | None = None
     # `run --protocol both`: per side (hosted, slm), its native run against its prompt run, paired.
     formats: dict[str, Decision] = field(default_factory=dict)
+    leaning: RuleVerdict | None = None  # not settled: what the delta rule says on these rows
+
+    @property
+    def says(self) -> str:
+        leaning = f" (leaning: {VERDICTS[self.leaning]})" if self.leaning else ""
+        return VERDICTS[self.verdict] + leaning
 
 
 # --- loading ---------------------------------------------------------------------------------------------
@@ -102,8 +115,8 @@ def load(eval_dir: Path) -> tuple[VerdictHeader | None, list[TrackData]]:
         if ft is not None:
             runs["slm_ft"] = read_run(_run_path(ft.slm, ft_path))
             decisions["slm_ft"] = ft
-        said, reason = verdict_of(decision, ft)  # the rule `run` applied to these same decisions
-        data = TrackData(track, said, reason, runs, decisions, {})
+        ruling = verdict_of(decision, ft)  # the rule `run` applied to these same decisions
+        data = TrackData(track, ruling.verdict, ruling.reason, runs, decisions, {}, leaning=ruling.leaning)
         data.formats = _formats(workspace, runs)
         data.shown = shown_examples(data)
         dataset = Path(runs["hosted"].meta.dataset)
@@ -149,7 +162,7 @@ def format_rows(t: TrackData) -> list[dict[str, Any]]:
 
 FORMAT_NOTE = (
     "Each side asked in slm-swap's own prompt format and natively (the API's tools, the model's own chat "
-    "template); the verdict is decided under prompt. Format effect: native − prompt, paired bootstrap 95% "
+    "template); the verdict is decided under prompt. Format effect: native − prompt, paired 95% "
     "interval over the same examples."
 )
 
@@ -201,8 +214,20 @@ def metric_rows(t: TrackData) -> list[dict[str, Any]]:
             m = next(m for m in decision.metrics if m.metric == metric)
             row[f"{label}_ci"] = (m.ci_low, m.ci_high)
             row[f"{label}_trails"] = m.trails
+            row[f"{label}_settling"] = settling(m)
         rows.append(row)
     return rows
+
+
+def settling(m: MetricComparison) -> str:
+    """Whether the rows settle a metric against delta, and if not what they can detect and how many
+    rows would (`power.py`)."""
+    if m.settled:
+        return "settled"
+    if m.detectable is None:  # a decision written before the figures
+        return "not settled"
+    more = f"≈{m.rows_needed:,} rows would" if m.rows_needed is not None else "no number of rows would"
+    return f"not settled: detects ±{m.detectable:.2f}; {more}"
 
 
 def costs(t: TrackData, pricing: Pricing) -> list[dict[str, Any]]:
@@ -417,7 +442,7 @@ body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 
 padding:24px;color:#222}
 h1{font-size:22px}h2{margin-top:36px;border-bottom:1px solid #ddd;padding-bottom:4px}
 .verdict{display:inline-block;padding:4px 10px;border-radius:4px;font-weight:600;color:#fff}
-.swap_now{background:#2e7d32}.swap_after_fine_tune{background:#1565c0}.keep_hosted{background:#b23c17}
+.swap_now{background:#2e7d32}.swap_after_fine_tune{background:#1565c0}.keep_hosted{background:#b23c17}.not_settled{background:#6d6d6d}
 .standin{background:#fff4d6;border:1px solid #e0c36c;padding:8px 12px;border-radius:4px}
 table{border-collapse:collapse;margin:8px 0}td,th{border-bottom:1px solid #e4e4e4;padding:4px 8px;
 text-align:right;vertical-align:top}td:first-child,th:first-child{text-align:left}
@@ -488,7 +513,7 @@ def render_html(verdict: VerdictHeader | None, tracks: list[TrackData], pricing:
     out.append("<table id='verdicts'><tr><th>track</th><th>verdict</th><th>why</th></tr>")
     for t in tracks:
         out.append(
-            f"<tr><td>{t.track}</td><td><span class='verdict {t.verdict}'>{VERDICTS[t.verdict]}</span></td>"
+            f"<tr><td>{t.track}</td><td><span class='verdict {t.verdict}'>{t.says}</span></td>"
             f"<td style='text-align:left'>{_e(t.reason)}</td></tr>"
         )
     out.append("</table>")
@@ -510,12 +535,12 @@ def _track_html(t: TrackData, pricing: Pricing) -> str:
     n = len(t.runs["hosted"].results)
     out = [
         f"<section id='track-{t.track}'><h2>{t.track}</h2>",
-        f"<p><span class='verdict {t.verdict}'>{VERDICTS[t.verdict]}</span> {_e(t.reason)}. "
-        f"{n} paired examples.</p>",
+        f"<p><span class='verdict {t.verdict}'>{t.says}</span> {_e(t.reason)}. {n} paired examples.</p>",
         "<h3>Metrics</h3><table class='metrics'><tr><th>metric</th>",
     ]
     out += [f"<th>{LABELS[label]}</th>" for label in labels]
     out += [f"<th>{LABELS[label]} − hosted (95% CI)</th>" for label in t.decisions]
+    out += [f"<th>{LABELS[label]}: settled?</th>" for label in t.decisions]
     out.append("</tr>")
     for row in metric_rows(t):
         cells = [f"<td>{row['metric']}</td>"] + [f"<td>{row[label]:.3f}</td>" for label in labels]
@@ -524,10 +549,14 @@ def _track_html(t: TrackData, pricing: Pricing) -> str:
             diff = row[label] - row["hosted"]
             cls = " class='trails'" if row[f"{label}_trails"] else ""
             cells.append(f"<td{cls}>{_signed(diff)} [{_signed(-high)}, {_signed(-low)}]</td>")
+        cells += [f"<td>{_e(row[f'{label}_settling'])}</td>" for label in t.decisions]
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append(
         "</table><p class='note'>Red: trails the hosted model by more than delta. Intervals are paired "
-        "bootstrap (10,000 resamples) over the same examples.</p>"
+        "95% intervals over the same examples (adjusted Wald, docs/scoring.md). A metric is settled when "
+        "its interval lies wholly on one side of delta; otherwise the table gives the distance from delta "
+        "these rows detect with 80% power and about how many rows would settle it at the difference "
+        "observed.</p>"
     )
     if t.formats:
         out.append(
@@ -690,7 +719,7 @@ def render_markdown(verdict: VerdictHeader | None, tracks: list[TrackData], pric
     for track, labelled_by in _labelled(tracks):
         lines += [f"> **{track}:** {_md(agreement_note(labelled_by))}.", ""]
     lines += ["| track | verdict | why |", "|---|---|---|"]
-    lines += [f"| {t.track} | **{VERDICTS[t.verdict]}** | {_md(t.reason)} |" for t in tracks]
+    lines += [f"| {t.track} | **{t.says}** | {_md(t.reason)} |" for t in tracks]
     for t in tracks:
         labels = list(t.runs)
         lines += ["", f"## {t.track}", "", f"{len(t.runs['hosted'].results)} paired examples.", ""]
@@ -698,6 +727,7 @@ def render_markdown(verdict: VerdictHeader | None, tracks: list[TrackData], pric
             "metric",
             *(LABELS[label] for label in labels),
             *(f"{LABELS[lb]} − hosted (95% CI)" for lb in t.decisions),
+            *(f"{LABELS[lb]}: settled?" for lb in t.decisions),
         ]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in metric_rows(t):
@@ -707,6 +737,7 @@ def render_markdown(verdict: VerdictHeader | None, tracks: list[TrackData], pric
                 mark = " ⚠" if row[f"{label}_trails"] else ""
                 diff = row[label] - row["hosted"]
                 cells.append(f"{_signed(diff)} [{_signed(-high)}, {_signed(-low)}]{mark}")
+            cells += [row[f"{label}_settling"] for label in t.decisions]
             lines.append("| " + " | ".join(cells) + " |")
         if t.formats:
             lines += ["", "Asked two ways: prompt and native.", ""]

@@ -116,7 +116,6 @@ IRRELEVANCE_SHARE = Setting(
 SPLIT_SEED = 42  # which source rows go into the splits
 DECODING_SEED = 42  # the hosted API's `seed` and vLLM's --seed (local decoding is greedy: nothing to seed)
 TRAINING_SEED = 42  # LoRA's initialisation and the order of training rows
-BOOTSTRAP_SEED = 42  # the paired bootstrap's resamples (`compare`)
 REPORT_SEED = 42  # which of the examples the models agree on the report's browser samples
 SEED = Setting("--seed", SPLIT_SEED, None, "Sampling seed for the splits.")
 

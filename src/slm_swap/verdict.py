@@ -2,7 +2,9 @@
 
 * swap now: the SLM is within `delta` of the hosted model on every core metric;
 * swap after fine-tune: it trails, but with its LoRA adapter it is within `delta`;
-* keep the hosted model: it trails, even after fine-tuning (or it was not fine-tuned).
+* keep the hosted model: it trails, even after fine-tuning (or it was not fine-tuned);
+* not settled: the rule leans to one of the three, but a core metric it rests on is not settled (its 95%
+  interval straddles delta): the rows are too few to give it, and the verdict says how many would.
 
 `run` writes the verdict file (`<eval-dir>/verdict.json`); `report` reads its account of the run as a
 whole and works each track's verdict out again from the decision files, by the same rule.
@@ -18,11 +20,13 @@ from slm_swap.compare import Decision
 from slm_swap.fileformats import FileDefault, Flag, Number
 from slm_swap.scoring.metrics import Summary
 
-VerdictName = Literal["swap_now", "swap_after_fine_tune", "keep_hosted"]
+RuleVerdict = Literal["swap_now", "swap_after_fine_tune", "keep_hosted"]
+VerdictName = Literal["swap_now", "swap_after_fine_tune", "keep_hosted", "not_settled"]
 VERDICTS: dict[VerdictName, str] = {
     "swap_now": "swap now",
     "swap_after_fine_tune": "swap after fine-tune",
     "keep_hosted": "keep the hosted model",
+    "not_settled": "not settled",
 }
 VERDICT_FORMAT = "slm-swap.verdict/1"
 
@@ -63,15 +67,21 @@ class TrackVerdict:
     ft_decision: str | None
     adapter: str | None
     summary: dict[str, Summary | None]  # per run, as `runs`
+    leaning: RuleVerdict | None = None  # not settled: what the delta rule says on these rows
+    rows_needed: int | None = None  # not settled: about how many rows would settle it (None: no number)
 
     @property
     def says(self) -> str:
+        if self.verdict == "not_settled" and self.leaning is not None:
+            return f"not settled (leaning: {VERDICTS[self.leaning]})"
         return VERDICTS[self.verdict]
 
     def to_json(self) -> dict[str, Any]:
         return {
             "verdict": self.verdict,
             "says": self.says,
+            "leaning": self.leaning,
+            "rows_needed": self.rows_needed,
             "reason": self.reason,
             "gold": self.gold,
             "runs": self.runs,
@@ -118,27 +128,82 @@ def read_verdict_header(path: Path) -> VerdictHeader:
 
 
 class Ruling(NamedTuple):
-    """A track's verdict and why (`verdict_of`)."""
+    """A track's verdict and why (`verdict_of`): what the delta rule says (`rule`), and whether the core
+    metrics it rests on are settled; when they are not, the verdict is `not_settled`, leaning to `rule`,
+    with about how many rows would settle it (None: no number of rows a team would run)."""
 
     verdict: VerdictName
     reason: str
+    rule: RuleVerdict
+    rows_needed: int | None = None
+
+    @property
+    def leaning(self) -> RuleVerdict | None:
+        return self.rule if self.verdict == "not_settled" else None
+
+
+class _Rests(NamedTuple):
+    """What a verdict needs of one decision to be settled: every core metric settled (`every`), or one
+    trailing metric surely trailing; the metrics not yet settled and the rows that would settle them."""
+
+    settled: bool
+    unsettled: tuple[str, ...]
+    rows_needed: int | None
+
+
+def _rests_on(decision: Decision, *, every: bool) -> _Rests:
+    if every:  # "within delta on every core metric": each must be settled
+        open_ = [m for m in decision.metrics if not m.settled]
+        counts = [m.rows_needed for m in open_ if m.rows_needed is not None]
+        rows = max(counts) if counts and len(counts) == len(open_) else None
+        return _Rests(not open_, tuple(m.metric for m in open_), rows)
+    trailing = [m for m in decision.metrics if m.trails]  # "trails": one surely trailing metric suffices
+    if any(m.settled for m in trailing):
+        return _Rests(True, (), None)
+    counts = [m.rows_needed for m in trailing if m.rows_needed is not None]
+    return _Rests(False, tuple(m.metric for m in trailing), min(counts, default=None))
 
 
 def verdict_of(decision: Decision, ft_decision: Decision | None) -> Ruling:
     """The verdict for a track and why, from its decision (hosted vs SLM) and, when the SLM was
-    fine-tuned, the decision hosted vs SLM + adapter."""
+    fine-tuned, the decision hosted vs SLM + adapter: the delta rule's verdict, or `not_settled` leaning
+    to it when a core metric it rests on is not settled."""
+    rule, reason = _rule(decision, ft_decision)
+    rests = [_rests_on(decision, every=not decision.fine_tune)]
+    if ft_decision is not None and decision.fine_tune:
+        rests.append(_rests_on(ft_decision, every=rule == "swap_after_fine_tune"))
+    if all(r.settled for r in rests):
+        return Ruling(rule, reason, rule)
+    unsettled = [m for r in rests for m in r.unsettled]
+    needs = [r.rows_needed for r in rests if not r.settled]
+    counts = [n for n in needs if n is not None]
+    rows = max(counts) if len(counts) == len(needs) else None
+    figured = all(m.detectable is not None for d in (decision, ft_decision) if d for m in d.metrics)
+    if not figured:  # a decision file written before the figures
+        more = "rerun `slm-swap compare` for the rows that would settle it"
+    elif rows is not None:
+        more = f"about {rows:,} rows would settle {'it' if len(unsettled) == 1 else 'them'}"
+    else:
+        more = "no number of rows a team would run settles it at the differences observed"
+    said = (
+        f"not settled on {decision.examples} rows: the 95% interval of {', '.join(dict.fromkeys(unsettled))} "
+        f"straddles delta {decision.delta}; {more}. The rule leans to {VERDICTS[rule]}: {reason}"
+    )
+    return Ruling("not_settled", said, rule, rows)
+
+
+def _rule(decision: Decision, ft_decision: Decision | None) -> tuple[RuleVerdict, str]:
+    """The delta rule's verdict for a track and why."""
     if not decision.fine_tune:
-        return Ruling(
-            "swap_now", f"the SLM is within {decision.delta} of the hosted model on every core metric"
-        )
+        return "swap_now", f"the SLM is within {decision.delta} of the hosted model on every core metric"
     trailing = ", ".join(m.metric for m in decision.metrics if m.trails)
     reason = f"the SLM trails by more than {decision.delta} on {trailing}"
     if ft_decision is None:
-        return Ruling("keep_hosted", reason + "; no fine-tuned run")
+        return "keep_hosted", reason + "; no fine-tuned run"
     still = ", ".join(m.metric for m in ft_decision.metrics if m.trails)
     if not still:
-        return Ruling(
+        return (
             "swap_after_fine_tune",
             reason + "; with its LoRA adapter it is within delta on every core metric",
         )
-    return Ruling("keep_hosted", reason + f"; with its LoRA adapter it still trails on {still}")
+    return "keep_hosted", reason + f"; with its LoRA adapter it still trails on {still}"

@@ -23,6 +23,7 @@ from slm_swap.cli.options import (
 )
 from slm_swap.cli.render import (
     EXIT_FINE_TUNE,
+    EXIT_NOT_SETTLED,
     print_decision,
     stdout,
     traced,
@@ -168,6 +169,21 @@ def run(
         stdout.print(Text(f"{track}: {t.says}", style="bold"), f"— {t.reason}")
     stdout.print(f"verdict: {workspace.verdict}; report: {report.html} and {report.markdown}")
     stdout.print(f"took {verdict.seconds:.0f} s; Langfuse session {verdict.session_id}", markup=False)
+    open_ = {track: t for track, t in verdict.tracks.items() if t.verdict == "not_settled"}
+    if open_:
+        needs = [t.rows_needed for t in open_.values()]
+        more = (
+            f"rerun with {settings.TEST_SIZE} {max(n for n in needs if n is not None):,} (about that many "
+            "rows would settle it)"
+            if all(n is not None for n in needs)
+            else "no number of rows a team would run settles it at the differences observed"
+        )
+        stdout.print(
+            f"not settled: {', '.join(open_)}: the test rows cannot give a verdict at delta {delta}; {more} "
+            f"(exit {EXIT_NOT_SETTLED})",
+            markup=False,
+        )
+        sys.exit(EXIT_NOT_SETTLED)
 
 
 @click.command()

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from slm_swap.types import AnswerTally
 
 EXIT_FINE_TUNE = 10
+EXIT_NOT_SETTLED = 3  # `run`: a track's verdict is not settled by the rows evaluated
 
 # markup off: messages carry user text (paths, JSON) whose brackets are not rich markup.
 stdout = Console(highlight=False, soft_wrap=True, markup=False)
@@ -142,6 +143,18 @@ def print_decision(decision: Decision, path: Path) -> None:
         unsettled = ", ".join(m.metric for m in decision.metrics if not m.settled)
         stdout.print(
             f"* too few examples to be sure: the 95% interval of {unsettled} straddles delta; "
-            "the verdict follows the delta rule regardless"
+            "FINE_TUNE follows the delta rule regardless"
         )
+        for m in decision.metrics:
+            if not m.settled and m.detectable is not None:
+                more = (
+                    f"about {m.rows_needed:,} rows would settle it at the difference observed"
+                    if m.rows_needed is not None
+                    else "no number of rows a team would run settles it at the difference observed"
+                )
+                stdout.print(
+                    f"  {m.metric}: {decision.examples} rows detect a difference {m.detectable:.2f} from "
+                    f"delta (80% power); {more}",
+                    markup=False,
+                )
     stdout.print(f"wrote {path}")
