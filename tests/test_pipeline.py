@@ -140,3 +140,44 @@ def test_a_run_stopped_by_ctrl_c_resumes(azure: FakeOpenAIServer, tiny_model: Pa
     assert "eval toolcall hosted: 05_eval/toolcall_azure_test.json kept (inputs unchanged)" in output
     assert len(azure.requests) == asked
     assert Path("05_eval/verdict.json").is_file()
+
+
+def test_run_in_rounds_stops_when_settled_and_asks_the_hosted_model_only_for_the_rows_used(
+    azure: FakeOpenAIServer, tiny_model: Path
+) -> None:
+    """A pool of 32 test rows, 4 first: the hosted model answers every row right and the tiny model none,
+    so the confidence sequences settle before the pool is used up; the hosted model is asked for the
+    rows used and no more, the decision records the rounds, and a rerun asks nothing again."""
+    from slm_swap.files import read_examples
+
+    pool = ["--train-size", "4", "--val-size", "2", "--test-size", "32"]  # as run prepares it
+    assert CliRunner().invoke(main, ["prepare", *pool]).exit_code == 0
+    for example in read_examples(Path("02_dataset/toolcall/test.jsonl")):
+        azure.answers[example.prompt] = example.completion
+    output = run(tiny_model, "--tracks", "toolcall", "--max-test-size", "32")
+    assert "round 1 toolcall: 4 of 32 rows" in output
+    decision = json.loads(Path("05_eval/toolcall_decision.json").read_text())
+    record = decision["sequential"]
+    used = record["rows_used"]
+    assert record["pool"] == 32 and record["stopped"] == "settled" and used < 32
+    assert [r["rows"] for r in record["rounds"]] == [4, 8, 16, 32][: len(record["rounds"])]
+    assert record["rounds"][-1]["rows"] == used
+    final = {m["metric"]: m for m in record["rounds"][-1]["metrics"]}
+    for m in decision["metrics"]:  # settled by the confidence sequence, not a fixed-n interval
+        assert (m["ci_low"], m["ci_high"], m["settled"]) == (
+            final[m["metric"]]["low"],
+            final[m["metric"]]["high"],
+            final[m["metric"]]["settled"],
+        )
+    assert all(m["settled"] for m in decision["metrics"])
+    assert len(json.loads(Path("05_eval/toolcall_azure_test.json").read_text())["results"]) == used
+    asked = [m["content"] for r in azure.requests for m in r.body["messages"] if m["role"] == "user"]
+    assert len(asked) == len(set(asked)) == used, asked  # each used row asked once, across the rounds
+    assert f"of a pool of 32 rows (settled): {32 - used:,} rows" in Path("05_eval/report.md").read_text()
+    verdict = json.loads(Path("05_eval/verdict.json").read_text())["tracks"]["toolcall"]
+    assert verdict["verdict"] == "keep_hosted"  # settled: the SLM surely trails, even after its fine-tune
+
+    again = run(tiny_model, "--tracks", "toolcall", "--max-test-size", "32")
+    assert len(azure.requests) == used
+    assert json.loads(Path("05_eval/toolcall_decision.json").read_text())["sequential"] == record
+    assert "eval toolcall hosted: 05_eval/toolcall_azure_test.json kept" in again

@@ -14,7 +14,7 @@ these rows can detect and the rows that would settle it.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,6 +26,7 @@ from slm_swap.fileformats import Count, FileDefault, Flag, Number
 from slm_swap.power import interval, power
 from slm_swap.runs import RunResult
 from slm_swap.scoring.metrics import core_metrics
+from slm_swap.sequential import SequentialRecord
 from slm_swap.tracing import Tracer
 from slm_swap.types import Track
 
@@ -78,6 +79,8 @@ class Decision:
     slm: ComparedRun
     metrics: list[MetricComparison]
     gold_by: str = ""  # the hosted model that labelled the split (`slm-swap label`), if it did
+    # `run --max-test-size`: the rounds, and the confidence sequences that settle each metric instead
+    sequential: SequentialRecord | None = None
 
     @property
     def too_few(self) -> bool:
@@ -110,7 +113,19 @@ class Decision:
             "metrics": [asdict(m) for m in self.metrics],
             "gold_by": self.gold_by,
             "gold": self.gold,
+            **({"sequential": asdict(self.sequential)} if self.sequential else {}),
         }
+
+    def with_sequence(self, record: SequentialRecord) -> Decision:
+        """The decision of a sequential evaluation: each metric's interval and `settled` are its confidence
+        sequence's at the last round (valid however many rounds were looked at; a fixed-n interval
+        recomputed after each round is not), with the record beside them."""
+        final = {m.metric: m for m in record.rounds[-1].metrics} if record.rounds else {}
+        metrics = [
+            replace(m, ci_low=s.low, ci_high=s.high, settled=s.settled) if (s := final.get(m.metric)) else m
+            for m in self.metrics
+        ]
+        return replace(self, metrics=metrics, sequential=record)
 
 
 def read_decision(path: Path) -> Decision:
@@ -265,9 +280,10 @@ def decide(
     tracer: Tracer,
     *,
     session_id: str | None = None,
+    sequential: SequentialRecord | None = None,
 ) -> Decision:
     """`compare` on two run files, the decision written to `decision_path` and traced (as the `compare`
-    command and `slm-swap run` do)."""
+    command and `slm-swap run` do); after a sequential evaluation, settled by its confidence sequences."""
     from slm_swap.files import check_output, write_json
     from slm_swap.runs import read_run
 
@@ -280,6 +296,8 @@ def decide(
         slm_path=slm_path,
         track=track,
     )
+    if sequential is not None:
+        decision = decision.with_sequence(sequential)
     write_json(decision_path, decision.to_json())
     with tracer.run(
         f"compare {track}",

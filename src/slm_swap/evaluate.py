@@ -117,6 +117,25 @@ class Reuse:
     check: Check
     previous: RunResult | None = None
 
+    def extends(self, ids: Sequence[str]) -> bool:
+        """Whether the run holds the same inputs on a first part of `ids` only: the rows of a sequential
+        evaluation's earlier rounds, kept when the next round asks for more."""
+        if self.previous is None or self.check.changed != (EXAMPLES,):
+            return False
+        held = [r.id for r in self.previous.results]
+        return 0 < len(held) < len(ids) and held == list(ids[: len(held)])
+
+    def covers(self, ids: Sequence[str]) -> bool:
+        """Whether the run holds the same inputs on `ids` and more rows after them: a later round of a
+        sequential evaluation, found again by a rerun that goes through the rounds from the first."""
+        if self.previous is None or self.check.changed != (EXAMPLES,):
+            return False
+        held = [r.id for r in self.previous.results]
+        return len(held) > len(ids) and held[: len(ids)] == list(ids)
+
+
+EXAMPLES = "examples"
+
 
 def reuse_check(out: Path, meta: RunMeta, examples: Sequence[Example]) -> Reuse:
     """Whether the finished run file at `out` is a run of the same inputs over the same examples (the
@@ -129,7 +148,7 @@ def reuse_check(out: Path, meta: RunMeta, examples: Sequence[Example]) -> Reuse:
         return Reuse(Check(False, ("unreadable run file",)))
     check = compare_inputs(previous.meta.identity(), meta.identity())
     if check.same and [r.id for r in previous.results] != [e.id for e in examples]:
-        check = Check(False, ("examples",))
+        check = Check(False, (EXAMPLES,))
     return Reuse(check, previous)
 
 
@@ -150,10 +169,12 @@ def evaluate(
 ) -> EvalOutcome:
     """Evaluates `examples` with `backend` and writes the run file `out`.
 
-    A finished run file for the same inputs (`reuse_check`) is returned as is unless `force`; one for
-    other inputs is replaced only with `force` or `replace_stale`. Results of an interrupted run of the
-    same inputs are taken from its journal unless `force`. One process writes `out` at a time (a second
-    stops, naming the first); a path that cannot be written stops the run before its journal starts.
+    A finished run file for the same inputs (`reuse_check`) is returned as is unless `force`, and so is
+    one whose first rows are these (a sequential evaluation's later round); one on fewer of these rows
+    is extended; one for other inputs is replaced only with `force` or `replace_stale`. Results of an
+    interrupted run of the same inputs are taken from its journal unless `force`. One process writes
+    `out` at a time (a second stops, naming the first); a path that cannot be written stops the run
+    before its journal starts.
     With `pricing`, a model paid by the token has the cost of the requests still to send estimated before
     the first one (`cost.py`): `on_estimate` hears it, and the run file records it in its settings
     (`"estimate"`), outside the run's identity.
@@ -161,12 +182,19 @@ def evaluate(
     check_output(out, inputs={"the split": meta.dataset})
     with one_writer(out):
         ids = [e.id for e in examples]
+        earlier: dict[str, ExampleResult] = {}  # a finished run of the same inputs on fewer of these rows
         if out.is_file() and not force:
             reuse = reuse_check(out, meta, examples)
             if reuse.check.same and reuse.previous is not None:
                 Journal(out, meta).settle()
                 return EvalOutcome(reuse.previous, reused=True, resumed=0)
-            if not replace_stale:
+            if reuse.covers(ids):  # kept whole: its first rows are these
+                assert reuse.previous is not None
+                return EvalOutcome(reuse.previous, reused=True, resumed=0)
+            if reuse.extends(ids):  # a sequential evaluation's next round: its rows are kept
+                assert reuse.previous is not None
+                earlier = {r.id: r for r in reuse.previous.results}
+            elif not replace_stale:
                 raise SlmSwapError(
                     f"{out} already holds a run of other inputs ({reuse.check.why}; "
                     f"this run: {meta.dataset})\n  fix: pass {settings.FORCE} to replace it, or choose "
@@ -174,6 +202,9 @@ def evaluate(
                 )
         journal = Journal(out, meta)
         done = journal.resume(ids, fresh=force)
+        if earlier:
+            done = {**earlier, **done}
+            journal.rewrite(done)
         backend.resume_at(out, fresh=force)
         resumed = len(done)
         meta = replace(meta, started_at=now_iso())

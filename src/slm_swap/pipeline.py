@@ -45,7 +45,8 @@ from slm_swap.identity import Check, compare_inputs
 from slm_swap.models import default_model_dir, pull
 from slm_swap.protocol import BOTH, NATIVE, PROMPT
 from slm_swap.report import Pricing, Written, write_report
-from slm_swap.scoring.metrics import core_metrics
+from slm_swap.scoring.metrics import ABSTENTION, core_metrics
+from slm_swap.sequential import Round, SequentialRecord, metric_sequences, rounds
 from slm_swap.stops import RULE
 from slm_swap.tracing import LangfuseConfig, Tracer
 from slm_swap.train.config import Hyperparameters
@@ -75,6 +76,7 @@ class PipelineOptions:
     force: bool = False
     standin_port: int = settings.STANDIN_PORT.default
     pricing: Pricing = field(default_factory=Pricing)
+    max_test: int | None = None  # a test pool evaluated in rounds (`sequential.py`); None: --test-size rows
 
     def __post_init__(self) -> None:
         for split in SPLITS:  # train and val to fine-tune, test to decide on
@@ -84,6 +86,17 @@ class PipelineOptions:
                     f"{settings.setting_of(self.sizes, split)} is {getattr(self.sizes, split)}\n"
                     "  fix: give it at least 1"
                 )
+        if self.max_test is not None and self.max_test <= self.sizes.test:
+            raise ConfigError(
+                f"{settings.MAX_TEST_SIZE} {self.max_test} is not more than {settings.TEST_SIZE} "
+                f"{self.sizes.test}, the first round's rows\n  fix: give a larger {settings.MAX_TEST_SIZE} "
+                f"(the pool), or leave it out to evaluate {settings.TEST_SIZE} rows at once"
+            )
+
+    @property
+    def split_sizes(self) -> SplitSizes:
+        """The splits `prepare` makes: with a test pool, its rows are the test split."""
+        return self.sizes if self.max_test is None else replace(self.sizes, test=self.max_test)
 
 
 @dataclass(frozen=True)
@@ -264,7 +277,7 @@ class Pipeline:
         otherwise sets the earlier dataset folder aside and prepares anew (every later stage then reruns)."""
         source = self.source()
         folder = self.o.workspace.dataset_dir
-        inputs = prepare_inputs(source, self.o.sizes, self.o.seed, False, self.o.no_call)
+        inputs = prepare_inputs(source, self.o.split_sizes, self.o.seed, False, self.o.no_call)
         check = compare_inputs(recorded_inputs(folder), inputs)
         ready = _splits_ready(self.o.workspace, self.o.tracks)
         if not self.o.force and ready and check.same:
@@ -276,7 +289,7 @@ class Pipeline:
             kept = set_aside(folder)
             why = str(settings.FORCE) if self.o.force else check.why
             self.say(f"prepare: splits in {folder} redone ({why}); the earlier ones: {kept}")
-        result = prepare(source, folder, self.o.sizes, seed=self.o.seed, no_call=self.o.no_call)
+        result = prepare(source, folder, self.o.split_sizes, seed=self.o.seed, no_call=self.o.no_call)
         counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
         no_call = ", ".join(f"{k} {n.no_call}" for k, n in result.kinds.items())
         shown = f" (no call: {no_call})" if any(n.no_call for n in result.kinds.values()) else ""
@@ -290,18 +303,24 @@ class Pipeline:
         before: Callable[[], None] | None,
         *,
         native: bool = False,
+        rows: int | None = None,
     ) -> Path:
         """One eval stage: `label` is hosted, slm or slm_ft (`native`: hosted_native or slm_native, the
-        runs `run --protocol both` adds). Skips when the run file is finished."""
+        runs `run --protocol both` adds), on the split's first `rows` rows (default all). Skips when the
+        run file is finished; a sequential round keeps the rows of the rounds before."""
         dataset = self.o.workspace.split(track, self.o.split)
-        examples = read_examples(dataset)
+        examples = read_examples(dataset)[:rows]
         out = self.o.workspace.run_file(
             track, options.kind, self.o.split, fine_tuned=options.adapter is not None, native=native
         )
         with open_evaluation(options, track, self.o.split, dataset, examples, self.say) as (backend, meta):
-            check = reuse_check(out, meta, examples).check
+            reuse = reuse_check(out, meta, examples)
+            check = reuse.check
             if not self.o.force and check.same:
                 self.say(f"eval {track} {label}: {out} kept ({check.why})")
+                return out
+            if not self.o.force and reuse.covers([e.id for e in examples]):
+                self.say(f"eval {track} {label}: {out} kept (it holds these {len(examples)} rows and more)")
                 return out
             if before is not None:
                 before()
@@ -324,9 +343,26 @@ class Pipeline:
         self.say(f"eval {track} {label}: {core} -> {out}")
         return out
 
-    def compare(self, track: Track, hosted: Path, slm: Path, *, fine_tuned: bool) -> tuple[Decision, Path]:
+    def compare(
+        self,
+        track: Track,
+        hosted: Path,
+        slm: Path,
+        *,
+        fine_tuned: bool,
+        sequential: SequentialRecord | None = None,
+    ) -> tuple[Decision, Path]:
         path = self.o.workspace.decision(track, fine_tuned=fine_tuned)
-        decision = decide(track, hosted, slm, self.o.delta, path, self.tracer, session_id=self.session_id)
+        decision = decide(
+            track,
+            hosted,
+            slm,
+            self.o.delta,
+            path,
+            self.tracer,
+            session_id=self.session_id,
+            sequential=sequential,
+        )
         self.say(f"compare {track}: FINE_TUNE={int(decision.fine_tune)} -> {path}")
         if decision.gold_by:
             self.say(f"note: {agreement_note(decision.gold_by)}")
@@ -367,6 +403,46 @@ class Pipeline:
         self.say(f"train {track}: {took}, val loss {val} -> {out}")
         return out
 
+    def rounds(
+        self, hosted: ModelOptions, before_hosted: Callable[[], None] | None, slm: ModelOptions
+    ) -> dict[Track, SequentialRecord]:
+        """Sequential evaluation (`sequential.py`): both models on the first --test-size rows of each
+        track's test pool, then on twice as many, until every core metric's confidence sequence is settled
+        or the pool is used up. Each round keeps the rows of the rounds before (and a rerun the rounds
+        already done); each track stops on its own."""
+        from slm_swap.runs import read_run
+
+        records: dict[Track, SequentialRecord] = {}
+        for track in self.o.tracks:
+            examples = read_examples(self.o.workspace.split(track, self.o.split))
+            pool = len(examples)
+            order = [e.id for e in examples]
+            calls = sum(1 for e in examples if e.gold)
+            done: list[Round] = []
+            for rows in rounds(self.o.sizes.test, pool):
+                hosted_run = read_run(self.evaluate(track, "hosted", hosted, before_hosted, rows=rows))
+                slm_run = read_run(self.evaluate(track, "slm", slm, None, rows=rows))
+                metrics = core_metrics(track, list(hosted_run.summary.metrics))
+                populations = {m: pool - calls if m == ABSTENTION else calls for m in metrics}
+                sequences = metric_sequences(
+                    {r.id: r.metrics for r in hosted_run.results},
+                    {r.id: r.metrics for r in slm_run.results},
+                    order[:rows],
+                    populations,
+                    self.o.delta,
+                )
+                done.append(Round(rows, sequences))
+                settled = ", ".join(m.metric for m in sequences if m.settled) or "none"
+                waiting = [m.metric for m in sequences if not m.settled]
+                said = f"round {len(done)} {track}: {rows} of {pool} rows; settled: {settled}"
+                self.say(said + (f"; not yet: {', '.join(waiting)}" if waiting else ""))
+                if not waiting:
+                    break
+            records[track] = SequentialRecord.of(pool, done)
+            record = records[track]
+            self.say(f"sequential {track}: stopped at {record.rows_used} of {pool} rows ({record.stopped})")
+        return records
+
     # --- the whole run ----------------------------------------------------------------------------------
 
     def run(self) -> Verdict:
@@ -389,13 +465,23 @@ class Pipeline:
             before_hosted = partial(self.standin.start, self.say)  # started only if a hosted run is needed
         hosted_options = replace(hosted_options, protocol=slm_options.protocol)
         outcomes: list[TrackOutcome] = []
+        records: dict[Track, SequentialRecord] = {}
         try:
+            if self.o.max_test is not None:  # rounds of both models until each track is settled
+                records = self.rounds(hosted_options, before_hosted, replace(slm_options, adapter=None))
+            rows = {t: records[t].rows_used if t in records else None for t in self.o.tracks}
             hosted_runs = {
-                t: self.evaluate(t, "hosted", hosted_options, before_hosted) for t in self.o.tracks
+                t: self.evaluate(t, "hosted", hosted_options, before_hosted, rows=rows[t])
+                for t in self.o.tracks
             }
             hosted_native = {
                 t: self.evaluate(
-                    t, "hosted_native", replace(hosted_options, protocol=NATIVE), before_hosted, native=True
+                    t,
+                    "hosted_native",
+                    replace(hosted_options, protocol=NATIVE),
+                    before_hosted,
+                    native=True,
+                    rows=rows[t],
                 )
                 for t in (self.o.tracks if both else ())
             }
@@ -403,21 +489,29 @@ class Pipeline:
             if self.standin is not None:
                 self.standin.stop()
         for track in self.o.tracks:
-            slm = self.evaluate(track, "slm", replace(slm_options, adapter=None), None)
-            decision, path = self.compare(track, hosted_runs[track], slm, fine_tuned=False)
+            slm = self.evaluate(track, "slm", replace(slm_options, adapter=None), None, rows=rows[track])
+            decision, path = self.compare(
+                track, hosted_runs[track], slm, fine_tuned=False, sequential=records.get(track)
+            )
             outcomes.append(TrackOutcome(track, hosted_runs[track], slm, decision, path))
             if both:
                 native = replace(slm_options, adapter=None, protocol=NATIVE)
                 outcomes[-1].native = {
                     "hosted_native": hosted_native[track],
-                    "slm_native": self.evaluate(track, "slm_native", native, None, native=True),
+                    "slm_native": self.evaluate(
+                        track, "slm_native", native, None, native=True, rows=rows[track]
+                    ),
                 }
         for outcome in outcomes:
             if not outcome.decision.fine_tune:
                 continue
             outcome.adapter = self.fine_tune(outcome.track)
             outcome.slm_ft = self.evaluate(
-                outcome.track, "slm_ft", replace(slm_options, adapter=outcome.adapter), None
+                outcome.track,
+                "slm_ft",
+                replace(slm_options, adapter=outcome.adapter),
+                None,
+                rows=rows[outcome.track],
             )
             outcome.ft_decision, outcome.ft_decision_path = self.compare(
                 outcome.track, outcome.hosted, outcome.slm_ft, fine_tuned=True

@@ -219,6 +219,30 @@ def metric_rows(t: TrackData) -> list[dict[str, Any]]:
     return rows
 
 
+def sequential_note(t: TrackData, pricing: Pricing) -> str | None:
+    """For a sequential evaluation (`run --max-test-size`): the rounds, why it stopped, and the rows,
+    hosted tokens and hosted cost it saved against evaluating the whole pool (at the hosted run's mean
+    tokens per row)."""
+    record = t.decisions["slm"].sequential
+    if record is None:
+        return None
+    hosted = t.runs["hosted"]
+    known = [r.usage for r in hosted.results if r.usage.known]
+    saved = record.pool - record.rows_used
+    said = (
+        f"Evaluated in {len(record.rounds)} rounds ({', '.join(str(r.rows) for r in record.rounds)} rows), "
+        f"stopped at {record.rows_used} of a pool of {record.pool} rows ({record.stopped}): "
+        f"{saved:,} rows ({saved / record.pool:.0%}) not evaluated"
+    )
+    if known and hosted.meta.model_kind in ("azure", "openai"):
+        prompt = sum(u.prompt_tokens for u in known) / len(known) * saved
+        completion = sum(u.completion_tokens for u in known) / len(known) * saved
+        price = pricing.batched() if hosted.meta.settings.get("route") == "batch" else pricing
+        usd = prompt / 1000 * price.input_per_1k + completion / 1000 * price.output_per_1k
+        said += f", about {prompt + completion:,.0f} hosted tokens and ${usd:.4f} saved"
+    return said + ". Each metric's interval is its confidence sequence, valid at every round at once."
+
+
 def settling(m: MetricComparison) -> str:
     """Whether the rows settle a metric against delta, and if not what they can detect and how many
     rows would (`power.py`)."""
@@ -536,8 +560,10 @@ def _track_html(t: TrackData, pricing: Pricing) -> str:
     out = [
         f"<section id='track-{t.track}'><h2>{t.track}</h2>",
         f"<p><span class='verdict {t.verdict}'>{t.says}</span> {_e(t.reason)}. {n} paired examples.</p>",
-        "<h3>Metrics</h3><table class='metrics'><tr><th>metric</th>",
     ]
+    if note := sequential_note(t, pricing):
+        out.append(f"<p class='note' id='sequential-{t.track}'>{_e(note)}</p>")
+    out.append("<h3>Metrics</h3><table class='metrics'><tr><th>metric</th>")
     out += [f"<th>{LABELS[label]}</th>" for label in labels]
     out += [f"<th>{LABELS[label]} − hosted (95% CI)</th>" for label in t.decisions]
     out += [f"<th>{LABELS[label]}: settled?</th>" for label in t.decisions]
@@ -723,6 +749,8 @@ def render_markdown(verdict: VerdictHeader | None, tracks: list[TrackData], pric
     for t in tracks:
         labels = list(t.runs)
         lines += ["", f"## {t.track}", "", f"{len(t.runs['hosted'].results)} paired examples.", ""]
+        if note := sequential_note(t, pricing):
+            lines += [_md(note), ""]
         header = [
             "metric",
             *(LABELS[label] for label in labels),

@@ -88,6 +88,15 @@ BFCL_CATEGORY = Setting("--bfcl-category", "simple_python", None, "BFCL category
 TRAIN_SIZE = Setting("--train-size", 32, None, "Rows in the train split.", min=0)
 VAL_SIZE = Setting("--val-size", 8, None, "Rows in the validation split.", min=0)
 TEST_SIZE = Setting("--test-size", 8, None, "Rows in the test split.", min=0)
+MAX_TEST_SIZE = Setting(
+    "--max-test-size",
+    None,
+    None,
+    "Evaluate in rounds from a test pool of this many rows: --test-size rows first, then twice as many "
+    "each round, stopping as soon as every core metric is settled (docs/scoring.md).",
+    kind=int,
+    min=1,
+)
 SKIP_INVALID = Setting(
     "--skip-invalid", False, None, "Leave bad rows out (and count them) instead of failing."
 )

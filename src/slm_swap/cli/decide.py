@@ -87,6 +87,7 @@ def compare(
 @option(settings.SEED)
 @workspace_options
 @options_of(SplitSizes)
+@option(settings.MAX_TEST_SIZE)
 @options_of(NoCallRules)
 @option(settings.DELTA)
 @options_of(Hyperparameters)
@@ -105,6 +106,7 @@ def run(
     seed: int,
     workspace: Workspace,
     delta: float,
+    max_test_size: int | None,
     standin_port: int,
     price_per_1k_input: float,
     price_per_1k_output: float,
@@ -143,6 +145,7 @@ def run(
         seed=seed,
         workspace=workspace,
         sizes=config_from(SplitSizes, kw),
+        max_test=max_test_size,
         no_call=config_from(NoCallRules, kw),
         delta=delta,
         train=config_from(Hyperparameters, kw),
