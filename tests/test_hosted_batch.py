@@ -98,6 +98,10 @@ def test_a_batch_run_is_the_live_run_at_half_the_price(
     assert a.summary.metrics["ast_match"] == 7 / 8
     assert a.meta.identity() == b.meta.identity()  # --hosted-batch does not change the output
     assert b.meta.settings["route"] == "batch" and "route" not in a.meta.settings
+    # Estimated before sending, at the batch price: half the live estimate of the same requests.
+    live_estimate, batch_estimate = a.meta.settings["estimate"], b.meta.settings["estimate"]
+    assert batch_estimate["prompt_tokens"] == live_estimate["prompt_tokens"] > 0
+    assert batch_estimate["usd_upper"] == pytest.approx(live_estimate["usd_upper"] / 2, abs=1e-6)  # rounded
     assert all(r.usage.known and r.usage.prompt_tokens > 0 for r in b.results)  # usage per row
     assert not state_path(Path("05_eval/batch.json")).exists()
     assert not journal_path(Path("05_eval/batch.json")).exists()

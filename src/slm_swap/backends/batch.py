@@ -33,15 +33,19 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from slm_swap import settings
 from slm_swap.backends.config import HostedConfig
 from slm_swap.backends.hosted import HostedBackend, _describe_error, _fatal, _Malformed, _Reader
+from slm_swap.cost import Estimate
 from slm_swap.errors import ConfigError, SlmSwapError
 from slm_swap.files import atomic_writer
 from slm_swap.protocol import Request
-from slm_swap.types import Completion
+from slm_swap.types import Completion, Example
+
+if TYPE_CHECKING:
+    from slm_swap.report import Pricing
 
 STATE_FORMAT = "slm-swap.batch/1"
 MAX_LINES = 50_000  # OpenAI's limit of requests per batch (Azure's is 100,000)
@@ -120,6 +124,10 @@ class BatchBackend(HostedBackend):
     def describe(self) -> dict[str, object]:
         described = {k: v for k, v in super().describe().items() if k != "concurrency"}
         return {**described, "route": "batch"}
+
+    def estimate(self, examples: Sequence[Example], pricing: Pricing) -> Estimate:
+        """As a live run's, at the Batch API's price (half of each price option)."""
+        return super().estimate(examples, pricing.batched())
 
     # --- the route -------------------------------------------------------------------------------------
 

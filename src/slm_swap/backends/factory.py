@@ -94,7 +94,7 @@ class ModelOptions:
             )
         if self.kind in HOSTED_KINDS:
             if self.kind == "azure":
-                # Without settings, from_env of nothing raises the message that lists the four variables.
+                # Without settings, from_env of nothing raises the message that lists the variables it needs.
                 azure = self.azure or AzureSettings.from_env({})
             elif not self.model:
                 raise ConfigError(
