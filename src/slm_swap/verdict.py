@@ -182,12 +182,16 @@ def verdict_of(decision: Decision, ft_decision: Decision | None) -> Ruling:
     if not figured:  # a decision file written before the figures
         more = "rerun `slm-swap compare` for the rows that would settle it"
     elif rows is not None:
-        more = f"about {rows:,} rows would settle {'it' if len(unsettled) == 1 else 'them'}"
+        more = f"about {rows:,} rows would settle it"
     else:
         more = "no number of rows a team would run settles it at the differences observed"
+    open_ = list(dict.fromkeys(unsettled))
+    more = more.replace("settle it", "settle them") if len(open_) > 1 else more
+    settled = [m.metric for m in decision.metrics if m.settled]
+    they = f"they settle {', '.join(settled)}, but " if settled else ""
     said = (
-        f"not settled on {decision.examples} rows: the 95% interval of {', '.join(dict.fromkeys(unsettled))} "
-        f"straddles delta {decision.delta}; {more}. The rule leans to {VERDICTS[rule]}: {reason}"
+        f"not settled on {decision.examples} rows: {they}the 95% interval of {', '.join(open_)} straddles "
+        f"delta {decision.delta}; {more}. The rule leans to {VERDICTS[rule]}: {reason}"
     )
     return Ruling("not_settled", said, rule, rows)
 
