@@ -93,6 +93,14 @@ def test_run_without_credentials_uses_the_local_stand_in_and_stops_it(
         s.bind(("127.0.0.1", port))
     # The stand-in's key was random and is nowhere on disk.
     assert set(verdict["tracks"]) == {"structured", "toolcall"}
+    # 4 test rows a track, as in the demo's quick look: the verdicts say what the rows cannot settle, lean
+    # to the rule's verdict and say how many rows would settle them; run exits 3 (`run` above checks it).
+    for name, track in verdict["tracks"].items():
+        assert track["verdict"] == "not_settled" and track["leaning"] in ("swap_now", "keep_hosted"), name
+        assert track["rows_needed"] is None or track["rows_needed"] > 4
+        assert f"{name}: not settled (leaning: " in output and "not settled on 4 rows" in track["reason"]
+    assert "not settled: structured, toolcall: the test rows cannot give a verdict at delta 0.01" in output
+    assert "not settled" in Path("05_eval/report.md").read_text()
 
 
 def test_report_without_decisions_says_what_to_run(workspace: Path) -> None:
