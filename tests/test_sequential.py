@@ -3,10 +3,16 @@ random orderings of fixed pools, how often it ever misses the pool's mean at any
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
 import numpy as np
 import pytest
 
 from slm_swap.sequential import confidence_sequence, rounds
+from slm_swap.types import Example
 
 
 def pool(n: int, hosted_only: float, slm_only: float) -> np.ndarray:
@@ -53,3 +59,47 @@ def test_rows_that_all_disagree_settle_a_1_point_delta_early_and_agreeing_rows_d
     assert trails.settled(0.01) and trails.low > 0.3
     agree = confidence_sequence(np.zeros(64), 400)
     assert not agree.settled(0.01) and agree.low < 0 < 0.01 < agree.high
+
+
+def test_an_interrupted_round_keeps_its_results_for_the_rerun(prepared: list[Example]) -> None:
+    """Round 1 wrote a run file of 4 rows; round 2 (all rows) was interrupted after answering some more.
+    The rerun finds round 1 finished, keeps the journal (it holds rows the run file has not), and round 2
+    asks only the rows still unanswered."""
+    from slm_swap.backends.config import ReplayConfig
+    from slm_swap.backends.replay import ReplayBackend
+    from slm_swap.evaluate import evaluate, run_meta
+    from slm_swap.protocol import Request
+    from slm_swap.runs import journal_path
+    from slm_swap.tracing.null import NullTracer
+    from slm_swap.types import Completion
+
+    Path("p.jsonl").write_text(
+        "".join(json.dumps({"id": e.id, "output": e.completion}) + "\n" for e in prepared)
+    )
+    split, out = Path("02_dataset/toolcall/test.jsonl"), Path("05_eval/run.json")
+
+    class Counting(ReplayBackend):  # a replay that counts what it is asked, and can be cut off
+        asked: ClassVar[list[str]] = []
+        stop_after: ClassVar[int | None] = None
+
+        def generate(self, requests: Sequence[Request]) -> list[Completion]:
+            if self.stop_after is not None and len(self.asked) >= self.stop_after:
+                raise KeyboardInterrupt
+            self.asked.extend(r.id for r in requests)
+            return super().generate(requests)
+
+    backend = Counting(ReplayConfig(Path("p.jsonl")))
+    meta = run_meta("toolcall", "test", split, backend, examples=prepared)
+    evaluate(prepared[:4], backend, meta, out, NullTracer())
+    Counting.stop_after = 6  # round 2 answers two more rows, then is interrupted
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(prepared, backend, meta, out, NullTracer())
+    assert journal_path(out).is_file()
+
+    Counting.stop_after, Counting.asked = None, []
+    assert evaluate(prepared[:4], backend, meta, out, NullTracer()).reused  # round 1, found again
+    assert journal_path(out).is_file()  # not removed: it holds round 2's answers
+    outcome = evaluate(prepared, backend, meta, out, NullTracer())  # round 2 again
+    assert [r.id for r in outcome.run.results] == [e.id for e in prepared]
+    assert Counting.asked == [e.id for e in prepared[6:]]  # only the rows no round had answered
+    assert not journal_path(out).exists()

@@ -186,7 +186,7 @@ def evaluate(
         if out.is_file() and not force:
             reuse = reuse_check(out, meta, examples)
             if reuse.check.same and reuse.previous is not None:
-                Journal(out, meta).settle()
+                Journal(out, meta).settle(r.id for r in reuse.previous.results)
                 return EvalOutcome(reuse.previous, reused=True, resumed=0)
             if reuse.covers(ids):  # kept whole: its first rows are these
                 assert reuse.previous is not None

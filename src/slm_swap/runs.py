@@ -230,15 +230,16 @@ class Journal:
         self.close()
         self.path.unlink(missing_ok=True)
 
-    def settle(self) -> None:
-        """Removes a journal of these same inputs whose run file is already written: a run killed
-        between writing the run file and removing its journal leaves one, and the run file holds it all.
-        A journal of other inputs is left for the run it belongs to."""
+    def settle(self, held: Iterable[str]) -> None:
+        """Removes a journal of these same inputs whose run file, holding the results `held` (ids), is
+        already written: a run killed between writing the run file and removing its journal leaves one,
+        and the run file holds it all. A journal of other inputs is left for the run it belongs to, and so
+        is one holding results the run file has not (a sequential evaluation's next round, interrupted)."""
         if not self.path.is_file():
             return
         with self.path.open("rb") as f:
             header = _journal_line(f.readline())
-        if header == {"journal": self.identity}:
+        if header == {"journal": self.identity} and set(self.load()) <= set(held):
             self.path.unlink(missing_ok=True)
 
 
