@@ -140,6 +140,20 @@ def test_empty_string_in_acceptable_values_means_may_be_omitted() -> None:
     assert missing.error_category == "missing_argument"
 
 
+def test_an_optional_argument_the_gold_leaves_out_counts_for_precision_not_recall() -> None:
+    """BFCL accepts `days` 3 or omitted and its gold leaves it out: a model that passes days=3 is right
+    on every argument it gives (precision 1) and recovers the one gold argument (recall 1, not 2/1),
+    so the run file it is written to reads back (every metric is a share)."""
+    acceptable = [AcceptableCall("weather", {"city": ["Paris"], "days": [3, ""]})]
+    ex = example(PARIS, acceptable)
+    metrics = run(ex, tc(("weather", {"city": "Paris", "days": 3}))).metrics
+    assert metrics["arg_precision"] == metrics["arg_recall"] == metrics["arg_f1"] == 1.0
+    assert metrics["ast_match"] == 1.0 and metrics["exact_match"] == 0.0
+    half = run(ex, tc(("weather", {"city": "Rome", "days": 3}))).metrics  # the gold argument missed
+    assert (half["arg_precision"], half["arg_recall"]) == (0.5, 0.0)
+    assert all(0.0 <= v <= 1.0 for v in metrics.values())
+
+
 def test_required_parameter_missing_and_unexpected_parameter() -> None:
     ex = example([ToolCall("time", {"tz": "UTC"})])
     assert run(ex, tc(("time", {}))).error_category == "missing_argument"

@@ -175,6 +175,7 @@ class PairScore:
 
     ok: bool
     hits: int
+    good: frozenset[str] = frozenset()  # the names of the acceptable arguments (`hits` of them)
 
 
 NO_PAIR = PairScore(False, 0)
@@ -185,17 +186,18 @@ def score_pair(call: ToolCall, expected: AcceptableCall, tool: ToolSpec | None) 
         return NO_PAIR
     params = tool.parameters if tool else {}
     properties: dict[str, Any] = params.get("properties", {})
-    hits = 0
+    good: set[str] = set()
     ok = all(required in call.arguments for required in params.get("required", []))
     for name, value in call.arguments.items():
         if name in properties and name in expected.arguments:
-            good = check_argument(name, value, properties[name], expected.arguments[name]).ok
-            hits += good
-            ok = ok and good
+            acceptable = check_argument(name, value, properties[name], expected.arguments[name]).ok
+            if acceptable:
+                good.add(name)
+            ok = ok and acceptable
         else:
             ok = False
     ok = ok and all(name in call.arguments or OMITTED in o for name, o in expected.arguments.items())
-    return PairScore(ok, hits)
+    return PairScore(ok, len(good), frozenset(good))
 
 
 def max_matching(n_left: int, n_right: int, fits: Callable[[int, int], bool]) -> dict[int, int]:

@@ -170,11 +170,16 @@ def _arg_scores(
     weights = [[float(pair.hits) for pair in row] for row in table]
     pairs = check.max_weight_assignment(weights) if weights and example.acceptable else []
     hits = sum(weights[a][b] for a, b in pairs)
+    # Recall counts the gold call's own arguments only: an optional argument the model adds with an
+    # acceptable value is right (precision) but recovers no gold argument (BFCL's answers accept some the
+    # gold leaves out, and counting them let recall pass 1).
+    gold = [g.arguments.keys() for g in example.gold]  # the acceptable answers follow the gold's order
+    recovered = sum(len(table[a][b].good & gold[b]) for a, b in pairs if b < len(gold))
     n_pred = sum(len(p.arguments) for p in predicted)
     n_gold = sum(len(g.arguments) for g in example.gold)
     names_agree = sorted(c.name for c in predicted) == sorted(c.name for c in example.gold)
     precision = hits / n_pred if n_pred else float(n_gold == 0 and names_agree)
-    recall = hits / n_gold if n_gold else float(n_pred == 0 and names_agree)
+    recall = recovered / n_gold if n_gold else float(n_pred == 0 and names_agree)
     return precision, recall
 
 
