@@ -75,7 +75,7 @@ def test_run_without_credentials_uses_the_local_stand_in_and_stops_it(
         verdict["hosted"]["stand_in"] is True
         and "slm-swap serve --constrained" in verdict["hosted"]["description"]
     )
-    assert "hosted: local stand-in" in output
+    assert "hosted: local stand-in" in output and "cost estimate" not in output  # the stand-in is free
     hosted = json.loads(Path("05_eval/toolcall_openai_test.json").read_text())
     assert hosted["meta"]["model_kind"] == "openai" and hosted["meta"]["settings"]["endpoint"].startswith(
         f"http://127.0.0.1:{port}/v1"

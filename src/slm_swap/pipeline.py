@@ -335,7 +335,7 @@ class Pipeline:
                 force=self.o.force,
                 replace_stale=True,
                 session_id=self.session_id,
-                pricing=self.o.pricing,
+                pricing=self.o.pricing if self.standin is None else None,  # the stand-in is free
                 on_estimate=lambda estimate: self.say(f"eval {track} {label}: {estimate.line()}"),
             )
         means = outcome.run.summary.metrics
