@@ -199,7 +199,7 @@ def test_no_secret_in_anything_run_writes_prints_or_traces_with_the_stand_in(
         str(free_port()),
     ]
     result = CliRunner().invoke(main, [*argv, *SMALL, *TRAIN])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == run_exit_code(), result.output
     assert made and Path("logs/standin.log").is_file()
     keys = {"stand-in key": made[0], "LANGFUSE_SECRET_KEY": langfuse_env["LANGFUSE_SECRET_KEY"]}
     texts = {"console": result.output, **workspace_files(Path(".")), **received(langfuse_receiver)}
