@@ -26,10 +26,11 @@ from slm_swap.backends.local import LocalBackend, LocalConfig
 from slm_swap.data.prepare import SplitSizes, prepare, sample_path, xlam_source
 from slm_swap.evaluate import evaluate, run_meta
 from slm_swap.files import read_examples
+from slm_swap.identity import ADAPTER_CARD
 from slm_swap.models import pull
 from slm_swap.scoring.metrics import CORE_METRICS
 from slm_swap.tracing import NullTracer
-from slm_swap.train.sft import CARD, TrainConfig, build_trainer
+from slm_swap.train.sft import TrainConfig, build_trainer
 from slm_swap.wheels import cache_dir
 
 
@@ -65,7 +66,7 @@ def main() -> None:
         start = time.perf_counter()
         subprocess.run(command, check=True, env={**os.environ, "LANGFUSE_DISABLED": "1"}, capture_output=True)
         seconds = time.perf_counter() - start
-        card = json.loads((config.out / CARD).read_text())
+        card = json.loads((config.out / ADAPTER_CARD).read_text())
         print(
             f"slm-swap train: {args.rows} rows, {card['steps']} steps, {seconds:.1f} s end to end "
             f"({card['wall_seconds']:.1f} s in trainer.train), engine {card['engine']}, {card['precision']}; "

@@ -20,9 +20,10 @@ from slm_swap.cli import main
 from slm_swap.errors import ConfigError
 from slm_swap.fileformats import checked
 from slm_swap.files import sha256_file
+from slm_swap.identity import ADAPTER_CARD
 from slm_swap.tracing import NullTracer
 from slm_swap.train.packing import ROWS, completion_loss
-from slm_swap.train.sft import CARD, TrainConfig, build_trainer, train
+from slm_swap.train.sft import TrainConfig, build_trainer, train
 from slm_swap.types import Example
 
 TOY_ANSWER = '<tool_call name="ping">{}</tool_call>'
@@ -81,7 +82,7 @@ def test_training_changes_lora_only_learns_and_is_reproducible(toy: None, tiny_m
 
     first = train(config(tiny_model, "04_ft/a"), NullTracer())
     second = train(config(tiny_model, "04_ft/b"), NullTracer())
-    card = json.loads(Path("04_ft/a", CARD).read_text())
+    card = json.loads(Path("04_ft/a", ADAPTER_CARD).read_text())
     assert math.isfinite(card["train_loss_first"]) and math.isfinite(first.val_loss or math.nan)
     assert card["train_loss_last"] < card["train_loss_first"] * 0.7  # learnable: the loss falls
     assert card["engine"] == "trl+peft" and card["precision"] == PRECISION and card["steps"] == 24
@@ -176,7 +177,7 @@ def test_ctrl_c_leaves_a_checkpoint_and_resume_finishes(toy: None, tiny_model: P
         main, [*_train_cmd(tiny_model, "04_ft/r", "--epochs", "20", "--save-steps", "50"), "--resume"]
     )
     assert resumed.exit_code == 0, resumed.output
-    card = json.loads(Path("04_ft/r", CARD).read_text())
+    card = json.loads(Path("04_ft/r", ADAPTER_CARD).read_text())
     assert card["steps"] == 40 and Path("04_ft/r/adapter_model.safetensors").is_file()
 
 
@@ -199,7 +200,7 @@ def test_two_process_ddp_over_gloo_ranks_agree(toy: None, tiny_model: Path) -> N
     digests = dict(re.findall(r"rank (\d) adapter sha256 ([0-9a-f]{64})", done.stdout + done.stderr))
     assert set(digests) == {"0", "1"}  # two real processes
     assert digests["0"] == digests["1"]  # gradients were all-reduced: both ranks hold the same adapter
-    card = json.loads(Path("04_ft/ddp", CARD).read_text())
+    card = json.loads(Path("04_ft/ddp", ADAPTER_CARD).read_text())
     assert card["adapter_sha256"] == digests["0"]
     # 8 rows, 2 per device on 2 ranks: 2 steps in the (default) one epoch.
     assert card["steps"] == 2

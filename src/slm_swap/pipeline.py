@@ -41,7 +41,7 @@ from slm_swap.data.prepare import (
 from slm_swap.errors import ConfigError, SlmSwapError
 from slm_swap.evaluate import evaluate, open_evaluation, reuse_check
 from slm_swap.files import check_output, one_writer, read_examples, refuse_inputs, write_json
-from slm_swap.identity import Check, compare_inputs
+from slm_swap.identity import ADAPTER_CARD, Check, compare_inputs
 from slm_swap.models import default_model_dir, pull
 from slm_swap.protocol import BOTH, NATIVE, PROMPT
 from slm_swap.report import Pricing, Written, write_report
@@ -370,7 +370,7 @@ class Pipeline:
 
     def fine_tune(self, track: Track) -> Path:
         from slm_swap.models import resolve_model_path
-        from slm_swap.train.sft import CARD, TrainConfig, train, train_inputs
+        from slm_swap.train.sft import TrainConfig, train, train_inputs
 
         out = self.o.workspace.adapter(track)
         config = TrainConfig(
@@ -382,7 +382,7 @@ class Pipeline:
             protocol=PROMPT if self.o.slm.protocol == BOTH else self.o.slm.protocol,
             **asdict(self.o.train),
         )
-        card = out / CARD
+        card = out / ADAPTER_CARD
         check = _adapter_check(card, train_inputs(config))
         if not self.o.force and check.same:
             self.say(f"train {track}: {out} kept ({check.why})")

@@ -151,7 +151,8 @@ FORCE = Setting("--force", False, None, "Recompute even where the output is ther
 SAVE = Setting("--save", False, None, "Write each model's run file to the eval folder, as eval does.")
 
 # The model asked (eval, infer, live, smoke, label, run, serve).
-MODEL_KINDS = ("slm", "azure", "openai", "replay")
+RUNNING_KINDS = ("slm", "azure", "openai")  # the kinds that run a model
+MODEL_KINDS = (*RUNNING_KINDS, "replay")  # replay only reads stored outputs
 MODEL_KIND = Setting(
     "--model-kind",
     None,
@@ -164,7 +165,7 @@ MODELS = Setting(
     ("azure", "slm"),
     None,
     "Models to run side by side on the same examples (repeat: --models azure --models slm).",
-    choices=MODEL_KINDS[:3],
+    choices=RUNNING_KINDS,
 )
 MODEL_PATH = Setting(
     "--model-path",

@@ -54,10 +54,6 @@ class Workspace:
     def report_html(self) -> Path:
         return self.eval_dir / "report.html"
 
-    @property
-    def report_markdown(self) -> Path:
-        return self.report_html.with_suffix(".md")
-
     def log(self, name: str) -> Path:
         return self.logs_dir / name
 

@@ -117,7 +117,7 @@ def eval_command(
 @option(settings.EXAMPLE_ID, "--id", "example_id")
 @option(settings.PROMPT)
 @workspace_options
-@model_options(kinds=settings.MODEL_KINDS[:3])
+@model_options(kinds=settings.RUNNING_KINDS)
 def infer(
     track: Track,
     split: str,

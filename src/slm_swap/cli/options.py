@@ -121,7 +121,6 @@ def workspace_options(func: F) -> F:
 
 track_option = option(settings.TRACK, required=True)
 split_option = option(settings.SPLIT)
-force_option = option(settings.FORCE)
 
 
 BATCH_FIELDS = ("hosted_batch", "batch_poll")  # ModelOptions' Batch API route

@@ -95,8 +95,6 @@ CORE_METRICS: dict[str, tuple[str, ...]] = {
 VALIDITY_METRIC = {"structured": "json_valid", "toolcall": "format_valid"}
 # Rows whose right answer is no call: scored on these instead (see the table above).
 NO_CALL_METRICS = ("abstention", "unwanted_call")
-# Where lower is better (a rate of mistakes): read by the report and never a core metric.
-MISTAKE_RATES = ("unwanted_call", "missed_call")
 # A core metric of both tracks whenever a split has no-call rows (`core_metrics`).
 ABSTENTION = "abstention"
 

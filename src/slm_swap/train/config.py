@@ -3,7 +3,7 @@ as options from this one declaration) and the run they belong to."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from slm_swap import settings
@@ -49,11 +49,6 @@ class Hyperparameters:
             )
         if not 0 <= self.lora_dropout < 1:
             raise ConfigError(f"{settings.LORA_DROPOUT} must be in [0, 1), got {self.lora_dropout}")
-
-    @property
-    def hyperparameters(self) -> Hyperparameters:
-        """These values alone (a `TrainConfig` is also its hyperparameters)."""
-        return Hyperparameters(**{f.name: getattr(self, f.name) for f in fields(Hyperparameters)})
 
 
 @dataclass(frozen=True)

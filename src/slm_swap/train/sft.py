@@ -46,8 +46,6 @@ from slm_swap.train.card import AdapterCard
 from slm_swap.train.config import TrainConfig
 from slm_swap.types import Example
 
-CARD = ADAPTER_CARD
-
 
 @dataclass(frozen=True)
 class Built:
@@ -490,7 +488,7 @@ def train(
             readable_weights(config.out)
             # The digest of the files just written is the adapter's identity for later evaluations.
             card = replace(card, adapter_files_sha256=adapter_files_digest(config.out))
-            write_json(config.out / CARD, card.to_json())
+            write_json(config.out / ADAPTER_CARD, card.to_json())
         trace.update(
             output={"train_loss": card.train_loss_last, "val_loss": val_loss},
             metadata={"steps": card.steps, "wall_seconds": card.wall_seconds},
