@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from slm_swap.compare import compare
-from slm_swap.power import interval, power
+from slm_swap.power import bounds, interval, power
 from slm_swap.runs import read_run
 from slm_swap.scoring.metrics import core_metrics
 from slm_swap.sequential import confidence_sequence, rounds
@@ -114,10 +114,8 @@ def power_check(delta: float) -> list[str]:
         if rows is None:
             continue
         counts = rng.multinomial(rows, [p12, p21, 1 - p12 - p21], size=20_000)
-        centre = (counts[:, 0] - counts[:, 1]) / (rows + 2)
-        sd = np.sqrt((counts[:, 0] + counts[:, 1] + 2) / (rows + 2) - centre**2)
-        half = 1.959964 * sd / np.sqrt(rows + 2)
-        share = float(((centre - half > delta) | (centre + half <= delta)).mean())
+        low, high = bounds(counts[:, 0] - counts[:, 1], counts[:, 0] + counts[:, 1], rows)
+        share = float(((low > delta) | (high <= delta)).mean())
         lines.append(f"| {p12} | {p21} | {rows:,} | {share:.3f} |")
     return lines
 

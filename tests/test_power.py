@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slm_swap.power import Z_CI, interval, power
+from slm_swap.power import bounds, interval, power
 
 CELLS = [  # (share where only the hosted model is right, share where only the SLM is)
     (0.01, 0.0),
@@ -26,10 +26,7 @@ CELLS = [  # (share where only the hosted model is right, share where only the S
 def intervals(b: np.ndarray, c: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """`interval` for many count pairs at once (the same formula, vectorized), checked against the
     function itself on a few of them."""
-    centre = (b - c) / (n + 2)
-    sd = np.sqrt((b + c + 2) / (n + 2) - centre**2)
-    half = Z_CI * sd / np.sqrt(n + 2)
-    low, high = np.maximum(-1, centre - half), np.minimum(1, centre + half)
+    low, high = bounds(b - c, b + c, n)
     for k in range(3):
         one = interval(np.array([1.0] * int(b[k]) + [-1.0] * int(c[k]) + [0.0] * int(n - b[k] - c[k])))
         assert (one.low, one.high) == pytest.approx((low[k], high[k]))

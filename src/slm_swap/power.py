@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -64,10 +65,19 @@ def _moments(total: float, squares: float, n: float) -> tuple[float, float]:
 
 def interval(diff: np.ndarray) -> Interval:
     """The adjusted Wald 95% interval of the mean paired difference (see above), within [−1, 1]."""
-    n = float(diff.size)
-    centre, sd = _moments(float(diff.sum()), float((diff**2).sum()), n)
-    half = Z_CI * sd / math.sqrt(n + 2)
-    return Interval(max(-1.0, centre - half), min(1.0, centre + half))
+    low, high = bounds(diff.sum(), (diff**2).sum(), diff.size)
+    return Interval(float(low), float(high))
+
+
+def bounds(total: Any, squares: Any, n: Any) -> tuple[Any, Any]:
+    """The interval's bounds from n rows whose differences sum to `total` and whose squares sum to
+    `squares`, element by element on arrays too: for a 0/1 metric, `total` = b − c and `squares` = b + c
+    (b rows where only the hosted model is right, c where only the SLM is), so that a simulation can take
+    100,000 evaluations at once."""
+    centre = np.asarray(total, dtype=np.float64) / (np.asarray(n) + 2)
+    sd = np.sqrt(np.maximum((np.asarray(squares) + 2) / (np.asarray(n) + 2) - centre**2, 0.0))
+    half = Z_CI * sd / np.sqrt(np.asarray(n) + 2)
+    return np.maximum(-1.0, centre - half), np.minimum(1.0, centre + half)
 
 
 def power(diff: np.ndarray, delta: float) -> Power:

@@ -178,15 +178,15 @@ def verdict_of(decision: Decision, ft_decision: Decision | None) -> Ruling:
     needs = [r.rows_needed for r in rests if not r.settled]
     counts = [n for n in needs if n is not None]
     rows = max(counts) if len(counts) == len(needs) else None
+    open_ = list(dict.fromkeys(unsettled))
+    them = "them" if len(open_) > 1 else "it"
     figured = all(m.detectable is not None for d in (decision, ft_decision) if d for m in d.metrics)
     if not figured:  # a decision file written before the figures
-        more = "rerun `slm-swap compare` for the rows that would settle it"
+        more = f"rerun `slm-swap compare` for the rows that would settle {them}"
     elif rows is not None:
-        more = f"about {rows:,} rows would settle it"
+        more = f"about {rows:,} rows would settle {them}"
     else:
-        more = "no number of rows a team would run settles it at the differences observed"
-    open_ = list(dict.fromkeys(unsettled))
-    more = more.replace("settle it", "settle them") if len(open_) > 1 else more
+        more = f"no number of rows a team would run settles {them} at the differences observed"
     settled = [m.metric for m in decision.metrics if m.settled]
     they = f"they settle {', '.join(settled)}, but " if settled else ""
     said = (
