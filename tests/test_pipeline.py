@@ -189,3 +189,10 @@ def test_run_in_rounds_stops_when_settled_and_asks_the_hosted_model_only_for_the
     assert len(azure.requests) == used
     assert json.loads(Path("05_eval/toolcall_decision.json").read_text())["sequential"] == record
     assert "eval toolcall hosted: 05_eval/toolcall_azure_test.json kept" in again
+    # A changed setting that does not change the runs (delta): the rounds are decided again from the rows
+    # already evaluated; more rounds may follow, but no row is asked twice.
+    wider = run(tiny_model, "--tracks", "toolcall", "--max-test-size", "32", "--delta", "0.3")
+    assert "round 1 toolcall: 4 of 32 rows" in wider
+    decision = json.loads(Path("05_eval/toolcall_decision.json").read_text())
+    asked = [m["content"] for r in azure.requests for m in r.body["messages"] if m["role"] == "user"]
+    assert decision["delta"] == 0.3 and len(asked) == len(set(asked)) == decision["sequential"]["rows_used"]
