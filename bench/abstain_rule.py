@@ -73,10 +73,10 @@ def main() -> None:
 
     import torch
 
-    from slm_swap.engine import Engine
     from slm_swap.files import read_examples
-    from slm_swap.models import resolve_model_path
-    from slm_swap.stops import WAYS
+    from slm_swap.local.engine import Engine
+    from slm_swap.local.models import resolve_model_path
+    from slm_swap.local.stops import WAYS
 
     engine = Engine(resolve_model_path(args.model_path), {"adapter": args.adapter} if args.adapter else {})
     model, tokenizer = engine.llm, engine.tokenizer

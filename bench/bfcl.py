@@ -147,7 +147,7 @@ def main() -> None:
 def with_template(model_path: str | None, template: Path, work: Path) -> Path:
     """A copy of the checkpoint (default: the embedded model) that carries `template` as its chat
     template."""
-    from slm_swap.models import resolve_model_path
+    from slm_swap.local.models import resolve_model_path
 
     source = resolve_model_path(model_path)
     copy = work / f"{source.name}-{template.stem}"

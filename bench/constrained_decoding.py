@@ -17,7 +17,7 @@ from pathlib import Path
 from slm_swap.backends.local import LocalBackend, LocalConfig
 from slm_swap.data.prepare import SplitSizes, prepare, sample_path, xlam_source
 from slm_swap.files import read_examples
-from slm_swap.models import pull
+from slm_swap.local.models import pull
 from slm_swap.scoring.metrics import score
 from slm_swap.wheels import cache_dir
 

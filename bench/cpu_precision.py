@@ -11,7 +11,7 @@ import time
 import torch
 from transformers import AutoModelForCausalLM
 
-from slm_swap.models import pull
+from slm_swap.local.models import pull
 from slm_swap.wheels import cache_dir
 
 

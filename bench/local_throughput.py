@@ -21,7 +21,7 @@ from slm_swap.backends.local import LocalBackend, LocalConfig, chat_text
 from slm_swap.data.prepare import SplitSizes, prepare, sample_path, xlam_source
 from slm_swap.evaluate import evaluate, run_meta
 from slm_swap.files import read_examples
-from slm_swap.models import pull
+from slm_swap.local.models import pull
 from slm_swap.protocol import Request
 from slm_swap.tracing import NullTracer
 from slm_swap.wheels import cache_dir

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import openai
 
-from slm_swap.engine import Engine
-from slm_swap.models import pull
+from slm_swap.local.engine import Engine
+from slm_swap.local.models import pull
 from slm_swap.serve import Batcher
 from slm_swap.wheels import cache_dir
 

@@ -26,10 +26,10 @@ from slm_swap.backends.local import LocalBackend, LocalConfig
 from slm_swap.data.prepare import SplitSizes, prepare, sample_path, xlam_source
 from slm_swap.evaluate import evaluate, run_meta
 from slm_swap.files import read_examples
-from slm_swap.identity import ADAPTER_CARD
-from slm_swap.models import pull
+from slm_swap.local.models import pull
 from slm_swap.scoring.metrics import CORE_METRICS
 from slm_swap.tracing import NullTracer
+from slm_swap.train.card import ADAPTER_CARD
 from slm_swap.train.sft import TrainConfig, build_trainer
 from slm_swap.wheels import cache_dir
 

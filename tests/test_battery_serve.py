@@ -30,7 +30,7 @@ import pytest
 from click.testing import CliRunner
 
 from slm_swap.cli import main
-from slm_swap.engine import Engine
+from slm_swap.local.engine import Engine
 from slm_swap.serve import MAX_BODY_BYTES, Batcher
 
 from .serving import Running

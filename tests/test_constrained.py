@@ -14,14 +14,14 @@ from click.testing import CliRunner
 from slm_swap.backends.factory import ModelOptions, make_backend
 from slm_swap.backends.local import LocalBackend, LocalConfig
 from slm_swap.cli import main
-from slm_swap.constrained import Constraint, Grammars
 from slm_swap.data.formats import dumps
 from slm_swap.data.prepare import SplitSizes, prepare, sample_path, xlam_source
 from slm_swap.errors import ConfigError
 from slm_swap.files import read_examples
+from slm_swap.local.constrained import Constraint, Grammars
+from slm_swap.local.stops import RULE
 from slm_swap.runs import read_run
 from slm_swap.scoring.parse import parse_structured, parse_toolcall
-from slm_swap.stops import RULE
 from slm_swap.types import Example, ToolSpec
 
 TOKENIZER = Path(__file__).parent / "data" / "smollm2-tokenizer"

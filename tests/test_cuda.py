@@ -17,8 +17,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from slm_swap import cuda
 from slm_swap.cli import main
+from slm_swap.local import cuda
 
 GPU_MACHINE = cuda.Machine(
     driver="580.159.03",
@@ -158,7 +158,7 @@ class Recording:
 def test_the_stop_rule_indexes_each_layers_cache_on_that_layers_device() -> None:
     """With device_map="auto" the layers' caches sit on different GPUs; a row index made on the prompt's
     device and applied to every layer fails there. Devices here are data: cpu and meta stand for two GPUs."""
-    from slm_swap.stops import rows_of
+    from slm_swap.local.stops import rows_of
 
     layers = [(Recording("cpu"), Recording("cpu")), (Recording("meta"), Recording("meta"))]
     picked = rows_of(layers, [0, 0, 1, 1])  # type: ignore[arg-type]

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from slm_swap import models
 from slm_swap.backends.local import LocalBackend, LocalConfig
 from slm_swap.cli import main
+from slm_swap.local import models
 from slm_swap.types import Example
 
 from .test_stops import check_choices
@@ -66,8 +66,8 @@ def test_the_real_model_stops_after_one_call_and_still_makes_several(embedded_mo
     """BFCL parallel_197 asks for two lawsuits and multiple_163 for one thing among several tools: under
     the stop rules the model makes the two different calls of the first (both right) and one call for the
     second, where choosing by the next token alone goes on to another tool."""
-    from slm_swap.constrained import Constraint
     from slm_swap.files import read_examples
+    from slm_swap.local.constrained import Constraint
     from slm_swap.scoring.metrics import score
     from slm_swap.scoring.parse import parse_toolcall
 

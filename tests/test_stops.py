@@ -9,10 +9,18 @@ from typing import Any
 
 import pytest
 
-from slm_swap.constrained import Constraint
-from slm_swap.engine import Engine
+from slm_swap.local.constrained import Constraint
+from slm_swap.local.engine import Engine
+from slm_swap.local.stops import (
+    LOOP_WINDOW,
+    WAYS,
+    LoopStop,
+    closes_next,
+    could_end,
+    cut_at_repeat,
+    loop_length,
+)
 from slm_swap.scoring.parse import parse_structured, parse_toolcall
-from slm_swap.stops import LOOP_WINDOW, WAYS, LoopStop, closes_next, could_end, cut_at_repeat, loop_length
 from slm_swap.types import ToolSpec, Track
 
 

@@ -20,8 +20,8 @@ from slm_swap.cli import main
 from slm_swap.errors import ConfigError
 from slm_swap.fileformats import checked
 from slm_swap.files import sha256_file
-from slm_swap.identity import ADAPTER_CARD
 from slm_swap.tracing import NullTracer
+from slm_swap.train.card import ADAPTER_CARD
 from slm_swap.train.packing import ROWS, completion_loss
 from slm_swap.train.sft import TrainConfig, build_trainer, train
 from slm_swap.types import Example

@@ -25,10 +25,9 @@ from typing import Any
 
 from slm_swap.errors import SlmSwapError
 from slm_swap.files import sha256_file
-from slm_swap.train.card import read_card
+from slm_swap.train.card import ADAPTER_CARD, read_card
 
 MODEL_MANIFEST = "slm_swap_model.json"  # written beside a checkpoint that slm-swap built
-ADAPTER_CARD = "slm_swap_adapter.json"  # written beside an adapter that slm-swap trained
 
 
 def fingerprint(value: Any) -> str:

@@ -41,14 +41,15 @@ from slm_swap.data.prepare import (
 from slm_swap.errors import ConfigError, SlmSwapError
 from slm_swap.evaluate import evaluate, open_evaluation, reuse_check
 from slm_swap.files import check_output, one_writer, read_examples, refuse_inputs, write_json
-from slm_swap.identity import ADAPTER_CARD, Check, compare_inputs
-from slm_swap.models import default_model_dir, pull
+from slm_swap.identity import Check, compare_inputs
+from slm_swap.local.models import default_model_dir, pull
+from slm_swap.local.stops import RULE
 from slm_swap.protocol import BOTH, NATIVE, PROMPT
 from slm_swap.report import Pricing, Written, write_report
 from slm_swap.scoring.metrics import ABSTENTION, core_metrics
 from slm_swap.sequential import Round, SequentialRecord, metric_sequences, rounds
-from slm_swap.stops import RULE
 from slm_swap.tracing import LangfuseConfig, Tracer
+from slm_swap.train.card import ADAPTER_CARD
 from slm_swap.train.config import Hyperparameters
 from slm_swap.types import SPLITS, Track
 from slm_swap.verdict import HostedModel, Ruling, TrackVerdict, Verdict, verdict_of
@@ -369,7 +370,7 @@ class Pipeline:
         return decision, path
 
     def fine_tune(self, track: Track) -> Path:
-        from slm_swap.models import resolve_model_path
+        from slm_swap.local.models import resolve_model_path
         from slm_swap.train.sft import TrainConfig, train, train_inputs
 
         out = self.o.workspace.adapter(track)
@@ -453,7 +454,7 @@ class Pipeline:
         hosted_options = self.o.hosted
         before_hosted: Callable[[], None] | None = None
         if hosted_options is None:
-            from slm_swap.models import resolve_model_path
+            from slm_swap.local.models import resolve_model_path
 
             self.standin = StandIn(
                 resolve_model_path(self.o.slm.model_path),
@@ -586,8 +587,8 @@ def ready_model(slm: ModelOptions, say: Say) -> None:
     if slm.protocol in (NATIVE, BOTH):
         from transformers import AutoTokenizer
 
-        from slm_swap.models import resolve_model_path
-        from slm_swap.templates import family_of
+        from slm_swap.local.models import resolve_model_path
+        from slm_swap.local.templates import family_of
 
         path = resolve_model_path(slm.model_path)
         family_of(AutoTokenizer.from_pretrained(path), path.name)

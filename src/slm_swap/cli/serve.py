@@ -68,7 +68,7 @@ def serve(
     load_in: str,
 ) -> None:
     """Serve the SLM (and adapters) over the OpenAI chat-completions API, batching concurrent requests."""
-    from slm_swap.models import resolve_model_path
+    from slm_swap.local.models import resolve_model_path
 
     _refuse_empty_key(api_key, os.environ)
     named = _named_adapters(adapters)
@@ -92,7 +92,7 @@ def serve(
         if native:
             from transformers import AutoTokenizer
 
-            from slm_swap.templates import VLLM_PARSERS, family_of
+            from slm_swap.local.templates import VLLM_PARSERS, family_of
 
             template_family = family_of(AutoTokenizer.from_pretrained(model), model.name)
             if template_family not in VLLM_PARSERS:
@@ -119,7 +119,7 @@ def serve(
         import uvicorn
     except ImportError as e:
         raise SlmSwapError("serve needs the serve extra\n  fix: pip install 'slm-swap[serve]'") from e
-    from slm_swap.engine import Engine
+    from slm_swap.local.engine import Engine
     from slm_swap.serve import Batcher, create_app
     from slm_swap.tracing import tracer_if_configured
 
@@ -130,7 +130,7 @@ def serve(
     engine = Engine(resolve_model_path(model_path), named, load_in=load_in, kernels=True)
     family: str | None = None
     if native:
-        from slm_swap.templates import family_of
+        from slm_swap.local.templates import family_of
 
         family = family_of(engine.tokenizer, engine.base_name)
         if constrained:

@@ -77,7 +77,7 @@ def train(
     if importlib.util.find_spec("trl") is None:
         raise SlmSwapError("train needs the train extra\n  fix: pip install 'slm-swap[train]'")
     training_process()
-    from slm_swap.models import resolve_model_path
+    from slm_swap.local.models import resolve_model_path
     from slm_swap.train.sft import train as run_train
 
     config = config_from(
@@ -157,7 +157,7 @@ def launch(
 def training_process() -> None:
     """Readies a process that trains: one GPU of several (TRL trains on one per process; `launch` starts
     one per GPU), then the training engine, imported before TRL (Unsloth patches what it imports after)."""
-    from slm_swap import cuda
+    from slm_swap.local import cuda
     from slm_swap.train.sft import load_engine
 
     note = cuda.keep_one_gpu(os.environ)

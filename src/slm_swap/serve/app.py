@@ -15,7 +15,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
 
-from slm_swap import settings, templates
+from slm_swap import settings
+from slm_swap.local import templates
 from slm_swap.protocol import openai_tools
 from slm_swap.serve.batcher import Answer, Batcher
 from slm_swap.serve.render import (

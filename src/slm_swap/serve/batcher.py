@@ -10,8 +10,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from slm_swap.constrained import Constraint
-from slm_swap.engine import Engine
+from slm_swap.local.constrained import Constraint
+from slm_swap.local.engine import Engine
 from slm_swap.types import Completion
 
 

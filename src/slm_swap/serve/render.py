@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from slm_swap.constrained import Grammars
 from slm_swap.data.formats import Turn, read_prompt, render_prompt, render_turns, system_text, track_of_system
+from slm_swap.local.constrained import Grammars
+from slm_swap.local.templates import Reading
 from slm_swap.scoring.parse import parse_toolcall
 from slm_swap.serve.schema import (
     AssistantMessage,
@@ -22,7 +23,6 @@ from slm_swap.serve.schema import (
     NamedToolChoice,
     call_id,
 )
-from slm_swap.templates import Reading
 from slm_swap.types import Completion, ToolCall, ToolSpec, Track
 
 # --- the request: OpenAI messages -> the [system, user, ...] messages our renderer makes -------------

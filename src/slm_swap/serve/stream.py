@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
-from slm_swap.constrained import Constraint
+from slm_swap.local.constrained import Constraint
 from slm_swap.serve.batcher import Batcher
 from slm_swap.serve.render import finish_reason, usage_of
 from slm_swap.serve.schema import (

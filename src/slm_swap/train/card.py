@@ -14,6 +14,7 @@ from typing import Any
 from slm_swap.fileformats import Count, Flag, Number
 
 ADAPTER_FORMAT = "slm-swap.adapter/1"
+ADAPTER_CARD = "slm_swap_adapter.json"  # the card's file name, beside the adapter it describes
 
 
 @dataclass(frozen=True, kw_only=True)

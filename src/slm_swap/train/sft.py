@@ -34,15 +34,16 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from slm_swap import __version__, settings, templates
+from slm_swap import __version__, settings
 from slm_swap.console import verbose
 from slm_swap.data.formats import dumps
 from slm_swap.errors import ConfigError, SlmSwapError
 from slm_swap.files import read_examples, readable_weights, write_json
-from slm_swap.identity import ADAPTER_CARD, adapter_files_digest, checkpoint_digest, file_digest
+from slm_swap.identity import adapter_files_digest, checkpoint_digest, file_digest
+from slm_swap.local import templates
 from slm_swap.protocol import NATIVE, PROMPT
 from slm_swap.tracing import Tracer
-from slm_swap.train.card import AdapterCard
+from slm_swap.train.card import ADAPTER_CARD, AdapterCard
 from slm_swap.train.config import TrainConfig
 from slm_swap.types import Example
 
@@ -155,7 +156,7 @@ def load_base(config: TrainConfig, engine: str) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from slm_swap import cuda
+    from slm_swap.local import cuda
 
     # Unsloth's kernels are Triton's; TRL + PEFT here use none (the loss is `CompletionLossTrainer`'s).
     machine = cuda.preflight(cuda.Needs(quantized=True, kernels=engine == "unsloth"))

@@ -29,7 +29,7 @@ from slm_swap.types import Completion, Usage
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from slm_swap.constrained import Constraint, Grammars
+    from slm_swap.local.constrained import Constraint, Grammars
 
 
 def set_determinism() -> None:
@@ -56,7 +56,7 @@ def load_model(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from slm_swap import cuda
+    from slm_swap.local import cuda
 
     machine = cuda.preflight(cuda.Needs(quantized=load_in in ("auto", "8bit"), kernels=kernels))
     set_determinism()
@@ -144,7 +144,7 @@ class Engine:
     def grammars(self) -> Grammars:
         """The grammar compiler for this tokenizer, made on first use (it needs xgrammar)."""
         if self._grammars is None:
-            from slm_swap.constrained import Grammars
+            from slm_swap.local.constrained import Grammars
 
             self._grammars = Grammars(self.tokenizer, self.llm.config.vocab_size)
         return self._grammars
@@ -190,7 +190,7 @@ class Engine:
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
-        from slm_swap.stops import LoopStop, RepeatedCallStop, StopOrContinue, cut_at_repeat
+        from slm_swap.local.stops import LoopStop, RepeatedCallStop, StopOrContinue, cut_at_repeat
 
         rows = list(constraints) or [None] * len(texts)
         calls = [None if c is None else c.calls for c in rows]

@@ -132,7 +132,7 @@ class Grammars:
         """An answer in a chat template's own tool format (`callformats.CALL_FORMATS[family]`): one or more
         calls of `tools`, or a plain-text reply (no call), under the same stop rules as the toolcall
         track."""
-        from slm_swap.callformats import CALL_FORMATS, NATIVE
+        from slm_swap.local.callformats import CALL_FORMATS, NATIVE
 
         native = CALL_FORMATS.get(family)
         if native is None:

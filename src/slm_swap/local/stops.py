@@ -42,8 +42,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from slm_swap.callformats import CallFormat, call_format
 from slm_swap.data.formats import NO_CALL_REPLY
+from slm_swap.local.callformats import CallFormat, call_format
 from slm_swap.scoring.parse import TOOL_CALL_BLOCK
 from slm_swap.types import Track
 
