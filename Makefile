@@ -39,6 +39,7 @@ demo: $(VENV)/.installed
 lint: setup
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/mypy
+	$(BIN)/cog --check --diff --check-fail-msg 'regenerate: $(BIN)/cog -r docs/commands.md' docs/commands.md
 
 test: lint
 	$(BIN)/pytest --runnetwork
