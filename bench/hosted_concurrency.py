@@ -18,7 +18,9 @@ from tests.openai_server import FakeOpenAIServer
 
 from slm_swap.backends.config import HostedConfig
 from slm_swap.backends.hosted import HostedBackend
-from slm_swap.data.prepare import SplitSizes, prepare, sample_path, xlam_source
+from slm_swap.data.prepare import prepare
+from slm_swap.data.sources import sample_path, xlam_source
+from slm_swap.data.splits import SplitSizes
 from slm_swap.evaluate import evaluate, run_meta
 from slm_swap.files import read_examples
 from slm_swap.tracing import NullTracer

@@ -64,7 +64,8 @@ def lines(path: Path) -> list[str]:
 
 def usable_rows(category: str) -> int:
     """How many rows of a BFCL category `prepare` can use."""
-    from slm_swap.data.prepare import scan, source_for
+    from slm_swap.data.scan import scan
+    from slm_swap.data.sources import source_for
 
     return len(scan(source_for("bfcl", None, category), skip_invalid=False).usable)
 

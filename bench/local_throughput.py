@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 
 from slm_swap.backends.local import LocalBackend, LocalConfig, chat_text
-from slm_swap.data.prepare import SplitSizes, prepare, sample_path, xlam_source
+from slm_swap.data.prepare import prepare
+from slm_swap.data.sources import sample_path, xlam_source
+from slm_swap.data.splits import SplitSizes
 from slm_swap.evaluate import evaluate, run_meta
 from slm_swap.files import read_examples
 from slm_swap.local.models import pull

@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 def make_file(rows: int, path: Path) -> None:
-    from slm_swap.data.prepare import sample_path
+    from slm_swap.data.sources import sample_path
 
     sample = json.loads(sample_path().read_text(encoding="utf-8"))
     with path.open("w", encoding="utf-8") as f:
@@ -32,7 +32,8 @@ def make_file(rows: int, path: Path) -> None:
 
 
 def child(path: str, out_dir: str) -> None:
-    from slm_swap.data.prepare import prepare, xlam_source
+    from slm_swap.data.prepare import prepare
+    from slm_swap.data.sources import xlam_source
 
     start = time.perf_counter()
     result = prepare(xlam_source(Path(path)), Path(out_dir))

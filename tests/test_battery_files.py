@@ -160,7 +160,7 @@ def record(kind: str, tally: Tally) -> None:
 
 
 def sample_rows(n: int) -> list[dict[str, Any]]:
-    from slm_swap.data.prepare import sample_path
+    from slm_swap.data.sources import sample_path
 
     return json.loads(sample_path().read_text())[:n]
 

@@ -129,7 +129,7 @@ def test_run_redoes_the_splits_and_everything_after_when_the_seed_changes(
 def test_run_keeps_splits_for_identical_content_and_redoes_them_for_another_file(
     azure: FakeOpenAIServer, tiny_model: Path
 ) -> None:
-    from slm_swap.data.prepare import sample_path
+    from slm_swap.data.sources import sample_path
 
     run(tiny_model, "--tracks", "toolcall")
     shutil.copy(sample_path(), "copy.json")  # the same content under another path

@@ -15,15 +15,11 @@ from click.testing import CliRunner
 from slm_swap.cli import main
 from slm_swap.data import bfcl
 from slm_swap.data.formats import NO_CALL_REPLY
-from slm_swap.data.prepare import (
-    NoCallRules,
-    SplitSizes,
-    bfcl_source,
-    sample_path,
-    scan,
-    xlam_source,
-)
+from slm_swap.data.nocall import NoCallRules
 from slm_swap.data.rows import SourceRow
+from slm_swap.data.scan import scan
+from slm_swap.data.sources import bfcl_source, sample_path, xlam_source
+from slm_swap.data.splits import SplitSizes
 from slm_swap.files import read_examples
 from slm_swap.types import Example
 from tests.conftest import DATA, xlam_row

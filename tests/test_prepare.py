@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from slm_swap import settings
 from slm_swap.cli import main
-from slm_swap.data.prepare import sample_path
+from slm_swap.data.sources import SOURCES, sample_path
 from tests.conftest import DATA, xlam_row
 
 SPLIT_FILES = [
@@ -158,6 +159,10 @@ def test_bfcl_unknown_category_is_refused(workspace: Path) -> None:
         "--source", "bfcl", "--dataset-path", str(DATA / "bfcl"), "--bfcl-category", "multi_turn_base"
     )
     assert result.exit_code == 2 and "unknown BFCL category 'multi_turn_base'" in result.output
+
+
+def test_every_source_kind_is_read_by_one_entry() -> None:
+    assert tuple(SOURCES) == settings.SOURCES
 
 
 def test_smoke_resamples_fresh_rows_and_keeps_the_old_test_split(workspace: Path) -> None:

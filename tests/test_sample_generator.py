@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from slm_swap.data.prepare import sample_path
+from slm_swap.data.sources import sample_path
 from slm_swap.errors import SlmSwapError
 
 ROOT = Path(__file__).resolve().parents[1]

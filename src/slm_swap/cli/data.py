@@ -23,7 +23,8 @@ from slm_swap.cli.render import (
     stdout,
     traced,
 )
-from slm_swap.data.prepare import NoCallRules, SplitSizes
+from slm_swap.data.nocall import NoCallRules
+from slm_swap.data.splits import SplitSizes
 from slm_swap.errors import SlmSwapError
 
 
@@ -82,7 +83,8 @@ def prepare(
     """Write 02_dataset/{structured,toolcall}/{train,val,test}.jsonl from xLAM, BFCL, OpenAI-format logs or a
     Langfuse dataset."""
     from slm_swap.data.prepare import prepare as run_prepare
-    from slm_swap.data.prepare import sample_path, smoke_splits, source_for
+    from slm_swap.data.prepare import smoke_splits
+    from slm_swap.data.sources import sample_path, source_for
     from slm_swap.tracing import LangfuseConfig
 
     if source == "xlam" and dataset_path is None:

@@ -1,1 +1,2 @@
-"""Data: sources (xLAM, BFCL) → validated rows → rendered examples in split files."""
+"""Data: sources (xLAM, BFCL, OpenAI-format logs, Langfuse datasets; `sources.py`) → validated rows
+(`scan.py`, `rows.py`) → rendered examples in split files (`splits.py`, `nocall.py`), by `prepare.py`."""
