@@ -165,6 +165,13 @@ def test_every_source_kind_is_read_by_one_entry() -> None:
     assert tuple(SOURCES) == settings.SOURCES
 
 
+def test_out_dir_is_the_one_name_of_the_folder_prepare_writes(workspace: Path) -> None:
+    refused = prepare("--dataset-dir", "elsewhere")
+    assert refused.exit_code == 2 and "No such option '--dataset-dir'" in refused.output
+    assert prepare("--out-dir", "elsewhere").exit_code == 0
+    assert Path("elsewhere/toolcall/test.jsonl").is_file() and not Path("02_dataset").exists()
+
+
 def test_smoke_resamples_fresh_rows_and_keeps_the_old_test_split(workspace: Path) -> None:
     assert prepare().exit_code == 0
     used = set(ids("02_dataset/toolcall/train.jsonl")) | set(ids("02_dataset/toolcall/val.jsonl"))

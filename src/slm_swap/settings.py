@@ -135,8 +135,7 @@ DATASET_DIR = Setting(
     "SLM_SWAP_DATASET_DIR",
     "Folder of prepared splits ({track}/{split}.jsonl).",
 )
-# The dataset folder as prepare names what it writes (it reads DATASET_DIR's variable, and takes
-# --dataset-dir as a second name).
+# The dataset folder as prepare names what it writes (it reads DATASET_DIR's variable).
 OUT_DIR = Setting("--out-dir", DATASET_DIR.default, None, "Where the splits go ({track}/{split}.jsonl).")
 FT_DIR = Setting(
     "--ft-dir", Path("04_ft"), "SLM_SWAP_FT_DIR", "Folder of fine-tuned adapters (adapter_{track})."

@@ -33,14 +33,7 @@ from slm_swap.errors import SlmSwapError
 @option(settings.DATASET_PATH)
 @option(settings.BFCL_CATEGORY)
 @option(settings.LANGFUSE_DATASET)
-@option(
-    settings.OUT_DIR,
-    "--out-dir",
-    "--dataset-dir",
-    "out_dir",
-    envvar=settings.DATASET_DIR.envvar,
-    show_envvar=True,
-)
+@option(settings.OUT_DIR, envvar=settings.DATASET_DIR.envvar, show_envvar=True)
 @click.option(
     "--to-langfuse",
     metavar="NAME",
