@@ -14,15 +14,15 @@ these rows can detect and the rows that would settle it.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import ClassVar
 
 import numpy as np
 
 from slm_swap import settings
 from slm_swap.errors import SlmSwapError
-from slm_swap.fileformats import Count, FileDefault, Flag, Number
+from slm_swap.fileformats import Count, FileForm, Flag, Number
 from slm_swap.power import interval, power
 from slm_swap.runs import RunResult
 from slm_swap.scoring.metrics import core_metrics
@@ -31,6 +31,11 @@ from slm_swap.tracing import Tracer
 from slm_swap.types import Track
 
 DECISION_FORMAT = "slm-swap.decision/1"
+RULE = "FINE_TUNE=1 if hosted - slm > delta on any core metric"
+INTERVAL = {
+    "method": "adjusted Wald over the rows and two pseudo-rows (Bonett-Price for 0/1 metrics)",
+    "power": "80% at two-sided 5% (detectable, rows_needed)",
+}
 
 
 @dataclass(frozen=True)
@@ -63,13 +68,14 @@ class ComparedRun:
     constrained: Flag
     split: str
     dataset_sha256: str
-    protocol: Annotated[str, FileDefault("prompt")] = "prompt"  # how the model was asked (`protocol.py`)
+    protocol: str = "prompt"  # how the model was asked (`protocol.py`); decisions made before it: prompt
 
 
 @dataclass(frozen=True)
-class Decision:
+class Decision(FileForm):
     """The fine-tune decision, and the decision file's format (which adds the rule, the flags and the
-    method of the intervals, as written for people and other tools)."""
+    method of the intervals first, as written for people and other tools; `sequential` only after a
+    sequential evaluation)."""
 
     track: Track
     delta: Number
@@ -82,39 +88,50 @@ class Decision:
     # `run --max-test-size`: the rounds, and the confidence sequences that settle each metric instead
     sequential: SequentialRecord | None = None
 
+    file_format = DECISION_FORMAT
+    written: ClassVar[dict[str, str]] = {
+        "rule": "rule",
+        "core_metrics": "core_metrics",
+        "FINE_TUNE": "signal",
+        "too_few_examples_to_be_sure": "too_few",
+        "confidence": "confidence",
+        "interval": "interval",
+        "gold": "gold",
+    }
+    left_out = ("sequential",)
+
+    @property
+    def rule(self) -> str:
+        return RULE
+
+    @property
+    def core_metrics(self) -> list[str]:
+        return [m.metric for m in self.metrics]
+
+    @property
+    def signal(self) -> int:
+        """FINE_TUNE, as `compare` prints it: 1 to fine-tune, else 0."""
+        return int(self.fine_tune)
+
     @property
     def too_few(self) -> bool:
         """True when some core metric's interval straddles `delta`: the data cannot settle it."""
         return not all(m.settled for m in self.metrics)
 
     @property
+    def confidence(self) -> float:
+        """The confidence of each metric's interval."""
+        return 0.95
+
+    @property
+    def interval(self) -> dict[str, str]:
+        """How the intervals are worked out, and the power of the rows figures."""
+        return INTERVAL
+
+    @property
     def gold(self) -> str:
         """What the gold answers are: the split's own, or the hosted model's (agreement)."""
         return agreement_note(self.gold_by) if self.gold_by else "the split's own gold answers"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "format": DECISION_FORMAT,
-            "track": self.track,
-            "rule": "FINE_TUNE=1 if hosted - slm > delta on any core metric",
-            "core_metrics": [m.metric for m in self.metrics],
-            "delta": self.delta,
-            "fine_tune": self.fine_tune,
-            "FINE_TUNE": int(self.fine_tune),
-            "too_few_examples_to_be_sure": self.too_few,
-            "examples": self.examples,
-            "confidence": 0.95,
-            "interval": {
-                "method": "adjusted Wald over the rows and two pseudo-rows (Bonett-Price for 0/1 metrics)",
-                "power": "80% at two-sided 5% (detectable, rows_needed)",
-            },
-            "hosted": asdict(self.hosted),
-            "slm": asdict(self.slm),
-            "metrics": [asdict(m) for m in self.metrics],
-            "gold_by": self.gold_by,
-            "gold": self.gold,
-            **({"sequential": asdict(self.sequential)} if self.sequential else {}),
-        }
 
     def with_sequence(self, record: SequentialRecord) -> Decision:
         """The decision of a sequential evaluation: each metric's interval and `settled` are its confidence

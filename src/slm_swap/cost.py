@@ -20,8 +20,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from slm_swap.fileformats import FileForm
 
 if TYPE_CHECKING:
     from slm_swap.report import Pricing
@@ -31,8 +33,9 @@ COUNTED_AS = f"characters/{CHARS_PER_TOKEN}"
 
 
 @dataclass(frozen=True)
-class Estimate:
-    """The cost of sending `rows` requests, before any is sent (see the module's docstring)."""
+class Estimate(FileForm):
+    """The cost of sending `rows` requests, before any is sent (see the module's docstring); a run file
+    records it among its settings (`to_json`)."""
 
     rows: int
     prompt_tokens: int  # estimated, as `counted_as` says
@@ -42,9 +45,6 @@ class Estimate:
     price_per_1k_input: float
     price_per_1k_output: float
     counted_as: str = COUNTED_AS
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
     def line(self) -> str:
         """The estimate in one line, as the commands print it before the first request."""

@@ -1,11 +1,13 @@
-"""How slm-swap's files are defined and checked.
+"""How slm-swap's files are defined, checked and written.
 
 Each file format is defined once, by the types that hold it in memory (`types.Example`,
-`types.ExampleResult`, `runs.RunResult`, `compare.Decision`, `verdict.VerdictHeader`,
-`train.card.AdapterCard`, `backends.replay.Prediction`): their fields' annotations say what a file may
-hold, and `checked` reads a decoded JSON value as one of them, field by field, with pydantic. Pydantic
-is imported when a file is first checked, never by importing the types, so `slm-swap --help` does not
-pay for it.
+`types.ExampleResult`, `runs.RunResult`, `compare.Decision`, `verdict.Verdict`, `train.card.AdapterCard`,
+`backends.replay.Prediction`): their fields' annotations say what a file may hold, `checked` reads a
+decoded JSON value as one of them, field by field, with pydantic, and `dumped` writes one through the
+same adapter, so that what is written is what is read. A type that a file holds says how beside its
+fields by being a `FileForm` (its format tag, the values worked out from its fields that the file holds
+for people and other tools, the fields left out at their default). Pydantic is imported when a file is
+first checked or written, never by importing the types, so `slm-swap --help` does not pay for it.
 
 Where a file holds a field otherwise than the code does, its annotation says how, with the metadata
 here (pydantic's own protocol, `__get_pydantic_core_schema__`, so that nothing needs pydantic at import):
@@ -13,7 +15,8 @@ here (pydantic's own protocol, `__get_pydantic_core_schema__`, so that nothing n
 * `AsWritten`: a number or a flag takes its own JSON type only (no "1" for 1, no true for 1.0, no 2.0
   for a count), is finite, and lies within its bounds;
 * `IdText`: an id is text or a whole number, read as text;
-* `FileDefault`: a field that a file may leave out;
+* `FileDefault`: a field that a format lets a file leave out where the code gives it no default (a
+  tool's description, which OpenAI's tools make optional, comes before its parameters);
 * `Shaped`: a field checked as a narrower type than the code gives it (a turn as exactly a role and a
   content), whose values are still the code's type.
 
@@ -23,8 +26,11 @@ are not read.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import typing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar, cast
 
 if TYPE_CHECKING:
     from pydantic import GetCoreSchemaHandler, TypeAdapter
@@ -122,8 +128,73 @@ def checked(value: Any, kind: type[T]) -> T:
         raise FormatError(_first_problem(e)) from None
 
 
+def dumped(value: Any) -> Any:
+    """`value`, of a file format, as its file holds it, for `json.dump`: written through the same adapter
+    that reads it (`checked`), with what its `FileForm` adds. A tuple stays a tuple (JSON's array), and a
+    number that is not finite stays as it is, so that writing it fails (`allow_nan=False`); pydantic's
+    JSON mode would make it null."""
+    return _adapter(type(value)).dump_python(value)
+
+
+class FileForm:
+    """A type that a file holds, written as it is read (`dumped`, `to_json`). Beside its fields, the file
+    holds:
+
+    * `"format": file_format` first, where the type is a whole file;
+    * then `written`, values worked out from the fields (properties, by the key the file gives them), for
+      people and other tools: a reader does not read them back, it works them out again;
+    * then the fields, in order, but those of `left_out` that hold their default: a field that most
+      files leave at its default is written only where it says something, so that those files are as
+      they were before it.
+    """
+
+    __slots__ = ()
+    file_format: ClassVar[str | None] = None
+    written: ClassVar[dict[str, str]] = {}
+    left_out: ClassVar[tuple[str, ...]] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """As its file holds it (`dumped`)."""
+        return cast("dict[str, Any]", dumped(self))
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        schema = handler(source)
+        if cls.file_format is None and not cls.written and not cls.left_out:
+            return schema
+        from pydantic_core import core_schema
+
+        dataclass_schema = cast("dict[str, Any]", handler.resolve_ref_schema(schema))
+        dataclass_schema["schema"]["computed_fields"] = [
+            core_schema.computed_field(name, handler.generate_schema(_returned(cls, name)))
+            for name in cls.written.values()
+        ]
+        head = {"format": cls.file_format} if cls.file_format else {}
+        defaults = {f.name: f.default for f in dataclasses.fields(cast(Any, cls)) if f.name in cls.left_out}
+
+        def dump(value: Any, serialize: core_schema.SerializerFunctionWrapHandler) -> dict[str, Any]:
+            data = serialize(value)
+            for name, default in defaults.items():
+                if getattr(value, name) == default:
+                    del data[name]
+            if not head and not cls.written:
+                return cast("dict[str, Any]", data)
+            return head | {key: data.pop(name) for key, name in cls.written.items()} | data
+
+        dataclass_schema["serialization"] = core_schema.wrap_serializer_function_ser_schema(dump)
+        return schema
+
+
+def _returned(cls: type, name: str) -> Any:
+    """The type that the property `name` of `cls` returns, as its annotation says."""
+    attribute = inspect.getattr_static(cls, name)
+    function = attribute.fget if isinstance(attribute, property) else attribute.func  # or a cached_property
+    return typing.get_type_hints(function)["return"]
+
+
 def _adapter(kind: type) -> TypeAdapter[Any]:
-    """The validator of a format, built once (tens of milliseconds: pydantic reads the classes)."""
+    """The validator and serializer of a format, built once (tens of milliseconds: pydantic reads the
+    classes)."""
     from pydantic import TypeAdapter
 
     if kind not in _adapters:

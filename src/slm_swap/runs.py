@@ -21,7 +21,7 @@ from typing import IO, Any, ClassVar
 
 from slm_swap import __version__
 from slm_swap.errors import InputError
-from slm_swap.fileformats import CLOSED, Flag, FormatError, checked
+from slm_swap.fileformats import CLOSED, FileForm, Flag, FormatError, checked
 from slm_swap.files import atomic_writer, loads, many_objects, parse_json, read_bytes, sha256_text
 from slm_swap.scoring.metrics import Summary, core_metrics, error_counts, summarize
 from slm_swap.types import ExampleResult, Track
@@ -69,13 +69,20 @@ class RunMeta:
 
 
 @dataclass(frozen=True)
-class RunResult:
+class RunResult(FileForm):
     """A run: its metadata and its results. Also the run file's format, which holds the summary, core
-    metrics and error counts besides, as written for people and other tools (they are worked out again
+    metrics and error counts first, as written for people and other tools (they are worked out again
     from the results when a run file is read)."""
 
     meta: RunMeta
     results: list[ExampleResult]
+
+    file_format = RUN_FORMAT
+    written: ClassVar[dict[str, str]] = {
+        "summary": "summary",
+        "core_metrics": "core_metrics",
+        "error_counts": "error_counts",
+    }
 
     @functools.cached_property
     def summary(self) -> Summary:
@@ -83,15 +90,15 @@ class RunResult:
         made)."""
         return summarize(self.meta.track, self.results)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "format": RUN_FORMAT,
-            "meta": self.meta.__dict__,
-            "summary": self.summary.to_json(),
-            "core_metrics": list(core_metrics(self.meta.track, list(self.summary.metrics))),
-            "error_counts": error_counts(self.results),
-            "results": [r.to_json() for r in self.results],
-        }
+    @property
+    def core_metrics(self) -> tuple[str, ...]:
+        """The metrics the decision rests on, in this run (`scoring.metrics.core_metrics`)."""
+        return core_metrics(self.meta.track, list(self.summary.metrics))
+
+    @property
+    def error_counts(self) -> dict[str, int]:
+        """How many results fell in each error category (`scoring.metrics.error_counts`)."""
+        return error_counts(self.results)
 
 
 def write_run(path: Path, run: RunResult) -> None:

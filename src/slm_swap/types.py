@@ -4,7 +4,8 @@ Backends turn provider data into `Completion`; scoring turns a `Completion` into
 `compare` and `report` read `RunResult` files only. Nothing downstream sees a raw provider dict.
 
 `Example` (a prepared split's row) and `ExampleResult` (a result in a run file or journal) are also those
-files' formats: their annotations say what a file may hold, and `fileformats.checked` reads a row as one.
+files' formats: their annotations say what a file may hold, `fileformats.checked` reads a row as one and
+`to_json` (`fileformats.FileForm`) writes one.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from slm_swap.fileformats import (
     OPEN,
     Count,
     FileDefault,
+    FileForm,
     Flag,
     IdText,
     Seconds,
@@ -34,15 +36,12 @@ SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True, slots=True)
-class ToolSpec:
+class ToolSpec(FileForm):
     """A tool offered to the model; `parameters` is a JSON Schema object (OpenAI / BFCL form)."""
 
     name: str
     description: Annotated[str, FileDefault("")]
     parameters: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description, "parameters": self.parameters}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ToolSpec:
@@ -50,18 +49,15 @@ class ToolSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class ToolCall:
+class ToolCall(FileForm):
     """One call of a tool with concrete arguments."""
 
     name: str
     arguments: dict[str, Any]
 
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "arguments": self.arguments}
-
 
 @dataclass(frozen=True, slots=True)
-class AcceptableCall:
+class AcceptableCall(FileForm):
     """What a correct call may look like, in BFCL's possible-answer form.
 
     `arguments` maps each parameter to the list of acceptable values; `""` in a list means the
@@ -70,9 +66,6 @@ class AcceptableCall:
 
     name: str
     arguments: dict[str, list[Any]]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "arguments": self.arguments}
 
 
 class RenderedTurn(TypedDict):
@@ -91,23 +84,26 @@ class CallJson(TypedDict):
 
 
 @dataclass(frozen=True, slots=True)
-class Example:
-    """One dataset row: everything needed to prompt a model and to score its answer offline."""
+class Example(FileForm):
+    """One dataset row: everything needed to prompt a model and to score its answer offline. The fields
+    are in the order a split's row holds them; `turns` and `labelled_by` only where they are not empty."""
 
     id: Annotated[str, IdText()]
     track: Track
     source: str
+    prompt: str
+    completion: str
+    system: str
     query: str
     tools: tuple[ToolSpec, ...]
     gold: tuple[ToolCall, ...]
     acceptable: tuple[AcceptableCall, ...]
-    system: str
-    prompt: str
-    completion: str
     # A logged conversation's turns after its first user message, rendered (`formats.render_turns`).
     turns: Annotated[tuple[dict[str, str], ...], Shaped(tuple[RenderedTurn, ...])] = ()
     # The hosted model whose answer is the gold (`slm-swap label`): scores on it measure agreement.
     labelled_by: str = ""
+
+    left_out = ("turns", "labelled_by")
 
     def messages(self) -> list[dict[str, str]]:
         """The messages every backend receives, for evaluation, training and serving: `[system, user]`,
@@ -115,32 +111,15 @@ class Example:
         first = [{"role": "system", "content": self.system}, {"role": "user", "content": self.prompt}]
         return first + [dict(t) for t in self.turns]
 
-    def to_json(self) -> dict[str, Any]:
-        return (
-            {
-                "id": self.id,
-                "track": self.track,
-                "source": self.source,
-                "prompt": self.prompt,
-                "completion": self.completion,
-                "system": self.system,
-                "query": self.query,
-                "tools": [t.to_json() for t in self.tools],
-                "gold": [c.to_json() for c in self.gold],
-                "acceptable": [c.to_json() for c in self.acceptable],
-            }
-            | ({"turns": [dict(t) for t in self.turns]} if self.turns else {})
-            | ({"labelled_by": self.labelled_by} if self.labelled_by else {})
-        )
-
 
 @dataclass(frozen=True, slots=True)
-class Usage:
+class Usage(FileForm):
     """Tokens used for one example. Further counts a provider gives (total_tokens) are not read.
 
     `known` is False when the endpoint gave no usable counts (none, or not whole numbers from 0 to
     `MAX_TOKENS`: NaN, 1e400, -7, 3.7, "12"): both counts are then 0 and stand for nothing, and token sums
-    leave the example out. A file that does not say is of known counts (files written before it).
+    leave the example out. A file that does not say is of known counts (files written before it), and
+    files say only when it is False.
     """
 
     prompt_tokens: Tokens = 0
@@ -148,11 +127,7 @@ class Usage:
     known: Flag = True
 
     __pydantic_config__: ClassVar[dict[str, str]] = OPEN
-
-    def to_json(self) -> dict[str, Any]:
-        """As stored: `known` only when it is False, so that files of known counts read as before."""
-        counts = {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
-        return counts if self.known else {**counts, "known": False}
+    left_out = ("known",)
 
     def traced(self) -> dict[str, int] | None:
         """The counts as a trace's generation takes them (`{"input": n, "output": m}`), or None when they
@@ -174,7 +149,7 @@ class Completion:
 
 
 @dataclass(frozen=True, slots=True)
-class ExampleResult:
+class ExampleResult(FileForm):
     """One scored example as stored in a run file and its journal."""
 
     id: str
@@ -186,25 +161,12 @@ class ExampleResult:
     latency_s: Seconds
     usage: Usage
     backend_error: str | None = None
-    # Lone surrogates of the model's text replaced by U+FFFD (`Completion`); a file that does not say: 0.
+    # Lone surrogates of the model's text replaced by U+FFFD (`Completion`); written only when some were,
+    # and a file that does not say: 0.
     replaced_surrogates: Count = 0
 
     __pydantic_config__: ClassVar[dict[str, str]] = CLOSED
-
-    def to_json(self) -> dict[str, Any]:
-        """As stored (the fields in order; nested values shared, not copied: dataclasses.asdict's deep
-        copy was a third of a 60,000-example replay)."""
-        return {
-            "id": self.id,
-            "output": self.output,
-            "calls": self.calls,
-            "metrics": self.metrics,
-            "error_category": self.error_category,
-            "error_detail": self.error_detail,
-            "latency_s": self.latency_s,
-            "usage": self.usage.to_json(),
-            "backend_error": self.backend_error,
-        } | ({"replaced_surrogates": self.replaced_surrogates} if self.replaced_surrogates else {})
+    left_out = ("replaced_surrogates",)
 
 
 @dataclass(frozen=True)

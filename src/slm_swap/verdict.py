@@ -6,18 +6,20 @@
 * not settled: the rule leans to one of the three, but a core metric it rests on is not settled (its 95%
   interval straddles delta): the rows are too few to give it, and the verdict says how many would.
 
-`run` writes the verdict file (`<eval-dir>/verdict.json`); `report` reads its account of the run as a
-whole and works each track's verdict out again from the decision files, by the same rule.
+`run` writes the verdict file (`<eval-dir>/verdict.json`, format `VERDICT_FORMAT`), and `report` reads
+it whole, each track's verdict as `run` gave it. A verdict file of format /1 (written before the format
+named how each side was asked, and read only for its account of the run as a whole) is still read so:
+its tracks' verdicts the report works out again from the decision files, by the same rule.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import ClassVar, Literal, NamedTuple
 
 from slm_swap.compare import Decision
-from slm_swap.fileformats import FileDefault, Flag, Number
+from slm_swap.fileformats import Count, FileForm, Flag, Number
 from slm_swap.scoring.metrics import Summary
 
 RuleVerdict = Literal["swap_now", "swap_after_fine_tune", "keep_hosted"]
@@ -28,7 +30,8 @@ VERDICTS: dict[VerdictName, str] = {
     "keep_hosted": "keep the hosted model",
     "not_settled": "not settled",
 }
-VERDICT_FORMAT = "slm-swap.verdict/1"
+VERDICT_FORMAT = "slm-swap.verdict/2"
+VERDICT_FORMAT_1 = "slm-swap.verdict/1"  # read for its account of the run as a whole (`VerdictOf1`)
 
 
 @dataclass(frozen=True)
@@ -43,21 +46,20 @@ class HostedModel:
 
 @dataclass(frozen=True)
 class VerdictHeader:
-    """The verdict file's account of the run as a whole, which is what `report` reads of it (each track's
-    verdict it works out again from the decision files)."""
+    """The verdict's account of the run as a whole."""
 
     session_id: str
     finished_at: str
     seconds: Number
     delta: Number
     hosted: HostedModel
-    # How each side was asked (`protocol.py`); verdicts written before the setting: both prompt.
-    protocols: Annotated[dict[str, str], FileDefault({"hosted": "prompt", "slm": "prompt"})]
+    protocols: dict[str, str]  # how each side was asked (`protocol.py`): hosted, slm
 
 
 @dataclass(frozen=True)
-class TrackVerdict:
-    """One track's verdict, the reason, and the files it rests on (paths as given)."""
+class TrackVerdict(FileForm):
+    """One track's verdict, the reason, and the files it rests on (paths as given). The verdict file holds
+    what it says (`says`) first."""
 
     verdict: VerdictName
     reason: str
@@ -68,7 +70,9 @@ class TrackVerdict:
     adapter: str | None
     summary: dict[str, Summary | None]  # per run, as `runs`
     leaning: RuleVerdict | None = None  # not settled: what the delta rule says on these rows
-    rows_needed: int | None = None  # not settled: about how many rows would settle it (None: no number)
+    rows_needed: Count | None = None  # not settled: about how many rows would settle it (None: no number)
+
+    written: ClassVar[dict[str, str]] = {"says": "says"}
 
     @property
     def says(self) -> str:
@@ -76,55 +80,35 @@ class TrackVerdict:
             return f"not settled (leaning: {VERDICTS[self.leaning]})"
         return VERDICTS[self.verdict]
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "verdict": self.verdict,
-            "says": self.says,
-            "leaning": self.leaning,
-            "rows_needed": self.rows_needed,
-            "reason": self.reason,
-            "gold": self.gold,
-            "runs": self.runs,
-            "decision": self.decision,
-            "ft_decision": self.ft_decision,
-            "adapter": self.adapter,
-            "summary": {k: None if v is None else v.to_json() for k, v in self.summary.items()},
-        }
-
 
 @dataclass(frozen=True)
-class Verdict(VerdictHeader):
-    """The outcome of `slm-swap run`, as written to the verdict file (which is read back as its
-    `VerdictHeader` only)."""
+class Verdict(VerdictHeader, FileForm):
+    """The outcome of `slm-swap run`: the verdict file's format."""
 
     split: str
     tracks: dict[str, TrackVerdict]
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "format": VERDICT_FORMAT,
-            "session_id": self.session_id,
-            "finished_at": self.finished_at,
-            "seconds": self.seconds,
-            "delta": self.delta,
-            "split": self.split,
-            "hosted": asdict(self.hosted),
-            "protocols": self.protocols,
-            "tracks": {track: t.to_json() for track, t in self.tracks.items()},
-        }
+    file_format = VERDICT_FORMAT
 
 
-def read_verdict_header(path: Path) -> VerdictHeader:
-    """The run as a whole from the verdict file written by `run`, checked field by field."""
-    from slm_swap.files import read_as
+@dataclass(frozen=True)
+class VerdictOf1(VerdictHeader):
+    """What a verdict file of format /1 is read for: its account of the run as a whole. One written before
+    the protocol setting names none: both sides were asked in slm-swap's own prompt format."""
 
-    return read_as(
-        path,
-        "the verdict of `slm-swap run`",
-        VerdictHeader,
-        "rerun `slm-swap run` (finished stages are kept)",
-        file_format=VERDICT_FORMAT,
-    )
+    protocols: dict[str, str] = field(default_factory=lambda: {"hosted": "prompt", "slm": "prompt"})
+
+
+def read_verdict(path: Path) -> VerdictHeader:
+    """The verdict file written by `run`, checked field by field: a `Verdict`, or of a file of format /1,
+    its account of the run as a whole (`VerdictOf1`), as readers of /1 read it."""
+    from slm_swap.files import read_as, read_json
+
+    what, fix = "the verdict of `slm-swap run`", "rerun `slm-swap run` (finished stages are kept)"
+    data = read_json(path, what)
+    if isinstance(data, dict) and data.get("format") == VERDICT_FORMAT_1:
+        return read_as(path, what, VerdictOf1, fix, file_format=VERDICT_FORMAT_1)
+    return read_as(path, what, Verdict, fix, file_format=VERDICT_FORMAT)
 
 
 class Ruling(NamedTuple):

@@ -17,9 +17,10 @@ from slm_swap.types import TRACKS, Example
 from slm_swap.verdict import (
     VERDICTS,
     RuleVerdict,
+    Verdict,
     VerdictHeader,
     VerdictName,
-    read_verdict_header,
+    read_verdict,
     verdict_of,
 )
 from slm_swap.workspace import Workspace
@@ -83,9 +84,14 @@ class TrackData:
 
 
 def load(eval_dir: Path) -> tuple[VerdictHeader | None, list[TrackData]]:
+    """The verdict of `run` (None without one) and, per track that has a decision file, its runs and
+    decisions. Each track's verdict is the verdict file's; a track it does not name (a decision made by
+    `compare` alone), or a verdict file of format /1, gets the verdict worked out from the decisions by
+    the rule `run` applies."""
     workspace = Workspace(eval_dir=eval_dir)
     verdict_path = workspace.verdict
-    verdict = read_verdict_header(verdict_path) if verdict_path.is_file() else None
+    verdict = read_verdict(verdict_path) if verdict_path.is_file() else None
+    given = verdict.tracks if isinstance(verdict, Verdict) else {}
     tracks = []
     for track in TRACKS:
         path = workspace.decision(track)
@@ -102,7 +108,7 @@ def load(eval_dir: Path) -> tuple[VerdictHeader | None, list[TrackData]]:
         if ft is not None:
             runs["slm_ft"] = read_run(_run_path(ft.slm, ft_path))
             decisions["slm_ft"] = ft
-        ruling = verdict_of(decision, ft)  # the rule `run` applied to these same decisions
+        ruling = given.get(track) or verdict_of(decision, ft)
         data = TrackData(track, ruling.verdict, ruling.reason, runs, decisions, {}, leaning=ruling.leaning)
         data.formats = _formats(workspace, runs)
         data.shown = shown_examples(data)

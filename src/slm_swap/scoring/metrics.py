@@ -46,14 +46,19 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slm_swap.data.formats import answer_schema, strict_parameters
+from slm_swap.fileformats import Count, FileForm, Share
 from slm_swap.jsonvalues import json_equal
 from slm_swap.schemas import Mismatch, mismatch
 from slm_swap.scoring import calls as check
 from slm_swap.scoring.parse import Parsed, parse
 from slm_swap.types import Completion, Example, ExampleResult, ToolCall, ToolSpec, Track
+
+if TYPE_CHECKING:
+    from pydantic import GetCoreSchemaHandler
+    from pydantic_core import CoreSchema
 
 NO_OUTPUT = "no_output"
 INVALID_FORMAT = "invalid_format"
@@ -292,8 +297,10 @@ def _score_no_call_row(example: Example, completion: Completion, result: Any) ->
 
 
 @dataclass(frozen=True)
-class Summary:
-    """A run at a glance: each metric's mean over its examples, and counts."""
+class Summary(FileForm):
+    """A run at a glance: each metric's mean over its examples, and counts. Run files and the verdict
+    hold it as one object, the means then the counts (`{"ast_match": 0.5, ..., "examples": 8, "errors":
+    0}`), read and written as such (`__get_pydantic_core_schema__`)."""
 
     # Every metric of the track, in METRICS order; with no-call rows, the abstention metrics and the
     # missed-call rate after them. Each is the mean over the rows that have it.
@@ -301,9 +308,34 @@ class Summary:
     examples: int
     errors: int  # examples the backend gave no answer for (its error is recorded)
 
-    def to_json(self) -> dict[str, float]:
-        """As run files and the verdict hold it: the means, then the counts, in one object."""
-        return {**self.metrics, "examples": self.examples, "errors": self.errors}
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        from pydantic_core import core_schema
+
+        def of(flat: dict[str, Any]) -> Summary:
+            counts = {name: flat.pop(name, None) for name in _COUNTS}
+            if not all(isinstance(n, int) for n in counts.values()):
+                raise ValueError("a summary's examples and errors are whole numbers")
+            if not all(isinstance(v, float) for v in flat.values()):
+                raise ValueError("a summary's metrics are numbers from 0 to 1")
+            return cls(flat, **counts)
+
+        def flat(summary: Summary) -> dict[str, Any]:
+            return {**summary.metrics, "examples": summary.examples, "errors": summary.errors}
+
+        value = core_schema.union_schema(
+            [handler.generate_schema(Count), handler.generate_schema(Share)],
+            custom_error_type="summary_value",
+            custom_error_message="Input should be a count or a number from 0 to 1",
+        )
+        return core_schema.no_info_after_validator_function(
+            of,
+            core_schema.dict_schema(core_schema.str_schema(), value),
+            serialization=core_schema.plain_serializer_function_ser_schema(flat),
+        )
+
+
+_COUNTS = ("examples", "errors")  # the members of a summary's object that are not metrics
 
 
 def summarize(track: Track, results: Sequence[ExampleResult]) -> Summary:

@@ -7,20 +7,20 @@ evaluations take as the adapter's identity.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slm_swap.fileformats import Count, Flag, Number
+from slm_swap.fileformats import Count, FileForm, Flag, Number
 
 ADAPTER_FORMAT = "slm-swap.adapter/1"
 ADAPTER_CARD = "slm_swap_adapter.json"  # the card's file name, beside the adapter it describes
 
 
 @dataclass(frozen=True, kw_only=True)
-class AdapterCard:
-    """The card, fields in the order it is written. Fields that cards gained later have defaults, so an
-    earlier card is still read."""
+class AdapterCard(FileForm):
+    """The card, fields in the order it is written (`to_json`). Fields that cards gained later have
+    defaults, so an earlier card is still read."""
 
     track: str
     train: str
@@ -45,13 +45,10 @@ class AdapterCard:
     wall_seconds: Number
     adapter_sha256: str  # of the trained LoRA weights, as the ranks of a multi-GPU run compare them
     versions: dict[str, str]
-    adapter_files_sha256: str | None = None  # of the files written (None until they are)
+    adapter_files_sha256: str | None = None  # of the files written (None until they are, and not written)
 
-    def to_json(self) -> dict[str, Any]:
-        card = {"format": ADAPTER_FORMAT, **asdict(self)}
-        if self.adapter_files_sha256 is None:
-            del card["adapter_files_sha256"]
-        return card
+    file_format = ADAPTER_FORMAT
+    left_out = ("adapter_files_sha256",)
 
 
 def read_card(path: Path) -> AdapterCard:
