@@ -20,6 +20,7 @@ import pytest
 from slm_swap.errors import ConfigError
 from slm_swap.tracing import (
     DeliveryReport,
+    Generation,
     LangfuseSettings,
     LangfuseTracer,
     NullTracer,
@@ -67,15 +68,17 @@ def record_run(tracer: Tracer, generations: int = 3) -> str | None:
     ) as run:
         for i in range(generations):
             generation = run.generation(
-                name=f"example-{i}",
-                model="qwen-0.5b",
-                input=[{"role": "user", "content": f"question {i}"}],
-                output=f"answer {i}",
-                metadata={"example_id": i},
-                usage={"input": 10 + i, "output": 3},
-                start_time=START + timedelta(seconds=i),
-                end_time=START + timedelta(seconds=i, milliseconds=250),
-                error="backend timed out" if i == 2 else None,
+                Generation(
+                    name=f"example-{i}",
+                    model="qwen-0.5b",
+                    input=[{"role": "user", "content": f"question {i}"}],
+                    output=f"answer {i}",
+                    metadata={"example_id": i},
+                    usage={"input": 10 + i, "output": 3},
+                    start_time=START + timedelta(seconds=i),
+                    end_time=START + timedelta(seconds=i, milliseconds=250),
+                    error="backend timed out" if i == 2 else None,
+                )
             )
             generation.score("exact_match", float(i % 2), comment=f"example {i}")
         run.score("accuracy", 0.5, comment="1 of 2")
@@ -218,7 +221,7 @@ def test_an_unreachable_host_is_reported(open_tracer: OpenTracer) -> None:
         url = gone.url
     tracer = open_tracer(url)
     with tracer.run("eval", metadata={}) as run:
-        run.generation(name="g", model="m", input="q", output="a")
+        run.generation(Generation(name="g", model="m", input="q", output="a"))
 
     report = tracer.flush()
 
@@ -319,7 +322,7 @@ def test_make_tracer_with_langfuse_disabled_is_a_null_tracer() -> None:
     assert isinstance(tracer, NullTracer) and not tracer.enabled
     with tracer.run("eval", metadata={"a": 1}, tags=["mode=live"]) as run:
         assert run.trace_id is None
-        generation = run.generation(name="g", model="m", input="q", output="a")
+        generation = run.generation(Generation(name="g", model="m", input="q", output="a"))
         generation.score("exact_match", 1.0)
         run.score("accuracy", 1.0)
         run.event("e", {})

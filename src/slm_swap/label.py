@@ -40,7 +40,7 @@ from slm_swap.evaluate import now_iso, run_meta
 from slm_swap.files import atomic_writer, check_output, jsonl_text, one_writer, schema_problem
 from slm_swap.runs import Journal
 from slm_swap.scoring.parse import parse_toolcall
-from slm_swap.tracing import Tracer
+from slm_swap.tracing import Generation, Tracer
 from slm_swap.types import AnswerTally, Example, ExampleResult, ToolCall
 
 if TYPE_CHECKING:
@@ -187,15 +187,17 @@ def label(
                 done[example.id] = result
                 finished = datetime.now(UTC)
                 trace.generation(
-                    name=f"label/{example.id}",
-                    model=backend.model,
-                    input=example.messages(),
-                    output=completion.text,
-                    metadata={"kept": why is None, "why_not": why},
-                    usage=completion.usage.traced(),
-                    start_time=finished - timedelta(seconds=completion.latency_s),
-                    end_time=finished,
-                    error=completion.error,
+                    Generation(
+                        name=f"label/{example.id}",
+                        model=backend.model,
+                        input=example.messages(),
+                        output=completion.text,
+                        metadata={"kept": why is None, "why_not": why},
+                        usage=completion.usage.traced(),
+                        start_time=finished - timedelta(seconds=completion.latency_s),
+                        end_time=finished,
+                        error=completion.error,
+                    )
                 )
                 if on_answer:
                     on_answer(None)

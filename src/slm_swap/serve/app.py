@@ -241,15 +241,19 @@ def _trace(
 ) -> None:
     from datetime import UTC, datetime
 
+    from slm_swap.tracing import Generation
+
     with tracer.run(
         f"serve {model}", input=messages, metadata={"model": model}, tags=("mode=serve",)
     ) as trace:
         trace.generation(
-            name=f"serve/{model}",
-            model=model,
-            input=messages,
-            output=completion.text,
-            usage={"input": completion.usage.prompt_tokens, "output": completion.usage.completion_tokens},
-            start_time=datetime.fromtimestamp(start, UTC),
-            end_time=datetime.now(UTC),
+            Generation(
+                name=f"serve/{model}",
+                model=model,
+                input=messages,
+                output=completion.text,
+                usage={"input": completion.usage.prompt_tokens, "output": completion.usage.completion_tokens},
+                start_time=datetime.fromtimestamp(start, UTC),
+                end_time=datetime.now(UTC),
+            )
         )

@@ -8,7 +8,8 @@ CLI); nothing here reads `os.environ`.
 
 The package, by concern:
 
-* `base.py`: the `Tracer`, `RunTrace` and `GenerationTrace` interfaces.
+* `base.py`: the `Tracer`, `RunTrace` and `GenerationTrace` interfaces, and `Generation`, the record of
+  one model call.
 * `config.py`: the LANGFUSE_* environment, read once (`LangfuseConfig`), and the checked project
   (`LangfuseSettings`); the only reader of those variables, datasets included.
 * `factory.py`: which tracer a command gets.
@@ -21,7 +22,7 @@ Importing the package is cheap: langfuse, OpenTelemetry, httpx and requests are 
 `LangfuseTracer` is built.
 """
 
-from slm_swap.tracing.base import GenerationTrace, ItemOutcome, RunTrace, Tracer
+from slm_swap.tracing.base import Generation, GenerationTrace, ItemOutcome, RunTrace, Tracer
 from slm_swap.tracing.config import LangfuseConfig, LangfuseSettings
 from slm_swap.tracing.delivery import DeliveryReport
 from slm_swap.tracing.factory import OptionalTracing, make_tracer, tracer_if_configured
@@ -30,6 +31,7 @@ from slm_swap.tracing.null import NullTracer
 
 __all__ = [
     "DeliveryReport",
+    "Generation",
     "GenerationTrace",
     "ItemOutcome",
     "LangfuseConfig",

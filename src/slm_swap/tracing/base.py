@@ -1,5 +1,6 @@
-"""What a tracer is: `Tracer` makes one `RunTrace` per command run, which records `GenerationTrace`s
-(model calls), scores and events; `flush()` says whether it all arrived (`DeliveryReport`)."""
+"""What a tracer is: `Tracer` makes one `RunTrace` per command run, which records `Generation`s (model
+calls, each then a `GenerationTrace` to score), scores and events; `flush()` says whether it all arrived
+(`DeliveryReport`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,27 @@ from datetime import datetime
 from typing import Any
 
 from slm_swap.tracing.delivery import DeliveryReport
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One finished model call, as a run records it (`RunTrace.generation`).
+
+    `usage` is `{"input": n, "output": m}` tokens. `start_time`/`end_time` are the call's real times
+    (naive datetimes are taken as UTC); when only `end_time` is given the generation is recorded as
+    instantaneous, when neither is given it is recorded as now. `error` marks the generation with level
+    ERROR and the error as status message. Nothing secret belongs in any field: all of it is sent.
+    """
+
+    name: str
+    model: str
+    input: Any
+    output: str | None
+    metadata: Mapping[str, Any] | None = None
+    usage: Mapping[str, int] | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -37,26 +59,8 @@ class RunTrace(ABC):
     trace_id: str | None = None
 
     @abstractmethod
-    def generation(
-        self,
-        *,
-        name: str,
-        model: str,
-        input: Any,
-        output: str | None,
-        metadata: Mapping[str, Any] | None = None,
-        usage: Mapping[str, int] | None = None,
-        start_time: datetime | None = None,
-        end_time: datetime | None = None,
-        error: str | None = None,
-    ) -> GenerationTrace:
-        """Record a finished model call under the run.
-
-        `usage` is `{"input": n, "output": m}` tokens. `start_time`/`end_time` are the call's real
-        times (naive datetimes are taken as UTC); when only `end_time` is given the generation is
-        recorded as instantaneous, when neither is given it is recorded as now. `error` marks the
-        generation with level ERROR and the error as status message.
-        """
+    def generation(self, generation: Generation) -> GenerationTrace:
+        """Record a finished model call under the run."""
 
     @abstractmethod
     def score(self, name: str, value: float, *, comment: str | None = None) -> None:

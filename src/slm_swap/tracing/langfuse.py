@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from slm_swap.tracing.base import GenerationTrace, ItemOutcome, RunTrace, Tracer
+from slm_swap.tracing.base import Generation, GenerationTrace, ItemOutcome, RunTrace, Tracer
 from slm_swap.tracing.client import open_client
 from slm_swap.tracing.config import LangfuseSettings
 from slm_swap.tracing.delivery import DeliveryReport, Ledger, guard
@@ -99,48 +99,36 @@ class _LangfuseRun(RunTrace):
         self._ledger = ledger
         self.trace_id = root.trace_id
 
-    def generation(
-        self,
-        *,
-        name: str,
-        model: str,
-        input: Any,
-        output: str | None,
-        metadata: Mapping[str, Any] | None = None,
-        usage: Mapping[str, int] | None = None,
-        start_time: datetime | None = None,
-        end_time: datetime | None = None,
-        error: str | None = None,
-    ) -> GenerationTrace:
+    def generation(self, generation: Generation) -> GenerationTrace:
         from langfuse import LangfuseGeneration
         from opentelemetry import trace
 
         self._ledger.span_ended()
         with guard(self._ledger):
-            start = start_time or end_time
+            start = generation.start_time or generation.end_time
             # The SDK's start_observation() always stamps "now"; an evaluation records real per-example
             # times, so the OpenTelemetry span is started here with the given time, explicitly parented
             # (not via the thread's current context, so worker threads work too), and then wrapped in
             # the SDK's public generation class, which sets every Langfuse attribute.
             span = self._tracer.start_span(
-                name,
+                generation.name,
                 context=trace.set_span_in_context(self._root_span),
                 start_time=_ns(start) if start else None,
             )
             span.set_attributes(self._shared)
-            generation = LangfuseGeneration(
+            sent = LangfuseGeneration(
                 otel_span=span,
                 langfuse_client=self._client,
-                input=input,
-                output=output,
-                metadata=dict(metadata) if metadata else None,
-                model=model,
-                usage_details=dict(usage) if usage else None,
-                level="ERROR" if error else None,
-                status_message=error,
+                input=generation.input,
+                output=generation.output,
+                metadata=dict(generation.metadata) if generation.metadata else None,
+                model=generation.model,
+                usage_details=dict(generation.usage) if generation.usage else None,
+                level="ERROR" if generation.error else None,
+                status_message=generation.error,
             )
-            generation.end(end_time=_ns(end_time) if end_time else None)
-            return _LangfuseGeneration(generation, self._ledger)
+            sent.end(end_time=_ns(generation.end_time) if generation.end_time else None)
+            return _LangfuseGeneration(sent, self._ledger)
         return NullGeneration()
 
     def score(self, name: str, value: float, *, comment: str | None = None) -> None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Any
 
-from slm_swap.tracing.base import GenerationTrace, RunTrace, Tracer
+from slm_swap.tracing.base import Generation, GenerationTrace, RunTrace, Tracer
 from slm_swap.tracing.delivery import DeliveryReport
 
 
@@ -18,19 +17,7 @@ class NullGeneration(GenerationTrace):
 
 
 class _NullRun(RunTrace):
-    def generation(
-        self,
-        *,
-        name: str,
-        model: str,
-        input: Any,
-        output: str | None,
-        metadata: Mapping[str, Any] | None = None,
-        usage: Mapping[str, int] | None = None,
-        start_time: datetime | None = None,
-        end_time: datetime | None = None,
-        error: str | None = None,
-    ) -> GenerationTrace:
+    def generation(self, generation: Generation) -> GenerationTrace:
         return NullGeneration()
 
     def score(self, name: str, value: float, *, comment: str | None = None) -> None:
