@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from slm_swap.cli import main
 from slm_swap.local import cuda
+from slm_swap.runtime import Runtime
 
 GPU_MACHINE = cuda.Machine(
     driver="580.159.03",
@@ -120,12 +121,13 @@ def test_8bit_on_a_cpu_is_refused_with_the_fix(prepared: Any, tiny_model: Path) 
 
 
 def test_one_process_that_trains_keeps_one_gpu_and_a_launchers_rank_keeps_its_own() -> None:
-    four = cuda.one_gpu({}, 4)
+    four = cuda.one_gpu(4)
     assert four.visible == "0" and four.note is not None
     assert "4 GPUs" in four.note and "slm-swap launch" in four.note
-    assert cuda.one_gpu({"CUDA_VISIBLE_DEVICES": "2,3"}, 2).visible == "2"
-    assert cuda.one_gpu({"WORLD_SIZE": "2", "LOCAL_RANK": "1"}, 2) == cuda.Pin()
-    assert cuda.one_gpu({}, 1) == cuda.Pin() and cuda.one_gpu({}, 0) == cuda.Pin()
+    assert cuda.one_gpu(2, visible="2,3").visible == "2"
+    rank = Runtime.from_env({"WORLD_SIZE": "2", "LOCAL_RANK": "1"})
+    assert cuda.one_gpu(2, launched=rank.launched) == cuda.Pin()
+    assert cuda.one_gpu(1) == cuda.Pin() and cuda.one_gpu(0) == cuda.Pin()
 
 
 def test_a_training_process_keeps_the_first_gpu_before_cuda_starts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -134,13 +136,28 @@ def test_a_training_process_keeps_the_first_gpu_before_cuda_starts(monkeypatch: 
     the fix instead of reaching TRL's DataParallel error. The device counts are stood in for."""
     env: dict[str, str] = {"CUDA_VISIBLE_DEVICES": "1,2,3"}
     monkeypatch.setattr(torch.cuda, "device_count", lambda: len(env["CUDA_VISIBLE_DEVICES"].split(",")))
-    note = cuda.keep_one_gpu(env)
+    note = cuda.keep_one_gpu(env, launched=False)
     assert env["CUDA_VISIBLE_DEVICES"] == "1" and note is not None and "trains on GPU 1 alone" in note
-    assert cuda.keep_one_gpu(env) is None  # one GPU now: nothing more to do
+    assert cuda.keep_one_gpu(env, launched=False) is None  # one GPU now: nothing more to do
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     with pytest.raises(cuda.ConfigError, match="several GPUs are visible to one training process"):
-        cuda.keep_one_gpu({})
-    assert cuda.keep_one_gpu({"WORLD_SIZE": "4", "LOCAL_RANK": "0"}) is None  # a launcher's rank
+        cuda.keep_one_gpu({}, launched=False)
+    rank = Runtime.from_env({"WORLD_SIZE": "4", "LOCAL_RANK": "0"})
+    assert cuda.keep_one_gpu({}, launched=rank.launched) is None  # a launcher's rank
+
+
+def test_a_training_process_that_kept_no_gpu_is_stopped_once_cuda_has_started(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A library caller that trains without `keep_one_gpu` (CUDA has started, so too late to choose): the
+    same fix, naming the first GPU it sees; a launcher's rank was given its GPU and goes on."""
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    machine = replace(GPU_MACHINE, visible="3,5")
+    with pytest.raises(cuda.ConfigError, match="fix: CUDA_VISIBLE_DEVICES=3 slm-swap"):
+        cuda.refuse_several_gpus(machine, launched=False)
+    assert cuda.refuse_several_gpus(machine, launched=True) is None
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert cuda.refuse_several_gpus(machine, launched=False) is None
 
 
 class Recording:
@@ -218,7 +235,8 @@ def test_unsloth_is_imported_before_trl_and_transformers(tmp_path: Path) -> None
         import slm_swap.train.sft as sft
         sft.engine_available = lambda: "unsloth"
         from slm_swap.cli.train import training_process
-        training_process()
+        from slm_swap.runtime import Runtime
+        training_process(Runtime())
         import unsloth
         print("before unsloth:", unsloth.BEFORE)
         """

@@ -3,8 +3,13 @@
 slm-swap shows one line or one progress bar per stage (with rate and time left); transformers' loading
 and tokenising bars, the hub's download bars, datasets' map bars, deprecation and advisory warnings and
 the trainer's per-step dictionaries are held back. `slm-swap --verbose` (or `SLM_SWAP_VERBOSE=1`) lets
-them through. The settings go into the environment, so processes slm-swap starts (the stand-in server,
-training launchers) are as quiet as the command that started them.
+them through; the code that prints asks the command's `Runtime`, never the environment.
+
+The quiet settings are the libraries' own environment variables (`QUIET_ENV`), which they read from this
+process's environment, some as they are imported: that is the one way to set them, so `configure` puts
+them there, and processes slm-swap starts (the stand-in server, training launchers) inherit them.
+Verbosity reaches those processes explicitly, in the environment they are given
+(`Runtime.child_environment`).
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ import os
 import re
 import warnings
 
-VERBOSE_ENV = "SLM_SWAP_VERBOSE"
 QUIET_ENV = {
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # the hub's and transformers' bars (loading weights)
     "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",  # datasets' map and tokenising bars
@@ -46,10 +50,6 @@ class _HideCastNotice(logging.Filter):
         return re.match(CAST_NOTICE, record.getMessage()) is None
 
 
-def verbose() -> bool:
-    return os.environ.get(VERBOSE_ENV, "") not in ("", "0")
-
-
 def configure(verbose_output: bool) -> None:
     """Sets the console for this process and the ones it starts (before any library is imported)."""
     warnings.filterwarnings("ignore", message=CAST_NOTICE)
@@ -58,7 +58,6 @@ def configure(verbose_output: bool) -> None:
         if not any(isinstance(f, _HideCastNotice) for f in logger.filters):
             logger.addFilter(_HideCastNotice())
     if verbose_output:
-        os.environ[VERBOSE_ENV] = "1"
         return
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)

@@ -1,11 +1,14 @@
 """The `slm-swap` command line: each command parses options, calls one library function, renders.
 
 One module per family of commands (`data`, `evaluate`, `decide`, `train`, `serve`); the options they share
-are made in `options` from the settings' one declaration, and what they print is in `render`.
+are made in `options` from the settings' one declaration, and what they print is in `render`. The group
+reads this process's `Runtime` (launcher's rank, verbosity) once and hands it to every command as
+click's context object.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -17,6 +20,7 @@ from slm_swap import __version__
 from slm_swap.cli import data, decide, evaluate, serve, train
 from slm_swap.cli.render import stderr
 from slm_swap.errors import SlmSwapError
+from slm_swap.runtime import VERBOSE_ENV, Runtime
 
 
 class Group(click.Group):
@@ -55,10 +59,11 @@ def _terminated(signum: int, frame: object) -> None:
 @click.option(
     "--verbose",
     is_flag=True,
-    envvar="SLM_SWAP_VERBOSE",
+    envvar=VERBOSE_ENV,
     help="Show the libraries' own progress bars, warnings and per-step training logs.",
 )
-def main(verbose: bool) -> None:
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
     """Can a small local model replace your hosted LLM on structured output and tool calling?
 
     Prepare data, evaluate both models on the same examples, decide with evidence whether to fine-tune.
@@ -66,6 +71,7 @@ def main(verbose: bool) -> None:
     from slm_swap.console import configure
 
     configure(verbose)
+    ctx.obj = Runtime.from_env(os.environ, verbose=verbose)
 
 
 for command in (

@@ -9,6 +9,10 @@ them fails deep inside a kernel build. `preflight` checks these up front and sto
 Several GPUs visible to one process that trains: `Trainer` would wrap the model in `nn.DataParallel`,
 which TRL refuses. Such a process trains on one GPU (`one_gpu`), and says so; `slm-swap launch` trains
 on all of them (one DDP rank per GPU).
+
+CUDA and Triton take their settings (CUDA_VISIBLE_DEVICES, CC) from the process's environment, at the
+moment they start. So the command line narrows the GPUs there (`keep_one_gpu(os.environ, ...)`), and
+`preflight` reads the environment as they will: the one place outside the command line that reads it.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import sysconfig
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -27,7 +31,6 @@ from slm_swap.errors import ConfigError
 # transformers' own floor for 8-bit and 4-bit loading (`BITSANDBYTES_MIN_VERSION`).
 BITSANDBYTES_MIN = (0, 46, 1)
 DRIVER_FILE = Path("/proc/driver/nvidia/version")
-LAUNCHED = ("WORLD_SIZE", "LOCAL_RANK")  # set by accelerate launch and torchrun for each rank
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class Machine:
     compiler: str | None  # the C compiler Triton would use
     python_headers: bool  # Python.h, which Triton's launcher stubs include
     bitsandbytes: str | None  # its version, when installed
+    visible: str | None = None  # CUDA_VISIBLE_DEVICES (None: not set, every GPU)
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ def probe(env: Mapping[str, str]) -> Machine:
         compiler=compiler,
         python_headers=bool(include) and (Path(str(include)) / "Python.h").is_file(),
         bitsandbytes=bnb,
+        visible=env.get("CUDA_VISIBLE_DEVICES"),
     )
 
 
@@ -137,10 +142,11 @@ def problems(machine: Machine, needs: Needs) -> list[str]:
     return found
 
 
-def preflight(needs: Needs, env: Mapping[str, str] | None = None) -> Machine:
+def preflight(needs: Needs) -> Machine:
     """Stops a run that would fail or silently leave the GPU unused, before any model loads (exit 2,
-    with the fix); returns the machine as read."""
-    machine = probe(os.environ if env is None else env)
+    with the fix); returns the machine as read. It reads this process's environment, as CUDA and Triton
+    will (see the module's docstring)."""
+    machine = probe(os.environ)
     found = problems(machine, needs)
     if found:
         raise ConfigError(found[0])
@@ -156,12 +162,13 @@ class Pin:
     note: str | None = None
 
 
-def one_gpu(env: Mapping[str, str], gpus: int) -> Pin:
-    """Which GPU a process that trains should keep, when `gpus` are visible to it. A launcher's rank
-    (WORLD_SIZE or LOCAL_RANK set) keeps what it was given; a single process keeps the first visible."""
-    if gpus <= 1 or any(key in env for key in LAUNCHED):
+def one_gpu(gpus: int, *, visible: str | None = None, launched: bool = False) -> Pin:
+    """Which GPU a process that trains should keep, when `gpus` are visible to it (`visible`: the
+    CUDA_VISIBLE_DEVICES it has). A launcher's rank (`Runtime.launched`) keeps what it was given; a
+    single process keeps the first visible."""
+    if gpus <= 1 or launched:
         return Pin()
-    listed = [d.strip() for d in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    listed = [d.strip() for d in (visible or "").split(",") if d.strip()]
     first = listed[0] if listed else "0"
     return Pin(
         visible=first,
@@ -170,23 +177,39 @@ def one_gpu(env: Mapping[str, str], gpus: int) -> Pin:
     )
 
 
-def keep_one_gpu(env: dict[str, str] | os._Environ[str]) -> str | None:
-    """Applies `one_gpu` to this process's environment before CUDA starts; returns the note to show.
+def keep_one_gpu(env: MutableMapping[str, str], *, launched: bool) -> str | None:
+    """Applies `one_gpu` to this process's environment `env` (the command line's `os.environ`) before
+    CUDA starts; returns the note to show.
 
     torch counts GPUs through NVML without starting CUDA, and CUDA reads CUDA_VISIBLE_DEVICES only when
     it starts, so setting it here takes effect."""
     import torch
 
-    pin = one_gpu(env, torch.cuda.device_count())
+    pin = one_gpu(torch.cuda.device_count(), visible=env.get("CUDA_VISIBLE_DEVICES"), launched=launched)
     if pin.visible is None:
         return None
     env["CUDA_VISIBLE_DEVICES"] = pin.visible
     if torch.cuda.device_count() > 1:  # CUDA had started already (NVML unavailable): too late to choose
-        raise ConfigError(
-            "several GPUs are visible to one training process, which TRL cannot use\n"
-            f"  fix: CUDA_VISIBLE_DEVICES={pin.visible} slm-swap ..., or slm-swap launch for every GPU"
-        )
+        raise _several_gpus(pin.visible)
     return pin.note
+
+
+def refuse_several_gpus(machine: Machine, *, launched: bool) -> None:
+    """Stops a process that trains where CUDA has started with several GPUs in sight and no launcher
+    gave it one (`keep_one_gpu` was not called before): `Trainer` would wrap the model in
+    `nn.DataParallel`, which TRL refuses."""
+    import torch
+
+    pin = one_gpu(torch.cuda.device_count(), visible=machine.visible, launched=launched)
+    if pin.visible is not None:
+        raise _several_gpus(pin.visible)
+
+
+def _several_gpus(first: str) -> ConfigError:
+    return ConfigError(
+        "several GPUs are visible to one training process, which TRL cannot use\n"
+        f"  fix: CUDA_VISIBLE_DEVICES={first} slm-swap ..., or slm-swap launch for every GPU"
+    )
 
 
 def describe(model: object) -> str:

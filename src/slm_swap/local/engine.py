@@ -32,9 +32,19 @@ if TYPE_CHECKING:
     from slm_swap.local.constrained import Constraint, Grammars
 
 
+CUBLAS_WORKSPACE = ":4096:8"  # the spec's CUBLAS_WORKSPACE_CONFIG, for deterministic cuBLAS products
+
+
+def deterministic_cublas() -> None:
+    """Asks cuBLAS for deterministic products in this process (unless the user chose a setting). cuBLAS
+    takes the setting from the environment alone, when it starts, so it is set there: configuration of a
+    library, read back by nothing in slm-swap, and part of this engine's contract for every caller."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+
+
 def set_determinism() -> None:
     """Deterministic kernels, set before any CUDA work (the spec's determinism settings)."""
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    deterministic_cublas()
     import torch
 
     torch.use_deterministic_algorithms(True, warn_only=True)

@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from slm_swap.local.engine import CUBLAS_WORKSPACE
 from slm_swap.types import TRACKS
 from slm_swap.workspace import Workspace
 
 BASE_PORT = 29500
-ENV = {"PYTHONHASHSEED": "42", "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
+ENV = {"PYTHONHASHSEED": "42", "CUBLAS_WORKSPACE_CONFIG": CUBLAS_WORKSPACE}
 
 
 @dataclass(frozen=True)
@@ -122,8 +124,9 @@ def plan(
     return stages
 
 
-def run(stages: list[list[Launch]], base_env: dict[str, str]) -> list[tuple[Launch, int]]:
-    """Runs the plan: each stage's launches at once, waiting for a stage before the next."""
+def run(stages: list[list[Launch]], base_env: Mapping[str, str]) -> list[tuple[Launch, int]]:
+    """Runs the plan: each stage's launches at once, waiting for a stage before the next. Each process
+    gets `base_env` (the command line's `Runtime.child_environment`) with its launch's settings."""
     results: list[tuple[Launch, int]] = []
     for stage in stages:
         running = []

@@ -10,7 +10,7 @@ less in them (validation loss 0.392 against 0.348), so it is not the default. Un
 machines where it is installed (`load_engine` imports it before TRL, so that its patches apply);
 everywhere else, TRL's SFTTrainer with PEFT. The card records the engine, the device and the precision
 read from the trained model. One process trains on one GPU (`cuda.keep_one_gpu`); `slm-swap launch`
-starts one DDP rank per GPU.
+starts one DDP rank per GPU, and each learns its rank and verbosity from the `Runtime` it is given.
 
 Each row is a TRL conversational prompt-completion pair: the prompt is the same `[system, user]`
 messages evaluation sends, rendered by the same chat template, and the loss covers the completion only.
@@ -23,7 +23,6 @@ evaluated and served in; TRL then trains on the tokens as they are, the loss on 
 from __future__ import annotations
 
 import importlib.util
-import os
 import platform
 import shutil
 import signal
@@ -35,13 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from slm_swap import __version__, settings
-from slm_swap.console import verbose
 from slm_swap.data.formats import dumps
 from slm_swap.errors import ConfigError, SlmSwapError
 from slm_swap.files import read_examples, readable_weights, write_json
 from slm_swap.identity import adapter_files_digest, checkpoint_digest, file_digest
 from slm_swap.local import templates
 from slm_swap.protocol import NATIVE, PROMPT
+from slm_swap.runtime import ONE_PROCESS, Runtime
 from slm_swap.tracing import Tracer
 from slm_swap.train.card import ADAPTER_CARD, AdapterCard
 from slm_swap.train.config import TrainConfig
@@ -80,7 +79,7 @@ def engine_available() -> str:
     return "trl+peft"
 
 
-def load_engine() -> str:
+def load_engine(runtime: Runtime) -> str:
     """Chooses the engine and, for Unsloth, imports it now: its patches apply only to the transformers,
     TRL and PEFT classes imported after it. Call before anything imports TRL (and after `cuda.keep_one_gpu`,
     since this starts CUDA)."""
@@ -88,7 +87,7 @@ def load_engine() -> str:
     if engine == "unsloth":
         import unsloth  # noqa: F401
 
-        if verbose():
+        if runtime.verbose:
             print("engine: unsloth, imported before TRL so that its patches apply", flush=True)
     return engine
 
@@ -146,13 +145,9 @@ def native_row(tokenizer: Any, example: Example) -> dict[str, list[int]]:
     return {"input_ids": whole, "completion_mask": [0] * start + [1] * (len(whole) - start)}
 
 
-def _local_rank() -> int:
-    return int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def load_base(config: TrainConfig, engine: str) -> tuple[Any, Any]:
+def load_base(config: TrainConfig, engine: str, runtime: Runtime) -> tuple[Any, Any]:
     """The base model and tokenizer for training. Under DDP each rank loads its own copy on its own
-    device (never device_map="auto"). The CUDA preflight runs first."""
+    device (`runtime.local_rank`; never device_map="auto"). The CUDA preflight runs first."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -168,7 +163,7 @@ def load_base(config: TrainConfig, engine: str) -> tuple[Any, Any]:
             max_seq_length=config.max_length,
             load_in_4bit=config.load_in_4bit,
             load_in_8bit=not config.load_in_4bit,
-            device_map={"": _local_rank()},
+            device_map={"": runtime.local_rank},
         )
         return model, tokenizer
     tokenizer = AutoTokenizer.from_pretrained(config.model_path)
@@ -179,7 +174,7 @@ def load_base(config: TrainConfig, engine: str) -> tuple[Any, Any]:
 
         # The CLI has kept one GPU already; a library caller that has not gets the same error (Trainer
         # would wrap the model in nn.DataParallel, which TRL refuses), as CUDA has started by now.
-        cuda.keep_one_gpu(os.environ)
+        cuda.refuse_several_gpus(machine, launched=runtime.launched)
         quantization = (
             BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16)
             if config.load_in_4bit
@@ -188,7 +183,7 @@ def load_base(config: TrainConfig, engine: str) -> tuple[Any, Any]:
         model = AutoModelForCausalLM.from_pretrained(
             config.model_path,
             quantization_config=quantization,
-            device_map={"": _local_rank()},
+            device_map={"": runtime.local_rank},
             dtype=torch.bfloat16,
         )
         return model, tokenizer
@@ -262,7 +257,12 @@ def _digest(model: Any) -> str:
     return digest.hexdigest()
 
 
-def build_trainer(config: TrainConfig, on_step: Callable[[int, int], None] | None = None) -> Built:
+def build_trainer(
+    config: TrainConfig,
+    on_step: Callable[[int, int], None] | None = None,
+    *,
+    runtime: Runtime = ONE_PROCESS,
+) -> Built:
     """Loads the data and the base model and builds the SFT trainer (nothing is trained yet).
     `on_step(step, steps)` is called after each optimizer step; the trainer's per-step dictionaries are
     printed only under `--verbose` (they are kept in the card's loss history either way)."""
@@ -272,9 +272,10 @@ def build_trainer(config: TrainConfig, on_step: Callable[[int, int], None] | Non
     from transformers import PrinterCallback, TrainerCallback, set_seed
     from trl import SFTConfig
 
+    from slm_swap.local.engine import deterministic_cublas
     from slm_swap.train.packing import CompletionLossTrainer, use_mask_dropout, use_padding_free
 
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    deterministic_cublas()
     if config.protocol == NATIVE:  # the template must have a tool format (exit 2 before anything loads)
         from transformers import AutoTokenizer
 
@@ -300,9 +301,9 @@ def build_trainer(config: TrainConfig, on_step: Callable[[int, int], None] | Non
     # TRAINING_SEED seeds LoRA's initialisation (drawn from the global generators as the base loads and
     # the adapter is made) and the order of the training rows; nothing else here seeds them.
     set_seed(config.seed)
-    model, tokenizer = load_base(config, engine)
+    model, tokenizer = load_base(config, engine, runtime)
     cuda = torch.cuda.is_available()
-    trainer_args = trainer_settings(config, cuda=cuda, world_size=int(os.environ.get("WORLD_SIZE", "1")))
+    trainer_args = trainer_settings(config, cuda=cuda, world_size=runtime.world_size)
     args = SFTConfig(output_dir=str(checkpoints), **trainer_args)
     lora: LoraConfig | None = LoraConfig(
         r=config.lora_r,
@@ -345,7 +346,7 @@ def build_trainer(config: TrainConfig, on_step: Callable[[int, int], None] | Non
         peft_config=lora,
         callbacks=[StopOnInterrupt()],
     )
-    if not verbose():
+    if not runtime.verbose:
         trainer.remove_callback(PrinterCallback)
     for split, path in (("train", config.train), ("eval", config.val)):
         dataset = getattr(trainer, f"{split}_dataset")
@@ -428,10 +429,12 @@ def train(
     *,
     session_id: str | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    runtime: Runtime = ONE_PROCESS,
 ) -> TrainResult:
     """Fine-tunes a LoRA adapter and writes it, with its tokenizer and card, to `config.out`; the trace
-    joins `session_id` when given (a `slm-swap run`)."""
-    built = build_trainer(config, on_step)
+    joins `session_id` when given (a `slm-swap run`). `runtime` says which rank this process is (under a
+    launcher) and whether it is verbose."""
+    built = build_trainer(config, on_step, runtime=runtime)
     trainer, tokenizer, engine, precision, stop = (
         built.trainer,
         built.tokenizer,
@@ -468,9 +471,9 @@ def train(
         train_losses = [h["loss"] for h in history if "loss" in h]
         val_loss = None if stop["stop"] else _final_val_loss(trainer)
         digest = _digest(trainer.model)
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1 or verbose():
+        if runtime.world_size > 1 or runtime.verbose:
             # Each rank's adapter, so a multi-GPU run shows that its ranks agree (the card keeps rank 0's).
-            print(f"rank {_local_rank()} adapter sha256 {digest}", flush=True)
+            print(f"rank {runtime.local_rank} adapter sha256 {digest}", flush=True)
         card = AdapterCard(
             **metadata,
             interrupted=stop["stop"],
