@@ -141,8 +141,8 @@ class FileForm:
     holds:
 
     * `"format": file_format` first, where the type is a whole file;
-    * then `written`, values worked out from the fields (properties, by the key the file gives them), for
-      people and other tools: a reader does not read them back, it works them out again;
+    * then `written` (the file's key of each, and the property that gives it): values worked out from
+      the fields, for people and other tools; a reader does not read them back, it works them out again;
     * then the fields, in order, but those of `left_out` that hold their default: a field that most
       files leave at its default is written only where it says something, so that those files are as
       they were before it.
