@@ -10,6 +10,7 @@ can be longer or shorter than free ones, so the time per generated token is prin
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -20,8 +21,10 @@ from slm_swap.data.sources import sample_path, xlam_source
 from slm_swap.data.splits import SplitSizes
 from slm_swap.files import read_examples
 from slm_swap.local.models import pull
+from slm_swap.runtime import Runtime
 from slm_swap.scoring.metrics import score
-from slm_swap.wheels import cache_dir
+
+CACHE = Runtime.from_env(os.environ).cache_dir  # fetched wheels, and the embedded model built from one
 
 VALID = {"structured": "json_valid", "toolcall": "format_valid"}
 EXACT = {"structured": "exact_match", "toolcall": "ast_match"}
@@ -32,7 +35,7 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=8, help="test rows per track")
     parser.add_argument("--max-new-tokens", type=int, default=256)
     args = parser.parse_args()
-    model = pull(cache_dir() / "models" / "SmolLM2-135M-Instruct").path
+    model = pull(CACHE / "models" / "SmolLM2-135M-Instruct", cache=CACHE).path
     free = LocalBackend(LocalConfig(model, batch_size=args.examples, max_new_tokens=args.max_new_tokens))
     constrained = LocalBackend(
         LocalConfig(model, batch_size=args.examples, max_new_tokens=args.max_new_tokens, constrained=True)

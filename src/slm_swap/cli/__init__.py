@@ -2,8 +2,8 @@
 
 One module per family of commands (`data`, `evaluate`, `decide`, `train`, `serve`); the options they share
 are made in `options` from the settings' one declaration, and what they print is in `render`. The group
-reads this process's `Runtime` (launcher's rank, verbosity) once and hands it to every command as
-click's context object.
+reads this process's `Runtime` (launcher's rank, verbosity, cache folder) once and hands it to every
+command as click's context object.
 """
 
 from __future__ import annotations

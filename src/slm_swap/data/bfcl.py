@@ -43,9 +43,9 @@ CATEGORIES = (
 )
 
 
-def fetch_wheel() -> Path:
-    """The verified `bfcl-eval` wheel, downloaded (without dependencies) on first use."""
-    return wheels.fetch_wheel(BFCL_REQUIREMENT, BFCL_WHEEL, BFCL_SHA256)
+def fetch_wheel(cache: Path) -> Path:
+    """The verified `bfcl-eval` wheel, downloaded (without dependencies) into `cache` on first use."""
+    return wheels.fetch_wheel(BFCL_REQUIREMENT, BFCL_WHEEL, BFCL_SHA256, cache=cache)
 
 
 def _read_bytes(location: Path, name: str) -> tuple[str, bytes]:

@@ -100,12 +100,14 @@ def langfuse_source(name: str, langfuse: LangfuseConfig) -> Source:
 @dataclass(frozen=True)
 class SourceNames:
     """What a command's settings say of its source besides the kind: the dataset path (None: not given),
-    the BFCL category, the Langfuse dataset, and the Langfuse configuration to read that with."""
+    the BFCL category, the Langfuse dataset, the Langfuse configuration to read that with, and the cache
+    folder the BFCL wheel is fetched into."""
 
     path: Path | None
     bfcl_category: str
     langfuse_dataset: str | None
     langfuse: LangfuseConfig
+    cache: Path
 
 
 def _open_xlam(names: SourceNames) -> Source:
@@ -113,7 +115,7 @@ def _open_xlam(names: SourceNames) -> Source:
 
 
 def _open_bfcl(names: SourceNames) -> Source:
-    return bfcl_source(names.path or bfcl.fetch_wheel(), names.bfcl_category)
+    return bfcl_source(names.path or bfcl.fetch_wheel(names.cache), names.bfcl_category)
 
 
 def _open_openai(names: SourceNames) -> Source:
@@ -153,9 +155,12 @@ def source_for(
     bfcl_category: str,
     langfuse_dataset: str | None = None,
     langfuse: LangfuseConfig | None = None,
+    *,
+    cache: Path,
 ) -> Source:
     """The source a command's source, dataset path, BFCL category and Langfuse dataset settings
-    name. xLAM defaults to the shipped sample, BFCL to the bfcl-eval wheel (fetched once); an
-    OpenAI-format file and a Langfuse dataset must be named. A Langfuse dataset is read with the
+    name. xLAM defaults to the shipped sample, BFCL to the bfcl-eval wheel (fetched once, into `cache`);
+    an OpenAI-format file and a Langfuse dataset must be named. A Langfuse dataset is read with the
     configuration `langfuse` (None: nothing configured)."""
-    return SOURCES[kind](SourceNames(path, bfcl_category, langfuse_dataset, langfuse or LangfuseConfig()))
+    names = SourceNames(path, bfcl_category, langfuse_dataset, langfuse or LangfuseConfig(), cache)
+    return SOURCES[kind](names)

