@@ -354,7 +354,8 @@ def check_serve(ctx: Context) -> str:
 def check_vllm(ctx: Context) -> str:
     import importlib.util
 
-    shown = slm_swap(ctx, "serve", "--engine", "vllm", "--model-path", str(ctx.model), "--dry-run").strip()
+    argv = ["serve", "--engine", "vllm", "--gpus", "1", "--model-path", str(ctx.model), "--dry-run"]
+    shown = slm_swap(ctx, *argv).strip()
     if importlib.util.find_spec("vllm") is None:
         raise Skipped(f"vllm is not installed here; it would run: {shown}")
     return f"vllm installed; serve --engine vllm runs: {shown}"

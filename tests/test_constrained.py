@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from slm_swap.backends.factory import ModelOptions, make_backend
 from slm_swap.backends.local import LocalBackend, LocalConfig
 from slm_swap.cli import main
 from slm_swap.data.formats import dumps
-from slm_swap.data.prepare import SplitSizes, prepare, sample_path, xlam_source
-from slm_swap.errors import ConfigError
+from slm_swap.data.prepare import prepare
+from slm_swap.data.sources import sample_path, xlam_source
+from slm_swap.data.splits import SplitSizes
 from slm_swap.files import read_examples
 from slm_swap.local.constrained import Constraint, Grammars
 from slm_swap.local.stops import RULE
@@ -198,11 +198,12 @@ def test_eval_records_constrained_decoding(prepared: list[Example], tiny_model: 
     assert again.exit_code == 2 and "other inputs" in again.output
 
 
-def test_constrained_is_refused_for_hosted_models() -> None:
-    with pytest.raises(ConfigError, match="--constrained applies to the local model"):
-        make_backend(
-            ModelOptions(kind="openai", constrained=True, model="m", base_url="http://127.0.0.1:1/v1")
-        )
+def test_constrained_is_refused_for_hosted_models(workspace: Path) -> None:
+    hosted = ["--model-kind", "openai", "--model", "m", "--base-url", "http://127.0.0.1:1/v1"]
+    refused = CliRunner().invoke(main, ["eval", "--track", "toolcall", *hosted, "--constrained"])
+    assert refused.exit_code == 2
+    assert "--constrained applies to the local model" in refused.output
+    assert "serve --constrained" in refused.output
 
 
 def test_free_prompt_constrained_to_json(workspace: Path, tiny_model: Path) -> None:

@@ -163,7 +163,7 @@ def test_rows_already_journaled_are_not_sent_in_the_batch(
             model="fake",
             base_url=openai_server.openai_url,
             api_key="test-key",
-            max_tokens=settings.MAX_NEW_TOKENS.default,  # as the command's: the same run
+            max_new_tokens=settings.MAX_NEW_TOKENS.default,  # as the command's: the same run
         )
     )
 
@@ -338,6 +338,7 @@ def test_run_sends_the_hosted_evaluation_through_the_batch_api(
     """`run --hosted-batch` gives the route to the hosted model's options and not the SLM's; the
     pipeline's own hosted eval stage then runs through the batch (the rest of `run` is test_pipeline's)."""
     import slm_swap.pipeline as pipeline
+    from slm_swap.run_config import RunConfig
 
     answer_all(openai_server, prepared)
     reached: dict[str, Any] = {}
@@ -345,7 +346,7 @@ def test_run_sends_the_hosted_evaluation_through_the_batch_api(
     class Reached(Exception):
         pass
 
-    def hosted_stage_only(options: pipeline.PipelineOptions, tracer: Any, say: Any) -> None:
+    def hosted_stage_only(options: RunConfig, tracer: Any, say: Any, runtime: Any) -> None:
         reached["options"] = options
         reached["out"] = pipeline.Pipeline(options, tracer, say).evaluate(
             "toolcall", "hosted", options.hosted, None
@@ -358,7 +359,7 @@ def test_run_sends_the_hosted_evaluation_through_the_batch_api(
     result = CliRunner().invoke(main, args)
     assert isinstance(result.exception, Reached), result.output
     options = reached["options"]
-    assert options.hosted.hosted_batch and not options.slm.hosted_batch
+    assert options.hosted.hosted_batch and not getattr(options.slm, "hosted_batch", False)
     run = read_run(reached["out"])
     assert run.meta.settings["route"] == "batch" and run.summary.metrics["ast_match"] == 1.0
     assert openai_server.batch_creates == 1

@@ -104,8 +104,15 @@ def test_one_gpu_a_track_runs_the_trainer_alone_on_it() -> None:
 
 
 def test_launch_dry_run_prints_the_commands() -> None:
+    """--gpus defaults to every GPU visible (here the four CUDA_VISIBLE_DEVICES names); where none is
+    visible it must be given."""
+    argv = ["launch", "--strategy", "parallel", "--dry-run"]
+    none = CliRunner().invoke(main, argv, env={"CUDA_VISIBLE_DEVICES": ""})
+    assert none.exit_code == 2 and "no GPU is visible here" in none.output and "--gpus N" in none.output
+    one = CliRunner().invoke(main, [*argv, "--gpus", "1"])
+    assert one.exit_code == 2 and "slm-swap train" in one.output
     result = CliRunner().invoke(
-        main, ["launch", "--strategy", "parallel", "--dry-run", "--", "--load-in-4bit"]
+        main, [*argv, "--", "--load-in-4bit"], env={"CUDA_VISIBLE_DEVICES": "0,1,2,3"}
     )
     assert result.exit_code == 0, result.output
     assert "stage 1 (at the same time):" in result.output

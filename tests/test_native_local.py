@@ -88,14 +88,13 @@ def answer_natively(server: object) -> None:
         server.answers[e.query] = {"tool_calls": protocol.openai_calls(calls)}
 
 
-def run_hermes(family_models: dict[str, Path], protocol_name: str) -> str:
-    """`slm-swap run` on the toolcall track with the tiny Hermes-template model; its output."""
+def run_hermes(family_models: dict[str, Path], *asked: str) -> str:
+    """`slm-swap run` on the toolcall track with the tiny Hermes-template model, asked as `asked` says
+    (`--protocol native`, `--both-protocols`); its output."""
     from tests.test_pipeline import SMALL, TRAIN
 
     model = ["--model-path", str(family_models["hermes"])]
-    result = CliRunner().invoke(
-        main, ["run", *model, *SMALL, *TRAIN, "--tracks", "toolcall", "--protocol", protocol_name]
-    )
+    result = CliRunner().invoke(main, ["run", *model, *SMALL, *TRAIN, "--tracks", "toolcall", *asked])
     assert result.exit_code == run_exit_code(), result.output
     return result.output
 
@@ -279,7 +278,16 @@ def test_native_answers_become_tool_calls_or_stay_text() -> None:
 
 def test_serve_native_on_vllm_names_the_familys_tool_parser(family_models: dict[str, Path]) -> None:
     for family, parser in templates.VLLM_PARSERS.items():
-        args = ["serve", "--engine", "vllm", "--dry-run", "--model-path", str(family_models[family])]
+        args = [
+            "serve",
+            "--engine",
+            "vllm",
+            "--gpus",
+            "1",
+            "--dry-run",
+            "--model-path",
+            str(family_models[family]),
+        ]
         result = CliRunner().invoke(main, [*args, "--protocol", "native"])
         assert result.exit_code == 0, result.output
         assert f"--enable-auto-tool-choice --tool-call-parser {parser}" in result.output
@@ -293,7 +301,7 @@ def test_run_native_asks_both_sides_natively(azure: object, family_models: dict[
 
     assert isinstance(azure, FakeOpenAIServer)
     answer_natively(azure)
-    output = run_hermes(family_models, "native")
+    output = run_hermes(family_models, "--protocol", "native")
     hosted = read_run(Path("05_eval/toolcall_azure_test.json"))
     assert hosted.meta.settings["protocol"] == "native" and hosted.summary.metrics["ast_match"] == 1.0
     assert all("tools" in r.body and r.body["messages"][0]["role"] == "user" for r in azure.requests)
@@ -448,7 +456,7 @@ def test_run_both_decides_under_prompt_and_reports_each_side_asked_both_ways(
 
     assert isinstance(azure, FakeOpenAIServer)
     answer_natively(azure)
-    output = run_hermes(family_models, "both")
+    output = run_hermes(family_models, "--both-protocols")
     assert "asked both ways" in output
     runs = {
         name: read_run(Path(f"05_eval/toolcall_{name}_test.json"))
@@ -473,14 +481,21 @@ def test_run_both_decides_under_prompt_and_reports_each_side_asked_both_ways(
     assert f"| {slm_prompt:.3f} | {slm_native:.3f} |" in row
 
 
-def test_both_is_for_run_only(prepared: list[Example], tiny_model: Path) -> None:
-    args = ["eval", "--track", "toolcall", "--model-kind", "slm", "--model-path", str(tiny_model)]
-    result = CliRunner().invoke(main, [*args, "--protocol", "both"])
-    assert result.exit_code == 2 and "only `run` asks each model both ways" in result.output
-    for command in (["train", "--track", "toolcall"], ["serve", "--model-path", str(tiny_model)]):
+def test_both_is_runs_own_setting_not_a_protocol(prepared: list[Example], tiny_model: Path) -> None:
+    """`--protocol` is prompt or native in every command; asking each side both ways is `run
+    --both-protocols`, which decides under prompt and so refuses `--protocol native` beside it."""
+    eval_ = ["eval", "--track", "toolcall", "--model-kind", "slm", "--model-path", str(tiny_model)]
+    for command in (
+        eval_,
+        ["train", "--track", "toolcall"],
+        ["serve", "--model-path", str(tiny_model)],
+        ["run"],
+    ):
         result = CliRunner().invoke(main, [*command, "--protocol", "both"])
         assert result.exit_code == 2 and "'both' is not one of 'prompt', 'native'" in result.output
-    assert not Path("04_ft").exists()
+    result = CliRunner().invoke(main, ["run", "--both-protocols", "--protocol", "native"])
+    assert result.exit_code == 2 and "--both-protocols decides under --protocol prompt" in result.output
+    assert not Path("04_ft").exists() and not Path("05_eval").exists()
 
 
 @pytest.mark.parametrize("family", list(WHERE_TOOLS))

@@ -5,6 +5,7 @@ for the train and val splits from call rows in no split, the way Hammer's xlam-i
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from slm_swap.data.scan import scan
 from slm_swap.data.sources import bfcl_source, sample_path, xlam_source
 from slm_swap.data.splits import SplitSizes
 from slm_swap.files import read_examples
+from slm_swap.runtime import Runtime
 from slm_swap.types import Example
 from tests.conftest import DATA, xlam_row
 from tests.test_openai_source import answer, call, row, user, write
@@ -154,7 +156,7 @@ def test_live_relevance_and_unknown_categories_are_refused(workspace: Path) -> N
 
 @pytest.mark.network
 def test_every_irrelevance_row_of_the_wheel_converts() -> None:
-    wheel = bfcl.fetch_wheel()
+    wheel = bfcl.fetch_wheel(Runtime.from_env(os.environ).cache_dir)
     irrelevance = scan(bfcl_source(wheel, "irrelevance"), skip_invalid=False)
     assert (irrelevance.rows_read, len(irrelevance.usable), dict(irrelevance.left_out)) == (240, 240, {})
     live = scan(bfcl_source(wheel, "live_irrelevance"), skip_invalid=False)
@@ -326,20 +328,14 @@ def test_a_row_offering_only_what_it_calls_borrows_the_offer_of_a_row_in_no_spli
 
 
 def test_run_redoes_the_splits_when_a_no_call_rule_changes(workspace: Path) -> None:
-    from slm_swap.backends.factory import ModelOptions
-    from slm_swap.pipeline import Pipeline, PipelineOptions
+    from slm_swap.pipeline import Pipeline
+    from slm_swap.run_config import RunConfig, RunSettings
     from slm_swap.tracing import NullTracer
 
     said: list[str] = []
 
     def prepare_with(no_call: NoCallRules) -> None:
-        options = PipelineOptions(
-            tracks=("toolcall",),
-            hosted=None,
-            slm=ModelOptions(kind="slm"),
-            sizes=SplitSizes(8, 4, 4),
-            no_call=no_call,
-        )
+        options = RunConfig(run=RunSettings(tracks=("toolcall",)), sizes=SplitSizes(8, 4, 4), no_call=no_call)
         Pipeline(options, NullTracer(), said.append).prepare()
 
     prepare_with(NoCallRules(irrelevance_share=0.25))
@@ -356,17 +352,15 @@ def test_run_redoes_the_splits_when_a_no_call_rule_changes(workspace: Path) -> N
 def test_run_makes_no_call_rows_from_single_tool_rows_and_redoes_splits_of_the_old_rule(
     workspace: Path, write_xlam: Callable[..., Path]
 ) -> None:
-    from slm_swap.backends.factory import ModelOptions
-    from slm_swap.pipeline import Pipeline, PipelineOptions
+    from slm_swap.pipeline import Pipeline
+    from slm_swap.run_config import RunConfig, RunSettings, SourceSettings
     from slm_swap.tracing import NullTracer
 
     said: list[str] = []
     path = write_xlam([single_tool_row(i, f"tool_{i}") for i in range(40)], name="single.json")
-    options = PipelineOptions(
-        tracks=("toolcall",),
-        hosted=None,
-        slm=ModelOptions(kind="slm"),
-        source=path,
+    options = RunConfig(
+        run=RunSettings(tracks=("toolcall",)),
+        source=SourceSettings(dataset_path=path),
         sizes=SplitSizes(8, 4, 4),
         no_call=NoCallRules(irrelevance_share=0.25),
     )

@@ -53,7 +53,8 @@ def test_serve_engine_vllm_dry_run_prints_the_command_without_the_key(workspace:
         "--lora",
         "toolcall=04_ft/adapter_toolcall",
     ]
-    result = CliRunner().invoke(main, [*args, "--gpus", "2", "--require-api-key", "sekrit", "--dry-run"])
+    args += ["--gpus", "2"]
+    result = CliRunner().invoke(main, [*args, "--require-api-key", "sekrit", "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "sekrit" not in result.output and "VLLM_API_KEY" in result.output
     printed = shlex.split(result.output.split("  #")[0])

@@ -81,7 +81,7 @@ def test_every_command_honours_the_folder_variables(
     assert trained.exit_code == 0, trained.output
     card = json.loads(Path("adapters/adapter_toolcall/slm_swap_adapter.json").read_text())
     assert card["train"] == "data/toolcall/train.jsonl"
-    plan = CliRunner().invoke(main, ["launch", "--strategy", "parallel", "--dry-run"])
+    plan = CliRunner().invoke(main, ["launch", "--strategy", "parallel", "--gpus", "4", "--dry-run"])
     assert "data/structured/train.jsonl" in plan.output and "adapters/adapter_toolcall" in plan.output
     assert not any(Path(p).exists() for p in ("02_dataset", "04_ft", "05_eval"))
 
@@ -103,10 +103,8 @@ def test_what_is_set_aside_keeps_its_suffix_and_never_replaces_an_earlier_one(tm
 
 
 def test_a_flag_means_one_thing_in_every_command() -> None:
-    """A flag taken by several commands has one type, variable and default everywhere (a command may
-    offer fewer of its choices). The exceptions say why: --out is each command's own output; --gpus is
-    the specification's four for a training launch and one for vLLM serving; --strategy is chosen for a
-    launch and recorded (hidden) by the train processes it starts."""
+    """A flag taken by several commands has one type, variable and default everywhere, with no exception
+    (a command may offer fewer of its choices: the model kinds it can ask)."""
     by_flag: dict[str, list[tuple[str, click.Option]]] = {}
     for command in commands():
         for param in command.params:
@@ -116,8 +114,6 @@ def test_a_flag_means_one_thing_in_every_command() -> None:
     shared = {flag: uses for flag, uses in by_flag.items() if len(uses) > 1}
     assert {"--batch-size", "--train-batch-size", "--api-key", "--constrained", "--track"} <= set(shared)
     for flag, uses in shared.items():
-        if flag in ("--out", "--gpus", "--strategy"):
-            continue
         first = uses[0][1]
         for name, param in uses[1:]:
             assert type(param.type) is type(first.type), (flag, name)

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING
 
 from slm_swap import settings
 from slm_swap.backends.base import Backend
-from slm_swap.backends.factory import ModelOptions
+from slm_swap.backends.config import ModelConfig
 from slm_swap.cost import Estimate
 from slm_swap.errors import InputError, SlmSwapError
 from slm_swap.files import check_output, one_writer
 from slm_swap.identity import Check, compare_inputs, file_digest
 from slm_swap.runs import Journal, RunMeta, RunResult, read_run, write_run
 from slm_swap.scoring.metrics import score
-from slm_swap.tracing import ItemOutcome, RunTrace, Tracer
+from slm_swap.tracing import Generation, ItemOutcome, RunTrace, Tracer
 from slm_swap.types import Example, ExampleResult, Track
 from slm_swap.workspace import dataset_dir_of
 
@@ -50,7 +50,7 @@ def run_meta(
         model=backend.model,
         adapter=adapter,
         constrained=backend.constrained,
-        protocol=backend.protocol,
+        protocol=backend.config.protocol,
         settings={k: v for k, v in described.items() if k not in ("model_kind", "model")},
         inputs=backend.identity(),
         gold_by=", ".join(sorted({e.labelled_by for e in examples if e.labelled_by})),
@@ -59,24 +59,25 @@ def run_meta(
 
 @contextmanager
 def open_evaluation(
-    options: ModelOptions,
+    config: ModelConfig,
     track: Track,
     split: str,
     dataset: Path,
     examples: Sequence[Example],
     say: Callable[[str], None] = lambda line: None,
 ) -> Iterator[tuple[Backend, RunMeta]]:
-    """The one evaluation sequence of eval, live and run: the backend `options` ask for, checked against
+    """The one evaluation sequence of eval, live and run: the backend `config` asks for, checked against
     the examples (a replay file must cover some; `say` hears how many it does not, and the Batch API
     route's progress), and the run's metadata; the backend is closed after."""
     from slm_swap.backends.factory import make_backend
     from slm_swap.backends.replay import ReplayBackend
 
-    backend = make_backend(options, say)
+    backend = make_backend(config, say)
     try:
         if isinstance(backend, ReplayBackend) and (coverage := backend.check_covers(examples)):
             say(coverage)
-        adapter = None if options.adapter is None else str(options.adapter)
+        adapter = getattr(config, "adapter", None)
+        adapter = None if adapter is None else str(adapter)
         yield backend, run_meta(track, split, dataset, backend, adapter=adapter, examples=examples)
     finally:
         backend.close()
@@ -92,19 +93,21 @@ class EvalOutcome:
 def _trace_example(trace: RunTrace, meta: RunMeta, example: Example, result: ExampleResult) -> None:
     end = datetime.now(UTC)
     generation = trace.generation(
-        name=f"{meta.track}/{example.id}",
-        model=meta.model,
-        input=example.messages(),
-        output=result.output,
-        metadata={
-            "example_id": example.id,
-            "error_category": result.error_category,
-            "error_detail": result.error_detail,
-        },
-        usage=result.usage.traced(),
-        start_time=end - timedelta(seconds=result.latency_s),
-        end_time=end,
-        error=result.backend_error,
+        Generation(
+            name=f"{meta.track}/{example.id}",
+            model=meta.model,
+            input=example.messages(),
+            output=result.output,
+            metadata={
+                "example_id": example.id,
+                "error_category": result.error_category,
+                "error_detail": result.error_detail,
+            },
+            usage=result.usage.traced(),
+            start_time=end - timedelta(seconds=result.latency_s),
+            end_time=end,
+            error=result.backend_error,
+        )
     )
     for name, value in result.metrics.items():  # the row's own metrics (a no-call row: abstention)
         generation.score(name, value)
@@ -264,7 +267,7 @@ def evaluate(
 
 def langfuse_dataset_of(split: Path) -> str | None:
     """The Langfuse dataset a split was prepared from (its folder's manifest says), or None."""
-    from slm_swap.data.prepare import recorded_inputs
+    from slm_swap.data.splits import recorded_inputs
 
     inputs = recorded_inputs(dataset_dir_of(split))
     source = inputs.get("source") if inputs else None

@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from slm_swap import settings
-from slm_swap.backends.factory import ModelOptions, make_backend
+from slm_swap.backends.config import ModelConfig
+from slm_swap.backends.factory import make_backend
 from slm_swap.errors import SlmSwapError
 from slm_swap.files import read_examples
 from slm_swap.protocol import Request
 from slm_swap.scoring.metrics import score
-from slm_swap.tracing import Tracer
+from slm_swap.tracing import Generation, Tracer
 from slm_swap.types import Completion, Example, ExampleResult, Track
 
 
@@ -26,7 +27,7 @@ class Answer:
 
 
 def ask(
-    options: ModelOptions,
+    config: ModelConfig,
     track: Track,
     tracer: Tracer,
     *,
@@ -37,39 +38,41 @@ def ask(
     """Asks `prompt` (with the track's system prompt), or else the row `example_id` of `split_file` (its
     first row by default), and traces the exchange; a row's answer is scored."""
     if prompt is not None:
-        if options.kind == "replay":
+        if config.kind == "replay":
             raise SlmSwapError(f"{settings.PROMPT} needs a model (slm, azure or openai)")
-        if options.constrained and track == "toolcall":
+        if getattr(config, "constrained", False) and track == "toolcall":
             raise SlmSwapError(
                 f"{settings.CONSTRAINED} with {settings.PROMPT}: a free prompt offers no tools to build "
                 f"the toolcall grammar from\n  fix: ask a dataset row ({settings.EXAMPLE_ID}), or use "
                 f"{settings.TRACK} structured (any JSON)"
             )
-    backend = make_backend(options)
+    backend = make_backend(config)
     try:
         example = None
         if prompt is not None:
-            request = Request.free(prompt, track, options.protocol)
+            request = Request.free(prompt, track, config.protocol)
         else:
             matches = [e for e in read_examples(split_file) if example_id in (None, e.id)]
             if not matches:
                 raise SlmSwapError(f"no row with id {example_id!r} in {split_file}")
             example = matches[0]
-            request = Request.of(example, options.protocol)
+            request = Request.of(example, config.protocol)
         messages = list(request.messages)
         with tracer.run(
-            f"infer {track} {options.kind}",
+            f"infer {track} {config.kind}",
             input=messages,
-            metadata={"track": track, "model_kind": options.kind, "model": backend.model},
+            metadata={"track": track, "model_kind": config.kind, "model": backend.model},
         ) as trace:
             (completion,) = backend.generate([request])
             trace.generation(
-                name=f"{track}/infer",
-                model=backend.model,
-                input=messages,
-                output=completion.text,
-                error=completion.error,
-                usage=completion.usage.traced(),
+                Generation(
+                    name=f"{track}/infer",
+                    model=backend.model,
+                    input=messages,
+                    output=completion.text,
+                    error=completion.error,
+                    usage=completion.usage.traced(),
+                )
             )
         model = backend.model
     finally:

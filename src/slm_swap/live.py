@@ -20,7 +20,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from slm_swap.backends.factory import ModelOptions
+from slm_swap.backends.config import ModelConfig
 from slm_swap.evaluate import EvalOutcome, evaluate, open_evaluation
 from slm_swap.scoring.metrics import METRICS, core_metrics
 from slm_swap.tracing import Tracer
@@ -71,7 +71,7 @@ def run_live(
     split: str,
     dataset: Path,
     examples: Sequence[Example],
-    models: list[tuple[str, ModelOptions]],
+    models: list[tuple[str, ModelConfig]],
     tracer: Tracer,
     console: Console,
     *,
@@ -81,13 +81,13 @@ def run_live(
     session_id: str | None = None,
 ) -> list[Lane]:
     """Runs every model over `examples` at once and shows them live. `models` pairs a label with the
-    model's options (each loads in its own thread); `out_for(label)` is the run file when saving."""
+    model's configuration (each loads in its own thread); `out_for(label)` is the run file when saving."""
     lanes = [Lane(label, len(examples)) for label, _ in models]
     recent: deque[str] = deque(maxlen=8)
     lock = threading.Lock()
     scratch = None if save else tempfile.TemporaryDirectory(prefix="slm-swap-live-")
 
-    def work(lane: Lane, options: ModelOptions) -> None:
+    def work(lane: Lane, config: ModelConfig) -> None:
         def on_result(result: ExampleResult) -> None:
             mark = "✓" if result.error_category is None else f"✗ {result.error_category}"
             with lock:
@@ -96,7 +96,7 @@ def run_live(
 
         try:
             out = out_for(lane.label) if scratch is None else Path(scratch.name) / f"{lane.label}.json"
-            with open_evaluation(options, track, split, dataset, examples) as (backend, meta):
+            with open_evaluation(config, track, split, dataset, examples) as (backend, meta):
                 lane.outcome = evaluate(
                     examples,
                     backend,

@@ -28,8 +28,10 @@ from slm_swap.data.formats import SYSTEM_PROMPTS, answer_schema, dumps
 from slm_swap.scoring.parse import TOOL_CALL_BLOCK, parse_structured
 from slm_swap.types import Example, ToolSpec, Track
 
-PROMPT, NATIVE, BOTH = "prompt", "native", "both"
-PROTOCOLS = (PROMPT, NATIVE)  # how one model is asked; `run --protocol both` asks each side both ways
+Protocol = Literal["prompt", "native"]  # how one model is asked (`run --both-protocols` asks each side both)
+PROMPT: Protocol = "prompt"
+NATIVE: Protocol = "native"
+PROTOCOLS: tuple[Protocol, ...] = (PROMPT, NATIVE)
 
 # The form an answer takes: a track's (calls of the offered tools, or the no-call answer), any JSON value
 # (a free prompt on the structured track), or text (a free prompt on the toolcall track).
@@ -51,16 +53,16 @@ class Request:
     messages: tuple[dict[str, Any], ...]
     tools: tuple[ToolSpec, ...] = ()
     answer: AnswerForm = "text"
-    protocol: str = PROMPT
+    protocol: Protocol = PROMPT
 
     @classmethod
-    def of(cls, example: Example, protocol: str = PROMPT) -> Request:
+    def of(cls, example: Example, protocol: Protocol = PROMPT) -> Request:
         native = protocol == NATIVE and example.track == "toolcall"
         messages = native_messages(example) if native else example.messages()
         return cls(example.id, tuple(messages), example.tools, example.track, protocol)
 
     @classmethod
-    def free(cls, prompt: str, track: Track, protocol: str = PROMPT) -> Request:
+    def free(cls, prompt: str, track: Track, protocol: Protocol = PROMPT) -> Request:
         """A question of the user's own: under `prompt` with the track's system prompt, natively as it is;
         on the structured track its answer is any JSON value."""
         messages = [{"role": "user", "content": prompt}]

@@ -50,8 +50,9 @@ class Setting:
 
 
 def field(setting: Setting) -> Any:
-    """A configuration dataclass field whose default, flag and help are the setting's."""
-    return dataclasses.field(default=setting.default, metadata={"setting": setting})
+    """A configuration dataclass field whose default, flag and help are the setting's (a secret's value is
+    left out of the dataclass's repr)."""
+    return dataclasses.field(default=setting.default, repr=not setting.secret, metadata={"setting": setting})
 
 
 def setting_of(config: Any, name: str) -> Setting:
@@ -144,6 +145,7 @@ EVAL_DIR = Setting(
     "--eval-dir", Path("05_eval"), "SLM_SWAP_EVAL_DIR", "Folder of run, decision and verdict files."
 )
 TRACK = Setting("--track", None, None, "Which track.", choices=TRACKS)
+TRACKS_SETTING = Setting("--tracks", TRACKS, None, "Tracks to decide (repeat).", choices=TRACKS)
 SPLIT = Setting("--split", "test", None, "Which split.", choices=SPLITS)
 OUT = Setting("--out", None, None, "The file (or folder) the command writes.", kind=Path)
 FORCE = Setting("--force", False, None, "Recompute even where the output is there and up to date.")
@@ -179,7 +181,7 @@ PROMPT = Setting(
 ADAPTER = Setting("--adapter", None, None, "slm: a LoRA adapter folder to load.", kind=Path)
 BATCH_SIZE = Setting("--batch-size", 8, None, "slm: prompts per generate call.", min=1)
 MAX_NEW_TOKENS = Setting("--max-new-tokens", 384, None, "Longest answer, in tokens.", min=1)
-# An answer's limit when an OpenAI-API client names none (`serve`; the hosted client made on its own).
+# An answer's limit when an OpenAI-API client names none (`serve`).
 API_MAX_TOKENS = 512
 LOADS = ("auto", "8bit", "bfloat16", "float32")
 LOAD_IN = Setting(
@@ -199,16 +201,22 @@ CONSTRAINED = Setting(
     "also for tool_choice=auto and for requests in the evaluation format (tool_choice required or named "
     "and response_format are always honoured).",
 )
-PROTOCOLS = ("prompt", "native", "both")  # protocol.py says what each means; both: run only
+PROTOCOLS = ("prompt", "native")  # protocol.py says what each means
 PROTOCOL = Setting(
     "--protocol",
     "prompt",
     "SLM_SWAP_PROTOCOL",
     "How the model is asked. prompt: slm-swap's own text format for every model (tools in the user "
     "message, calls as text), like for like. native: the way the model is used, hosted through the API's "
-    "tools (tool_calls) or response_format, a local checkpoint through its chat template's tool format. "
-    "both (run): decide under prompt, and ask each side natively too, for the report's comparison.",
+    "tools (tool_calls) or response_format, a local checkpoint through its chat template's tool format.",
     choices=PROTOCOLS,
+)
+BOTH_PROTOCOLS = Setting(
+    "--both-protocols",
+    False,
+    None,
+    "run: decide under --protocol prompt, and ask each side natively too, for the report's comparison "
+    "of the two protocols (docs/protocol.md).",
 )
 BASE_URL = Setting(
     "--base-url", None, "OPENAI_BASE_URL", "openai: the endpoint, e.g. http://127.0.0.1:8000/v1."
@@ -351,7 +359,23 @@ PRECISION = Setting(
 RESUME = Setting("--resume", False, None, "Continue from the last checkpoint in the adapter folder.")
 
 # GPUs (launch, serve --engine vllm).
-GPUS = Setting("--gpus", 4, None, "GPUs to use.", min=1)
+GPUS = Setting(
+    "--gpus",
+    None,
+    None,
+    "GPUs to use [default: every GPU visible: CUDA_VISIBLE_DEVICES's, else the machine's].",
+    kind=int,
+    min=1,
+)
+STRATEGIES = ("parallel", "sequential")
+STRATEGY = Setting(
+    "--strategy",
+    None,
+    None,
+    "How the two tracks' fine-tunes share the GPUs. parallel: structured on the first half and toolcall "
+    "on the second, at once; sequential: each on all of them, one after the other.",
+    choices=STRATEGIES,
+)
 DRY_RUN = Setting("--dry-run", False, None, "Print the commands instead of running them.")
 
 # Serving.

@@ -7,10 +7,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from slm_swap.protocol import PROMPT, Request
+from slm_swap.protocol import Request
 from slm_swap.types import Completion, Example
 
 if TYPE_CHECKING:
+    from slm_swap.backends.config import ModelConfig
     from slm_swap.cost import Estimate
     from slm_swap.report import Pricing
 
@@ -21,14 +22,14 @@ class Backend(ABC):
     `generate` takes one batch (at most `batch_size` requests) and returns one `Completion` per request,
     in input order. A failure of one request is returned as that completion's `error`, never raised, so a
     run always ends with every example scored or recorded. Dataset rows become requests in one place
-    (`ask`, `complete`), under the backend's protocol.
+    (`ask`, `complete`), under the protocol of the backend's configuration.
     """
 
     kind: str
     model: str
     batch_size: int = 1
     constrained: bool = False  # answers decoded under the answer form's grammar (local model only)
-    protocol: str = PROMPT  # how the model is asked (`protocol.py`)
+    config: ModelConfig  # the model choice it was built from: what it runs, and how it is asked
 
     @abstractmethod
     def generate(self, requests: Sequence[Request]) -> list[Completion]: ...
@@ -46,7 +47,7 @@ class Backend(ABC):
     def ask(self, examples: Sequence[Example]) -> Iterator[tuple[Example, Completion]]:
         """Each dataset row asked under this backend's protocol, with its completion as soon as it is
         done (in whatever order they finish)."""
-        requests = [Request.of(e, self.protocol) for e in examples]
+        requests = [Request.of(e, self.config.protocol) for e in examples]
         row = {id(r): i for i, r in enumerate(requests)}
         for request, completion in self.stream(requests):
             yield examples[row[id(request)]], completion

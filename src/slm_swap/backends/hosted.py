@@ -343,13 +343,12 @@ class HostedBackend(Backend):
         self.model = self.endpoint.model
         self.concurrency = config.concurrency
         self.batch_size = config.concurrency
-        self.max_tokens = config.max_tokens
-        self.protocol = config.protocol
+        self.max_tokens = config.max_new_tokens
 
     def estimate(self, examples: Sequence[Example], pricing: Pricing) -> Estimate:
         """The cost of asking `examples`: the requests as they will be sent (`request`), each answer at
         most `max_tokens` long (`cost.py`)."""
-        requests = (self.request(Request.of(e, self.protocol)) for e in examples)
+        requests = (self.request(Request.of(e, self.config.protocol)) for e in examples)
         return estimate(requests, self.max_tokens, pricing)
 
     def identity(self) -> dict[str, object]:
@@ -360,8 +359,8 @@ class HostedBackend(Backend):
             "temperature": 0,
             "seed": settings.DECODING_SEED,
         }
-        if self.protocol != PROMPT:  # absent under the prompt protocol: runs made before it still match
-            identity["protocol"] = self.protocol
+        if self.config.protocol != PROMPT:  # absent under the prompt protocol: earlier runs still match
+            identity["protocol"] = self.config.protocol
         return identity
 
     def describe(self) -> dict[str, object]:
@@ -374,7 +373,7 @@ class HostedBackend(Backend):
             "max_tokens": self.max_tokens,
             "temperature": 0,
             "seed": settings.DECODING_SEED,
-            "protocol": self.protocol,
+            "protocol": self.config.protocol,
         }
 
     def body(self, request: Request) -> dict[str, Any]:

@@ -38,16 +38,17 @@ class LocalBackend(Backend):
     kind = "slm"
 
     def __init__(self, config: LocalConfig):
+        from slm_swap.local.models import resolve_model_path
+
         self.config = config
-        self.model_path = config.model_path
+        self.model_path = resolve_model_path(config.model_path)
         self.adapter = config.adapter
-        self.model = config.model_path.name
+        self.model = self.model_path.name
         self.batch_size = config.batch_size
         self.max_new_tokens = config.max_new_tokens
         adapters = {} if config.adapter is None else {"adapter": config.adapter}
-        self.engine = Engine(config.model_path, adapters, load_in=config.load_in, kernels=config.constrained)
+        self.engine = Engine(self.model_path, adapters, load_in=config.load_in, kernels=config.constrained)
         self.constrained = config.constrained
-        self.protocol = config.protocol
         self.family = None
         if config.protocol == protocol.NATIVE:
             self.family = templates.family_of(self.engine.tokenizer, self.model)
@@ -72,7 +73,7 @@ class LocalBackend(Backend):
             # Padding changes float reduction order, so batch size can change a greedy answer.
             "batch_size": self.batch_size,
             "precision": self.engine.loaded["precision"],
-        } | ({"protocol": self.protocol, "template_family": self.family} if self.family else {})
+        } | ({"protocol": self.config.protocol, "template_family": self.family} if self.family else {})
 
     @property
     def decoding(self) -> str:
@@ -87,7 +88,7 @@ class LocalBackend(Backend):
             "max_new_tokens": self.max_new_tokens,
             "model_path": str(self.model_path),
             "decoding": self.decoding,
-            "protocol": self.protocol,
+            "protocol": self.config.protocol,
             **({"template_family": self.family} if self.family else {}),
             **({"read_by": "response_template"} if self.family and self._response_template else {}),
         }

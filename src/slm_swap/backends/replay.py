@@ -15,7 +15,7 @@ from typing import Annotated
 from slm_swap import settings
 from slm_swap.backends.base import Backend
 from slm_swap.backends.config import ReplayConfig
-from slm_swap.errors import InputError
+from slm_swap.errors import ConfigError, InputError
 from slm_swap.fileformats import FormatError, IdText, Seconds, checked
 from slm_swap.files import read_jsonl
 from slm_swap.protocol import Request
@@ -66,6 +66,9 @@ class ReplayBackend(Backend):
 
     def __init__(self, config: ReplayConfig):
         path = config.predictions
+        if path is None:
+            raise ConfigError(f"{settings.MODEL_KIND} replay needs {settings.PREDICTIONS} FILE")
+        self.config = config
         self.path = path
         self.model = f"replay:{path.name}"
         self.predictions = load_predictions(path)

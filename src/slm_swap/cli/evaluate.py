@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +11,9 @@ import click
 from slm_swap import settings
 from slm_swap.cli.options import (
     F,
+    model_config,
+    model_configs,
     model_options,
-    model_options_of,
     option,
     split_option,
     track_option,
@@ -48,7 +48,6 @@ def side_by_side_options(func: F) -> F:
 @track_option
 @split_option
 @option(settings.OUT, help="Run file [default: <eval-dir>/{track}_{kind}[_ft]_{split}.json].")
-@option(settings.PREDICTIONS)
 @option(settings.FORCE, help="Recompute even if the run file exists.")
 @option(settings.PRICE_IN)
 @option(settings.PRICE_OUT)
@@ -58,7 +57,6 @@ def eval_command(
     track: Track,
     split: str,
     out: Path | None,
-    predictions: Path | None,
     force: bool,
     price_per_1k_input: float,
     price_per_1k_output: float,
@@ -71,13 +69,15 @@ def eval_command(
     from slm_swap.files import check_output, read_examples
     from slm_swap.report import Pricing
 
+    config = model_config(model_kind, kw)
     dataset = workspace.split(track, split)
-    out = out or workspace.run_file(track, model_kind, split, fine_tuned=kw["adapter"] is not None)
+    adapter = getattr(config, "adapter", None)
+    out = out or workspace.run_file(track, model_kind, split, fine_tuned=adapter is not None)
     inputs = {
         "the split": dataset,
-        "the predictions": predictions,
-        "the adapter": kw["adapter"],
-        "the model": kw["model_path"] if model_kind == "slm" else None,
+        "the predictions": getattr(config, "predictions", None),
+        "the adapter": adapter,
+        "the model": getattr(config, "model_path", None),
     }
     check_output(out, inputs=inputs)  # before the model loads
 
@@ -86,9 +86,8 @@ def eval_command(
 
     with traced() as tracer:
         examples = read_examples(dataset)
-        options = model_options_of(model_kind, kw, predictions=predictions)
         with (
-            open_evaluation(options, track, split, dataset, examples, say) as (backend, meta),
+            open_evaluation(config, track, split, dataset, examples, say) as (backend, meta),
             progress(f"{track} · {model_kind}", len(examples)) as advance,
         ):
             outcome = evaluate(
@@ -132,7 +131,7 @@ def infer(
 
     with traced() as tracer:
         answer = ask(
-            model_options_of(model_kind, kw),
+            model_config(model_kind, kw),
             track,
             tracer,
             split_file=workspace.split(track, split),
@@ -178,16 +177,8 @@ def _live(
     from slm_swap.live import run_live
 
     dataset = workspace.split(track, split)
-    # The adapter and grammar belong to the local model's lane only.
-    models = [
-        (
-            kind,
-            replace(model_options_of(kind, kw), adapter=None, constrained=False)
-            if kind != "slm"
-            else model_options_of(kind, kw),
-        )
-        for kind in dict.fromkeys(kinds)
-    ]
+    # Each lane takes its own kind's options (the adapter and grammar are the local model's lane's).
+    models = model_configs(kinds, kw)
 
     def out_for(kind: str) -> Path:
         return workspace.run_file(track, kind, split, fine_tuned=kind == "slm" and kw["adapter"] is not None)
@@ -215,7 +206,8 @@ def smoke(
 ) -> None:
     """The specification's smoke test: 100 fresh rows → a 50-row test split per track, then live for both
     tracks."""
-    from slm_swap.data.prepare import sample_path, smoke_splits, xlam_source
+    from slm_swap.data.prepare import smoke_splits
+    from slm_swap.data.sources import sample_path, xlam_source
     from slm_swap.tracing import LangfuseSettings
 
     LangfuseSettings.from_env(os.environ)  # refuse before resampling when tracing is not configured

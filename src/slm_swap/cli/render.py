@@ -13,9 +13,14 @@ from typing import TYPE_CHECKING
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from slm_swap import settings
 
 if TYPE_CHECKING:
     from slm_swap.compare import Decision
+    from slm_swap.pipeline import RunOutcome
+    from slm_swap.run_config import RunConfig
     from slm_swap.runs import RunResult
     from slm_swap.tracing import Tracer
     from slm_swap.types import AnswerTally
@@ -158,3 +163,37 @@ def print_decision(decision: Decision, path: Path) -> None:
                     markup=False,
                 )
     stdout.print(f"wrote {path}")
+
+
+def print_run(outcome: RunOutcome, config: RunConfig) -> int:
+    """Prints what `run` decided, per track and why, and returns its exit status: EXIT_NOT_SETTLED when a
+    track's verdict is not settled by the rows evaluated (with how many rows would settle it), else 0."""
+    verdict, report = outcome.verdict, outcome.report
+    stdout.print(f"\nhosted: {verdict.hosted.description}", markup=False)
+    if set(verdict.protocols.values()) != {"prompt"}:
+        asked = ", ".join(f"{side} {protocol}" for side, protocol in verdict.protocols.items())
+        stdout.print(f"asked: {asked} (docs/protocol.md)", markup=False)
+    if any("slm_native" in t.runs for t in verdict.tracks.values()):
+        stdout.print(
+            "asked both ways: decided under prompt; the report compares prompt and native", markup=False
+        )
+    for track, t in verdict.tracks.items():
+        stdout.print(Text(f"{track}: {t.says}", style="bold"), f"— {t.reason}")
+    stdout.print(f"verdict: {config.workspace.verdict}; report: {report.html} and {report.markdown}")
+    stdout.print(f"took {verdict.seconds:.0f} s; Langfuse session {verdict.session_id}", markup=False)
+    open_ = {track: t for track, t in verdict.tracks.items() if t.verdict == "not_settled"}
+    if not open_:
+        return 0
+    needs = [t.rows_needed for t in open_.values()]
+    more = (
+        f"rerun with {settings.TEST_SIZE} {max(n for n in needs if n is not None):,} (about that many "
+        "rows would settle it)"
+        if all(n is not None for n in needs)
+        else "no number of rows a team would run settles it at the differences observed"
+    )
+    stdout.print(
+        f"not settled: {', '.join(open_)}: the test rows cannot give a verdict at delta {config.run.delta}; "
+        f"{more} (exit {EXIT_NOT_SETTLED})",
+        markup=False,
+    )
+    return EXIT_NOT_SETTLED

@@ -11,6 +11,7 @@ from click.core import ParameterSource
 
 from slm_swap import settings
 from slm_swap.cli.options import (
+    gpus_to_use,
     option,
 )
 from slm_swap.cli.render import (
@@ -18,7 +19,6 @@ from slm_swap.cli.render import (
     stdout,
 )
 from slm_swap.errors import SlmSwapError
-from slm_swap.protocol import PROTOCOLS
 
 
 @click.command()
@@ -41,7 +41,7 @@ from slm_swap.protocol import PROTOCOLS
     help="Most requests answered in one generate call.",
 )
 @option(settings.CONSTRAINED)
-@option(settings.PROTOCOL, type=click.Choice(PROTOCOLS))
+@option(settings.PROTOCOL)
 @click.option(
     "--engine",
     "engine_name",
@@ -50,7 +50,7 @@ from slm_swap.protocol import PROTOCOLS
     show_default=True,
     help="vllm: run `vllm serve` on GPUs with the same model names (scale-out for large evaluations).",
 )
-@option(settings.GPUS, default=1, help="vllm: data-parallel GPUs.")
+@option(settings.GPUS, help="vllm: " + settings.GPUS.help)
 @option(settings.DRY_RUN, help="vllm: print the command instead of running it.")
 @option(settings.LOAD_IN)
 def serve(
@@ -63,7 +63,7 @@ def serve(
     constrained: bool,
     protocol: str,
     engine_name: str,
-    gpus: int,
+    gpus: int | None,
     dry_run: bool,
     load_in: str,
 ) -> None:
@@ -107,7 +107,7 @@ def serve(
             named,
             host,
             port,
-            gpus,
+            gpus_to_use(gpus),
             api_key,
             environment=os.environ,
             dry_run=dry_run,

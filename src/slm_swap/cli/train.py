@@ -12,6 +12,7 @@ import click
 from slm_swap import settings
 from slm_swap.cli.options import (
     config_from,
+    gpus_to_use,
     option,
     options_of,
     track_option,
@@ -23,8 +24,8 @@ from slm_swap.cli.render import (
     stdout,
     traced,
 )
-from slm_swap.errors import SlmSwapError
-from slm_swap.protocol import PROTOCOLS
+from slm_swap.errors import ConfigError, SlmSwapError
+from slm_swap.runtime import Runtime
 from slm_swap.train.config import Hyperparameters, TrainConfig
 from slm_swap.workspace import Workspace
 
@@ -47,20 +48,12 @@ from slm_swap.workspace import Workspace
 @workspace_options
 @option(settings.MODEL_PATH)
 @options_of(Hyperparameters)
-@option(
-    settings.PROTOCOL,
-    type=click.Choice(PROTOCOLS),
-    help="native: train in the checkpoint's own tool format (toolcall track; docs/protocol.md).",
-)
+@option(settings.PROTOCOL)
 @option(settings.RESUME)
-@click.option(
-    "--strategy",
-    default="single",
-    show_default=True,
-    hidden=True,
-    help="Recorded in the card and trace: single, parallel or sequential (set by the launchers).",
-)
+@option(settings.STRATEGY, hidden=True)  # set by `launch` for the processes it starts; recorded
+@click.pass_obj
 def train(
+    runtime: Runtime,
     track: str,
     train_path: Path | None,
     val_path: Path | None,
@@ -68,7 +61,7 @@ def train(
     workspace: Workspace,
     model_path: str | None,
     resume: bool,
-    strategy: str,
+    strategy: str | None,
     **kw: Any,
 ) -> None:
     """Fine-tune a LoRA adapter on a track's train split (TRL + PEFT; Unsloth on CUDA when installed)."""
@@ -76,7 +69,7 @@ def train(
 
     if importlib.util.find_spec("trl") is None:
         raise SlmSwapError("train needs the train extra\n  fix: pip install 'slm-swap[train]'")
-    training_process()
+    training_process(runtime)
     from slm_swap.local.models import resolve_model_path
     from slm_swap.train.sft import train as run_train
 
@@ -89,7 +82,7 @@ def train(
         out=out or workspace.adapter(track),
         model_path=resolve_model_path(model_path),
         resume=resume,
-        strategy=strategy,
+        strategy=strategy or "single",
     )
     with traced() as tracer, progress(f"train {track}", None) as advance:
 
@@ -97,7 +90,7 @@ def train(
             advance(total=steps)
             advance()
 
-        result = run_train(config, tracer, on_step=on_step)
+        result = run_train(config, tracer, on_step=on_step, runtime=runtime)
     if result.interrupted:
         stdout.print(
             f"interrupted after {result.steps} steps; a checkpoint is in {config.out / 'checkpoints'}; "
@@ -116,21 +109,23 @@ def train(
 
 
 @click.command()
-@click.option(
-    "--strategy",
-    type=click.Choice(["parallel", "sequential"]),
-    required=True,
-    help="parallel: structured on GPUs 0,1 and toolcall on 2,3 at once; sequential: each on all GPUs.",
-)
+@option(settings.STRATEGY, required=True)
 @click.option(
     "--launcher", type=click.Choice(["accelerate", "torchrun"]), default="accelerate", show_default=True
 )
-@option(settings.GPUS, type=click.IntRange(min=2))
+@option(settings.GPUS)
 @option(settings.DRY_RUN)
 @workspace_options
 @click.argument("train_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
 def launch(
-    strategy: str, launcher: str, gpus: int, dry_run: bool, workspace: Workspace, train_args: tuple[str, ...]
+    runtime: Runtime,
+    strategy: str,
+    launcher: str,
+    gpus: int | None,
+    dry_run: bool,
+    workspace: Workspace,
+    train_args: tuple[str, ...],
 ) -> None:
     """Fine-tune both tracks on several GPUs (the specification's train_parallel.sh / train_sequential.sh).
 
@@ -138,6 +133,12 @@ def launch(
     """
     from slm_swap.train.launch import plan, run
 
+    gpus = gpus_to_use(gpus)
+    if gpus < 2:
+        raise ConfigError(
+            f"launch trains each track over several GPUs, and {gpus} is one\n"
+            f"  fix: give {settings.GPUS} 2 or more, or train on one GPU with `slm-swap train`"
+        )
     stages = plan(strategy, launcher=launcher, gpus=gpus, workspace=workspace, extra=train_args)
     for number, stage in enumerate(stages, start=1):
         together = " (at the same time)" if len(stage) > 1 else ""
@@ -146,7 +147,7 @@ def launch(
             stdout.print(f"  {item.shell()}")
     if dry_run:
         return
-    failed = [(item, code) for item, code in run(stages, dict(os.environ)) if code != 0]
+    failed = [(item, code) for item, code in run(stages, runtime.child_environment(os.environ)) if code != 0]
     for item, code in failed:
         stderr.print(f"{item.track} exited {code}; see {item.log}")
     if failed:
@@ -154,13 +155,13 @@ def launch(
     stdout.print("adapters: " + ", ".join(str(workspace.adapter(s.track)) for stage in stages for s in stage))
 
 
-def training_process() -> None:
+def training_process(runtime: Runtime) -> None:
     """Readies a process that trains: one GPU of several (TRL trains on one per process; `launch` starts
     one per GPU), then the training engine, imported before TRL (Unsloth patches what it imports after)."""
     from slm_swap.local import cuda
     from slm_swap.train.sft import load_engine
 
-    note = cuda.keep_one_gpu(os.environ)
+    note = cuda.keep_one_gpu(os.environ, launched=runtime.launched)
     if note:
         stderr.print(note)
-    load_engine()
+    load_engine(runtime)

@@ -19,36 +19,17 @@ from slm_swap import settings
 from slm_swap.data.nocall import NoCallRules, made_counts, pick_removable
 from slm_swap.data.rows import SourceRow
 from slm_swap.data.scan import collect, not_enough, scan
-from slm_swap.data.sources import Source, sample_path, source_for, xlam_source
+from slm_swap.data.sources import Source
 from slm_swap.data.splits import (
     MANIFEST,
     SplitSizes,
     check_outputs,
-    recorded_inputs,
     train_val_ids,
     write_splits,
     write_test_splits,
 )
 from slm_swap.files import many_objects, one_writer
 from slm_swap.types import Track
-
-# What the commands and the pipeline import from here: prepare's own names, the types of its
-# parameters, and the sources and the manifest's reader that go with them.
-__all__ = [
-    "SMOKE_ROWS_PER_TRACK",
-    "NoCallRules",
-    "PrepareResult",
-    "RowKinds",
-    "Source",
-    "SplitSizes",
-    "prepare",
-    "prepare_inputs",
-    "recorded_inputs",
-    "sample_path",
-    "smoke_splits",
-    "source_for",
-    "xlam_source",
-]
 
 SMOKE_ROWS_PER_TRACK = 50
 # prepare's defaults (frozen, so one instance serves every call): the specification's 32/8/8 rows, and the

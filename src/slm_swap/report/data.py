@@ -43,8 +43,8 @@ STANDIN_NOTE = (
 class Pricing:
     """Hosted price per 1,000 tokens (prompt, completion), for cost per correct call."""
 
-    input_per_1k: float = settings.PRICE_IN.default
-    output_per_1k: float = settings.PRICE_OUT.default
+    input_per_1k: float = settings.field(settings.PRICE_IN)
+    output_per_1k: float = settings.field(settings.PRICE_OUT)
 
     def batched(self) -> Pricing:
         """The price through the provider's Batch API (`--hosted-batch`): OpenAI's and Azure's global
