@@ -34,7 +34,7 @@ class Workspace:
         self, track: str, kind: str, split: str, *, fine_tuned: bool = False, native: bool = False
     ) -> Path:
         """The spec's run-file names, e.g. 05_eval/structured_slm_ft_test.json; with `native`, the run that
-        `run --protocol both` adds beside it, e.g. 05_eval/toolcall_slm_native_test.json."""
+        `run --both-protocols` adds beside it, e.g. 05_eval/toolcall_slm_native_test.json."""
         return (
             self.eval_dir
             / f"{track}_{kind}{'_ft' if fine_tuned else ''}{'_native' if native else ''}_{split}.json"

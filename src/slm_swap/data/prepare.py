@@ -18,7 +18,7 @@ from typing import Any
 from slm_swap import settings
 from slm_swap.data.nocall import NoCallRules, made_counts, pick_removable
 from slm_swap.data.rows import SourceRow
-from slm_swap.data.scan import collect, not_enough, scan
+from slm_swap.data.scan import Scan, collect, not_enough, scan
 from slm_swap.data.sources import Source
 from slm_swap.data.splits import (
     MANIFEST,
@@ -80,6 +80,22 @@ class PrepareResult:
     rows: dict[str, list[SourceRow]] = field(default_factory=dict)  # per split, as written
     kinds: dict[str, RowKinds] = field(default_factory=dict)  # per split (per track for --smoke)
 
+    @classmethod
+    def of(
+        cls,
+        found: Scan,
+        files: list[Path],
+        written: dict[str, list[SourceRow]],
+        kinds: dict[str, RowKinds],
+        *,
+        kept: list[Path] | None = None,
+        rows: dict[str, list[SourceRow]] | None = None,
+    ) -> PrepareResult:
+        """The result of writing `written` (rows per split, or per track) from the scan `found`."""
+        counts = {k: len(v) for k, v in written.items()}
+        found_ = (found.rows_read, found.skipped, dict(found.unknown_types))
+        return cls(files, counts, *found_, kept or [], dict(found.left_out), rows or {}, kinds)
+
 
 def prepare(
     source: Source,
@@ -129,16 +145,8 @@ def prepare(
                 splits[split] += extra
                 rng.shuffle(splits[split])
         written = write_splits(out_dir, splits, inputs)
-        return PrepareResult(
-            written.files,
-            {k: len(v) for k, v in splits.items()},
-            found.rows_read,
-            found.skipped,
-            dict(found.unknown_types),
-            left_out=dict(found.left_out),
-            rows=splits,
-            kinds={k: RowKinds.of(v, made.get(k, 0)) for k, v in splits.items()},
-        )
+        kinds = {k: RowKinds.of(v, made.get(k, 0)) for k, v in splits.items()}
+        return PrepareResult.of(found, written.files, splits, kinds, rows=splits)
 
 
 def smoke_splits(
@@ -167,13 +175,6 @@ def smoke_splits(
             "toolcall": [rows[i] for i in chosen[per_track:]],
         }
         written = write_test_splits(out_dir, per_track_rows)
-        return PrepareResult(
-            written.files,
-            {t: len(r) for t, r in per_track_rows.items()},
-            found.rows_read,
-            found.skipped,
-            dict(found.unknown_types),
-            written.kept,
-            dict(found.left_out),
-            kinds={t: RowKinds.of(r) for t, r in per_track_rows.items()},
-        )
+        by_track: dict[str, list[SourceRow]] = {str(t): r for t, r in per_track_rows.items()}
+        kinds = {t: RowKinds.of(r) for t, r in by_track.items()}
+        return PrepareResult.of(found, written.files, by_track, kinds, kept=written.kept)

@@ -70,7 +70,7 @@ class TrackData:
     decisions: dict[str, Decision]  # "slm" and "slm_ft": each vs hosted
     examples: dict[str, Example]  # those the example browser shows (`shown`)
     shown: Shown | None = None
-    # `run --protocol both`: per side (hosted, slm), its native run against its prompt run, paired.
+    # `run --both-protocols`: per side (hosted, slm), its native run against its prompt run, paired.
     formats: dict[str, Decision] = field(default_factory=dict)
     leaning: RuleVerdict | None = None  # not settled: what the delta rule says on these rows
 
@@ -125,7 +125,7 @@ def load(eval_dir: Path) -> tuple[VerdictHeader | None, list[TrackData]]:
 
 
 def _formats(workspace: Workspace, runs: dict[str, RunResult]) -> dict[str, Decision]:
-    """Where `run --protocol both` asked each side natively too: per side, the native run compared with
+    """Where `run --both-protocols` asked each side natively too: per side, the native run compared with
     the prompt run on the same examples (difference: native − prompt, paired)."""
     native = {
         side: workspace.run_file(run.meta.track, run.meta.model_kind, run.meta.split, native=True)
