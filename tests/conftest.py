@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from slm_swap.types import Example
+from tests.cli import cli
 
 pytest_plugins = ["tests.langfuse_receiver", "tests.openai_server"]
 
@@ -94,12 +95,10 @@ def write_xlam(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture
 def prepared(workspace: Path) -> list[Example]:
     """The shipped sample prepared in the workspace; returns the toolcall test split."""
-    from click.testing import CliRunner
 
-    from slm_swap.cli import main
     from slm_swap.files import read_examples
 
-    assert CliRunner().invoke(main, ["prepare"]).exit_code == 0
+    assert cli(["prepare"]).exit_code == 0
     return read_examples(Path("02_dataset/toolcall/test.jsonl"))
 
 
@@ -169,15 +168,13 @@ def tiny_adapter(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def azure(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A fake Azure deployment that answers every toolcall test question with its gold answer (a perfect
     hosted model, so the tiny SLM trails and the run fine-tunes)."""
-    from click.testing import CliRunner
 
-    from slm_swap.cli import main
     from slm_swap.files import read_examples
 
     from .openai_server import FakeOpenAIServer
 
     sizes = ["--train-size", "4", "--val-size", "2", "--test-size", "4"]
-    assert CliRunner().invoke(main, ["prepare", *sizes]).exit_code == 0
+    assert cli(["prepare", *sizes]).exit_code == 0
     server = FakeOpenAIServer(api_key="azure-secret-key", deployment="gpt-test").start()
     for example in read_examples(Path("02_dataset/toolcall/test.jsonl")):
         server.answers[example.prompt] = example.completion

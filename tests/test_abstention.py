@@ -7,13 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from click.testing import CliRunner
-
-from slm_swap.cli import main
 from slm_swap.compare import read_decision
 from slm_swap.files import read_examples
 from slm_swap.runs import read_run
 from slm_swap.types import Example
+from tests.cli import cli
 
 from .openai_server import FakeOpenAIServer
 from .test_openai_source import answer, call, row, user, write
@@ -47,13 +45,13 @@ def predictions(examples: list[Example], path: Path, *, always_call: bool) -> Pa
 
 def eval_replay(predictions: Path, out: str) -> Any:
     args = ["eval", "--track", "toolcall", "--model-kind", "replay", "--predictions", str(predictions)]
-    return CliRunner().invoke(main, [*args, "--out", out])
+    return cli([*args, "--out", out])
 
 
 def test_a_model_that_always_calls_trails_on_abstention_and_is_told_to_fine_tune(workspace: Path) -> None:
     log = write(Path("log.jsonl"), traffic())
     sizes = ["--train-size", "0", "--val-size", "0", "--test-size", "10"]
-    prepared = CliRunner().invoke(main, ["prepare", "--source", "openai", "--dataset-path", str(log), *sizes])
+    prepared = cli(["prepare", "--source", "openai", "--dataset-path", str(log), *sizes])
     assert prepared.exit_code == 0, prepared.output
     examples = read_examples(Path("02_dataset/toolcall/test.jsonl"))
     assert sum(not e.gold for e in examples) == 4
@@ -74,7 +72,7 @@ def test_a_model_that_always_calls_trails_on_abstention_and_is_told_to_fine_tune
     assert {r.error_category for r in slm.results if r.id.startswith("openai-talk")} == {"unwanted_call"}
 
     args = ["compare", "--track", "toolcall", "--azure", "05_eval/h.json", "--slm", "05_eval/s.json"]
-    decided = CliRunner().invoke(main, args)
+    decided = cli(args)
     assert decided.exit_code == 10, decided.output  # FINE_TUNE=1: on abstention alone
     assert "FINE_TUNE=1" in decided.output and "abstention" in decided.output
     decision = read_decision(Path("05_eval/toolcall_decision.json"))
@@ -86,7 +84,7 @@ def test_a_model_that_always_calls_trails_on_abstention_and_is_told_to_fine_tune
 
     Path("05_eval/toolcall_slm_test.json").write_bytes(Path("05_eval/s.json").read_bytes())
     Path("05_eval/toolcall_azure_test.json").write_bytes(Path("05_eval/h.json").read_bytes())
-    report = CliRunner().invoke(main, ["report"])
+    report = cli(["report"])
     assert report.exit_code == 0, report.output
     page = Path("05_eval/report.html").read_text()
     assert "<td>abstention</td>" in page and "unwanted_call" in page
@@ -100,12 +98,7 @@ def test_no_call_rows_are_scored_from_every_backend(
     constrained: every no-call row gets the abstention metrics, every call row the call metrics."""
     log = write(Path("log.jsonl"), traffic())
     sizes = ["--train-size", "0", "--val-size", "0", "--test-size", "10"]
-    assert (
-        CliRunner()
-        .invoke(main, ["prepare", "--source", "openai", "--dataset-path", str(log), *sizes])
-        .exit_code
-        == 0
-    )
+    assert cli(["prepare", "--source", "openai", "--dataset-path", str(log), *sizes]).exit_code == 0
     examples = {e.id: e for e in read_examples(Path("02_dataset/toolcall/test.jsonl"))}
     for e in examples.values():
         openai_server.answers[e.prompt] = e.completion
@@ -116,7 +109,7 @@ def test_no_call_rows_are_scored_from_every_backend(
         ("free", local),
         ("constrained", [*local, "--constrained"]),
     ):
-        done = CliRunner().invoke(main, ["eval", "--track", "toolcall", *args, "--out", f"{name}.json"])
+        done = cli(["eval", "--track", "toolcall", *args, "--out", f"{name}.json"])
         assert done.exit_code == 0, (name, done.output)
         run = read_run(Path(f"{name}.json"))
         for r in run.results:
@@ -146,7 +139,7 @@ def test_no_call_rows_train_like_any_other_with_the_no_call_answer_as_completion
     from slm_swap.train.sft import TrainConfig, build_trainer
 
     sizes = ["--train-size", "8", "--val-size", "4", "--test-size", "0", "--irrelevance-share", "0.5"]
-    assert CliRunner().invoke(main, ["prepare", *sizes]).exit_code == 0
+    assert cli(["prepare", *sizes]).exit_code == 0
     for track, no_call in (("toolcall", NO_CALL_REPLY), ("structured", '{"calls": []}')):
         rows = read_examples(Path(f"02_dataset/{track}/train.jsonl"))
         assert sum(not e.gold for e in rows) == 4
@@ -172,7 +165,7 @@ def test_a_split_of_no_call_rows_only_is_evaluated_on_abstention(workspace: Path
     data = Path(__file__).parent / "data" / "bfcl"
     sizes = ["--train-size", "0", "--val-size", "0", "--test-size", "5"]
     prepare = ["prepare", "--source", "bfcl", "--dataset-path", str(data), "--bfcl-category", "irrelevance"]
-    assert CliRunner().invoke(main, [*prepare, *sizes]).exit_code == 0
+    assert cli([*prepare, *sizes]).exit_code == 0
     for track, always in (
         ("toolcall", '<tool_call name="x">{}</tool_call>'),
         ("structured", '{"calls": []}'),
@@ -181,7 +174,7 @@ def test_a_split_of_no_call_rows_only_is_evaluated_on_abstention(workspace: Path
         answers = Path(f"{track}.jsonl")
         answers.write_text("".join(json.dumps({"id": e.id, "output": always}) + "\n" for e in examples))
         args = ["eval", "--track", track, "--model-kind", "replay", "--predictions", str(answers)]
-        done = CliRunner().invoke(main, [*args, "--out", f"{track}.json"])
+        done = cli([*args, "--out", f"{track}.json"])
         assert done.exit_code == 0, done.output
         summary = read_run(Path(f"{track}.json")).summary
         abstained = 0.0 if track == "toolcall" else 1.0

@@ -15,14 +15,13 @@ from typing import Any
 import pytest
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError
-from click.testing import CliRunner
 
 from slm_swap.backends import hosted
-from slm_swap.cli import main
 from slm_swap.errors import ConfigError
 from slm_swap.runs import read_run
 from slm_swap.settings import AzureSettings
 from slm_swap.types import Example
+from tests.cli import cli
 from tests.openai_server import FakeOpenAIServer, Fault
 from tests.test_hosted import answer_all
 from tests.test_label import unlabelled_log_and_azure_teacher
@@ -73,7 +72,7 @@ def test_v1_endpoint_asks_the_deployment_without_api_version(
 ) -> None:
     answer_all(openai_server, prepared)
     azure_env(monkeypatch, f"{openai_server.azure_root}/openai/v1/", key="test-key", version=version)
-    result = CliRunner().invoke(main, EVAL)
+    result = cli(EVAL)
     assert result.exit_code == 0, result.output
     run = read_run(RUN_FILE)
     assert run.summary.metrics["ast_match"] == 1.0 and run.summary.errors == 0
@@ -112,7 +111,7 @@ def test_without_a_key_the_requests_carry_an_entra_id_token(
         "models": f"{openai_server.azure_root}/models/chat/completions",
     }[form]
     azure_env(monkeypatch, endpoint, key=None, version=None if form == "v1" else "2024-05-01-preview")
-    result = CliRunner().invoke(main, EVAL)
+    result = cli(EVAL)
     assert result.exit_code == 0, result.output
     assert read_run(RUN_FILE).summary.metrics["ast_match"] == 1.0
     assert len(openai_server.requests) == len(prepared)
@@ -127,7 +126,7 @@ def test_keyless_without_azure_identity_says_what_to_install(
 ) -> None:
     monkeypatch.setitem(sys.modules, "azure.identity", None)  # an import of it fails, as when not installed
     azure_env(monkeypatch, f"{openai_server.azure_root}/openai/v1/", key=None, version=None)
-    result = CliRunner().invoke(main, EVAL)
+    result = cli(EVAL)
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "pip install 'slm-swap[azure]'" in result.output and "AZURE_API_KEY" in result.output
     assert openai_server.requests == [] and not RUN_FILE.exists()
@@ -143,7 +142,7 @@ def test_keyless_auth_that_fails_stops_the_run_saying_what_to_check(
     monkeypatch.setattr(hosted, "azure_credential", lambda: credential)
     openai_server.entra_token = "the-valid-token"
     azure_env(monkeypatch, f"{openai_server.azure_root}/openai/v1/", key=None, version=None)
-    result = CliRunner().invoke(main, EVAL)
+    result = cli(EVAL)
     assert result.exit_code == 2 and "Traceback" not in result.output
     if failure == "no credential":
         assert "no Microsoft Entra ID token for Azure: DefaultAzureCredential failed" in result.output
@@ -164,7 +163,7 @@ def test_retry_after_ms_is_honoured_through_the_client_settings(
     headers = {"retry-after-ms": "1500", "retry-after": "30"}
     openai_server.faults = {first: [Fault("status", 429, headers=headers)]}
     azure_env(monkeypatch, f"{openai_server.azure_root}/openai/v1/", key="test-key", version=None)
-    result = CliRunner().invoke(main, [*EVAL, "--max-retries", "1"])
+    result = cli([*EVAL, "--max-retries", "1"])
     assert result.exit_code == 0, result.output
     run = read_run(RUN_FILE)
     assert run.summary.metrics["ast_match"] == 1.0 and run.summary.errors == 0
@@ -182,7 +181,7 @@ def test_native_requests_carry_no_strict_tools_so_parallel_calls_stay_allowed(
     azure_env(monkeypatch, f"{openai_server.azure_root}/openai/v1/", key="test-key", version=None)
     for track in ("structured", "toolcall"):
         argv = ["eval", "--track", track, "--model-kind", "azure", "--protocol", "native"]
-        result = CliRunner().invoke(main, argv)
+        result = cli(argv)
         assert result.exit_code == 0, result.output
     structured, toolcall = openai_server.requests[0].body, openai_server.requests[-1].body
     assert structured["response_format"]["type"] == "json_schema"
@@ -197,14 +196,14 @@ def test_eval_prints_and_records_the_cost_estimate_before_the_first_request(
 ) -> None:
     azure_env(monkeypatch, f"{openai_server.azure_root}/openai/v1/", key="wrong-key", version=None)
     prices = ["--price-per-1k-input", "0.01", "--price-per-1k-output", "0.02", "--max-new-tokens", "100"]
-    refused = CliRunner().invoke(main, [*EVAL, *prices])
+    refused = cli([*EVAL, *prices])
     # The key is refused at the first answer: the estimate was printed before any request was sent.
     assert refused.exit_code == 2 and "refused the API key" in refused.output
     assert f"cost estimate: {len(prepared)} requests" in refused.output
 
     answer_all(openai_server, prepared)
     monkeypatch.setenv("AZURE_API_KEY", "test-key")
-    result = CliRunner().invoke(main, [*EVAL, *prices])
+    result = cli([*EVAL, *prices])
     assert result.exit_code == 0, result.output
     tokens = sum(
         math.ceil(len(json.dumps({"messages": e.messages()}, ensure_ascii=False)) / 4) for e in prepared
@@ -228,7 +227,7 @@ def test_eval_prints_and_records_the_cost_estimate_before_the_first_request(
     }
     # Prices are not part of the run's identity: other prices keep the finished run, and ask nothing.
     asked = len(openai_server.requests)
-    again = CliRunner().invoke(main, [*EVAL, "--price-per-1k-input", "5", "--max-new-tokens", "100"])
+    again = cli([*EVAL, "--price-per-1k-input", "5", "--max-new-tokens", "100"])
     assert again.exit_code == 0 and "already complete" in again.output and "cost estimate" not in again.output
     assert len(openai_server.requests) == asked
 
@@ -237,9 +236,7 @@ def test_local_and_replay_runs_give_no_estimate(prepared: list[Example]) -> None
     Path("preds.jsonl").write_text(
         "".join(json.dumps({"id": e.id, "output": e.completion}) + "\n" for e in prepared)
     )
-    result = CliRunner().invoke(
-        main, ["eval", "--track", "toolcall", "--model-kind", "replay", "--predictions", "preds.jsonl"]
-    )
+    result = cli(["eval", "--track", "toolcall", "--model-kind", "replay", "--predictions", "preds.jsonl"])
     assert result.exit_code == 0, result.output
     assert "cost estimate" not in result.output
     assert "estimate" not in read_run(Path("05_eval/toolcall_replay_test.json")).meta.settings
@@ -251,7 +248,7 @@ def test_label_prints_the_cost_estimate(
     unlabelled_log_and_azure_teacher(openai_server, monkeypatch)
     azure_env(monkeypatch, f"{openai_server.azure_root}/openai/v1/", key="test-key", version=None)
     argv = ["label", "--input", "log.jsonl", "--out", "labelled.jsonl", "--model-kind", "azure"]
-    result = CliRunner().invoke(main, [*argv, "--max-new-tokens", "50"])
+    result = cli([*argv, "--max-new-tokens", "50"])
     assert result.exit_code == 0 and "10 labelled by gpt-test" in result.output, result.output
     assert "cost estimate: 10 requests" in result.output and "at most 500 completion tokens" in result.output
     assert len(Path("labelled.jsonl").read_text().splitlines()) == 10
@@ -263,7 +260,7 @@ def test_run_prints_and_records_the_estimate_of_each_hosted_evaluation(
     argv = ["run", "--model-path", str(tiny_model), "--tracks", "toolcall", "--hosted-kind", "azure"]
     argv += ["--train-size", "4", "--val-size", "2", "--test-size", "4", "--max-new-tokens", "8"]
     argv += ["--max-length", "512", "--train-batch-size", "2", "--price-per-1k-input", "1"]
-    result = CliRunner().invoke(main, argv)
+    result = cli(argv)
     assert "Traceback" not in result.output and result.exit_code in (0, 3), result.output  # 3: not settled
     lines = result.output.splitlines()
     asking = next(i for i, line in enumerate(lines) if line.startswith("eval toolcall hosted: 4 examples"))

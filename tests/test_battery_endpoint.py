@@ -17,11 +17,11 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from slm_swap.cli import main
 from slm_swap.runs import read_run
 from slm_swap.types import Example
+from tests.cli import cli
 from tests.langfuse_receiver import LangfuseReceiver
 from tests.openai_server import FakeOpenAIServer
 from tests.test_label import prompt_of
@@ -38,7 +38,7 @@ def args_for(server: FakeOpenAIServer, base_url: str | None = None) -> list[str]
 
 
 def invoke(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args))
+    return cli(list(args))
 
 
 def warnings_in(output: str) -> list[str]:

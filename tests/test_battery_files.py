@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from slm_swap.cli import main
+from tests.cli import cli
 
 from .conftest import DATA
 
@@ -118,7 +117,7 @@ def check_command(
     for what, damaged in cases:
         target.write_bytes(damaged)
         before = snapshot(root, target)
-        result = CliRunner().invoke(main, argv)
+        result = cli(argv)
         case = f"{target.name} ({what}) through `slm-swap {' '.join(argv)}`"
         assert result.exit_code in (*ok, 2), (
             f"{case}: exit {result.exit_code}\n{result.output}\n{result.exception!r}"
@@ -172,7 +171,7 @@ def test_xlam_json_and_jsonl(workspace: Path) -> None:
     rows = sample_rows(6)
     Path("in.json").write_text(json.dumps(rows, indent=1))
     Path("in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert CliRunner().invoke(main, ["prepare", "--dataset-path", "in.json", *PREPARE_SMALL]).exit_code == 0
+    assert cli(["prepare", "--dataset-path", "in.json", *PREPARE_SMALL]).exit_code == 0
     for name, jsonl in (("in.json", False), ("in.jsonl", True)):
         target = Path(name)
         cases = mutations(target.read_bytes(), seed=1, jsonl=jsonl)
@@ -194,7 +193,7 @@ def test_bfcl_data(workspace: Path) -> None:
         "simple_python",
         *PREPARE_SMALL,
     ]
-    assert CliRunner().invoke(main, argv).exit_code == 0
+    assert cli(argv).exit_code == 0
     for target in (
         folder / "BFCL_v4_simple_python.json",
         folder / "possible_answer" / "BFCL_v4_simple_python.json",
@@ -215,9 +214,9 @@ def evaluated(prepared: Any) -> Callable[[], None]:
     write_predictions(prepared, Path("preds.jsonl"))
     write_predictions(prepared, Path("worse.jsonl"), wrong=3)
     replay = ["eval", "--track", "toolcall", "--model-kind", "replay", "--predictions"]
-    assert CliRunner().invoke(main, [*replay, "preds.jsonl", "--out", "05_eval/hosted.json"]).exit_code == 0
-    assert CliRunner().invoke(main, [*replay, "worse.jsonl", "--out", "05_eval/slm.json"]).exit_code == 0
-    assert CliRunner().invoke(main, COMPARE).exit_code == 10
+    assert cli([*replay, "preds.jsonl", "--out", "05_eval/hosted.json"]).exit_code == 0
+    assert cli([*replay, "worse.jsonl", "--out", "05_eval/slm.json"]).exit_code == 0
+    assert cli(COMPARE).exit_code == 10
     return lambda: None
 
 
@@ -267,7 +266,7 @@ def test_decision_and_verdict_files(workspace: Path, evaluated: Callable[[], Non
             }
         )
     )
-    assert CliRunner().invoke(main, ["report"]).exit_code == 0
+    assert cli(["report"]).exit_code == 0
     record(
         "verdict", check_command(verdict, ["report"], mutations(verdict.read_bytes(), 7, False), workspace)
     )
@@ -286,7 +285,7 @@ def test_journals(workspace: Path, evaluated: Callable[[], None]) -> None:
     for what, damaged in mutations(good, seed=8, jsonl=True):
         Path("05_eval/again.json").unlink(missing_ok=True)
         journal.write_bytes(damaged)
-        result = CliRunner().invoke(main, [*RESUME, "preds.jsonl"])
+        result = cli([*RESUME, "preds.jsonl"])
         assert result.exit_code == 0, f"journal ({what}): {result.output}"
         resumed = read_run(Path("05_eval/again.json"))
         assert [r.id for r in resumed.results] == [r.id for r in clean.results], what

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from slm_swap.cli import main
 from slm_swap.compare import mcnemar_exact
 from slm_swap.errors import SlmSwapError
 from slm_swap.files import one_writer
 from slm_swap.types import Example
+from tests.cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL = ["eval", "--track", "toolcall", "--model-kind", "replay", "--split", "test"]
@@ -68,11 +68,11 @@ def nothing_in(folder: Path) -> None:
 def test_eval_out_that_is_a_folder_or_under_a_file_writes_nothing(prepared: list[Example]) -> None:
     preds = predictions(prepared, Path("preds.jsonl"))
     Path("runs").mkdir()
-    result = CliRunner().invoke(main, [*EVAL, "--predictions", str(preds), "--out", "runs"])
+    result = cli([*EVAL, "--predictions", str(preds), "--out", "runs"])
     refused(result, "runs is a folder", "--out runs/name.json")
     nothing_in(Path("runs"))
     Path("flat").write_text("a file")
-    result = CliRunner().invoke(main, [*EVAL, "--predictions", str(preds), "--out", "flat/run.json"])
+    result = cli([*EVAL, "--predictions", str(preds), "--out", "flat/run.json"])
     refused(result, "flat is a file, so flat/run.json cannot be written")
     assert Path("flat").read_text() == "a file"
 
@@ -81,7 +81,7 @@ def test_eval_follows_a_symlinked_output_folder(prepared: list[Example]) -> None
     preds = predictions(prepared, Path("preds.jsonl"))
     Path("real").mkdir()
     Path("linked").symlink_to("real")
-    result = CliRunner().invoke(main, [*EVAL, "--predictions", str(preds), "--out", "linked/run.json"])
+    result = cli([*EVAL, "--predictions", str(preds), "--out", "linked/run.json"])
     assert result.exit_code == 0, result.output
     assert strict(Path("real/run.json").read_text())["summary"]["ast_match"] == 1.0
 
@@ -107,12 +107,9 @@ def test_a_read_only_output_folder_stops_eval_compare_and_report(
     prepared: list[Example], read_only: Path
 ) -> None:
     preds = predictions(prepared, Path("preds.jsonl"))
-    assert CliRunner().invoke(main, [*EVAL, "--predictions", str(preds)]).exit_code == 0
+    assert cli([*EVAL, "--predictions", str(preds)]).exit_code == 0
     run = "05_eval/toolcall_replay_test.json"
-    assert (
-        CliRunner().invoke(main, ["compare", "--track", "toolcall", "--azure", run, "--slm", run]).exit_code
-        == 0
-    )
+    assert cli(["compare", "--track", "toolcall", "--azure", run, "--slm", run]).exit_code == 0
     commands = {
         "eval": [*EVAL, "--predictions", str(preds), "--out", f"{read_only}/run.json"],
         "compare": [
@@ -129,34 +126,30 @@ def test_a_read_only_output_folder_stops_eval_compare_and_report(
         "report": ["report", "--out", f"{read_only}/report.html"],
     }
     for args in commands.values():
-        refused(CliRunner().invoke(main, args), f"cannot write in {read_only}")
+        refused(cli(args), f"cannot write in {read_only}")
     assert not list(read_only.glob("*.json*")) and not list(read_only.glob("report*"))
     assert not Path("05_eval/run.json.journal").exists()
 
 
 def test_prepare_out_dir_that_is_a_file_or_holds_a_file_in_the_way(workspace: Path) -> None:
     Path("data").write_text("a file")
-    refused(CliRunner().invoke(main, ["prepare", "--out-dir", "data"]), "data is a file", "--out-dir")
+    refused(cli(["prepare", "--out-dir", "data"]), "data is a file", "--out-dir")
     Path("splits").mkdir()
     Path("splits/toolcall").write_text("in the way")
-    refused(CliRunner().invoke(main, ["prepare", "--out-dir", "splits"]), "splits/toolcall is a file")
+    refused(cli(["prepare", "--out-dir", "splits"]), "splits/toolcall is a file")
     assert sorted(p.name for p in Path("splits").iterdir()) == ["toolcall"]  # no empty structured/ left
 
 
 def test_report_whose_markdown_twin_is_a_folder_writes_neither(prepared: list[Example]) -> None:
     preds = predictions(prepared, Path("preds.jsonl"))
-    assert CliRunner().invoke(main, [*EVAL, "--predictions", str(preds)]).exit_code == 0
+    assert cli([*EVAL, "--predictions", str(preds)]).exit_code == 0
     run = "05_eval/toolcall_replay_test.json"
-    compared = CliRunner().invoke(main, ["compare", "--track", "toolcall", "--azure", run, "--slm", run])
+    compared = cli(["compare", "--track", "toolcall", "--azure", run, "--slm", run])
     assert compared.exit_code == 0, compared.output
     Path("out/report.md").mkdir(parents=True)
-    refused(CliRunner().invoke(main, ["report", "--out", "out/report.html"]), "out/report.md is a folder")
+    refused(cli(["report", "--out", "out/report.html"]), "out/report.md is a folder")
     assert not Path("out/report.html").exists()
-    refused(
-        CliRunner().invoke(
-            main, ["compare", "--track", "toolcall", "--azure", run, "--slm", run, "--out", "out"]
-        )
-    )
+    refused(cli(["compare", "--track", "toolcall", "--azure", run, "--slm", run, "--out", "out"]))
 
 
 # --- two writers ----------------------------------------------------------------------------------------
@@ -190,10 +183,10 @@ def test_a_second_writer_of_the_same_run_stops_naming_the_first(prepared: list[E
     preds = predictions(prepared, Path("preds.jsonl"))
     out = Path("05_eval/toolcall_replay_test.json")
     with held_by_another(out) as pid:
-        result = CliRunner().invoke(main, [*EVAL, "--predictions", str(preds)])
+        result = cli([*EVAL, "--predictions", str(preds)])
         refused(result, f"is being written by another slm-swap (pid {pid})")
         assert not out.exists() and not Path(f"{out}.journal").exists()
-    assert CliRunner().invoke(main, [*EVAL, "--predictions", str(preds)]).exit_code == 0
+    assert cli([*EVAL, "--predictions", str(preds)]).exit_code == 0
     assert not Path(f"{out}.lock").exists()
 
 
@@ -232,7 +225,7 @@ def test_extreme_values_in_predictions_are_bad_input(
     first = {k: v for k, v in json.loads(lines[0]).items() if k != key}
     lines[0] = json.dumps(first)[:-1] + f', "{key}": {raw}}}'
     path.write_text("\n".join(lines) + "\n")
-    result = CliRunner().invoke(main, [*EVAL, "--predictions", str(path)])
+    result = cli([*EVAL, "--predictions", str(path)])
     refused(result, "preds.jsonl", said)
     nothing_in(Path("05_eval"))
 
@@ -250,7 +243,7 @@ def test_a_surrogate_in_a_logged_conversation_is_bad_input(workspace: Path, wher
     # The escape as a file holds it: \ud800 in the message's JSON, \\ud800 inside the arguments' string.
     line = line.replace("\\\\ud800", "\\ud800") if where == "user message" else line
     Path("log.jsonl").write_text(line + "\n")
-    result = CliRunner().invoke(main, ["prepare", "--source", "openai", "--dataset-path", "log.jsonl"])
+    result = cli(["prepare", "--source", "openai", "--dataset-path", "log.jsonl"])
     refused(result, "log.jsonl", "lone surrogate")
     nothing_in(Path("02_dataset"))
 
@@ -261,7 +254,7 @@ def test_nan_in_an_answer_is_not_valid_json_and_run_files_are_standard_json(prep
     for text in ('{"calls": [{"name": "f", "arguments": {"x": NaN}}]}', '{"calls": [], "x": Infinity}'):
         assert not parse_structured(text).valid
     preds = predictions(prepared, Path("preds.jsonl"), output='<tool_call name="f">{"x": NaN}</tool_call>')
-    assert CliRunner().invoke(main, [*EVAL, "--predictions", str(preds)]).exit_code == 0
+    assert cli([*EVAL, "--predictions", str(preds)]).exit_code == 0
     run = strict(Path("05_eval/toolcall_replay_test.json").read_text())
     assert run["results"][0]["metrics"]["format_valid"] == 0.0
 
@@ -270,12 +263,9 @@ def test_report_md_escapes_names(prepared: list[Example]) -> None:
     name = "h|<img src=x onerror=alert(1)>"
     preds = predictions(prepared, Path(f"{name}.jsonl"))
     out = "05_eval/hosted.json"
-    assert CliRunner().invoke(main, [*EVAL, "--predictions", str(preds), "--out", out]).exit_code == 0
-    assert (
-        CliRunner().invoke(main, ["compare", "--track", "toolcall", "--azure", out, "--slm", out]).exit_code
-        == 0
-    )
-    assert CliRunner().invoke(main, ["report"]).exit_code == 0
+    assert cli([*EVAL, "--predictions", str(preds), "--out", out]).exit_code == 0
+    assert cli(["compare", "--track", "toolcall", "--azure", out, "--slm", out]).exit_code == 0
+    assert cli(["report"]).exit_code == 0
     markdown = Path("05_eval/report.md").read_text()
     assert "<img" not in markdown
     row = next(line for line in markdown.splitlines() if "onerror" in line)
@@ -328,12 +318,7 @@ def _report_of(n: int, folder: Path) -> tuple[int, str]:
             ]
             f.write(json.dumps({"id": f"r{i}", "messages": messages, "tools": [tool]}) + "\n")
     sizes = ["--train-size", "0", "--val-size", "0", "--test-size", str(n)]
-    assert (
-        CliRunner()
-        .invoke(main, ["prepare", "--source", "openai", "--dataset-path", "log.jsonl", *sizes])
-        .exit_code
-        == 0
-    )
+    assert cli(["prepare", "--source", "openai", "--dataset-path", "log.jsonl", *sizes]).exit_code == 0
     split = [json.loads(line) for line in Path("02_dataset/toolcall/test.jsonl").read_text().splitlines()]
     for side, wrong in (("hosted", 0), ("slm", 3)):
         rows = [
@@ -346,7 +331,7 @@ def _report_of(n: int, folder: Path) -> tuple[int, str]:
         ]
         Path(f"{side}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         args = [*EVAL, "--predictions", f"{side}.jsonl", "--out", f"05_eval/{side}.json"]
-        assert CliRunner().invoke(main, args).exit_code == 0
+        assert cli(args).exit_code == 0
     compare = [
         "compare",
         "--track",
@@ -356,8 +341,8 @@ def _report_of(n: int, folder: Path) -> tuple[int, str]:
         "--slm",
         "05_eval/slm.json",
     ]
-    assert CliRunner().invoke(main, compare).exit_code == 10
-    assert CliRunner().invoke(main, ["report"]).exit_code == 0
+    assert cli(compare).exit_code == 10
+    assert cli(["report"]).exit_code == 0
     page = Path("05_eval/report.html")
     return page.stat().st_size, page.read_text()
 
@@ -372,7 +357,7 @@ def test_the_report_stays_the_same_size_whatever_the_runs_size(workspace: Path) 
 
 def test_written_files_follow_the_umask_like_any_other(prepared: list[Example]) -> None:
     preds = predictions(prepared, Path("preds.jsonl"))
-    assert CliRunner().invoke(main, [*EVAL, "--predictions", str(preds)]).exit_code == 0
+    assert cli([*EVAL, "--predictions", str(preds)]).exit_code == 0
     mask = os.umask(0)
     os.umask(mask)
     mode = Path("05_eval/toolcall_replay_test.json").stat().st_mode & 0o777
@@ -386,7 +371,7 @@ def test_a_run_file_changed_after_writing_is_checked_field_by_field_again(prepar
     from slm_swap.runs import read_run
 
     preds = predictions(prepared, Path("preds.jsonl"))
-    assert CliRunner().invoke(main, [*EVAL, "--predictions", str(preds)]).exit_code == 0
+    assert cli([*EVAL, "--predictions", str(preds)]).exit_code == 0
     path = Path("05_eval/toolcall_replay_test.json")
     data = strict(path.read_text())
     assert len(data["sha256"]) == 64 and len(read_run(path).results) == len(prepared)
@@ -405,10 +390,10 @@ def _eval_and_compare(prepared: list[Example]) -> tuple[Path, Path]:
     slm = Path("05_eval/toolcall_slm_test.json")
     for out, changes in ((hosted, {}), (slm, {"output": "no call"})):
         preds = predictions(prepared, Path(f"{out.stem}.jsonl"), **changes)
-        result = CliRunner().invoke(main, [*EVAL, "--predictions", str(preds), "--out", str(out)])
+        result = cli([*EVAL, "--predictions", str(preds), "--out", str(out)])
         assert result.exit_code == 0, result.output
     args = ["compare", "--track", "toolcall", "--azure", str(hosted), "--slm", str(slm)]
-    assert CliRunner().invoke(main, args).exit_code in (0, 10)
+    assert cli(args).exit_code in (0, 10)
     return hosted, slm
 
 
@@ -440,7 +425,7 @@ def test_no_command_writes_over_one_of_its_inputs_force_or_not(prepared: list[Ex
         ),
     }
     for name, (args, said) in cases.items():
-        result = CliRunner().invoke(main, args)
+        result = cli(args)
         assert result.exit_code == 2, (name, result.output)
         refused(result, said, "which this command reads", "fix: choose another --out")
     assert {p: p.read_bytes() for p in before} == before
@@ -463,11 +448,11 @@ def test_prepare_label_and_train_do_not_write_over_their_sources(workspace: Path
     log.write_text("".join(json.dumps(r) + "\n" for r in rows))
     before = log.read_bytes()
     args = ["prepare", "--source", "openai", "--dataset-path", str(log), "--out-dir", "data"]
-    refused(CliRunner().invoke(main, args), "data/toolcall/train.jsonl is the source", "--out-dir")
+    refused(cli(args), "data/toolcall/train.jsonl is the source", "--out-dir")
     assert log.read_bytes() == before and sorted(Path("data").rglob("*")) == [log.parent, log]
     label = ["label", "--input", str(log), "--out", str(log), "--force", "--model-kind", "openai"]
     endpoint = ["--base-url", "http://127.0.0.1:9/v1", "--api-key", "k", "--model", "m"]  # never asked
-    refused(CliRunner().invoke(main, [*label, *endpoint]), "is the input file")
+    refused(cli([*label, *endpoint]), "is the input file")
     assert log.read_bytes() == before
     with pytest.raises(SlmSwapError, match="data/toolcall holds the train split"):
         TrainConfig(
@@ -495,7 +480,7 @@ def test_a_lock_path_planted_by_someone_else_is_refused_and_its_target_kept(
         os.link(victim, lock)
     else:
         lock.write_text("my notes, not a pid\n")
-    result = CliRunner().invoke(main, [*EVAL, "--predictions", str(preds), "--out", "05_eval/b.json"])
+    result = cli([*EVAL, "--predictions", str(preds), "--out", "05_eval/b.json"])
     refused(result, "05_eval/b.json.lock, the lock slm-swap takes before writing")
     assert victim.read_text() == "precious\n" and not Path("05_eval/b.json").exists()
     if planted != "symlink":
@@ -506,7 +491,7 @@ def test_a_stale_lock_of_a_killed_process_is_taken_over(prepared: list[Example])
     preds = predictions(prepared, Path("preds.jsonl"))
     Path("05_eval").mkdir()
     Path("05_eval/toolcall_replay_test.json.lock").write_text("99999999\n")  # its process died holding it
-    assert CliRunner().invoke(main, [*EVAL, "--predictions", str(preds)]).exit_code == 0
+    assert cli([*EVAL, "--predictions", str(preds)]).exit_code == 0
     assert not Path("05_eval/toolcall_replay_test.json.lock").exists()
 
 
@@ -582,7 +567,7 @@ def test_concurrent_prepares_leave_splits_that_agree_with_their_manifest(
 def test_prepare_waits_for_no_one_while_another_holds_the_folder(workspace: Path) -> None:
     manifest = Path("02_dataset/prepared.json")
     with held_by_another(manifest) as pid:
-        refused(CliRunner().invoke(main, ["prepare"]), f"being written by another slm-swap (pid {pid})")
+        refused(cli(["prepare"]), f"being written by another slm-swap (pid {pid})")
         assert not list(Path("02_dataset").rglob("*.jsonl")) and not manifest.exists()
 
 
@@ -597,9 +582,9 @@ def test_compare_refuses_runs_on_different_contents_of_the_split(prepared: list[
     split.write_text("".join(json.dumps(r) + "\n" for r in rows))
     preds = predictions(prepared, Path("again.jsonl"))
     changed = "05_eval/changed.json"
-    assert CliRunner().invoke(main, [*EVAL, "--predictions", str(preds), "--out", changed]).exit_code == 0
-    result = CliRunner().invoke(
-        main, ["compare", "--track", "toolcall", "--azure", str(hosted), "--slm", changed, "--out", "d.json"]
+    assert cli([*EVAL, "--predictions", str(preds), "--out", changed]).exit_code == 0
+    result = cli(
+        ["compare", "--track", "toolcall", "--azure", str(hosted), "--slm", changed, "--out", "d.json"]
     )
     refused(result, "different contents of the split", str(hosted), changed, "dataset_sha256")
     assert not Path("d.json").exists()
@@ -614,7 +599,7 @@ def test_float_options_must_be_finite(prepared: list[Example], value: str) -> No
         ["report", "--price-per-1k-input", value],
         ["report", "--price-per-1k-output", value],
     ):
-        result = CliRunner().invoke(main, args)
+        result = cli(args)
         assert result.exit_code == 2, result.output
         assert "is not a finite number" in result.output and "Traceback" not in result.output
         assert "$nan" not in result.output
@@ -627,7 +612,7 @@ def test_float_options_must_be_finite(prepared: list[Example], value: str) -> No
 
 def test_prepare_refuses_three_empty_splits(workspace: Path) -> None:
     sizes = ["--train-size", "0", "--val-size", "0", "--test-size", "0"]
-    refused(CliRunner().invoke(main, ["prepare", *sizes]), "would be empty", "give at least one split rows")
+    refused(cli(["prepare", *sizes]), "would be empty", "give at least one split rows")
     assert not Path("02_dataset").exists() or not list(Path("02_dataset").rglob("*.jsonl"))
 
 
@@ -638,22 +623,20 @@ def test_an_input_that_is_not_a_file_says_what_it_is(workspace: Path, what: str,
         path.mkdir()
     else:
         os.mkfifo(path)
-    refused(CliRunner().invoke(main, ["prepare", "--dataset-path", str(path)]), f"in.json: {said}")
-    refused(CliRunner().invoke(main, ["prepare", "--source", "openai", "--dataset-path", str(path)]), said)
+    refused(cli(["prepare", "--dataset-path", str(path)]), f"in.json: {said}")
+    refused(cli(["prepare", "--source", "openai", "--dataset-path", str(path)]), said)
 
 
 def test_dev_zero_is_a_device_not_a_missing_file(prepared: list[Example]) -> None:
-    refused(
-        CliRunner().invoke(main, [*EVAL, "--predictions", "/dev/zero"]), "/dev/zero: is a character device"
-    )
-    refused(CliRunner().invoke(main, ["prepare", "--dataset-path", "/dev/zero"]), "is a character device")
+    refused(cli([*EVAL, "--predictions", "/dev/zero"]), "/dev/zero: is a character device")
+    refused(cli(["prepare", "--dataset-path", "/dev/zero"]), "is a character device")
 
 
 def test_predictions_covering_part_of_the_split_say_so(prepared: list[Example]) -> None:
     rows = [{"id": prepared[0].id, "output": prepared[0].completion}]
     rows += [{"id": f"stranger-{i}", "output": "x"} for i in range(3)]
     Path("part.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    result = CliRunner().invoke(main, [*EVAL, "--predictions", "part.jsonl"])
+    result = cli([*EVAL, "--predictions", "part.jsonl"])
     assert result.exit_code == 0, result.output
     n = len(prepared)
     assert (
@@ -661,5 +644,5 @@ def test_predictions_covering_part_of_the_split_say_so(prepared: list[Example]) 
         "(no_output); 3 of its ids are not in the split (left out)"
     ) in result.output
     whole = predictions(prepared, Path("whole.jsonl"))
-    result = CliRunner().invoke(main, [*EVAL, "--predictions", str(whole), "--out", "05_eval/whole.json"])
+    result = cli([*EVAL, "--predictions", str(whole), "--out", "05_eval/whole.json"])
     assert result.exit_code == 0 and "answers" not in result.output

@@ -19,11 +19,10 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from slm_swap.cli import main
 from slm_swap.files import read_examples
 from slm_swap.runs import journal_path, read_run
+from tests.cli import cli
 
 from .langfuse_receiver import LangfuseReceiver
 from .openai_server import FakeOpenAIServer
@@ -79,12 +78,7 @@ def assert_same_as_uninterrupted(interrupted: Path, clean: Path, split: Path) ->
 
 
 def test_a_hosted_evaluation_killed_again_and_again_resumes_to_the_same_run(workspace: Path) -> None:
-    assert (
-        CliRunner()
-        .invoke(main, ["prepare", "--train-size", "1", "--val-size", "1", "--test-size", "24"])
-        .exit_code
-        == 0
-    )
+    assert cli(["prepare", "--train-size", "1", "--val-size", "1", "--test-size", "24"]).exit_code == 0
     split = Path("02_dataset/toolcall/test.jsonl")
     server = FakeOpenAIServer(api_key="k", delay_s=0.15).start()
     try:
@@ -159,9 +153,7 @@ def test_no_secret_in_anything_run_writes_prints_or_traces_with_azure(
     langfuse_env: dict[str, str],
     langfuse_receiver: LangfuseReceiver,
 ) -> None:
-    result = CliRunner().invoke(
-        main, ["run", "--model-path", str(tiny_model), "--tracks", "toolcall", *SMALL, *TRAIN]
-    )
+    result = cli(["run", "--model-path", str(tiny_model), "--tracks", "toolcall", *SMALL, *TRAIN])
     assert result.exit_code == run_exit_code(), result.output
     assert langfuse_receiver.spans, "the run was traced"
     keys = {"AZURE_API_KEY": "azure-secret-key", "LANGFUSE_SECRET_KEY": langfuse_env["LANGFUSE_SECRET_KEY"]}
@@ -198,7 +190,7 @@ def test_no_secret_in_anything_run_writes_prints_or_traces_with_the_stand_in(
         "--standin-port",
         str(free_port()),
     ]
-    result = CliRunner().invoke(main, [*argv, *SMALL, *TRAIN])
+    result = cli([*argv, *SMALL, *TRAIN])
     assert result.exit_code == run_exit_code(), result.output
     assert made and Path("logs/standin.log").is_file()
     keys = {"stand-in key": made[0], "LANGFUSE_SECRET_KEY": langfuse_env["LANGFUSE_SECRET_KEY"]}

@@ -17,11 +17,11 @@ from typing import Any
 
 import jsonschema
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from slm_swap.cli import main
 from slm_swap.files import read_examples
 from slm_swap.schemas import mismatch
+from tests.cli import cli
 from tests.conftest import xlam_row
 
 SIZES = ["--train-size", "0", "--val-size", "0", "--test-size", "2"]
@@ -65,13 +65,13 @@ def write_log(rows: list[dict[str, Any]], name: str = "log.jsonl") -> Path:
 def prepare_log(*rows: dict[str, Any]) -> Result:
     """`prepare --source openai` of a good row and then `rows`, one split row each."""
     log = write_log([conversation(PLAIN, {"q": "fine"}, "good"), *rows])
-    return CliRunner().invoke(main, ["prepare", "--source", "openai", "--dataset-path", str(log), *SIZES])
+    return cli(["prepare", "--source", "openai", "--dataset-path", str(log), *SIZES])
 
 
 def replay_eval(track: str, predictions: Path, *options: str) -> Result:
     """`eval` of the test split with replayed predictions."""
     command = ["eval", "--track", track, "--model-kind", "replay", "--split", "test"]
-    return CliRunner().invoke(main, [*command, "--predictions", str(predictions), *options])
+    return cli([*command, "--predictions", str(predictions), *options])
 
 
 def refused(result: Result, *said: str) -> None:
@@ -260,7 +260,7 @@ def test_xlam_fields_nested_1000_deep_are_refused(
     rows = [xlam_row(i) for i in range(4)]
     rows[1][field] = text
     path = write_xlam(rows)
-    result = CliRunner().invoke(main, ["prepare", "--dataset-path", str(path), *SIZES])
+    result = cli(["prepare", "--dataset-path", str(path), *SIZES])
     refused(result, f"{path}:row 1", said)
     nothing_in(Path("02_dataset"))
 
@@ -324,7 +324,7 @@ def test_a_backtracking_pattern_scores_a_failed_value_promptly(workspace: Path, 
         rows.append({**row, "tools": tools})
     log = write_log(rows)
     sizes = ["--train-size", "0", "--val-size", "0", "--test-size", "3"]
-    result = CliRunner().invoke(main, ["prepare", "--source", "openai", "--dataset-path", str(log), *sizes])
+    result = cli(["prepare", "--source", "openai", "--dataset-path", str(log), *sizes])
     assert result.exit_code == 0, result.output
     examples = {e.id: e for e in read_examples(Path(f"02_dataset/{track}/test.jsonl"))}
     predictions = [

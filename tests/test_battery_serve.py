@@ -27,11 +27,10 @@ import httpx
 import jsonschema
 import openai
 import pytest
-from click.testing import CliRunner
 
-from slm_swap.cli import main
 from slm_swap.local.engine import Engine
 from slm_swap.serve import MAX_BODY_BYTES, Batcher
+from tests.cli import cli
 
 from .serving import Running
 from .test_new_user import free_port
@@ -185,13 +184,13 @@ def test_serve_refuses_an_empty_api_key_before_anything_loads(
     # An empty key used to turn authentication off without a word. The model path does not exist, so
     # the key is shown to be checked first, before any model is looked for.
     missing = str(workspace / "no-model")
-    result = CliRunner().invoke(main, ["serve", "--model-path", missing, *args], env=environment)
+    result = cli(["serve", "--model-path", missing, *args], env=environment)
     assert result.exit_code == 2, result.output
     assert named in result.output and "no authentication" in result.output
     assert "fix:" in result.output and "no-model" not in result.output
     # A real key (from the flag or the variable) passes this check and reaches the model path.
     for given, env in ((["--require-api-key", "k3y"], {}), ([], {"SLM_SWAP_API_KEY": "k3y"})):
-        result = CliRunner().invoke(main, ["serve", "--model-path", missing, *given], env=env)
+        result = cli(["serve", "--model-path", missing, *given], env=env)
         assert result.exit_code == 2 and "no-model" in result.output, result.output
         assert "no authentication" not in result.output
 

@@ -7,15 +7,14 @@ import re
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from slm_swap.cli import main
 from slm_swap.compare import ComparedRun, Decision, MetricComparison, compare, mcnemar_exact
 from slm_swap.errors import SlmSwapError
 from slm_swap.runs import RunMeta, RunResult, write_run
 from slm_swap.scoring.metrics import CORE_METRICS, METRICS
 from slm_swap.types import ExampleResult, Usage
 from slm_swap.verdict import Ruling, verdict_of
+from tests.cli import cli
 
 
 def make_run(
@@ -124,8 +123,8 @@ def write_pair(
 
 def test_cli_prints_decision_and_exits_10(workspace: Path) -> None:
     hosted, slm = write_pair(workspace, [1.0] * 30, [1.0] * 10 + [0.0] * 20)
-    result = CliRunner().invoke(
-        main, ["compare", "--track", "toolcall", "--azure", str(hosted), "--slm", str(slm), "--delta", "0.01"]
+    result = cli(
+        ["compare", "--track", "toolcall", "--azure", str(hosted), "--slm", str(slm), "--delta", "0.01"]
     )
     assert result.exit_code == 10, result.output
     assert result.output.strip().splitlines()[-1] == "FINE_TUNE=1"
@@ -138,8 +137,7 @@ def test_cli_prints_decision_and_exits_10(workspace: Path) -> None:
 
 def test_cli_no_fine_tune_exits_0_and_hosted_alias(workspace: Path) -> None:
     hosted, slm = write_pair(workspace, [1.0] * 30, [1.0] * 30)
-    result = CliRunner().invoke(
-        main,
+    result = cli(
         ["compare", "--track", "toolcall", "--hosted", str(hosted), "--slm", str(slm), "--out", "d.json"],
     )
     assert result.exit_code == 0, result.output
@@ -149,18 +147,12 @@ def test_cli_no_fine_tune_exits_0_and_hosted_alias(workspace: Path) -> None:
 
 def test_cli_errors_exit_2(workspace: Path) -> None:
     hosted, _ = write_pair(workspace, [1.0] * 3, [1.0] * 3)
-    missing = CliRunner().invoke(
-        main, ["compare", "--track", "toolcall", "--azure", str(hosted), "--slm", "nope.json"]
-    )
+    missing = cli(["compare", "--track", "toolcall", "--azure", str(hosted), "--slm", "nope.json"])
     assert missing.exit_code == 2 and "nope.json: no such file" in missing.output
-    wrong_track = CliRunner().invoke(
-        main, ["compare", "--track", "structured", "--azure", str(hosted), "--slm", str(hosted)]
-    )
+    wrong_track = cli(["compare", "--track", "structured", "--azure", str(hosted), "--slm", str(hosted)])
     assert wrong_track.exit_code == 2 and "is a toolcall run" in wrong_track.output
     Path("junk.json").write_text("{not json")
-    junk = CliRunner().invoke(
-        main, ["compare", "--track", "toolcall", "--azure", "junk.json", "--slm", str(hosted)]
-    )
+    junk = cli(["compare", "--track", "toolcall", "--azure", "junk.json", "--slm", str(hosted)])
     assert junk.exit_code == 2 and "junk.json:1: not valid JSON" in junk.output
     assert not Path("05_eval/toolcall_decision.json").exists()
 
@@ -168,9 +160,7 @@ def test_cli_errors_exit_2(workspace: Path) -> None:
 def test_cli_refuses_without_tracing_configuration(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     hosted, slm = write_pair(workspace, [1.0] * 3, [1.0] * 3)
     monkeypatch.delenv("LANGFUSE_DISABLED")
-    result = CliRunner().invoke(
-        main, ["compare", "--track", "toolcall", "--azure", str(hosted), "--slm", str(slm)]
-    )
+    result = cli(["compare", "--track", "toolcall", "--azure", str(hosted), "--slm", str(slm)])
     assert result.exit_code == 2
     assert "LANGFUSE_PUBLIC_KEY" in result.output and "LANGFUSE_DISABLED=1" in result.output
 

@@ -8,9 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from click.testing import CliRunner
-
-from slm_swap.cli import main
+from tests.cli import cli
 
 NOISE = ("Loading weights", "it/s]", "%|", "{'loss':", "Tokenizing", "Warning", "warn(", "adapter sha256")
 
@@ -30,7 +28,7 @@ def test_training_and_evaluation_print_no_library_noise_unless_verbose(
     workspace: Path, tiny_model: Path
 ) -> None:
     sizes = ["--train-size", "4", "--val-size", "2", "--test-size", "2"]
-    assert CliRunner().invoke(main, ["prepare", *sizes]).exit_code == 0
+    assert cli(["prepare", *sizes]).exit_code == 0
     train = ["train", "--track", "toolcall", "--model-path", str(tiny_model), "--max-length", "512"]
     quiet = slm_swap(*train, "--train-batch-size", "2", "--out", "quiet")
     assert "train toolcall" in quiet and "wrote quiet" in quiet

@@ -9,10 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 from slm_swap.backends.local import LocalBackend, LocalConfig
-from slm_swap.cli import main
 from slm_swap.data.formats import dumps
 from slm_swap.data.prepare import prepare
 from slm_swap.data.sources import sample_path, xlam_source
@@ -23,6 +21,7 @@ from slm_swap.local.stops import RULE
 from slm_swap.runs import read_run
 from slm_swap.scoring.parse import parse_structured, parse_toolcall
 from slm_swap.types import Example, ToolSpec
+from tests.cli import cli
 
 TOKENIZER = Path(__file__).parent / "data" / "smollm2-tokenizer"
 
@@ -186,7 +185,7 @@ def test_structured_constrained_output_parses_as_far_as_it_goes(
 
 def test_eval_records_constrained_decoding(prepared: list[Example], tiny_model: Path) -> None:
     args = ["eval", "--track", "toolcall", "--model-kind", "slm", "--model-path", str(tiny_model)]
-    result = CliRunner().invoke(main, [*args, "--max-new-tokens", "8", "--constrained"])
+    result = cli([*args, "--max-new-tokens", "8", "--constrained"])
     assert result.exit_code == 0, result.output
     run = read_run(Path("05_eval/toolcall_slm_test.json"))
     assert run.meta.constrained is True
@@ -194,13 +193,13 @@ def test_eval_records_constrained_decoding(prepared: list[Example], tiny_model: 
     # Each answer is a call or a reply (no call), as the grammar allows.
     assert all(r.output.startswith("<tool_call") or "<" not in r.output for r in run.results)
     # An unconstrained run is other inputs: it is not mistaken for the constrained one.
-    again = CliRunner().invoke(main, [*args, "--max-new-tokens", "8"])
+    again = cli([*args, "--max-new-tokens", "8"])
     assert again.exit_code == 2 and "other inputs" in again.output
 
 
 def test_constrained_is_refused_for_hosted_models(workspace: Path) -> None:
     hosted = ["--model-kind", "openai", "--model", "m", "--base-url", "http://127.0.0.1:1/v1"]
-    refused = CliRunner().invoke(main, ["eval", "--track", "toolcall", *hosted, "--constrained"])
+    refused = cli(["eval", "--track", "toolcall", *hosted, "--constrained"])
     assert refused.exit_code == 2
     assert "--constrained applies to the local model" in refused.output
     assert "serve --constrained" in refused.output
@@ -208,9 +207,9 @@ def test_constrained_is_refused_for_hosted_models(workspace: Path) -> None:
 
 def test_free_prompt_constrained_to_json(workspace: Path, tiny_model: Path) -> None:
     base = ["infer", "--model-kind", "slm", "--model-path", str(tiny_model), "--max-new-tokens", "12"]
-    result = CliRunner().invoke(main, [*base, "--track", "structured", "--prompt", "hi", "--constrained"])
+    result = cli([*base, "--track", "structured", "--prompt", "hi", "--constrained"])
     assert result.exit_code == 0, result.output
-    refused = CliRunner().invoke(main, [*base, "--track", "toolcall", "--prompt", "hi", "--constrained"])
+    refused = cli([*base, "--track", "toolcall", "--prompt", "hi", "--constrained"])
     assert refused.exit_code == 2 and "no tools" in refused.output
 
 

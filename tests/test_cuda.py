@@ -15,11 +15,10 @@ from typing import Any
 
 import pytest
 import torch
-from click.testing import CliRunner
 
-from slm_swap.cli import main
 from slm_swap.local import cuda
 from slm_swap.runtime import Runtime
+from tests.cli import cli
 
 GPU_MACHINE = cuda.Machine(
     driver="580.159.03",
@@ -101,7 +100,7 @@ def test_a_gpu_that_torch_cannot_use_stops_eval_before_anything_is_written(
     monkeypatch.setattr(cuda, "DRIVER_FILE", driver)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     args = ["eval", "--track", "toolcall", "--model-kind", "slm", "--model-path", str(tiny_model)]
-    result = CliRunner().invoke(main, args)
+    result = cli(args)
     assert result.exit_code == 2, result.output
     assert "an NVIDIA GPU is here (driver 580.159.03)" in result.output and "CPU build" in result.output
     assert "fix: install a CUDA build of torch" in result.output and "Traceback" not in result.output
@@ -113,7 +112,7 @@ def test_a_gpu_that_torch_cannot_use_stops_eval_before_anything_is_written(
 
 def test_8bit_on_a_cpu_is_refused_with_the_fix(prepared: Any, tiny_model: Path) -> None:
     args = ["eval", "--track", "toolcall", "--model-kind", "slm", "--model-path", str(tiny_model)]
-    result = CliRunner().invoke(main, [*args, "--load-in", "8bit"])
+    result = cli([*args, "--load-in", "8bit"])
     assert result.exit_code == 2 and "--load-in 8bit needs a CUDA GPU" in result.output
     assert "fix: --load-in auto" in result.output
     assert not Path("05_eval/toolcall_slm_test.json").exists()
@@ -303,5 +302,5 @@ def test_vllm_serves_bfloat16_and_refuses_an_8bit_request() -> None:
 
     argv = vllm_command(Path("models/m"), {}, host="127.0.0.1", port=8000, gpus=1)
     assert argv[argv.index("--dtype") + 1] == "bfloat16"
-    result = CliRunner().invoke(main, ["serve", "--engine", "vllm", "--load-in", "8bit", "--dry-run"])
+    result = cli(["serve", "--engine", "vllm", "--load-in", "8bit", "--dry-run"])
     assert result.exit_code == 2 and "vLLM serves the model unquantised in bfloat16" in result.output

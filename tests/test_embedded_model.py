@@ -9,12 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from slm_swap.backends.local import LocalBackend, LocalConfig
-from slm_swap.cli import main
 from slm_swap.local import models
 from slm_swap.types import Example
+from tests.cli import cli
 
 from .test_stops import check_choices
 
@@ -27,7 +26,7 @@ def test_pull_builds_a_plain_checkpoint_once(embedded_model: Path, workspace: Pa
     config = json.loads((embedded_model / "config.json").read_text())
     assert config["model_type"] == "llama" and "quantization_config" not in config
     assert (embedded_model / "model.safetensors").stat().st_size > 500_000_000  # float32, 135M parameters
-    again = CliRunner().invoke(main, ["models", "pull", "--dest", str(embedded_model)])
+    again = cli(["models", "pull", "--dest", str(embedded_model)])
     assert again.exit_code == 0 and "already there" in again.output
 
 
@@ -54,9 +53,7 @@ def test_infer_answers_a_row_with_the_real_model(
     prepared: list[Example], embedded_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SLM_MODEL_PATH", str(embedded_model))
-    result = CliRunner().invoke(
-        main, ["infer", "--track", "structured", "--model-kind", "slm", "--max-new-tokens", "24"]
-    )
+    result = cli(["infer", "--track", "structured", "--model-kind", "slm", "--max-new-tokens", "24"])
     assert result.exit_code == 0, result.output
     assert "answer: " in result.output and "outcome: " in result.output
     assert f"model: slm {embedded_model.name}" in result.output

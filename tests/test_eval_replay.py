@@ -8,16 +8,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from slm_swap.backends.config import ReplayConfig
 from slm_swap.backends.replay import ReplayBackend
-from slm_swap.cli import main
 from slm_swap.evaluate import evaluate, run_meta
 from slm_swap.runs import journal_path, read_run
 from slm_swap.scoring.metrics import CORE_METRICS
 from slm_swap.tracing import NullTracer
 from slm_swap.types import Completion, Example
+from tests.cli import cli
 from tests.langfuse_receiver import LangfuseReceiver
 
 SPLIT = Path("02_dataset/toolcall/test.jsonl")
@@ -41,8 +40,7 @@ def write_predictions(examples: list[Example], path: Path, *, wrong: int = 0, mi
 
 def test_replay_eval_writes_a_complete_run_file(prepared: list[Example]) -> None:
     predictions = write_predictions(prepared, Path("preds.jsonl"), wrong=2, missing=1)
-    result = CliRunner().invoke(
-        main,
+    result = cli(
         [
             "eval",
             "--track",
@@ -82,14 +80,14 @@ def test_finished_run_is_reused_and_never_silently_overwritten(prepared: list[Ex
     args = ["eval", "--track", "toolcall", "--model-kind", "replay", "--predictions"]
     write_predictions(prepared, Path("a.jsonl"))
     write_predictions(prepared, Path("b.jsonl"), wrong=3)
-    assert CliRunner().invoke(main, [*args, "a.jsonl"]).exit_code == 0
+    assert cli([*args, "a.jsonl"]).exit_code == 0
     out = Path("05_eval/toolcall_replay_test.json")
     before = out.read_bytes()
-    again = CliRunner().invoke(main, [*args, "a.jsonl"])
+    again = cli([*args, "a.jsonl"])
     assert again.exit_code == 0 and "already complete" in again.output and out.read_bytes() == before
-    other = CliRunner().invoke(main, [*args, "b.jsonl"])
+    other = cli([*args, "b.jsonl"])
     assert other.exit_code == 2 and "--force" in other.output and out.read_bytes() == before
-    forced = CliRunner().invoke(main, [*args, "b.jsonl", "--force"])
+    forced = cli([*args, "b.jsonl", "--force"])
     assert forced.exit_code == 0 and read_run(out).summary.metrics["ast_match"] == pytest.approx(5 / 8)
 
 
@@ -164,20 +162,15 @@ def test_a_run_killed_after_writing_its_file_leaves_no_journal_behind(prepared: 
 
 def test_predictions_that_match_no_example_are_refused(prepared: list[Example]) -> None:
     Path("p.jsonl").write_text('{"id": "nope", "output": "x"}\n')
-    result = CliRunner().invoke(
-        main, ["eval", "--track", "toolcall", "--model-kind", "replay", "--predictions", "p.jsonl"]
-    )
+    result = cli(["eval", "--track", "toolcall", "--model-kind", "replay", "--predictions", "p.jsonl"])
     assert result.exit_code == 2 and "has no output for any example" in result.output
 
 
 def test_a_run_file_can_be_rescored(prepared: list[Example]) -> None:
     write_predictions(prepared, Path("p.jsonl"), wrong=1)
     base = ["eval", "--track", "toolcall", "--model-kind", "replay"]
-    assert (
-        CliRunner().invoke(main, [*base, "--predictions", "p.jsonl", "--out", "05_eval/a.json"]).exit_code
-        == 0
-    )
-    result = CliRunner().invoke(main, [*base, "--predictions", "05_eval/a.json", "--out", "05_eval/b.json"])
+    assert cli([*base, "--predictions", "p.jsonl", "--out", "05_eval/a.json"]).exit_code == 0
+    result = cli([*base, "--predictions", "05_eval/a.json", "--out", "05_eval/b.json"])
     assert result.exit_code == 0, result.output
     a, b = read_run(Path("05_eval/a.json")), read_run(Path("05_eval/b.json"))
     assert [r.metrics for r in a.results] == [r.metrics for r in b.results]
@@ -185,9 +178,7 @@ def test_a_run_file_can_be_rescored(prepared: list[Example]) -> None:
 
 def test_missing_split_is_a_clear_error(workspace: Path) -> None:
     Path("p.jsonl").write_text('{"id": "a", "output": "x"}\n')
-    result = CliRunner().invoke(
-        main, ["eval", "--track", "toolcall", "--model-kind", "replay", "--predictions", "p.jsonl"]
-    )
+    result = cli(["eval", "--track", "toolcall", "--model-kind", "replay", "--predictions", "p.jsonl"])
     assert result.exit_code == 2 and "02_dataset/toolcall/test.jsonl: no such file" in result.output
 
 
@@ -200,9 +191,7 @@ def test_a_replay_eval_is_traced_to_langfuse(
     monkeypatch.setenv("LANGFUSE_SECRET_KEY", secret)
     monkeypatch.setenv("LANGFUSE_HOST", langfuse_receiver.url)
     write_predictions(prepared, Path("p.jsonl"), wrong=2)
-    result = CliRunner().invoke(
-        main, ["eval", "--track", "toolcall", "--model-kind", "replay", "--predictions", "p.jsonl"]
-    )
+    result = cli(["eval", "--track", "toolcall", "--model-kind", "replay", "--predictions", "p.jsonl"])
     assert result.exit_code == 0, result.output
     assert "could not be delivered" not in result.output
     root = langfuse_receiver.span("eval toolcall/test replay")
@@ -237,9 +226,7 @@ def test_undelivered_traces_warn_but_keep_the_results(
     monkeypatch.setenv("LANGFUSE_SECRET_KEY", "sk-lf-test")
     monkeypatch.setenv("LANGFUSE_HOST", langfuse_receiver.url)
     write_predictions(prepared, Path("p.jsonl"))
-    result = CliRunner().invoke(
-        main, ["eval", "--track", "toolcall", "--model-kind", "replay", "--predictions", "p.jsonl"]
-    )
+    result = cli(["eval", "--track", "toolcall", "--model-kind", "replay", "--predictions", "p.jsonl"])
     assert result.exit_code == 0, result.output
     assert "could not be delivered" in result.output and "(HTTP 401)" in result.output
     assert read_run(Path("05_eval/toolcall_replay_test.json")).summary.metrics["ast_match"] == 1.0

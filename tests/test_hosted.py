@@ -11,16 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from slm_swap.backends.config import HostedConfig
 from slm_swap.backends.hosted import AzureSettings, HostedBackend, azure_endpoint
-from slm_swap.cli import main
 from slm_swap.errors import ConfigError
 from slm_swap.evaluate import evaluate, run_meta
 from slm_swap.runs import journal_path, read_run
 from slm_swap.tracing import NullTracer
 from slm_swap.types import Example
+from tests.cli import cli
 from tests.openai_server import FakeOpenAIServer, Fault
 
 SPLIT = Path("02_dataset/toolcall/test.jsonl")
@@ -46,7 +45,7 @@ def openai_args(server: FakeOpenAIServer) -> list[str]:
 
 def test_openai_compatible_eval(prepared: list[Example], openai_server: FakeOpenAIServer) -> None:
     answer_all(openai_server, prepared)
-    result = CliRunner().invoke(main, ["eval", "--track", "toolcall", *openai_args(openai_server)])
+    result = cli(["eval", "--track", "toolcall", *openai_args(openai_server)])
     assert result.exit_code == 0, result.output
     run = read_run(Path("05_eval/toolcall_openai_test.json"))
     assert run.summary.metrics["ast_match"] == 1.0 and run.summary.errors == 0
@@ -77,7 +76,7 @@ def test_azure_endpoint_forms(
         "AZURE_API_VERSION": "2024-05-01-preview",
     }.items():
         monkeypatch.setenv(key, value)
-    result = CliRunner().invoke(main, ["eval", "--track", "toolcall", "--model-kind", "azure"])
+    result = cli(["eval", "--track", "toolcall", "--model-kind", "azure"])
     assert result.exit_code == 0, result.output
     assert read_run(Path("05_eval/toolcall_azure_test.json")).summary.metrics["ast_match"] == 1.0
     sent = openai_server.requests[0]
@@ -99,7 +98,7 @@ def test_azure_deployment_not_found_says_what_to_check(
         "AZURE_API_VERSION": "2024-05-01-preview",
     }.items():
         monkeypatch.setenv(key, value)
-    result = CliRunner().invoke(main, ["eval", "--track", "toolcall", "--model-kind", "azure"])
+    result = cli(["eval", "--track", "toolcall", "--model-kind", "azure"])
     assert result.exit_code == 2
     assert "DeploymentNotFound" in result.output and "AZURE_DEPLOYMENT" in result.output
     assert "Traceback" not in result.output
@@ -118,7 +117,7 @@ def test_azure_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_wrong_key_stops_the_run(prepared: list[Example], openai_server: FakeOpenAIServer) -> None:
     args = openai_args(openai_server)
     args[args.index("test-key")] = "wrong-key"
-    result = CliRunner().invoke(main, ["eval", "--track", "toolcall", *args])
+    result = cli(["eval", "--track", "toolcall", *args])
     assert result.exit_code == 2 and "refused the API key (HTTP 401)" in result.output
     assert "wrong-key" not in result.output
 

@@ -15,18 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 from slm_swap import settings
 from slm_swap.backends.batch import state_path
 from slm_swap.backends.config import HostedConfig
 from slm_swap.backends.hosted import HostedBackend
-from slm_swap.cli import main
 from slm_swap.evaluate import evaluate, run_meta
 from slm_swap.report import Pricing, TrackData, costs
 from slm_swap.runs import RunResult, journal_path, read_run
 from slm_swap.tracing import NullTracer
 from slm_swap.types import Example
+from tests.cli import cli
 from tests.openai_server import FakeOpenAIServer
 from tests.test_hosted import answer_all, openai_args
 from tests.test_label import teach, unlabelled
@@ -72,12 +71,12 @@ def test_a_batch_run_is_the_live_run_at_half_the_price(
     answer_all(openai_server, prepared)
     prepared_prompts = {e.prompt for e in prepared}
     openai_server.answers[prepared[0].prompt] = "not a call"  # a wrong answer: scored alike both ways
-    live = CliRunner().invoke(main, eval_args(openai_server, "05_eval/live.json"))
+    live = cli(eval_args(openai_server, "05_eval/live.json"))
     assert live.exit_code == 0, live.output
     live_bodies = [r.body for r in openai_server.requests if r.path == "/v1/chat/completions"]
 
     openai_server.batch_polls = 2  # two checks find it in progress, the third finds it done
-    batch = CliRunner().invoke(main, eval_args(openai_server, "05_eval/batch.json", *BATCH))
+    batch = cli(eval_args(openai_server, "05_eval/batch.json", *BATCH))
     assert batch.exit_code == 0, batch.output
     assert "batch batch_0: 8 requests sent" in batch.output
     assert "batch batch_0: in_progress, 0 of 8 answered" in batch.output
@@ -184,7 +183,7 @@ def test_rows_already_journaled_are_not_sent_in_the_batch(
     journaled = [json.loads(line)["result"]["id"] for line in journal_path(out).read_text().splitlines()[1:]]
     assert len(journaled) >= 3
 
-    result = CliRunner().invoke(main, ["eval", "--track", "toolcall", *openai_args(openai_server), *BATCH])
+    result = cli(["eval", "--track", "toolcall", *openai_args(openai_server), *BATCH])
     assert result.exit_code == 0, result.output
     assert f"resumed: {len(journaled)} examples" in result.output
     sent = {m["content"] for line in uploaded_lines(openai_server) for m in line["body"]["messages"]}
@@ -200,7 +199,7 @@ def test_failed_rows_are_errors_not_lost(prepared: list[Example], openai_server:
         prepared[1].prompt: (400, "content_filter"),
         prepared[4].prompt: (None, "batch_expired"),  # failed without a response
     }
-    result = CliRunner().invoke(main, eval_args(openai_server, "05_eval/b.json", *BATCH))
+    result = cli(eval_args(openai_server, "05_eval/b.json", *BATCH))
     assert result.exit_code == 0, result.output
     assert "completed, 8 of 8 answered (2 failed)" in result.output
     run = read_run(Path("05_eval/b.json"))
@@ -220,7 +219,7 @@ def test_an_expired_batch_leaves_its_unanswered_rows_as_errors(
 ) -> None:
     answer_all(openai_server, prepared)
     openai_server.batch_end = "expired"
-    result = CliRunner().invoke(main, eval_args(openai_server, "05_eval/b.json", *BATCH))
+    result = cli(eval_args(openai_server, "05_eval/b.json", *BATCH))
     assert result.exit_code == 0, result.output
     assert "batch batch_0: expired, 4 of 8 answered" in result.output
     run = read_run(Path("05_eval/b.json"))
@@ -236,14 +235,14 @@ def test_a_refused_batch_stops_the_run_and_a_rerun_sends_it_again(
 ) -> None:
     answer_all(openai_server, prepared)
     openai_server.batch_end = "failed"
-    refused = CliRunner().invoke(main, eval_args(openai_server, "05_eval/b.json", *BATCH))
+    refused = cli(eval_args(openai_server, "05_eval/b.json", *BATCH))
     assert refused.exit_code == 2
     assert "refused batch batch_0: invalid_request: the model takes no batches" in refused.output
     assert "Traceback" not in refused.output and not Path("05_eval/b.json").exists()
     assert json.loads(state_path(Path("05_eval/b.json")).read_text())["batches"] == []  # forgotten
 
     openai_server.batch_end = "completed"
-    again = CliRunner().invoke(main, eval_args(openai_server, "05_eval/b.json", *BATCH))
+    again = cli(eval_args(openai_server, "05_eval/b.json", *BATCH))
     assert again.exit_code == 0, again.output
     assert "batch batch_1: 8 requests sent" in again.output
     assert read_run(Path("05_eval/b.json")).summary.metrics["ast_match"] == 1.0
@@ -260,7 +259,7 @@ def test_azure_global_batch(
         "AZURE_API_VERSION": "2024-10-21",
     }.items():
         monkeypatch.setenv(key, value)
-    result = CliRunner().invoke(main, ["eval", "--track", "toolcall", "--model-kind", "azure", *BATCH])
+    result = cli(["eval", "--track", "toolcall", "--model-kind", "azure", *BATCH])
     assert result.exit_code == 0, result.output
     assert read_run(Path("05_eval/toolcall_azure_test.json")).summary.metrics["ast_match"] == 1.0
     paths = {r.path for r in openai_server.requests}
@@ -274,17 +273,14 @@ def test_azure_global_batch(
 
     # The preview .../models form has no Batch API: refused before anything is sent.
     monkeypatch.setenv("AZURE_ENDPOINT", f"{openai_server.azure_root}/models/chat/completions")
-    refused = CliRunner().invoke(
-        main, ["eval", "--track", "toolcall", "--model-kind", "azure", "--out", "05_eval/m.json", *BATCH]
-    )
+    refused = cli(["eval", "--track", "toolcall", "--model-kind", "azure", "--out", "05_eval/m.json", *BATCH])
     assert refused.exit_code == 2 and "has no Batch API" in refused.output
     assert "Traceback" not in refused.output
 
 
 def test_hosted_batch_applies_to_hosted_models_only(prepared: list[Example]) -> None:
     Path("p.jsonl").write_text("".join(json.dumps({"id": e.id, "output": ""}) + "\n" for e in prepared))
-    result = CliRunner().invoke(
-        main,
+    result = cli(
         [
             "eval",
             "--track",
@@ -300,9 +296,7 @@ def test_hosted_batch_applies_to_hosted_models_only(prepared: list[Example]) -> 
     assert (
         "--hosted-batch applies to a hosted model (--model-kind azure or openai), not replay" in result.output
     )
-    assert (
-        "--hosted-batch" not in CliRunner().invoke(main, ["live", "--help"]).output
-    )  # latency matters there
+    assert "--hosted-batch" not in cli(["live", "--help"]).output  # latency matters there
 
 
 def test_label_through_the_batch_api(workspace: Path, openai_server: FakeOpenAIServer) -> None:
@@ -311,10 +305,10 @@ def test_label_through_the_batch_api(workspace: Path, openai_server: FakeOpenAIS
     teach(openai_server, rows)
     args = ["label", "--input", "log.jsonl", "--model-kind", "openai", "--base-url", openai_server.openai_url]
     args += ["--api-key", "test-key", "--model", "teacher-4o"]
-    live = CliRunner().invoke(main, [*args, "--out", "live.jsonl"])
+    live = cli([*args, "--out", "live.jsonl"])
     assert live.exit_code == 0, live.output
     asked_live = len(openai_server.requests)
-    batch = CliRunner().invoke(main, [*args, "--out", "batch.jsonl", *BATCH])
+    batch = cli([*args, "--out", "batch.jsonl", *BATCH])
     assert batch.exit_code == 0, batch.output
     assert "batch batch_0: 5 requests sent" in batch.output
     assert not any(r.path == "/v1/chat/completions" for r in openai_server.requests[asked_live:])
@@ -356,7 +350,7 @@ def test_run_sends_the_hosted_evaluation_through_the_batch_api(
     monkeypatch.setattr(pipeline, "run_pipeline", hosted_stage_only)
     args = ["run", "--tracks", "toolcall", "--hosted-kind", "openai", "--base-url", openai_server.openai_url]
     args += ["--api-key", "test-key", "--model", "fake", *BATCH]
-    result = CliRunner().invoke(main, args)
+    result = cli(args)
     assert isinstance(result.exception, Reached), result.output
     options = reached["options"]
     assert options.hosted.hosted_batch and not getattr(options.slm, "hosted_batch", False)
@@ -367,5 +361,5 @@ def test_run_sends_the_hosted_evaluation_through_the_batch_api(
 
     # Without a hosted endpoint, run's hosted side is the local stand-in, which has no Batch API.
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    refused = CliRunner().invoke(main, ["run", "--hosted-batch"])
+    refused = cli(["run", "--hosted-batch"])
     assert refused.exit_code == 2 and "the local stand-in, which has no Batch API" in refused.output

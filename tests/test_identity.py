@@ -10,14 +10,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from slm_swap.cli import main
 from slm_swap.identity import checkpoint_digest, compare_inputs
 from slm_swap.local.stops import RULE
 from slm_swap.runs import read_run
 from slm_swap.runtime import Runtime
 from slm_swap.types import Example
+from tests.cli import cli
 
 from .openai_server import FakeOpenAIServer
 from .test_eval_replay import write_predictions
@@ -35,30 +34,30 @@ def stage_line(output: str, stage: str) -> str:
 
 def test_an_edited_predictions_file_is_not_taken_for_the_finished_run(prepared: list[Example]) -> None:
     preds = write_predictions(prepared, Path("preds.jsonl"))
-    assert CliRunner().invoke(main, [*REPLAY, "preds.jsonl"]).exit_code == 0
+    assert cli([*REPLAY, "preds.jsonl"]).exit_code == 0
     write_predictions(prepared, preds, wrong=3)  # same name, other content
-    again = CliRunner().invoke(main, [*REPLAY, "preds.jsonl"])
+    again = cli([*REPLAY, "preds.jsonl"])
     assert again.exit_code == 2 and "already complete" not in again.output
     assert "changed: the predictions file" in again.output and "--force" in again.output
-    forced = CliRunner().invoke(main, [*REPLAY, "preds.jsonl", "--force"])
+    forced = cli([*REPLAY, "preds.jsonl", "--force"])
     assert forced.exit_code == 0
     assert read_run(Path("05_eval/toolcall_replay_test.json")).summary.metrics["ast_match"] == pytest.approx(
         5 / 8
     )
     # Identical content under another name is the same input: kept.
     shutil.copy(preds, "copy.jsonl")
-    same = CliRunner().invoke(main, [*REPLAY, "copy.jsonl"])
+    same = cli([*REPLAY, "copy.jsonl"])
     assert same.exit_code == 0 and "already complete" in same.output
 
 
 def test_an_edited_split_is_a_changed_input(prepared: list[Example]) -> None:
     preds = write_predictions(prepared, Path("preds.jsonl"))
-    assert CliRunner().invoke(main, [*REPLAY, str(preds)]).exit_code == 0
+    assert cli([*REPLAY, str(preds)]).exit_code == 0
     split = Path("02_dataset/toolcall/test.jsonl")
     rows = [json.loads(line) for line in split.read_text().splitlines()]
     rows[0]["query"] += " (edited)"
     split.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    again = CliRunner().invoke(main, [*REPLAY, str(preds)])
+    again = cli([*REPLAY, str(preds)])
     assert again.exit_code == 2 and "changed: the split's content" in again.output
 
 
@@ -113,9 +112,7 @@ def test_run_redoes_the_splits_and_everything_after_when_the_seed_changes(
     run(tiny_model, "--tracks", "toolcall")
     before = Path("02_dataset/toolcall/test.jsonl").read_text()
     # The fake hosted model must know the new test questions' gold too (it answers by lookup).
-    assert (
-        CliRunner().invoke(main, ["prepare", *SMALL[:6], "--seed", "7", "--out-dir", "seed7"]).exit_code == 0
-    )
+    assert cli(["prepare", *SMALL[:6], "--seed", "7", "--out-dir", "seed7"]).exit_code == 0
     for line in Path("seed7/toolcall/test.jsonl").read_text().splitlines():
         example = json.loads(line)
         azure.answers[example["prompt"]] = example["completion"]
@@ -158,7 +155,7 @@ def test_pull_finds_the_checkpoint_before_fetching_anything(
     result = models.pull(cache=Runtime.from_env(os.environ).cache_dir)
     assert result.reused and result.path == dest
     assert not (workspace / "empty-cache").exists()
-    pulled = CliRunner().invoke(main, ["models", "pull"])
+    pulled = cli(["models", "pull"])
     assert pulled.exit_code == 0 and "already there" in pulled.output
 
 

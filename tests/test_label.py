@@ -9,12 +9,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from click.testing import CliRunner
-
-from slm_swap.cli import main
 from slm_swap.data.formats import render_prompt
 from slm_swap.data.openai_chat import read_conversation
 from slm_swap.files import read_examples
+from tests.cli import cli
 from tests.openai_server import FakeOpenAIServer, Fault
 from tests.test_openai_source import BOOK, WEATHER, answer, call, row, user, write
 
@@ -60,7 +58,7 @@ def teach(server: FakeOpenAIServer, rows: list[dict[str, Any]]) -> None:
 def label(server: FakeOpenAIServer, *extra: str) -> Any:
     args = ["label", "--input", "log.jsonl", "--out", "labelled.jsonl", "--model-kind", "openai"]
     args += ["--base-url", server.openai_url, "--api-key", "test-key", "--model", "teacher-4o", *extra]
-    return CliRunner().invoke(main, args)
+    return cli(args)
 
 
 def test_answers_that_satisfy_the_tools_become_labels_with_provenance(
@@ -103,9 +101,7 @@ def test_answers_that_satisfy_the_tools_become_labels_with_provenance(
 
     # The labelled file is an --source openai file whose gold says who wrote it.
     sizes = ["--train-size", "1", "--val-size", "0", "--test-size", "3"]
-    prepared = CliRunner().invoke(
-        main, ["prepare", "--source", "openai", "--dataset-path", "labelled.jsonl", *sizes]
-    )
+    prepared = cli(["prepare", "--source", "openai", "--dataset-path", "labelled.jsonl", *sizes])
     assert prepared.exit_code == 0, prepared.output
     examples = read_examples(Path("02_dataset/toolcall/test.jsonl")) + read_examples(
         Path("02_dataset/toolcall/train.jsonl")
@@ -201,15 +197,13 @@ def test_a_team_labels_its_traffic_and_runs_the_loop_on_it(
     """Unlabelled logs → `label` with the hosted model (Azure-shaped stand-in) → `run --source openai`:
     the hosted side scores its own labels, and every place the verdict is shown says it is agreement."""
     unlabelled_log_and_azure_teacher(openai_server, monkeypatch)
-    labelled = CliRunner().invoke(
-        main, ["label", "--input", "log.jsonl", "--out", "labelled.jsonl", "--model-kind", "azure"]
-    )
+    labelled = cli(["label", "--input", "log.jsonl", "--out", "labelled.jsonl", "--model-kind", "azure"])
     assert labelled.exit_code == 0 and "10 labelled by gpt-test" in labelled.output, labelled.output
 
     argv = ["run", "--source", "openai", "--dataset-path", "labelled.jsonl", "--tracks", "toolcall"]
     argv += ["--model-path", str(tiny_model), "--train-size", "4", "--val-size", "2", "--test-size", "4"]
     argv += ["--max-new-tokens", "8", "--max-length", "512", "--train-batch-size", "2"]
-    result = CliRunner().invoke(main, argv)
+    result = cli(argv)
     assert result.exit_code == run_exit_code(), result.output
     assert "note: the gold answers were written by the hosted model gpt-test" in result.output
     verdict = json.loads(Path("05_eval/verdict.json").read_text())["tracks"]["toolcall"]
@@ -219,8 +213,7 @@ def test_a_team_labels_its_traffic_and_runs_the_loop_on_it(
     assert decision["gold_by"] == "gpt-test"
     assert "agreement with the hosted model" in Path("05_eval/report.md").read_text()
     assert "id='agreement-toolcall'" in Path("05_eval/report.html").read_text()
-    compared = CliRunner().invoke(
-        main,
+    compared = cli(
         [
             "compare",
             "--track",

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from slm_swap.cli import main
 from slm_swap.files import read_examples
+from tests.cli import cli
 from tests.conftest import DATA
 from tests.langfuse_receiver import LangfuseReceiver
 from tests.openai_server import FakeOpenAIServer
@@ -48,7 +47,7 @@ def fresh_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def prepare(*args: str) -> Any:
-    return CliRunner().invoke(main, ["prepare", *args])
+    return cli(["prepare", *args])
 
 
 def test_a_dataset_is_read_page_by_page_into_both_tracks(langfuse: LangfuseReceiver) -> None:
@@ -213,7 +212,7 @@ def test_each_eval_on_a_dataset_split_becomes_a_dataset_run(
     slm = ["--model-kind", "slm", "--model-path", str(tiny_model), "--max-new-tokens", "4"]
     for args in (hosted, slm, [*slm, "--adapter", str(tiny_adapter)]):
         fresh_key(monkeypatch)
-        result = CliRunner().invoke(main, ["eval", "--track", "toolcall", *args])
+        result = cli(["eval", "--track", "toolcall", *args])
         assert result.exit_code == 0, result.output
         assert "warning" not in result.output, result.output
 
@@ -258,9 +257,7 @@ def test_labelled_traffic_through_langfuse_runs_the_whole_loop_into_dataset_runs
 
     unlabelled_log_and_azure_teacher(openai_server, monkeypatch)
     assert (
-        CliRunner()
-        .invoke(main, ["label", "--input", "log.jsonl", "--out", "labelled.jsonl", "--model-kind", "azure"])
-        .exit_code
+        cli(["label", "--input", "log.jsonl", "--out", "labelled.jsonl", "--model-kind", "azure"]).exit_code
         == 0
     )
     every = ["--train-size", "0", "--val-size", "0", "--test-size", "10", "--out-dir", "upload"]
@@ -274,7 +271,7 @@ def test_labelled_traffic_through_langfuse_runs_the_whole_loop_into_dataset_runs
     argv = ["run", "--source", "langfuse", "--langfuse-dataset", "traffic", "--tracks", "toolcall"]
     argv += ["--model-path", str(tiny_model), "--train-size", "4", "--val-size", "2", "--test-size", "4"]
     argv += ["--max-new-tokens", "8", "--max-length", "512", "--train-batch-size", "2"]
-    result = CliRunner().invoke(main, argv)
+    result = cli(argv)
     assert result.exit_code == run_exit_code(), result.output
     assert "agreement with the hosted model" in result.output
     names = {s.attr("langfuse.experiment.name") for s in langfuse.spans if s.name == "experiment-item-task"}

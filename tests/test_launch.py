@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from slm_swap.cli import main
 from slm_swap.train.launch import plan
+from tests.cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,13 +106,11 @@ def test_launch_dry_run_prints_the_commands() -> None:
     """--gpus defaults to every GPU visible (here the four CUDA_VISIBLE_DEVICES names); where none is
     visible it must be given."""
     argv = ["launch", "--strategy", "parallel", "--dry-run"]
-    none = CliRunner().invoke(main, argv, env={"CUDA_VISIBLE_DEVICES": ""})
+    none = cli(argv, env={"CUDA_VISIBLE_DEVICES": ""})
     assert none.exit_code == 2 and "no GPU is visible here" in none.output and "--gpus N" in none.output
-    one = CliRunner().invoke(main, [*argv, "--gpus", "1"])
+    one = cli([*argv, "--gpus", "1"])
     assert one.exit_code == 2 and "slm-swap train" in one.output
-    result = CliRunner().invoke(
-        main, [*argv, "--", "--load-in-4bit"], env={"CUDA_VISIBLE_DEVICES": "0,1,2,3"}
-    )
+    result = cli([*argv, "--", "--load-in-4bit"], env={"CUDA_VISIBLE_DEVICES": "0,1,2,3"})
     assert result.exit_code == 0, result.output
     assert "stage 1 (at the same time):" in result.output
     assert f"CUDA_VISIBLE_DEVICES=2,3 {sys.executable} -m accelerate.commands.launch" in result.output

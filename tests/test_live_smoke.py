@@ -6,12 +6,11 @@ import secrets
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from slm_swap.cli import main
 from slm_swap.files import read_examples
 from slm_swap.runs import read_run
 from slm_swap.types import Example
+from tests.cli import cli
 from tests.langfuse_receiver import LangfuseReceiver
 from tests.openai_server import FakeOpenAIServer
 
@@ -29,8 +28,7 @@ def test_live_runs_both_models_and_saves_like_eval(
     for e in prepared:
         openai_server.answers[e.prompt] = e.completion
     monkeypatch.setenv("SLM_MODEL_PATH", str(tiny_model))
-    result = CliRunner().invoke(
-        main,
+    result = cli(
         [
             "live",
             "--track",
@@ -55,9 +53,7 @@ def test_live_runs_both_models_and_saves_like_eval(
 
 
 def test_live_without_save_writes_nothing(prepared: list[Example], openai_server: FakeOpenAIServer) -> None:
-    result = CliRunner().invoke(
-        main, ["live", "--track", "toolcall", "--models", "openai", *hosted(openai_server)]
-    )
+    result = cli(["live", "--track", "toolcall", "--models", "openai", *hosted(openai_server)])
     assert result.exit_code == 0, result.output
     assert not Path("05_eval").exists()
 
@@ -65,7 +61,7 @@ def test_live_without_save_writes_nothing(prepared: list[Example], openai_server
 def test_smoke_resamples_and_runs_both_tracks(
     prepared: list[Example], openai_server: FakeOpenAIServer
 ) -> None:
-    result = CliRunner().invoke(main, ["smoke", "--models", "openai", "--save", *hosted(openai_server)])
+    result = cli(["smoke", "--models", "openai", "--save", *hosted(openai_server)])
     assert result.exit_code == 0, result.output
     for track in ("structured", "toolcall"):
         assert len(read_examples(Path(f"02_dataset/{track}/test.jsonl"))) == 50
@@ -80,7 +76,7 @@ def test_smoke_refuses_without_tracing_before_touching_splits(
 ) -> None:
     before = Path("02_dataset/toolcall/test.jsonl").read_text()
     monkeypatch.delenv("LANGFUSE_DISABLED")
-    result = CliRunner().invoke(main, ["smoke", "--models", "openai"])
+    result = cli(["smoke", "--models", "openai"])
     assert result.exit_code == 2 and "LANGFUSE_DISABLED=1" in result.output
     assert Path("02_dataset/toolcall/test.jsonl").read_text() == before
 
@@ -95,9 +91,7 @@ def test_live_runs_are_traced_with_mode_live(
     monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", f"pk-lf-test-{secrets.token_hex(4)}")
     monkeypatch.setenv("LANGFUSE_SECRET_KEY", "sk-lf-test")
     monkeypatch.setenv("LANGFUSE_HOST", langfuse_receiver.url)
-    result = CliRunner().invoke(
-        main, ["live", "--track", "toolcall", "--models", "openai", *hosted(openai_server)]
-    )
+    result = cli(["live", "--track", "toolcall", "--models", "openai", *hosted(openai_server)])
     assert result.exit_code == 0, result.output
     root = langfuse_receiver.span("eval toolcall/test openai")
     assert "mode=live" in root.attr("langfuse.trace.tags")

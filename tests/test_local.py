@@ -5,15 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from slm_swap.backends.local import LocalBackend, LocalConfig, chat_text
-from slm_swap.cli import main
 from slm_swap.evaluate import evaluate, run_meta
 from slm_swap.protocol import Request
 from slm_swap.runs import read_run
 from slm_swap.tracing import NullTracer
 from slm_swap.types import Example
+from tests.cli import cli
 
 SPLIT = Path("02_dataset/toolcall/test.jsonl")
 
@@ -63,8 +62,7 @@ def test_adapter_changes_the_model_and_is_recorded(
     )
     assert [c.text for c in base] != [c.text for c in adapted]
     monkeypatch.setenv("SLM_MODEL_PATH", str(tiny_model))
-    result = CliRunner().invoke(
-        main,
+    result = cli(
         [
             "eval",
             "--track",
@@ -87,9 +85,7 @@ def test_not_an_adapter_folder(
 ) -> None:
     monkeypatch.setenv("SLM_MODEL_PATH", str(tiny_model))
     Path("empty").mkdir()
-    result = CliRunner().invoke(
-        main, ["eval", "--track", "toolcall", "--model-kind", "slm", "--adapter", "empty"]
-    )
+    result = cli(["eval", "--track", "toolcall", "--model-kind", "slm", "--adapter", "empty"])
     assert result.exit_code == 2 and "no LoRA adapter at empty" in result.output
 
 
@@ -100,9 +96,7 @@ def test_wrong_model_path_shows_what_was_resolved(
     Path("slm_swap/models/phi-4-mini/config.json").write_text("{}")
     monkeypatch.chdir("slm_swap")
     monkeypatch.setenv("SLM_MODEL_PATH", "slm_swap/models/phi-4-mini")
-    result = CliRunner().invoke(
-        main, ["eval", "--track", "toolcall", "--model-kind", "slm", "--dataset-dir", "../02_dataset"]
-    )
+    result = cli(["eval", "--track", "toolcall", "--model-kind", "slm", "--dataset-dir", "../02_dataset"])
     assert result.exit_code == 2
     assert "no model checkpoint at slm_swap/models/phi-4-mini" in result.output
     assert "slm_swap/slm_swap/models/phi-4-mini" in result.output  # what it resolved to
@@ -110,5 +104,5 @@ def test_wrong_model_path_shows_what_was_resolved(
 
 
 def test_embedded_model_missing_says_to_pull(prepared: list[Example]) -> None:
-    result = CliRunner().invoke(main, ["eval", "--track", "toolcall", "--model-kind", "slm"])
+    result = cli(["eval", "--track", "toolcall", "--model-kind", "slm"])
     assert result.exit_code == 2 and "slm-swap models pull" in result.output

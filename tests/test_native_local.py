@@ -11,16 +11,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from slm_swap import protocol
-from slm_swap.cli import main
 from slm_swap.errors import ConfigError
 from slm_swap.files import read_examples
 from slm_swap.local import templates
 from slm_swap.runs import read_run
 from slm_swap.scoring.metrics import score
 from slm_swap.types import Completion, Example
+from tests.cli import cli
 
 from .verdicts import ruled, run_exit_code
 
@@ -94,7 +93,7 @@ def run_hermes(family_models: dict[str, Path], *asked: str) -> str:
     from tests.test_pipeline import SMALL, TRAIN
 
     model = ["--model-path", str(family_models["hermes"])]
-    result = CliRunner().invoke(main, ["run", *model, *SMALL, *TRAIN, "--tracks", "toolcall", *asked])
+    result = cli(["run", *model, *SMALL, *TRAIN, "--tracks", "toolcall", *asked])
     assert result.exit_code == run_exit_code(), result.output
     return result.output
 
@@ -149,8 +148,7 @@ def test_a_template_that_cannot_render_tools_is_refused_with_its_fix(
     prepared: list[Example], tiny_model: Path
 ) -> None:
     """The embedded SmolLM2's template (which the tiny model carries) has no tool format."""
-    result = CliRunner().invoke(
-        main,
+    result = cli(
         [
             "eval",
             "--track",
@@ -192,14 +190,14 @@ def test_native_eval_of_a_local_checkpoint_end_to_end(
         str(family_models["hermes"]),
     ]
     common += ["--max-new-tokens", "12"]
-    result = CliRunner().invoke(main, [*common, "--protocol", "native", "--out", "native.json"])
+    result = cli([*common, "--protocol", "native", "--out", "native.json"])
     assert result.exit_code == 0, result.output
     run = read_run(Path("native.json"))
     assert len(run.results) == len(prepared) and all(r.backend_error is None for r in run.results)
     assert run.meta.settings["protocol"] == "native" and run.meta.settings["template_family"] == "hermes"
     assert run.meta.identity()["protocol"] == "native"
     assert all(r.metrics for r in run.results)
-    result = CliRunner().invoke(main, [*common, "--out", "prompt.json"])
+    result = cli([*common, "--out", "prompt.json"])
     assert result.exit_code == 0, result.output
     assert "protocol" not in read_run(Path("prompt.json")).meta.identity()
 
@@ -288,10 +286,10 @@ def test_serve_native_on_vllm_names_the_familys_tool_parser(family_models: dict[
             "--model-path",
             str(family_models[family]),
         ]
-        result = CliRunner().invoke(main, [*args, "--protocol", "native"])
+        result = cli([*args, "--protocol", "native"])
         assert result.exit_code == 0, result.output
         assert f"--enable-auto-tool-choice --tool-call-parser {parser}" in result.output
-        assert "--tool-call-parser" not in CliRunner().invoke(main, args).output
+        assert "--tool-call-parser" not in cli(args).output
 
 
 def test_run_native_asks_both_sides_natively(azure: object, family_models: dict[str, Path]) -> None:
@@ -323,7 +321,7 @@ def test_run_native_asks_both_sides_natively(azure: object, family_models: dict[
 def test_run_native_refuses_a_model_without_a_tool_template_before_any_stage(
     workspace: Path, tiny_model: Path
 ) -> None:
-    result = CliRunner().invoke(main, ["run", "--model-path", str(tiny_model), "--protocol", "native"])
+    result = cli(["run", "--model-path", str(tiny_model), "--protocol", "native"])
     assert result.exit_code == 2, result.output
     assert "cannot render tools" in result.output and "--protocol prompt" in result.output
     assert not Path("02_dataset").exists() and not Path("05_eval").exists()
@@ -442,9 +440,7 @@ def test_native_training_rows_are_written_as_the_template_writes_an_answer(
 
 
 def test_native_training_refuses_a_template_without_tools(prepared: list[Example], tiny_model: Path) -> None:
-    result = CliRunner().invoke(
-        main, ["train", "--track", "toolcall", "--model-path", str(tiny_model), "--protocol", "native"]
-    )
+    result = cli(["train", "--track", "toolcall", "--model-path", str(tiny_model), "--protocol", "native"])
     assert result.exit_code == 2, result.output
     assert "cannot render tools" in result.output and not Path("04_ft").exists()
 
@@ -491,9 +487,9 @@ def test_both_is_runs_own_setting_not_a_protocol(prepared: list[Example], tiny_m
         ["serve", "--model-path", str(tiny_model)],
         ["run"],
     ):
-        result = CliRunner().invoke(main, [*command, "--protocol", "both"])
+        result = cli([*command, "--protocol", "both"])
         assert result.exit_code == 2 and "'both' is not one of 'prompt', 'native'" in result.output
-    result = CliRunner().invoke(main, ["run", "--both-protocols", "--protocol", "native"])
+    result = cli(["run", "--both-protocols", "--protocol", "native"])
     assert result.exit_code == 2 and "--both-protocols decides under --protocol prompt" in result.output
     assert not Path("04_ft").exists() and not Path("05_eval").exists()
 

@@ -11,9 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from slm_swap.cli import main
 from slm_swap.data import bfcl
 from slm_swap.data.formats import NO_CALL_REPLY
 from slm_swap.data.nocall import NoCallRules
@@ -24,6 +22,7 @@ from slm_swap.data.splits import SplitSizes
 from slm_swap.files import read_examples
 from slm_swap.runtime import Runtime
 from slm_swap.types import Example
+from tests.cli import cli
 from tests.conftest import DATA, xlam_row
 from tests.test_openai_source import answer, call, row, user, write
 
@@ -32,7 +31,7 @@ SPLIT_FILES = [f"{t}/{s}.jsonl" for t in ("structured", "toolcall") for s in SPL
 
 
 def prepare(*args: str) -> Any:
-    return CliRunner().invoke(main, ["prepare", *args])
+    return cli(["prepare", *args])
 
 
 def split(track: str, name: str, out_dir: str = "02_dataset") -> list[Example]:
@@ -381,5 +380,5 @@ def test_run_makes_no_call_rows_from_single_tool_rows_and_redoes_splits_of_the_o
 
 
 def test_run_takes_the_no_call_options(workspace: Path) -> None:
-    result = CliRunner().invoke(main, ["run", "--help"])
+    result = cli(["run", "--help"])
     assert "--no-call-rows [keep|drop]" in result.output and "--irrelevance-share FLOAT" in result.output

@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from slm_swap.cli import main
 from slm_swap.data.formats import SYSTEM_PROMPTS
 from slm_swap.files import read_examples
 from slm_swap.types import Example
+from tests.cli import cli
 
 WEATHER = {
     "type": "function",
@@ -103,7 +102,7 @@ def write(path: Path, rows: list[Any]) -> Path:
 
 def prepare(*args: str) -> Any:
     sizes = ["--train-size", "2", "--val-size", "0", "--test-size", "2"]
-    return CliRunner().invoke(main, ["prepare", "--source", "openai", *sizes, *args])
+    return cli(["prepare", "--source", "openai", *sizes, *args])
 
 
 def examples(track: str) -> dict[str, Example]:

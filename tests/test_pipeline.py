@@ -7,9 +7,7 @@ import json
 import socket
 from pathlib import Path
 
-from click.testing import CliRunner
-
-from slm_swap.cli import main
+from tests.cli import cli
 
 from .openai_server import FakeOpenAIServer
 from .verdicts import ruled, run_exit_code
@@ -19,7 +17,7 @@ TRAIN = ["--max-length", "512", "--train-batch-size", "2"]
 
 
 def run(tiny_model: Path, *extra: str) -> str:
-    result = CliRunner().invoke(main, ["run", "--model-path", str(tiny_model), *SMALL, *TRAIN, *extra])
+    result = cli(["run", "--model-path", str(tiny_model), *SMALL, *TRAIN, *extra])
     assert result.exit_code == run_exit_code(), result.output
     return result.output
 
@@ -104,7 +102,7 @@ def test_run_without_credentials_uses_the_local_stand_in_and_stops_it(
 
 
 def test_report_without_decisions_says_what_to_run(workspace: Path) -> None:
-    result = CliRunner().invoke(main, ["report"])
+    result = cli(["report"])
     assert result.exit_code == 2 and "slm-swap run" in result.output
 
 
@@ -159,7 +157,7 @@ def test_run_in_rounds_stops_when_settled_and_asks_the_hosted_model_only_for_the
     from slm_swap.files import read_examples
 
     pool = ["--train-size", "4", "--val-size", "2", "--test-size", "32"]  # as run prepares it
-    assert CliRunner().invoke(main, ["prepare", *pool]).exit_code == 0
+    assert cli(["prepare", *pool]).exit_code == 0
     for example in read_examples(Path("02_dataset/toolcall/test.jsonl")):
         azure.answers[example.prompt] = example.completion
     output = run(tiny_model, "--tracks", "toolcall", "--max-test-size", "32")

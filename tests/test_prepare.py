@@ -8,11 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from slm_swap import settings
-from slm_swap.cli import main
 from slm_swap.data.sources import SOURCES, sample_path
+from tests.cli import cli
 from tests.conftest import DATA, xlam_row
 
 SPLIT_FILES = [
@@ -21,7 +20,7 @@ SPLIT_FILES = [
 
 
 def prepare(*args: str) -> object:
-    return CliRunner().invoke(main, ["prepare", *args])
+    return cli(["prepare", *args])
 
 
 def ids(path: str) -> list[str]:

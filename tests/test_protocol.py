@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from click.testing import CliRunner
-
 from slm_swap import protocol
-from slm_swap.cli import main
 from slm_swap.data.formats import Turn, render_turns
 from slm_swap.files import read_examples, schema_problem
 from slm_swap.runs import read_run
 from slm_swap.types import Example, ToolCall, ToolSpec
+from tests.cli import cli
 from tests.openai_server import FakeOpenAIServer
 from tests.test_hosted import openai_args
 
@@ -110,9 +108,7 @@ def test_hosted_native_toolcall_eval_scores_tool_calls(
     lines = [line for line in split.read_text().splitlines(True) if json.loads(line)["id"] in rows]
     Path("five/toolcall/test.jsonl").write_text("".join(lines))
     out = "05_eval/native.json"
-    result = CliRunner().invoke(
-        main,
-        ["eval", "--track", "toolcall", *openai_args(openai_server), "--protocol", "native",
+    result = cli(["eval", "--track", "toolcall", *openai_args(openai_server), "--protocol", "native",
          "--dataset-dir", "five", "--out", out],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -139,9 +135,7 @@ def test_hosted_native_structured_eval_asks_for_the_schema(
     examples = read_examples(Path("02_dataset/structured/test.jsonl"))
     for e in examples:
         openai_server.answers[e.prompt] = e.completion
-    result = CliRunner().invoke(
-        main, ["eval", "--track", "structured", *openai_args(openai_server), "--protocol", "native"]
-    )
+    result = cli(["eval", "--track", "structured", *openai_args(openai_server), "--protocol", "native"])
     assert result.exit_code == 0, result.output
     run = read_run(Path("05_eval/structured_openai_test.json"))
     assert run.summary.metrics["exact_match"] == 1.0
@@ -158,7 +152,7 @@ def test_the_prompt_protocol_is_todays_request_and_identity(
     made before the setting existed still resume and compare."""
     for e in prepared:
         openai_server.answers[e.prompt] = e.completion
-    result = CliRunner().invoke(main, ["eval", "--track", "toolcall", *openai_args(openai_server)])
+    result = cli(["eval", "--track", "toolcall", *openai_args(openai_server)])
     assert result.exit_code == 0, result.output
     run = read_run(Path("05_eval/toolcall_openai_test.json"))
     assert "protocol" not in run.meta.identity() and run.meta.settings["protocol"] == "prompt"

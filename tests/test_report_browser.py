@@ -9,9 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from slm_swap.cli import main
+from tests.cli import cli
 
 from .test_pipeline import SMALL, TRAIN
 from .verdicts import run_exit_code
@@ -22,7 +21,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 @pytest.fixture
 def report(azure: object, tiny_model: Path) -> Path:
     args = ["run", "--model-path", str(tiny_model), "--tracks", "toolcall", *SMALL, *TRAIN]
-    result = CliRunner().invoke(main, args)
+    result = cli(args)
     assert result.exit_code == run_exit_code(), result.output
     return Path("05_eval/report.html").resolve()
 

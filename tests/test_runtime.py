@@ -7,10 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from slm_swap.cli import main
 from slm_swap.runtime import VERBOSE_ENV, Runtime
+from tests.cli import cli
 
 
 def test_a_launchers_rank_is_read_from_its_environment() -> None:
@@ -36,6 +35,6 @@ def test_a_started_process_is_as_verbose_as_the_command() -> None:
 def test_verbose_goes_to_the_command_not_into_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """`--verbose` reaches the commands as their runtime; this process's environment is not a channel."""
     monkeypatch.delenv(VERBOSE_ENV, raising=False)
-    result = CliRunner().invoke(main, ["--verbose", "compare", "--help"])
+    result = cli(["--verbose", "compare", "--help"])
     assert result.exit_code == 0 and "Usage:" in result.output
     assert VERBOSE_ENV not in os.environ

@@ -7,10 +7,9 @@ import shlex
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from slm_swap.cli import main
 from slm_swap.scaleout import vllm_command
+from tests.cli import cli
 
 
 def adapter(folder: Path, rank: int) -> Path:
@@ -54,14 +53,14 @@ def test_serve_engine_vllm_dry_run_prints_the_command_without_the_key(workspace:
         "toolcall=04_ft/adapter_toolcall",
     ]
     args += ["--gpus", "2"]
-    result = CliRunner().invoke(main, [*args, "--require-api-key", "sekrit", "--dry-run"])
+    result = cli([*args, "--require-api-key", "sekrit", "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "sekrit" not in result.output and "VLLM_API_KEY" in result.output
     printed = shlex.split(result.output.split("  #")[0])
     assert printed[:3] == ["vllm", "serve", str(model.resolve())] and "--data-parallel-size" in printed
-    missing = CliRunner().invoke(main, args, env={"PATH": "/nonexistent"})
+    missing = cli(args, env={"PATH": "/nonexistent"})
     assert missing.exit_code == 2 and "vllm is not installed here" in missing.output
-    refused = CliRunner().invoke(main, [*args, "--constrained", "--dry-run"])
+    refused = cli([*args, "--constrained", "--dry-run"])
     assert refused.exit_code == 2 and "--constrained" in refused.output
 
 

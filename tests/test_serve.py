@@ -11,14 +11,13 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from click.testing import CliRunner
 
-from slm_swap.cli import main
 from slm_swap.data.formats import TOOLCALL_SYSTEM, render_prompt
 from slm_swap.local.engine import Engine
 from slm_swap.runs import read_run
 from slm_swap.serve import Batcher, ChatRequest, render_messages, to_response
 from slm_swap.types import Completion, Example, ToolSpec, Usage
+from tests.cli import cli
 
 from .langfuse_receiver import LangfuseReceiver
 from .serving import Running
@@ -185,8 +184,8 @@ def test_eval_against_serve_as_openai_and_as_azure(
     prepared: list[Example], server: Running, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     openai_args = ["--base-url", server.url + "/v1", "--api-key", "serve-key", "--model", "tiny-llama"]
-    result = CliRunner().invoke(
-        main, ["eval", "--track", "toolcall", "--model-kind", "openai", *openai_args, "--max-new-tokens", "4"]
+    result = cli(
+        ["eval", "--track", "toolcall", "--model-kind", "openai", *openai_args, "--max-new-tokens", "4"]
     )
     assert result.exit_code == 0, result.output
     for key, value in {
@@ -196,9 +195,7 @@ def test_eval_against_serve_as_openai_and_as_azure(
         "AZURE_API_VERSION": "2024-05-01-preview",
     }.items():
         monkeypatch.setenv(key, value)
-    result = CliRunner().invoke(
-        main, ["eval", "--track", "toolcall", "--model-kind", "azure", "--max-new-tokens", "4"]
-    )
+    result = cli(["eval", "--track", "toolcall", "--model-kind", "azure", "--max-new-tokens", "4"])
     assert result.exit_code == 0, result.output
     hosted, azure = (
         read_run(Path("05_eval/toolcall_openai_test.json")),
@@ -352,14 +349,14 @@ def test_constrained_server_answers_evaluation_requests_like_eval_constrained(
     running = Running(batcher, api_key=None, constrained=True)
     try:
         args = ["--base-url", running.url + "/v1", "--api-key", "none", "--model", "tiny-llama"]
-        served = CliRunner().invoke(
-            main, ["eval", "--track", "toolcall", "--model-kind", "openai", *args, "--max-new-tokens", "24"]
+        served = cli(
+            ["eval", "--track", "toolcall", "--model-kind", "openai", *args, "--max-new-tokens", "24"]
         )
         assert served.exit_code == 0, served.output
     finally:
         running.stop()
     local_args = ["--model-kind", "slm", "--model-path", str(tiny_model), "--constrained"]
-    local = CliRunner().invoke(main, ["eval", "--track", "toolcall", *local_args, "--max-new-tokens", "24"])
+    local = cli(["eval", "--track", "toolcall", *local_args, "--max-new-tokens", "24"])
     assert local.exit_code == 0, local.output
     hosted = read_run(Path("05_eval/toolcall_openai_test.json"))
     in_process = read_run(Path("05_eval/toolcall_slm_test.json"))

@@ -13,10 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from slm_swap.backends.local import LocalBackend, LocalConfig
-from slm_swap.cli import main
 from slm_swap.errors import ConfigError
 from slm_swap.fileformats import checked
 from slm_swap.files import sha256_file
@@ -25,6 +23,7 @@ from slm_swap.train.card import ADAPTER_CARD
 from slm_swap.train.packing import ROWS, completion_loss
 from slm_swap.train.sft import TrainConfig, build_trainer, train
 from slm_swap.types import Example
+from tests.cli import cli
 
 TOY_ANSWER = '<tool_call name="ping">{}</tool_call>'
 PRECISION = "float32"  # what `--precision auto` computes in on a CPU
@@ -173,9 +172,7 @@ def test_ctrl_c_leaves_a_checkpoint_and_resume_finishes(toy: None, tiny_model: P
     assert not Path("04_ft/r/adapter_model.safetensors").exists()
     steps = max(int(p.name.split("-")[1]) for p in Path("04_ft/r/checkpoints").glob("checkpoint-*"))
     assert 2 <= steps < 40
-    resumed = CliRunner().invoke(
-        main, [*_train_cmd(tiny_model, "04_ft/r", "--epochs", "20", "--save-steps", "50"), "--resume"]
-    )
+    resumed = cli([*_train_cmd(tiny_model, "04_ft/r", "--epochs", "20", "--save-steps", "50"), "--resume"])
     assert resumed.exit_code == 0, resumed.output
     card = json.loads(Path("04_ft/r", ADAPTER_CARD).read_text())
     assert card["steps"] == 40 and Path("04_ft/r/adapter_model.safetensors").is_file()

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import click
 import pytest
-from click.testing import CliRunner
 
 from slm_swap import settings
 from slm_swap.cli import main
 from slm_swap.settings import Setting
+from tests.cli import cli
 
 from .test_eval_replay import write_predictions
 
@@ -51,7 +51,7 @@ def test_every_command_honours_the_folder_variables(
     monkeypatch.setenv("SLM_SWAP_EVAL_DIR", "evals")
     monkeypatch.setenv("SLM_SWAP_FT_DIR", "adapters")
     sizes = ["--train-size", "4", "--val-size", "2", "--test-size", "8"]
-    assert CliRunner().invoke(main, ["prepare", *sizes]).exit_code == 0
+    assert cli(["prepare", *sizes]).exit_code == 0
     assert Path("data/toolcall/test.jsonl").is_file() and not Path("02_dataset").exists()
     from slm_swap.files import read_examples
 
@@ -59,9 +59,9 @@ def test_every_command_honours_the_folder_variables(
     write_predictions(examples, Path("good.jsonl"))
     write_predictions(examples, Path("bad.jsonl"), wrong=4)
     replay = ["eval", "--track", "toolcall", "--model-kind", "replay", "--predictions"]
-    assert CliRunner().invoke(main, [*replay, "good.jsonl"]).exit_code == 0
+    assert cli([*replay, "good.jsonl"]).exit_code == 0
     assert Path("evals/toolcall_replay_test.json").is_file()
-    assert CliRunner().invoke(main, [*replay, "bad.jsonl", "--out", "evals/slm.json"]).exit_code == 0
+    assert cli([*replay, "bad.jsonl", "--out", "evals/slm.json"]).exit_code == 0
     compare = [
         "compare",
         "--track",
@@ -71,17 +71,17 @@ def test_every_command_honours_the_folder_variables(
         "--slm",
         "evals/slm.json",
     ]
-    assert CliRunner().invoke(main, compare).exit_code == 10
+    assert cli(compare).exit_code == 10
     assert json.loads(Path("evals/toolcall_decision.json").read_text())["fine_tune"] is True
-    assert CliRunner().invoke(main, ["report"]).exit_code == 0 and Path("evals/report.html").is_file()
+    assert cli(["report"]).exit_code == 0 and Path("evals/report.html").is_file()
     train = ["train", "--track", "toolcall", "--model-path", str(tiny_model)]
-    too_short = CliRunner().invoke(main, [*train, "--max-length", "64"])
+    too_short = cli([*train, "--max-length", "64"])
     assert too_short.exit_code == 2 and "data/toolcall/train.jsonl: no row keeps" in too_short.output
-    trained = CliRunner().invoke(main, train)
+    trained = cli(train)
     assert trained.exit_code == 0, trained.output
     card = json.loads(Path("adapters/adapter_toolcall/slm_swap_adapter.json").read_text())
     assert card["train"] == "data/toolcall/train.jsonl"
-    plan = CliRunner().invoke(main, ["launch", "--strategy", "parallel", "--gpus", "4", "--dry-run"])
+    plan = cli(["launch", "--strategy", "parallel", "--gpus", "4", "--dry-run"])
     assert "data/structured/train.jsonl" in plan.output and "adapters/adapter_toolcall" in plan.output
     assert not any(Path(p).exists() for p in ("02_dataset", "04_ft", "05_eval"))
 
