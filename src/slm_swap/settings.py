@@ -111,6 +111,17 @@ NO_CALL_ROWS = Setting(
     "irrelevance categories): keep them as examples, or drop them (left out and counted).",
     choices=NO_CALL_ROW_CHOICES,
 )
+DONORS = ("random", "near")
+IRRELEVANCE_DONORS = Setting(
+    "--irrelevance-donors",
+    "random",
+    None,
+    "Where a made no-call row that offered only the tools its answer calls gets its offer from: random, "
+    "another unused row's tools; near, the unused row whose tools are closest in topic to the removed ones "
+    "(by the words of their names and descriptions) without being the same tool, so that one tool offered "
+    "stops meaning 'call it' for near-miss tools too.",
+    choices=DONORS,
+)
 IRRELEVANCE_SHARE = Setting(
     "--irrelevance-share",
     0.0,
@@ -355,6 +366,29 @@ PRECISION = Setting(
     "CPU with native bfloat16 (AVX512-BF16, AMX), faster there but learning less per step.",
     choices=PRECISIONS,
 )
+
+MASK_NAMES = Setting(
+    "--mask-names",
+    0.0,
+    None,
+    "Share, in [0, 1], of the training rows whose tool and parameter names are replaced by random "
+    "identifiers (in the tools, the request and the answer; the tools shuffled), so the model learns from "
+    "descriptions rather than names (Hammer's function masking). Never the validation or test rows.",
+    min=0,
+    max=1,
+    metavar="FLOAT",
+)
+OBJECTIVES = ("sft", "sft+dpo")
+OBJECTIVE = Setting(
+    "--objective",
+    "sft",
+    None,
+    "sft: supervised fine-tuning on the gold answers. sft+dpo: then a preference step (DPO) on the "
+    "training rows the fine-tuned model still gets wrong: the gold answer chosen over its own answer (a "
+    "call where none is right, no call where one is, a wrong tool or value).",
+    choices=OBJECTIVES,
+)
+DPO_BETA = 0.1  # TRL's default: how far the preference step may move from the fine-tuned model
 
 RESUME = Setting("--resume", False, None, "Continue from the last checkpoint in the adapter folder.")
 

@@ -14,12 +14,14 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from functools import partial
 
 from slm_swap import settings
 from slm_swap.data.rows import SourceRow, can_borrow, without_called_tools
 from slm_swap.data.scan import Scan
 from slm_swap.data.sources import Source
 from slm_swap.data.splits import SplitSizes
+from slm_swap.data.topics import TopicIndex
 from slm_swap.errors import ConfigError, InputError
 
 
@@ -30,6 +32,7 @@ class NoCallRules:
 
     no_call_rows: str = settings.field(settings.NO_CALL_ROWS)
     irrelevance_share: float = settings.field(settings.IRRELEVANCE_SHARE)
+    irrelevance_donors: str = settings.field(settings.IRRELEVANCE_DONORS)
 
     def __post_init__(self) -> None:
         if self.no_call_rows not in settings.NO_CALL_ROW_CHOICES:
@@ -37,12 +40,22 @@ class NoCallRules:
                 f"{settings.NO_CALL_ROWS} must be one of {', '.join(settings.NO_CALL_ROW_CHOICES)}, "
                 f"got {self.no_call_rows!r}"
             )
+        if self.irrelevance_donors not in settings.DONORS:
+            raise ConfigError(
+                f"{settings.IRRELEVANCE_DONORS} must be one of {', '.join(settings.DONORS)}, "
+                f"got {self.irrelevance_donors!r}"
+            )
         if not 0 <= self.irrelevance_share < 1:
             raise ConfigError(
                 f"{settings.IRRELEVANCE_SHARE} must be in [0, 1), got {self.irrelevance_share}\n"
                 f"  fix: give the share of the train and val rows to make no-call rows, e.g. "
                 f"{settings.IRRELEVANCE_SHARE} 0.25"
             )
+
+    @property
+    def near(self) -> bool:
+        """Whether a made row's donor is the closest in topic (`topics.py`), not any at random."""
+        return self.irrelevance_donors == "near"
 
     @property
     def keep(self) -> bool:
@@ -97,7 +110,9 @@ def pick_removable(
 ) -> Picked:
     """`count` rows in no split to make no-call rows from, and for each of them that offers only the
     tools its answer calls, its donor: a row in no split whose tools bear none of its tool names, drawn
-    at random (seeded by `rng`, like the rows). Raises InputError when there are too few."""
+    at random (seeded by `rng`, like the rows) or, with near donors, from the offers closest to its own in
+    topic (`topics.TopicIndex.nearest`; at random where none is near). Raises InputError when there are
+    too few."""
     if not count:
         return Picked([], {})
     pool = [i for i in found.usable if i not in chosen]
@@ -128,11 +143,18 @@ def pick_removable(
             f"{settings.TRAIN_SIZE}/{settings.VAL_SIZE}/{settings.TEST_SIZE}",
         )
     picked = rng.sample(candidates, count)
+    index = TopicIndex.of({o: found.topics[o] for o in offers}) if no_call.near else None
     donors: dict[int, int] = {}
     for i in picked:
         if i in found.lonely:
-            start = rng.randrange(len(offers))  # from a random offer on, the first that fits
-            turn = itertools.chain(range(start, len(offers)), range(start))
-            offer = next(offers[k] for k in turn if can_borrow(found.lonely[i], offers[k]))
+            names = found.lonely[i]
+            fits = partial(can_borrow, names)
+            near = [] if index is None else index.nearest(found.topics[found.offers[i]], fits)
+            if near:
+                offer = rng.choice(near)
+            else:  # from a random offer on, the first that fits
+                start = rng.randrange(len(offers))
+                turn = itertools.chain(range(start, len(offers)), range(start))
+                offer = next(offers[k] for k in turn if can_borrow(names, offers[k]))
             donors[i] = rng.choice(by_offer[offer])
     return Picked(picked, donors)

@@ -51,6 +51,8 @@ def prepare_inputs(
         "irrelevance_share": no_call.irrelevance_share,
         # How made rows are offered tools; recorded since it changed (splits made before are redone).
         **({"made_rows": "called tools removed, else a donor's tools"} if no_call.irrelevance_share else {}),
+        # Recorded only when near, so that splits made before the setting existed still match.
+        **({"irrelevance_donors": "near"} if no_call.irrelevance_share and no_call.near else {}),
     }
 
 
@@ -128,6 +130,7 @@ def prepare(
             skip_invalid=skip_invalid,
             keep_no_call=no_call.keep,
             find_removable=any(made.values()),
+            find_topics=any(made.values()) and no_call.near,
         )
         need = sizes.total - sum(made.values())
         if len(found.usable) < need:

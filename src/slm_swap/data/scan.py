@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from slm_swap import settings
 from slm_swap.data.rows import MADE_SUFFIX, RowError, RowLeftOut, SourceRow, names_of, no_call_offer
 from slm_swap.data.sources import Source
+from slm_swap.data.topics import words
 from slm_swap.errors import InputError
 
 NO_CALL_DROPPED = f"the answer is no call ({settings.NO_CALL_ROWS} drop)"
@@ -24,6 +25,7 @@ class Scan:
     removable: set[int] = field(default_factory=set)
     lonely: dict[int, frozenset[str]] = field(default_factory=dict)
     offers: dict[int, frozenset[str]] = field(default_factory=dict)  # usable row -> its tools' names
+    topics: dict[frozenset[str], frozenset[str]] = field(default_factory=dict)  # offer -> `topics.words`
     ids: dict[str, int] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     left_out: Counter[str] = field(default_factory=Counter)  # well-formed rows that make no example
@@ -38,10 +40,12 @@ def scan(
     exclude_ids: frozenset[str] = frozenset(),
     keep_no_call: bool = True,
     find_removable: bool = False,
+    find_topics: bool = False,
 ) -> Scan:
     """Validates every row. A bad row raises InputError (file and row named) unless `skip_invalid`; a row
     whose answer is no call is left out (counted) unless `keep_no_call`. `find_removable` fills
-    `Scan.removable` (only needed to make no-call rows, so a plain prepare pays nothing for it)."""
+    `Scan.removable` (only needed to make no-call rows, so a plain prepare pays nothing for it), and
+    `find_topics` `Scan.topics` (only for near donors)."""
     result = Scan()
     made_ids: dict[int, str] = {}  # removable row -> the id its no-call row would have
     for index, (where, convert) in enumerate(source.rows()):
@@ -76,6 +80,8 @@ def scan(
             result.usable.append(index)
             if find_removable:
                 result.offers[index] = row.tool_names
+                if find_topics and row.tool_names not in result.topics:
+                    result.topics[row.tool_names] = words(row.tools)
                 offer = no_call_offer(row)
                 if offer is not None:
                     made_ids[index] = f"{row.id}{MADE_SUFFIX}"

@@ -29,6 +29,8 @@ class Hyperparameters:
     load_in_4bit: bool = settings.field(settings.LOAD_IN_4BIT)
     save_steps: int = settings.field(settings.SAVE_STEPS)
     precision: str = settings.field(settings.PRECISION)  # the arithmetic, not the weights' storage
+    mask_names: float = settings.field(settings.MASK_NAMES)  # share of training rows masked (`masking.py`)
+    objective: str = settings.field(settings.OBJECTIVE)  # sft, or then a preference step (`preference.py`)
 
     def __post_init__(self) -> None:
         for name in (
@@ -46,6 +48,13 @@ class Hyperparameters:
         if self.precision not in PRECISIONS:
             raise ConfigError(
                 f"{settings.PRECISION} must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
+        if not 0 <= self.mask_names <= 1:
+            raise ConfigError(f"{settings.MASK_NAMES} must be in [0, 1], got {self.mask_names}")
+        if self.objective not in settings.OBJECTIVES:
+            raise ConfigError(
+                f"{settings.OBJECTIVE} must be one of {', '.join(settings.OBJECTIVES)}, "
+                f"got {self.objective!r}"
             )
         if not 0 <= self.lora_dropout < 1:
             raise ConfigError(f"{settings.LORA_DROPOUT} must be in [0, 1), got {self.lora_dropout}")

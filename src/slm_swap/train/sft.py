@@ -44,6 +44,7 @@ from slm_swap.runtime import ONE_PROCESS, Runtime
 from slm_swap.tracing import Tracer
 from slm_swap.train.card import ADAPTER_CARD, AdapterCard
 from slm_swap.train.config import TrainConfig
+from slm_swap.train.masking import mask_share
 from slm_swap.types import Example
 
 
@@ -283,9 +284,10 @@ def build_trainer(
         templates.family_of(template_tokenizer, config.model_path.name)
     else:
         template_tokenizer = None
-    train_rows = _rows(
-        read_examples(config.train), config.track, config.train, template_tokenizer, config.protocol
-    )
+    train_examples = read_examples(config.train)
+    if config.mask_names:
+        train_examples = mask_share(train_examples, config.mask_names, config.seed)
+    train_rows = _rows(train_examples, config.track, config.train, template_tokenizer, config.protocol)
     val_rows = _rows(read_examples(config.val), config.track, config.val, template_tokenizer, config.protocol)
     checkpoints = config.out / "checkpoints"
     if config.resume and not any(checkpoints.glob("checkpoint-*")):
@@ -402,13 +404,18 @@ def trainer_settings(config: TrainConfig, *, cuda: bool, world_size: int = 1) ->
     }
 
 
+# Settings a card records only when they are not their default, so that adapters trained before each
+# existed still match.
+LATER_SETTINGS = {"protocol": PROMPT, "mask_names": 0.0, "objective": "sft"}
+
+
 def hyperparameters(config: TrainConfig) -> dict[str, Any]:
     """The settings of a run as its card records them (everything but paths and --resume)."""
-    # The prompt protocol is left out, so that adapters trained before the setting existed still match.
     return {
         k: v
         for k, v in asdict(config).items()
-        if k not in ("train", "val", "out", "model_path", "resume") and not (k == "protocol" and v == PROMPT)
+        if k not in ("train", "val", "out", "model_path", "resume")
+        and not (k in LATER_SETTINGS and v == LATER_SETTINGS[k])
     }
 
 

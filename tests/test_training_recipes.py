@@ -1,0 +1,242 @@
+"""What a fine-tune is taught beyond the gold answers: function masking (`train --mask-names`), near-topic
+no-call rows (`prepare --irrelevance-donors near`), and the preference step (`train --objective
+sft+dpo`)."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from slm_swap.data.topics import SAME_TOOL, similarity, words
+from slm_swap.files import read_examples
+from slm_swap.scoring.metrics import score
+from slm_swap.train.masking import mask, mask_share, maskable
+from slm_swap.types import Completion, Example
+from tests.cli import cli
+from tests.conftest import xlam_row
+
+# --- function masking -------------------------------------------------------------------------------------
+
+
+def names_in(example: Example) -> set[str]:
+    """Every tool and parameter name a row offers."""
+    found = set()
+    for tool in example.tools:
+        found.add(tool.name)
+        found.update(tool.parameters.get("properties", {}))
+    return found
+
+
+def test_a_masked_row_renames_tools_and_parameters_alike_in_tools_prompt_and_answer(
+    prepared: list[Example],
+) -> None:
+    rows = [e for e in prepared if e.gold and maskable(e)]
+    assert len(rows) >= 4
+    orders_changed = 0
+    for example in rows:
+        masked = mask(example, random.Random(7))
+        old, new = names_in(example), names_in(masked)
+        assert old.isdisjoint(new) and len(new) == len(old)  # every name replaced, none reused
+        assert all(re.fullmatch(r"[fp]_[a-z0-9]{8}", n) for n in new)
+        # Descriptions and schemas stay: only the names change.
+        assert sorted(t.description for t in masked.tools) == sorted(t.description for t in example.tools)
+        assert sorted(len(t.parameters.get("properties", {})) for t in masked.tools) == sorted(
+            len(t.parameters.get("properties", {})) for t in example.tools
+        )
+        for tool in masked.tools:
+            assert set(tool.parameters.get("required", [])) <= set(tool.parameters["properties"])
+        # The prompt offers the new names only; the answer calls them, with the renamed parameters.
+        assert all(f'"name": "{t.name}"' in masked.prompt for t in masked.tools)
+        assert not any(f'"{name}"' in masked.prompt for name in old)
+        offered = {t.name: set(t.parameters["properties"]) for t in masked.tools}
+        for call in masked.gold:
+            assert call.name in offered and set(call.arguments) <= offered[call.name]
+            assert f'name="{call.name}"' in masked.completion
+        # The masked answer is right for the masked row: consistent, as scoring reads it.
+        result = score(masked, Completion(masked.completion))
+        assert result.error_category is None and result.metrics["ast_match"] == 1.0
+        # The same values are passed, under the new names.
+        assert [sorted(map(json.dumps, c.arguments.values())) for c in masked.gold] == [
+            sorted(map(json.dumps, c.arguments.values())) for c in example.gold
+        ]
+        orders_changed += [t.description for t in masked.tools] != [t.description for t in example.tools]
+    assert orders_changed  # the tools are shuffled (some rows offer one tool, so not every order moves)
+
+
+def test_masking_is_seeded_and_takes_the_share_asked_of_the_training_rows(prepared: list[Example]) -> None:
+    first = mask_share(prepared, 0.5, seed=42)
+    assert first == mask_share(prepared, 0.5, seed=42)  # the same split and seed give the same rows
+    changed = [a.id for a, b in zip(prepared, first, strict=True) if a != b]
+    assert len(changed) == round(0.5 * len(prepared))
+    assert [e.id for e in first] == [e.id for e in prepared]  # same rows, same order
+    assert mask_share(prepared, 0.0, seed=42) == prepared
+    assert sum(a != b for a, b in zip(prepared, mask_share(prepared, 1.0, seed=42), strict=True)) == len(
+        [e for e in prepared if maskable(e)]
+    )
+
+
+def test_train_masks_training_rows_only_and_records_the_share_in_the_card(
+    workspace: Path, tiny_model: Path
+) -> None:
+    from slm_swap.train.config import TrainConfig
+    from slm_swap.train.sft import build_trainer
+
+    assert cli(["prepare", "--train-size", "8", "--val-size", "4", "--test-size", "4"]).exit_code == 0
+    train = read_examples(Path("02_dataset/toolcall/train.jsonl"))
+    val = read_examples(Path("02_dataset/toolcall/val.jsonl"))
+    config = TrainConfig(
+        track="toolcall",
+        train=Path("02_dataset/toolcall/train.jsonl"),
+        val=Path("02_dataset/toolcall/val.jsonl"),
+        out=Path("04_ft/masked"),
+        model_path=tiny_model,
+        mask_names=1.0,
+    )
+    built = build_trainer(config)
+    train_prompts = [row["prompt"][1]["content"] for row in built.trainer.train_dataset]
+    val_prompts = [row["prompt"][1]["content"] for row in built.trainer.eval_dataset]
+    assert len(train_prompts) == len(train) and val_prompts == [e.prompt for e in val]
+    assert not any(
+        f'"name": "{t.name}"' in p for e, p in zip(train, train_prompts, strict=True) for t in e.tools
+    )
+
+    command = ["train", "--track", "toolcall", "--model-path", str(tiny_model), "--max-length", "1024"]
+    result = cli([*command, "--mask-names", "0.5", "--out", "04_ft/half", "--train-batch-size", "8"])
+    assert result.exit_code == 0, result.output
+    card = json.loads(Path("04_ft/half/slm_swap_adapter.json").read_text())
+    assert card["hyperparameters"]["mask_names"] == 0.5
+    plain = cli([*command, "--out", "04_ft/plain", "--train-batch-size", "8"])
+    assert plain.exit_code == 0, plain.output
+    # Not masking is not recorded, so adapters trained before the setting existed still match.
+    assert (
+        "mask_names"
+        not in json.loads(Path("04_ft/plain/slm_swap_adapter.json").read_text())["hyperparameters"]
+    )
+    refused = cli([*command, "--mask-names", "1.5"])
+    assert refused.exit_code == 2 and "--mask-names" in refused.output
+
+
+# --- near-topic no-call rows ------------------------------------------------------------------------------
+
+TOPICS = {  # four tools a topic, each offered alone by its row (as BFCL's live_simple rows are)
+    "weather": [
+        ("get_current_weather", "Current weather conditions for a city"),
+        ("weather_forecast_daily", "Daily weather forecast for a city"),
+        ("weather_alerts_region", "Severe weather alerts issued for a region"),
+        ("uv_index_city", "Ultraviolet index from the weather service for a city"),
+    ],
+    "finance": [
+        ("stock_price_quote", "Latest market price of a stock ticker"),
+        ("exchange_rate_lookup", "Market exchange rate between two currencies"),
+        ("company_earnings_report", "Quarterly earnings of a company listed on the market"),
+        ("crypto_price_ticker", "Latest market price of a cryptocurrency coin"),
+    ],
+    "cooking": [
+        ("find_recipe", "Find a food recipe by dish name"),
+        ("nutrition_facts", "Nutrition facts and calories of a food"),
+        ("wine_pairing", "Suggest a wine to pair with a food dish"),
+        ("meal_planner_week", "Plan a week of food and meals"),
+    ],
+}
+# The same function as get_current_weather under another name: never offered in its place.
+TWIN = ("current_weather_conditions", "Current weather conditions for a city")
+
+
+def topic_rows(copies: int) -> list[dict[str, Any]]:
+    rows = []
+    tools = [(topic, name, text) for topic, listed in TOPICS.items() for name, text in listed]
+    tools.append(("weather", *TWIN))
+    for k in range(copies):
+        for topic, name, text in tools:
+            spec = {"name": f"{name}_v{k}", "description": text, "parameters": {"q": {"type": "str"}}}
+            answers = [{"name": spec["name"], "arguments": {"q": f"{topic}{k}"}}]
+            query = f"Please help with {topic} question {k}"
+            i = len(rows)
+            rows.append(xlam_row(i, tools=json.dumps([spec]), answers=json.dumps(answers), query=query))
+    return rows
+
+
+def made_pairs(donors: str) -> list[tuple[Example, Example]]:
+    """Each made no-call row of the train and val splits, with the row it was made from."""
+    source = {f"xlam-{r['id']}": r for r in ROWS}
+    out = []
+    for name in ("train", "val"):
+        for made in read_examples(Path(f"02_dataset-{donors}/toolcall/{name}.jsonl")):
+            if made.id.endswith("-nocall"):
+                row = source[made.id.removesuffix("-nocall")]
+                out.append((made, row))
+    return out
+
+
+ROWS = topic_rows(copies=6)
+
+
+def test_near_donors_offer_tools_close_in_topic_never_the_gold_or_its_twin(
+    workspace: Path, write_xlam: Callable[..., Path]
+) -> None:
+    path = write_xlam(ROWS, name="topics.json")
+    sizes = ["--train-size", "24", "--val-size", "8", "--test-size", "8", "--irrelevance-share", "0.5"]
+    closeness: dict[str, list[float]] = {}
+    for donors in ("random", "near"):
+        out = f"02_dataset-{donors}"
+        args = [
+            "prepare",
+            "--dataset-path",
+            str(path),
+            *sizes,
+            "--out-dir",
+            out,
+            "--irrelevance-donors",
+            donors,
+        ]
+        result = cli(args)
+        assert result.exit_code == 0, result.output
+        manifest = json.loads(Path(out, "prepared.json").read_text())
+        assert ("irrelevance_donors" in manifest["inputs"]) == (donors == "near")
+        pairs = made_pairs(donors)
+        assert len(pairs) == 16
+        for made, row in pairs:
+            gold = json.loads(row["answers"])[0]["name"]
+            offered = {t.name for t in made.tools}
+            assert gold not in offered and not made.gold  # never the removed tool; the answer is no call
+            removed = words(t for t in read_tools(row))
+            closeness.setdefault(donors, []).append(similarity(removed, words(made.tools)))
+            if donors == "near":
+                # Not the same function under another name: neither a copy of the gold nor its twin.
+                same = {base(gold)} | ({TWIN[0]} if base(gold) == "get_current_weather" else set())
+                assert not {base(name) for name in offered} & same
+                assert similarity(removed, words(made.tools)) < SAME_TOOL
+                assert topic_of(gold) == topic_of(next(iter(offered)))  # a near miss: the same topic
+    mean = {k: sum(v) / len(v) for k, v in closeness.items()}
+    assert mean["near"] > 2 * mean["random"] and mean["near"] > 0.15, mean
+    # The test split is never augmented, and the splits are seeded: the same command, the same bytes.
+    again = cli(
+        ["prepare", "--dataset-path", str(path), *sizes, "--out-dir", "again", "--irrelevance-donors", "near"]
+    )
+    assert again.exit_code == 0
+    for name in ("train", "val", "test"):
+        assert (
+            Path(f"again/toolcall/{name}.jsonl").read_bytes()
+            == Path(f"02_dataset-near/toolcall/{name}.jsonl").read_bytes()
+        )
+
+
+def read_tools(row: dict[str, Any]) -> list[Any]:
+    from slm_swap.types import ToolSpec
+
+    return [ToolSpec(t["name"], t["description"], {}) for t in json.loads(row["tools"])]
+
+
+def base(name: str) -> str:
+    """A tool's name without its copy's suffix."""
+    return name.rsplit("_v", 1)[0]
+
+
+def topic_of(name: str) -> str:
+    if base(name) == TWIN[0]:
+        return "weather"
+    return next(topic for topic, listed in TOPICS.items() if base(name) in {n for n, _ in listed})
