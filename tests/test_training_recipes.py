@@ -240,3 +240,116 @@ def topic_of(name: str) -> str:
     if base(name) == TWIN[0]:
         return "weather"
     return next(topic for topic, listed in TOPICS.items() if base(name) in {n for n, _ in listed})
+
+
+# --- the preference step ----------------------------------------------------------------------------------
+
+
+def test_pairs_are_made_of_the_models_wrong_answers_with_the_gold_chosen(prepared: list[Example]) -> None:
+    from slm_swap.data.formats import NO_CALL_REPLY, render_completion
+    from slm_swap.train.preference import preference_pairs
+    from slm_swap.types import ToolCall
+
+    call_row = next(e for e in prepared if e.gold)
+    no_call_row = replace_example(call_row, gold=(), acceptable=(), completion=NO_CALL_REPLY)
+    wrong_value = render_completion("toolcall", [ToolCall(call_row.gold[0].name, {"x": "not it"})])
+    answers = {
+        "right": (call_row, Completion(call_row.completion)),
+        "no call where one is": (call_row, Completion("I cannot help with that.")),
+        "a wrong value": (call_row, Completion(wrong_value)),
+        "a call where none is": (no_call_row, Completion(call_row.completion)),
+        "right abstention": (no_call_row, Completion("None of these tools fit.")),
+        "failed": (call_row, Completion("", error="timeout")),
+    }
+    pairs = preference_pairs([e for e, _ in answers.values()], [c for _, c in answers.values()])
+    assert [p.rejected for p in pairs] == [
+        answers[k][1].text for k in ("no call where one is", "a wrong value", "a call where none is")
+    ]
+    assert all(
+        p.chosen == e.completion for p, e in zip(pairs, (call_row, call_row, no_call_row), strict=True)
+    )
+    assert pairs[2].mistake and pairs[0].mistake
+    row = pairs[0].row()
+    assert row["prompt"] == call_row.messages() and row["chosen"][0]["role"] == "assistant"
+
+
+def replace_example(example: Example, **changes: Any) -> Example:
+    from dataclasses import replace
+
+    return replace(example, **changes)
+
+
+def test_sft_then_dpo_trains_on_the_fine_tuned_models_own_mistakes(workspace: Path, tiny_model: Path) -> None:
+    """`train --objective sft+dpo`: the fine-tuned adapter answers its training rows (as it is evaluated),
+    every wrong answer is a pair against the gold, and DPO moves the same adapter on from there; the card
+    and the pairs file say what it did."""
+    from transformers import AutoTokenizer
+
+    from slm_swap.train.preference import PAIRS_FILE, answer_limit, answers_of
+
+    sizes = ["--train-size", "6", "--val-size", "2", "--test-size", "2"]
+    assert cli(["prepare", *sizes]).exit_code == 0
+    command = ["train", "--track", "toolcall", "--model-path", str(tiny_model), "--max-length", "1024"]
+    sft = cli([*command, "--out", "04_ft/sft"])
+    assert sft.exit_code == 0, sft.output
+    dpo = cli([*command, "--out", "04_ft/dpo", "--objective", "sft+dpo"])
+    assert dpo.exit_code == 0, dpo.output
+    card = json.loads(Path("04_ft/dpo/slm_swap_adapter.json").read_text())
+    assert card["hyperparameters"]["objective"] == "sft+dpo"
+    step = card["preference"]
+    train = read_examples(Path("02_dataset/toolcall/train.jsonl"))
+    assert step["rows"] == len(train) and step["answers"] == "greedy, grammar-constrained"
+    # The rejected answers are the fine-tuned model's own: the SFT-only adapter (same seed, same rows)
+    # gives them again.
+    limit = answer_limit(train, AutoTokenizer.from_pretrained(tiny_model))
+    answers = answers_of(train, tiny_model, Path("04_ft/sft"), limit)
+    own = {e.id: c.text for e, c in zip(train, answers, strict=True)}
+    pairs = [json.loads(line) for line in Path("04_ft/dpo", PAIRS_FILE).read_text().splitlines()]
+    assert len(pairs) == step["pairs"] > 0 and step["steps"] > 0
+    gold = {e.id: e.completion for e in train}
+    assert all(p["rejected"] == own[p["id"]] and p["chosen"] == gold[p["id"]] for p in pairs)
+    assert sum(step["mistakes"].values()) == step["pairs"]
+    # The step moved the adapter on from the fine-tune's, and the result loads like any adapter.
+    assert (
+        card["adapter_sha256"]
+        != json.loads(Path("04_ft/sft/slm_swap_adapter.json").read_text())["adapter_sha256"]
+    )
+    assert not Path("04_ft/dpo/ref").exists()  # TRL's frozen reference copy is not saved
+    evaluated = cli(
+        [
+            "eval",
+            "--track",
+            "toolcall",
+            "--model-kind",
+            "slm",
+            "--model-path",
+            str(tiny_model),
+            "--adapter",
+            "04_ft/dpo",
+            "--max-new-tokens",
+            "8",
+        ]
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    native = cli([*command, "--out", "04_ft/n", "--objective", "sft+dpo", "--protocol", "native"])
+    assert native.exit_code == 2 and "--objective sft+dpo" in native.output
+
+
+def test_run_takes_the_recipes_and_its_adapter_card_records_them(azure: object, tiny_model: Path) -> None:
+    """The three options through `run`: the splits are made with near donors, and the fine-tune masks
+    names and takes the preference step; each is recorded where its output is."""
+    from tests.test_pipeline import run
+
+    recipe = ["--irrelevance-share", "0.25", "--irrelevance-donors", "near", "--mask-names", "0.5"]
+    output = run(tiny_model, "--tracks", "toolcall", *recipe, "--objective", "sft+dpo")
+    assert "train toolcall:" in output
+    manifest = json.loads(Path("02_dataset/prepared.json").read_text())
+    assert (
+        manifest["inputs"]["irrelevance_donors"] == "near" and manifest["inputs"]["irrelevance_share"] == 0.25
+    )
+    card = json.loads(Path("04_ft/adapter_toolcall/slm_swap_adapter.json").read_text())
+    assert card["hyperparameters"]["mask_names"] == 0.5 and card["hyperparameters"]["objective"] == "sft+dpo"
+    assert card["preference"]["rows"] == 4
+    # The same recipe again keeps the adapter; the identity rule holds the recipe.
+    again = run(tiny_model, "--tracks", "toolcall", *recipe, "--objective", "sft+dpo")
+    assert "train toolcall: 04_ft/adapter_toolcall kept" in again

@@ -46,9 +46,10 @@ class AdapterCard(FileForm):
     adapter_sha256: str  # of the trained LoRA weights, as the ranks of a multi-GPU run compare them
     versions: dict[str, str]
     adapter_files_sha256: str | None = None  # of the files written (None until they are, and not written)
+    preference: dict[str, Any] | None = None  # --objective sft+dpo: the preference step (`preference.py`)
 
     file_format = ADAPTER_FORMAT
-    left_out = ("adapter_files_sha256",)
+    left_out = ("adapter_files_sha256", "preference")
 
 
 def read_card(path: Path) -> AdapterCard:

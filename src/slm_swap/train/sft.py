@@ -45,6 +45,7 @@ from slm_swap.tracing import Tracer
 from slm_swap.train.card import ADAPTER_CARD, AdapterCard
 from slm_swap.train.config import TrainConfig
 from slm_swap.train.masking import mask_share
+from slm_swap.train.preference import preference_step
 from slm_swap.types import Example
 
 
@@ -277,6 +278,12 @@ def build_trainer(
     from slm_swap.train.packing import CompletionLossTrainer, use_mask_dropout, use_padding_free
 
     deterministic_cublas()
+    if config.objective == "sft+dpo" and (config.protocol == NATIVE or runtime.world_size > 1):
+        raise ConfigError(
+            f"{settings.OBJECTIVE} sft+dpo: the preference step asks the fine-tuned model in slm-swap's own "
+            f"format, in one process\n  fix: use {settings.PROTOCOL} prompt without a launcher, or "
+            f"{settings.OBJECTIVE} sft"
+        )
     if config.protocol == NATIVE:  # the template must have a tool format (exit 2 before anything loads)
         from transformers import AutoTokenizer
 
@@ -496,6 +503,20 @@ def train(
         if not stop["stop"] and trainer.is_world_process_zero():
             trainer.save_model(str(config.out))
             tokenizer.save_pretrained(str(config.out))
+            if config.objective == "sft+dpo":
+                preferred = preference_step(
+                    config,
+                    tokenizer,
+                    cuda=built.device.startswith("cuda"),
+                    bf16=mixed_bfloat16(config, cuda=built.device.startswith("cuda")),
+                    load_base=lambda: load_base(config, "trl+peft", runtime)[0],
+                    digest=_digest,
+                )
+                card = replace(
+                    card,
+                    preference=preferred.to_json(),
+                    adapter_sha256=preferred.adapter_sha256 or card.adapter_sha256,
+                )
             readable_weights(config.out)
             # The digest of the files just written is the adapter's identity for later evaluations.
             card = replace(card, adapter_files_sha256=adapter_files_digest(config.out))

@@ -1,0 +1,194 @@
+"""The preference step of `train --objective sft+dpo`: after the supervised fine-tune, the model answers
+its own training rows, and where it is wrong (a call on a row whose answer is no call, no call where one
+is, a wrong tool or value) the gold answer is preferred to its answer, with TRL's DPO trainer. When2Call
+found such a step teaches *when* to call better than more supervised rows.
+
+The answers are the fine-tuned model's own, asked as it will be evaluated (greedy, grammar-constrained,
+so every answer is in the track's format and its mistakes are of judgement, not of form). The step goes
+on training the same LoRA adapter; its reference is the adapter as the fine-tune left it (TRL copies it
+as a frozen "ref" adapter), so the adapter stays one the base model loads like any other.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from slm_swap import settings
+from slm_swap.types import Completion, Example
+
+# The preference step learns at a tenth of the fine-tune's rate: DPO moves a model far with few steps.
+LEARNING_RATE_SHARE = 0.1
+PAIRS_FILE = "preference_pairs.jsonl"  # beside the adapter: each pair, the model's answer and the gold
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A training row the model got wrong: its conversation, the gold answer and the model's own."""
+
+    id: str
+    mistake: str  # the scorer's error category of the model's answer
+    prompt: list[dict[str, str]]
+    chosen: str
+    rejected: str
+
+    def shown(self) -> dict[str, str]:
+        """The pair as `PAIRS_FILE` holds it (the conversation is the training row's)."""
+        return {"id": self.id, "mistake": self.mistake, "chosen": self.chosen, "rejected": self.rejected}
+
+    def row(self) -> dict[str, Any]:
+        """The pair as TRL's DPO trainer takes a conversational row."""
+        return {
+            "prompt": self.prompt,
+            "chosen": [{"role": "assistant", "content": self.chosen}],
+            "rejected": [{"role": "assistant", "content": self.rejected}],
+        }
+
+
+def preference_pairs(examples: Sequence[Example], answers: Sequence[Completion]) -> list[Pair]:
+    """A pair for every row whose answer the scorer finds wrong, the gold answer chosen over it; a row
+    answered right, or whose answer failed (no text), makes none."""
+    from slm_swap.scoring.metrics import score
+
+    pairs = []
+    for example, answer in zip(examples, answers, strict=True):
+        if answer.error is not None or not answer.text.strip():
+            continue
+        result = score(example, answer)
+        if result.error_category is None or answer.text.strip() == example.completion.strip():
+            continue
+        pairs.append(
+            Pair(example.id, result.error_category, example.messages(), example.completion, answer.text)
+        )
+    return pairs
+
+
+@dataclass(frozen=True)
+class PreferenceResult:
+    """What the preference step did, as the adapter card records it."""
+
+    rows: int  # training rows the fine-tuned model answered
+    pairs: int  # of them, those it got wrong: the preference pairs
+    mistakes: dict[str, int]  # the pairs by the kind of mistake
+    steps: int
+    loss_first: float | None
+    loss_last: float | None
+    reward_margin_last: float | None  # chosen minus rejected reward, at the last step
+    seconds: float
+    adapter_sha256: str | None = None  # of the adapter's weights after the step (None: no step was taken)
+    answers: str = "greedy, grammar-constrained"
+
+    def to_json(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def answer_limit(examples: Sequence[Example], tokenizer: Any) -> int:
+    """How long the model's answers may run: twice the longest gold answer (an answer past that is wrong
+    whatever follows, and a cut one is still a rejected answer), at most `--max-new-tokens`' default."""
+    longest = max((len(tokenizer(e.completion)["input_ids"]) for e in examples), default=0)
+    return min(settings.MAX_NEW_TOKENS.default, 2 * longest + 16)
+
+
+def answers_of(
+    examples: Sequence[Example], model_path: Any, adapter: Any, max_new_tokens: int
+) -> list[Completion]:
+    """The fine-tuned model's own answers to `examples`, asked as it is evaluated."""
+    from slm_swap.backends.config import LocalConfig
+    from slm_swap.backends.local import LocalBackend
+
+    backend = LocalBackend(
+        LocalConfig(model_path, adapter=adapter, constrained=True, max_new_tokens=max_new_tokens)
+    )
+    try:
+        return backend.complete(examples)
+    finally:
+        backend.close()
+
+
+def prefer(model: Any, tokenizer: Any, pairs: Sequence[Pair], config: Any, *, cuda: bool, bf16: bool) -> Any:
+    """Trains the PEFT `model` (the fine-tuned adapter, trainable) on `pairs` with TRL's DPO trainer and
+    returns the trainer (its model holds the trained adapter as "default")."""
+    from datasets import Dataset
+    from transformers import PrinterCallback
+    from trl import DPOConfig, DPOTrainer
+
+    args = DPOConfig(
+        output_dir=str(config.out / "checkpoints" / "preference"),
+        learning_rate=config.learning_rate * LEARNING_RATE_SHARE,
+        beta=settings.DPO_BETA,
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation,
+        max_length=config.max_length,
+        seed=config.seed,
+        data_seed=config.seed,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=not cuda,
+        bf16=bf16,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+    trainer = DPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list([p.row() for p in pairs]),
+        processing_class=tokenizer,
+    )
+    trainer.remove_callback(PrinterCallback)
+    trainer.train()
+    return trainer
+
+
+def preference_step(
+    config: Any,
+    tokenizer: Any,
+    *,
+    cuda: bool,
+    bf16: bool,
+    load_base: Callable[[], Any],
+    digest: Callable[[Any], str],
+) -> PreferenceResult:
+    """The step after the fine-tune saved its adapter to `config.out`: the model's answers to the training
+    rows, the pairs of its mistakes, DPO on them, and the adapter saved again in its place (only the
+    trained adapter, not TRL's reference copy)."""
+    from collections import Counter
+
+    from peft import PeftModel
+
+    from slm_swap.files import atomic_writer, jsonl_text, read_examples
+
+    start = time.perf_counter()
+    examples = read_examples(config.train)
+    answers = answers_of(examples, config.model_path, config.out, answer_limit(examples, tokenizer))
+    pairs = preference_pairs(examples, answers)
+    mistakes = dict(Counter(p.mistake for p in pairs))
+    with atomic_writer(config.out / PAIRS_FILE) as out:  # what the step preferred, for a reader
+        out.write(jsonl_text(p.shown() for p in pairs))
+    if not pairs:  # nothing wrong to prefer against: the fine-tuned adapter stands
+        return PreferenceResult(
+            len(examples), 0, {}, 0, None, None, None, round(time.perf_counter() - start, 2)
+        )
+    base = load_base()
+    model = PeftModel.from_pretrained(base, str(config.out), is_trainable=True)
+    trainer = prefer(model, tokenizer, pairs, config, cuda=cuda, bf16=bf16)
+    trainer.model.save_pretrained(str(config.out), selected_adapters=["default"])
+    history = trainer.state.log_history
+    losses = [h["loss"] for h in history if "loss" in h]
+    margins = [h["rewards/margins"] for h in history if "rewards/margins" in h]
+    return PreferenceResult(
+        rows=len(examples),
+        pairs=len(pairs),
+        mistakes=mistakes,
+        steps=trainer.state.global_step,
+        loss_first=losses[0] if losses else None,
+        loss_last=losses[-1] if losses else None,
+        reward_margin_last=margins[-1] if margins else None,
+        seconds=round(time.perf_counter() - start, 2),
+        adapter_sha256=digest(trainer.model),  # the trainable adapter's weights, as the fine-tune's
+    )
