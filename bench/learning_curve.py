@@ -72,29 +72,34 @@ def usable_rows(category: str) -> int:
     return len(scan(source, skip_invalid=False).usable)
 
 
-def pool_folder(work: Path, name: str, irrelevance_share: float) -> Path:
-    return work / "pool" / (f"{name}-irrelevance{irrelevance_share:g}" if irrelevance_share else name)
+def pool_folder(work: Path, name: str, irrelevance_share: float, donors: str = "random") -> Path:
+    name = f"{name}-irrelevance{irrelevance_share:g}" if irrelevance_share else name
+    return work / "pool" / (f"{name}-{donors}" if irrelevance_share and donors != "random" else name)
 
 
-def share_flags(irrelevance_share: float) -> list[str]:
-    return ["--irrelevance-share", repr(irrelevance_share)] if irrelevance_share else []
+def share_flags(irrelevance_share: float, donors: str = "random") -> list[str]:
+    if not irrelevance_share:
+        return []
+    return ["--irrelevance-share", repr(irrelevance_share), "--irrelevance-donors", donors]
 
 
-def bfcl_pool(work: Path, most: int, irrelevance_share: float) -> tuple[list[str], list[str]]:
+def bfcl_pool(
+    work: Path, most: int, irrelevance_share: float, donors: str = "random"
+) -> tuple[list[str], list[str]]:
     """Train rows in turn from the live categories, and the validation rows (4 of each); with a share, a
     share of each category's train and validation rows are no-call rows made by `prepare`."""
     per_category: dict[str, list[str]] = {}
     val: list[str] = []
     for category in POOL_CATEGORIES:
         share = irrelevance_share
-        out = pool_folder(work, category, share)
+        out = pool_folder(work, category, share, donors)
         if not (out / TRACK / "train.jsonl").exists():
             usable = usable_rows(category) - VAL_PER_CATEGORY
             # made rows come from rows in no split: leave room for them
             train = min(most, int(usable / (1 + share)) - VAL_PER_CATEGORY)
             slm_swap("prepare", "--source", "bfcl", "--bfcl-category", category, "--out-dir", str(out),
                      "--train-size", str(train), "--val-size", str(VAL_PER_CATEGORY),
-                     "--test-size", "0", *share_flags(share))  # fmt: skip
+                     "--test-size", "0", *share_flags(share, donors))  # fmt: skip
         per_category[category] = lines(out / TRACK / "train.jsonl")
         val += lines(out / TRACK / "val.jsonl")
     pool: list[str] = []
@@ -139,9 +144,17 @@ def point_name(source: str, n: int, irrelevance_share: float, epochs: float = 1.
     return name if epochs == 1.0 else f"{name}-epochs{epochs:g}"
 
 
-def train(work: Path, name: str, n: int, pool: list[str], val: list[str], epochs: float = 1.0) -> Path:
-    """The adapter for the first n pool rows, `epochs` passes over them (kept: a rerun with the same rows
-    reuses it)."""
+def train(
+    work: Path,
+    name: str,
+    n: int,
+    pool: list[str],
+    val: list[str],
+    epochs: float = 1.0,
+    extra: tuple[str, ...] = (),
+) -> Path:
+    """The adapter for the first n pool rows, `epochs` passes over them, with `extra` train options (kept:
+    a rerun with the same rows reuses it; the point's name says the options)."""
     folder = work / name
     adapter = folder / "adapter"
     if len(pool) < n:
@@ -170,7 +183,7 @@ def train(work: Path, name: str, n: int, pool: list[str], val: list[str], epochs
         file.write_text(text)
     start = time.perf_counter()
     slm_swap("train", "--track", TRACK, "--train", str(train_file), "--val", str(val_file),
-             "--out", str(adapter), "--save-steps", "100000", "--epochs", str(epochs))  # fmt: skip
+             "--out", str(adapter), "--save-steps", "100000", "--epochs", str(epochs), *extra)  # fmt: skip
     card = json.loads((adapter / ADAPTER_CARD).read_text())
     print(
         f"trained {name}: {card['steps']} steps, {time.perf_counter() - start:.0f} s end to end, "

