@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from slm_swap import settings
+from slm_swap.errors import ConfigError
 from slm_swap.types import Completion, Example
 
 # The preference step learns at a tenth of the fine-tune's rate: DPO moves a model far with few steps.
@@ -143,6 +144,13 @@ def prefer(model: Any, tokenizer: Any, pairs: Sequence[Pair], config: Any, *, cu
         train_dataset=Dataset.from_list([p.row() for p in pairs]),
         processing_class=tokenizer,
     )
+    if "ref" not in getattr(trainer.model, "peft_config", {}):
+        # TRL before its DPO rewrite took the base model (adapters off) as the reference of an adapter that
+        # is already trained: the step would pull the fine-tune back towards the untrained model.
+        raise ConfigError(
+            f"{settings.OBJECTIVE} sft+dpo: this TRL does not keep a frozen copy of the fine-tuned adapter "
+            "as the preference step's reference\n  fix: pip install -U 'trl>=1.16' (the version tested)"
+        )
     trainer.remove_callback(PrinterCallback)
     trainer.train()
     return trainer
