@@ -1,6 +1,7 @@
 """How close two offers of tools are in topic, for no-call rows offered near-miss tools
 (`--irrelevance-donors near`): the words of the tools' names and descriptions (`get_weather` and
-"Current weather for a city" give get, weather, current, city), compared as sets (Jaccard).
+"Current weather for a city" give weather, current, city), compared as sets (Jaccard), each word weighted
+by how rare it is among the offers (`TopicIndex.similarity`).
 
 Near is not the same: an offer whose words overlap the removed tools' by `SAME_TOOL` or more is taken for
 the same function under another name (xLAM holds many) and never offered in their place, since a tool
@@ -10,6 +11,7 @@ that could serve the request would make the row's no-call answer wrong.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -53,6 +55,7 @@ class TopicIndex:
 
     topics: Mapping[frozenset[str], frozenset[str]]  # offer (its tools' names) -> its words
     postings: dict[str, list[frozenset[str]]]
+    weights: dict[str, float]  # each word's inverse document frequency among the offers
 
     @classmethod
     def of(cls, topics: Mapping[frozenset[str], frozenset[str]]) -> TopicIndex:
@@ -63,13 +66,22 @@ class TopicIndex:
             for w in topic:
                 if counts[w] <= limit:
                     postings.setdefault(w, []).append(offer)
-        return cls(topics, postings)
+        weights = {w: math.log((1 + len(topics)) / (1 + n)) + 1 for w, n in counts.items()}
+        return cls(topics, postings, weights)
+
+    def similarity(self, a: frozenset[str], b: frozenset[str]) -> float:
+        """Jaccard similarity with each word weighted by how rare it is among the offers (its IDF), so
+        that sharing "weather" says more than sharing "list" or "retrieves"."""
+        union = sum(self.weights.get(w, 1.0) for w in a | b)
+        return sum(self.weights.get(w, 1.0) for w in a & b) / union if union else 0.0
 
     def nearest(self, topic: frozenset[str], fits: Callable[[frozenset[str]], bool]) -> list[frozenset[str]]:
         """Up to `NEAREST` offers that `fits`, closest to `topic` first (ties in name order), none as close
         as `SAME_TOOL`; offers sharing no telling word with it are not near and are not listed."""
         shared = {o for w in topic for o in self.postings.get(w, ())}
-        ranked = sorted(((similarity(topic, self.topics[o]), sorted(o)) for o in shared), key=_closest_first)
+        ranked = sorted(
+            ((self.similarity(topic, self.topics[o]), sorted(o)) for o in shared), key=_closest_first
+        )
         near = (frozenset(names) for score, names in ranked if score < SAME_TOOL)
         return list(itertools.islice((o for o in near if fits(o)), NEAREST))
 
