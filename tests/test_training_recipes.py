@@ -315,21 +315,8 @@ def test_sft_then_dpo_trains_on_the_fine_tuned_models_own_mistakes(workspace: Pa
         != json.loads(Path("04_ft/sft/slm_swap_adapter.json").read_text())["adapter_sha256"]
     )
     assert not Path("04_ft/dpo/ref").exists()  # TRL's frozen reference copy is not saved
-    evaluated = cli(
-        [
-            "eval",
-            "--track",
-            "toolcall",
-            "--model-kind",
-            "slm",
-            "--model-path",
-            str(tiny_model),
-            "--adapter",
-            "04_ft/dpo",
-            "--max-new-tokens",
-            "8",
-        ]
-    )
+    slm = ["--model-kind", "slm", "--model-path", str(tiny_model), "--adapter", "04_ft/dpo"]
+    evaluated = cli(["eval", "--track", "toolcall", *slm, "--max-new-tokens", "8"])
     assert evaluated.exit_code == 0, evaluated.output
     native = cli([*command, "--out", "04_ft/n", "--objective", "sft+dpo", "--protocol", "native"])
     assert native.exit_code == 2 and "--objective sft+dpo" in native.output
