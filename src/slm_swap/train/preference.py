@@ -18,6 +18,7 @@ from typing import Any
 
 from slm_swap import settings
 from slm_swap.errors import ConfigError
+from slm_swap.train.config import TrainConfig
 from slm_swap.types import Completion, Example
 
 # The preference step learns at a tenth of the fine-tune's rate: DPO moves a model far with few steps.
@@ -110,7 +111,9 @@ def answers_of(
         backend.close()
 
 
-def prefer(model: Any, tokenizer: Any, pairs: Sequence[Pair], config: Any, *, cuda: bool, bf16: bool) -> Any:
+def prefer(
+    model: Any, tokenizer: Any, pairs: Sequence[Pair], config: TrainConfig, *, cuda: bool, bf16: bool
+) -> Any:
     """Trains the PEFT `model` (the fine-tuned adapter, trainable) on `pairs` with TRL's DPO trainer and
     returns the trainer (its model holds the trained adapter as "default")."""
     from datasets import Dataset
@@ -157,7 +160,7 @@ def prefer(model: Any, tokenizer: Any, pairs: Sequence[Pair], config: Any, *, cu
 
 
 def preference_step(
-    config: Any,
+    config: TrainConfig,
     tokenizer: Any,
     *,
     cuda: bool,
