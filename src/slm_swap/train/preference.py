@@ -23,6 +23,9 @@ from slm_swap.types import Completion, Example
 
 # The preference step learns at a tenth of the fine-tune's rate: DPO moves a model far with few steps.
 LEARNING_RATE_SHARE = 0.1
+# One pass over the pairs, whatever the fine-tune's epochs: each pair is a mistake of the model as SFT left
+# it, and a second pass would train on mistakes the first already moved it away from.
+PREFERENCE_EPOCHS = 1
 PAIRS_FILE = "preference_pairs.jsonl"  # beside the adapter: each pair, the model's answer and the gold
 
 
@@ -124,7 +127,7 @@ def prefer(
         output_dir=str(config.out / "checkpoints" / "preference"),
         learning_rate=config.learning_rate * LEARNING_RATE_SHARE,
         beta=settings.DPO_BETA,
-        num_train_epochs=config.epochs,
+        num_train_epochs=PREFERENCE_EPOCHS,
         # One pair a step, accumulated to the fine-tune's batch: a pair is two sequences through the model
         # and its reference, and their logits over the whole vocabulary (49,152 tokens for SmolLM2) at 2,048
         # positions are 0.4 GB each in float32, so four pairs at once held 12 GB on a CPU.
