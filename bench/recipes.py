@@ -196,7 +196,10 @@ def markdown(points: list[dict[str, Any]], untrained: dict[str, Any]) -> list[st
             training = f"{card['steps']} steps, {card['wall_seconds']:.0f} s"
             if card.get("preference"):
                 pref = card["preference"]
-                training += f"; preference: {pref['pairs']} pairs of {pref['rows']}, {pref['steps']} steps"
+                training += (
+                    f"; preference: {pref['pairs']} pairs of {pref['rows']}, {pref['steps']} steps, "
+                    f"{pref['seconds']:.0f} s"
+                )
         cells = [p["label"], training]
         for key in ("ast", "abstention"):
             hits, n, right = p[key]
