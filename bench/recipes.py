@@ -35,14 +35,20 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bfcl import share, wilson  # bench/bfcl.py
-from learning_curve import (  # bench/learning_curve.py: the same pools, adapters and run files
+from learning_curve import (  # bench/learning_curve.py: the same pools, adapters, run files and charts
     EVAL_CATEGORIES,
+    HEIGHT,
+    LEFT,
     NO_CALL_CATEGORY,
+    RIGHT,
+    WIDTH,
     bfcl_pool,
     eval_sets,
     evaluate,
     frame,
+    point_name,
     train,
+    y_of,
 )
 from slm_swap.compare import mcnemar_exact
 from slm_swap.train.card import ADAPTER_CARD
@@ -107,7 +113,6 @@ def frontier(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def svg(points: list[dict[str, Any]], title: str) -> str:
     """Abstention (x) against AST (y), each with its 95% interval, one labelled point per recipe and N;
     the frontier as a line."""
-    from learning_curve import HEIGHT, LEFT, RIGHT, WIDTH, y_of
 
     def x_of(value: float) -> float:
         return LEFT + (WIDTH - LEFT - RIGHT) * value
@@ -159,8 +164,7 @@ def main() -> None:
         donors, options = RECIPES[recipe]
         pool, val = bfcl_pool(args.work, max(args.rows), args.irrelevance_share, donors)
         for n in sorted(args.rows):
-            name = f"recipe-{recipe}-{n}-irrelevance{args.irrelevance_share:g}"
-            name = name if args.epochs == 1.0 else f"{name}-epochs{args.epochs:g}"
+            name = point_name(f"recipe-{recipe}", n, args.irrelevance_share, args.epochs)
             adapter = train(args.work, name, n, pool, val, epochs=args.epochs, extra=options)
             card = json.loads((adapter / ADAPTER_CARD).read_text())
             series = evaluate(adapter.parent, sets, adapter, [MODE])

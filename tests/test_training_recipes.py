@@ -11,13 +11,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from slm_swap.data.topics import SAME_TOOL, similarity, words
+from slm_swap.data.topics import SAME_TOOL, words
 from slm_swap.files import read_examples
 from slm_swap.scoring.metrics import score
 from slm_swap.train.masking import mask, mask_share, maskable
 from slm_swap.types import Completion, Example
 from tests.cli import cli
 from tests.conftest import xlam_row
+
+
+def similarity(a: frozenset[str], b: frozenset[str]) -> float:
+    """Plain Jaccard similarity of two word sets: the tests' own measure of closeness, independent of the
+    weights `prepare` ranks by."""
+    union = len(a | b)
+    return len(a & b) / union if union else 0.0
+
 
 # --- function masking -------------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from slm_swap.types import ToolSpec
 
-SAME_TOOL = 0.5  # a word overlap (Jaccard) from which two offers are taken for the same function
+SAME_TOOL = 0.5  # a word overlap (weighted Jaccard) from which two offers are taken for the same function
 NEAREST = 5  # a near donor is drawn from this many of the closest offers, so one row's donors vary
 # A word found in more offers than this share of them (and at least `FEW` offers) says too little of their
 # topic to look offers up by (they are still compared on it).
@@ -40,12 +40,6 @@ def words(tools: Iterable[ToolSpec]) -> frozenset[str]:
         for text in (tool.name, tool.description):
             found.update(w.lower() for w in _WORD.findall(text))
     return frozenset(w for w in found if len(w) > 2 and w not in _STOP)
-
-
-def similarity(a: frozenset[str], b: frozenset[str]) -> float:
-    """Jaccard similarity of two word sets (0 when both are empty)."""
-    union = len(a | b)
-    return len(a & b) / union if union else 0.0
 
 
 @dataclass
