@@ -330,6 +330,20 @@ def test_sft_then_dpo_trains_on_the_fine_tuned_models_own_mistakes(workspace: Pa
     assert native.exit_code == 2 and "--objective sft+dpo" in native.output
 
 
+def test_the_preference_step_makes_one_pass_whatever_the_epochs(workspace: Path, tiny_model: Path) -> None:
+    """`--epochs` sets the fine-tune's passes; the preference step passes once over its pairs, since they
+    are the answers of the model as the fine-tune left it."""
+    assert cli(["prepare", "--train-size", "6", "--val-size", "2", "--test-size", "2"]).exit_code == 0
+    trained = cli(["train", "--track", "toolcall", "--model-path", str(tiny_model), "--max-length", "1024",
+                   "--epochs", "2", "--objective", "sft+dpo", "--out", "04_ft/dpo"])  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    card = json.loads(Path("04_ft/dpo/slm_swap_adapter.json").read_text())
+    hyper, step = card["hyperparameters"], card["preference"]
+    assert hyper["epochs"] == 2 and step["pairs"] > 0
+    per_step = hyper["batch_size"] * hyper["gradient_accumulation"]  # one pair a step, accumulated
+    assert step["steps"] == -(-step["pairs"] // per_step)
+
+
 def test_run_takes_the_recipes_and_its_adapter_card_records_them(azure: object, tiny_model: Path) -> None:
     """The three options through `run`: the splits are made with near donors, and the fine-tune masks
     names and takes the preference step; each is recorded where its output is."""
