@@ -56,6 +56,10 @@ NO_CALL_CATEGORY = "irrelevance"  # scored on abstention: the right answer is no
 POOL_CATEGORIES = ("live_simple", "live_multiple")
 TRACK = "toolcall"
 VAL_PER_CATEGORY = 4
+# A checkpoint every 8 steps (about 3 minutes on a 2-core CPU): a point stopped midway, by Ctrl-C or a
+# machine that goes away, goes on from there on the next invocation instead of training again.
+SAVE_STEPS = 8
+FINE_TUNE_OF = "fine_tune_of.txt"  # in a point's folder: the point whose fine-tune it went on from
 
 
 def lines(path: Path) -> list[str]:
@@ -152,9 +156,13 @@ def train(
     val: list[str],
     epochs: float = 1.0,
     extra: tuple[str, ...] = (),
+    fine_tune_of: str | None = None,
 ) -> Path:
     """The adapter for the first n pool rows, `epochs` passes over them, with `extra` train options (kept:
-    a rerun with the same rows reuses it; the point's name says the options)."""
+    a rerun with the same rows reuses it, or continues it from its last checkpoint if it was interrupted;
+    the point's name says the options). `fine_tune_of`: a point under `work` whose fine-tune this one
+    shares (the same rows and settings, the preference step added): when it is finished, this point goes
+    on from its last checkpoint instead of training the same adapter again."""
     folder = work / name
     adapter = folder / "adapter"
     if len(pool) < n:
@@ -164,8 +172,12 @@ def train(
         )
     train_file, val_file = folder / "data" / "train.jsonl", folder / "data" / "val.jsonl"
     rows = {train_file: "\n".join(pool[:n]) + "\n", val_file: "\n".join(val) + "\n"}
-    if (adapter / ADAPTER_CARD).exists() and all(f.exists() and f.read_text() == t for f, t in rows.items()):
+    same_rows = all(f.exists() and f.read_text() == t for f, t in rows.items())
+    if (adapter / ADAPTER_CARD).exists() and same_rows:
         return adapter
+    if same_rows and any((adapter / "checkpoints").glob("checkpoint-*")):
+        print(f"continuing {name} from its last checkpoint", flush=True)
+        return _train(adapter, name, train_file, val_file, epochs, (*extra, "--resume"))
     for stale in (
         adapter,
         *(
@@ -181,9 +193,34 @@ def train(
     train_file.parent.mkdir(parents=True, exist_ok=True)
     for file, text in rows.items():
         file.write_text(text)
+    last = final_checkpoint(work / fine_tune_of, rows) if fine_tune_of else None
+    if last:
+        shutil.copytree(last, adapter / "checkpoints" / last.name)
+        (folder / FINE_TUNE_OF).write_text(f"{fine_tune_of}\n")
+        print(f"{name} goes on from {fine_tune_of}'s fine-tune ({last.name})", flush=True)
+        return _train(adapter, name, train_file, val_file, epochs, (*extra, "--resume"))
+    (folder / FINE_TUNE_OF).unlink(missing_ok=True)
+    return _train(adapter, name, train_file, val_file, epochs, extra)
+
+
+def final_checkpoint(point: Path, rows: dict[Path, str]) -> Path | None:
+    """The checkpoint at the end of a finished point's fine-tune, if it trained on `rows` (by file name)."""
+    card = point / "adapter" / ADAPTER_CARD
+    if not card.exists() or any(
+        not (point / "data" / f.name).exists() or (point / "data" / f.name).read_text() != t
+        for f, t in rows.items()
+    ):
+        return None
+    last = point / "adapter" / "checkpoints" / f"checkpoint-{json.loads(card.read_text())['steps']}"
+    return last if last.is_dir() else None
+
+
+def _train(
+    adapter: Path, name: str, train_file: Path, val_file: Path, epochs: float, extra: tuple[str, ...]
+) -> Path:
     start = time.perf_counter()
-    slm_swap("train", "--track", TRACK, "--train", str(train_file), "--val", str(val_file),
-             "--out", str(adapter), "--save-steps", "100000", "--epochs", str(epochs), *extra)  # fmt: skip
+    slm_swap("train", "--track", TRACK, "--train", str(train_file), "--val", str(val_file), "--out",
+             str(adapter), "--save-steps", str(SAVE_STEPS), "--epochs", str(epochs), *extra)  # fmt: skip
     card = json.loads((adapter / ADAPTER_CARD).read_text())
     print(
         f"trained {name}: {card['steps']} steps, {time.perf_counter() - start:.0f} s end to end, "

@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bfcl import share, wilson  # bench/bfcl.py
 from learning_curve import (  # bench/learning_curve.py: the same pools, adapters, run files and charts
     EVAL_CATEGORIES,
+    FINE_TUNE_OF,
     HEIGHT,
     LEFT,
     NO_CALL_CATEGORY,
@@ -65,6 +66,17 @@ MODE = "constrained"
 GOAL_ABSTENTION = 0.60
 GOAL_AST_LIFT = 0.08
 ALPHA = 0.05
+
+
+def fine_tune_stage(recipe: str) -> str | None:
+    """The recipe whose fine-tune `recipe` shares, when it only adds the preference step to it (`dpo`:
+    `sft`): its point goes on from that one's final checkpoint rather than training it again."""
+    donors, options = RECIPES[recipe]
+    if "sft+dpo" not in options:
+        return None
+    i = options.index("--objective")
+    sft = (donors, options[:i] + options[i + 2 :])
+    return next((r for r, spec in RECIPES.items() if spec == sft), None)
 
 
 def ast(series: dict[str, Any]) -> tuple[int, int, set[str]]:
@@ -165,11 +177,21 @@ def main() -> None:
         pool, val = bfcl_pool(args.work, max(args.rows), args.irrelevance_share, donors)
         for n in sorted(args.rows):
             name = point_name(f"recipe-{recipe}", n, args.irrelevance_share, args.epochs)
-            adapter = train(args.work, name, n, pool, val, epochs=args.epochs, extra=options)
+            stage = fine_tune_stage(recipe)
+            of = point_name(f"recipe-{stage}", n, args.irrelevance_share, args.epochs) if stage else None
+            adapter = train(args.work, name, n, pool, val, epochs=args.epochs, extra=options, fine_tune_of=of)
             card = json.loads((adapter / ADAPTER_CARD).read_text())
             series = evaluate(adapter.parent, sets, adapter, [MODE])
+            shared = (adapter.parent / FINE_TUNE_OF).exists()  # the fine-tune is `stage`'s, not trained again
             points.append(
-                {"label": f"{recipe} {n}", "rows": n, "recipe": recipe, "series": series, "card": card}
+                {
+                    "label": f"{recipe} {n}",
+                    "rows": n,
+                    "recipe": recipe,
+                    "series": series,
+                    "card": card,
+                    "fine_tune": f"{stage} {n}" if shared else None,
+                }
             )
             print(f"{name}: done", flush=True)
     for p in points:
@@ -198,6 +220,8 @@ def markdown(points: list[dict[str, Any]], untrained: dict[str, Any]) -> list[st
         training = "none"
         if card:
             training = f"{card['steps']} steps, {card['wall_seconds']:.0f} s"
+            if p.get("fine_tune"):
+                training = f"{p['fine_tune']}'s fine-tune"
             if card.get("preference"):
                 pref = card["preference"]
                 training += (
