@@ -10,7 +10,8 @@ a category, seed 42:
 - `sft`: the supervised fine-tune on the rows (made no-call rows offered random donors' tools);
 - `mask`: the same with `train --mask-names 0.5` (Hammer's function masking);
 - `near`: the no-call rows offered near-topic donors' tools (`prepare --irrelevance-donors near`);
-- `dpo`: the supervised fine-tune, then the preference step (`train --objective sft+dpo`);
+- `dpo`: the supervised fine-tune, then the preference step (`train --objective sft+dpo`); the fine-tune
+  is `sft`'s, its point going on from that one's final checkpoint (`train --resume`);
 - `all`: masking, near donors and the preference step together.
 
 For each recipe and N it prints AST (simple_python + multiple, pooled) and abstention with Wilson 95%
@@ -18,6 +19,7 @@ intervals, each paired against the untrained model and against `sft` at the same
 lost, exact McNemar p), checks the two goals (abstention >= 0.60 with neither AST category significantly
 below the untrained model; AST +0.08 or more at unchanged abstention), and draws the trade-off: abstention
 against AST, one point per recipe and N, with the frontier of the points no other beats on both.
+Every point is kept under `--work`; one stopped midway goes on from its last checkpoint on the next run.
 
     python bench/recipes.py [--rows 128 512] [--recipes sft mask near dpo all] [--irrelevance-share 0.25]
                             [--epochs 3] [--eval-rows 40]

@@ -5,11 +5,14 @@ sft+dpo`)."""
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from slm_swap.data.topics import SAME_TOOL, words
 from slm_swap.files import read_examples
@@ -317,6 +320,9 @@ def test_sft_then_dpo_trains_on_the_fine_tuned_models_own_mistakes(workspace: Pa
     gold = {e.id: e.completion for e in train}
     assert all(p["rejected"] == own[p["id"]] and p["chosen"] == gold[p["id"]] for p in pairs)
     assert sum(step["mistakes"].values()) == step["pairs"]
+    # Its reference is the fine-tuned adapter itself, not the base model: at the first step the two agree,
+    # so DPO's loss is log 2 exactly whatever the pair.
+    assert step["loss"] == "1 sigmoid" and step["loss_first"] == pytest.approx(math.log(2), abs=1e-4)
     # The step moved the adapter on from the fine-tune's, and the result loads like any adapter.
     assert (
         card["adapter_sha256"]
@@ -328,6 +334,14 @@ def test_sft_then_dpo_trains_on_the_fine_tuned_models_own_mistakes(workspace: Pa
     assert evaluated.exit_code == 0, evaluated.output
     native = cli([*command, "--out", "04_ft/n", "--objective", "sft+dpo", "--protocol", "native"])
     assert native.exit_code == 2 and "--objective sft+dpo" in native.output
+    # A finished fine-tune takes the step later, without training again: `--resume` goes on from its last
+    # checkpoint (the fine-tune's end) to the same pairs and the same adapter as the whole run.
+    later = cli([*command, "--out", "04_ft/sft", "--resume", "--objective", "sft+dpo"])
+    assert later.exit_code == 0, later.output
+    resumed = json.loads(Path("04_ft/sft/slm_swap_adapter.json").read_text())
+    assert resumed["steps"] == card["steps"] and resumed["preference"]["pairs"] == step["pairs"]
+    assert resumed["adapter_sha256"] == card["adapter_sha256"]
+    assert Path("04_ft/sft", PAIRS_FILE).read_text() == Path("04_ft/dpo", PAIRS_FILE).read_text()
 
 
 def test_the_preference_step_makes_one_pass_whatever_the_epochs(workspace: Path, tiny_model: Path) -> None:
