@@ -124,6 +124,21 @@ def frontier(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(kept, key=rates)
 
 
+def label_place(
+    cx: float, cy: float, label: str, placed: list[tuple[float, float, float, float]]
+) -> tuple[float, float]:
+    """Where a point's label goes: above right of it, else below right, above left or below left, the
+    first that overlaps no label placed before (approximate box: 6.5 px a character, 12 px high)."""
+    w, h = 6.5 * len(label), 12.0
+    spots = [(cx + 5, cy - 5), (cx + 5, cy + 15), (cx - 5 - w, cy - 5), (cx - 5 - w, cy + 15)]
+    for x, y in spots:
+        if all(x + w <= px or px + pw <= x or y <= py - ph or py <= y - h for px, py, pw, ph in placed):
+            placed.append((x, y, w, h))
+            return x, y
+    placed.append((*spots[0], w, h))
+    return spots[0]
+
+
 def svg(points: list[dict[str, Any]], title: str) -> str:
     """Abstention (x) against AST (y), each with its 95% interval, one labelled point per recipe and N;
     the frontier as a line."""
@@ -132,15 +147,17 @@ def svg(points: list[dict[str, Any]], title: str) -> str:
         return LEFT + (WIDTH - LEFT - RIGHT) * value
 
     parts = frame(title, {f"{t:.2f}": x_of(t) for t in (0.0, 0.25, 0.5, 0.75, 1.0)}, "irrelevance abstention")
+    placed: list[tuple[float, float, float, float]] = []  # the labels' boxes so far: x, y (baseline), w, h
     for p in points:
         (ah, an, _), (sh, sn, _) = p["abstention"], p["ast"]
         cx, cy = x_of(ah / an), y_of(sh / sn)
         (xl, xh), (yl, yh) = wilson(ah, an), wilson(sh, sn)
+        lx, ly = label_place(cx, cy, p["label"], placed)
         parts.append(
             f'<line x1="{x_of(xl):.1f}" x2="{x_of(xh):.1f}" y1="{cy:.1f}" y2="{cy:.1f}" stroke="#999"/>'
             f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{y_of(yl):.1f}" y2="{y_of(yh):.1f}" stroke="#999"/>'
             f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="3.5" fill="#1f77b4"/>'
-            f'<text x="{cx + 5:.1f}" y="{cy - 5:.1f}">{p["label"]}</text>'
+            f'<text x="{lx:.1f}" y="{ly:.1f}">{p["label"]}</text>'
         )
     line = " ".join(
         f"{x_of(p['abstention'][0] / p['abstention'][1]):.1f},{y_of(p['ast'][0] / p['ast'][1]):.1f}"
