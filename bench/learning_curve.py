@@ -172,7 +172,7 @@ def train(
         )
     train_file, val_file = folder / "data" / "train.jsonl", folder / "data" / "val.jsonl"
     rows = {train_file: "\n".join(pool[:n]) + "\n", val_file: "\n".join(val) + "\n"}
-    same_rows = all(f.exists() and f.read_text() == t for f, t in rows.items())
+    same_rows = holds(folder, rows)
     if (adapter / ADAPTER_CARD).exists() and same_rows:
         return adapter
     if same_rows and any((adapter / "checkpoints").glob("checkpoint-*")):
@@ -203,13 +203,15 @@ def train(
     return _train(adapter, name, train_file, val_file, epochs, extra)
 
 
+def holds(point: Path, rows: dict[Path, str]) -> bool:
+    """Whether a point's data files hold `rows` (by file name: another point's rows compare too)."""
+    return all((f := point / "data" / file.name).exists() and f.read_text() == t for file, t in rows.items())
+
+
 def final_checkpoint(point: Path, rows: dict[Path, str]) -> Path | None:
-    """The checkpoint at the end of a finished point's fine-tune, if it trained on `rows` (by file name)."""
+    """The checkpoint at the end of a finished point's fine-tune, if it trained on `rows`."""
     card = point / "adapter" / ADAPTER_CARD
-    if not card.exists() or any(
-        not (point / "data" / f.name).exists() or (point / "data" / f.name).read_text() != t
-        for f, t in rows.items()
-    ):
+    if not card.exists() or not holds(point, rows):
         return None
     last = point / "adapter" / "checkpoints" / f"checkpoint-{json.loads(card.read_text())['steps']}"
     return last if last.is_dir() else None

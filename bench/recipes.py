@@ -238,9 +238,10 @@ def markdown(points: list[dict[str, Any]], untrained: dict[str, Any]) -> list[st
         card = p["card"]
         training = "none"
         if card:
-            training = f"{card['steps']} steps, {card['wall_seconds']:.0f} s"
             if p.get("fine_tune"):
                 training = f"{p['fine_tune']}'s fine-tune"
+            else:
+                training = f"{card['steps']} steps, {card['wall_seconds']:.0f} s"
             if card.get("preference"):
                 pref = card["preference"]
                 training += (

@@ -200,7 +200,15 @@ def preference_step(
         out.write(jsonl_text(p.shown() for p in pairs))
     if not pairs:  # nothing wrong to prefer against: the fine-tuned adapter stands
         return PreferenceResult(
-            len(examples), 0, {}, 0, None, None, None, None, round(time.perf_counter() - start, 2)
+            rows=len(examples),
+            pairs=0,
+            mistakes={},
+            steps=0,
+            loss_first=None,
+            loss_last=None,
+            reward_margin_last=None,
+            reward_chosen_last=None,
+            seconds=round(time.perf_counter() - start, 2),
         )
     base = load_base()
     model = PeftModel.from_pretrained(base, str(config.out), is_trainable=True)
