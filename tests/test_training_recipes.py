@@ -8,6 +8,7 @@ import json
 import math
 import random
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -296,7 +297,8 @@ def test_sft_then_dpo_trains_on_the_fine_tuned_models_own_mistakes(workspace: Pa
     and the pairs file say what it did."""
     from transformers import AutoTokenizer
 
-    from slm_swap.train.preference import PAIRS_FILE, answer_limit, answers_of
+    from slm_swap.train.card import PAIRS_FILE
+    from slm_swap.train.preference import answer_limit, answers_of
 
     sizes = ["--train-size", "6", "--val-size", "2", "--test-size", "2"]
     assert cli(["prepare", *sizes]).exit_code == 0
@@ -313,7 +315,9 @@ def test_sft_then_dpo_trains_on_the_fine_tuned_models_own_mistakes(workspace: Pa
     # The rejected answers are the fine-tuned model's own: the SFT-only adapter (same seed, same rows)
     # gives them again.
     limit = answer_limit(train, AutoTokenizer.from_pretrained(tiny_model))
-    answers = answers_of(train, tiny_model, Path("04_ft/sft"), limit)
+    split, sft_adapter = Path("02_dataset/toolcall/train.jsonl"), Path("04_ft/sft")
+    answers = answers_of(train, track="toolcall", split=split, model_path=tiny_model, adapter=sft_adapter,
+                         max_new_tokens=limit, run_file=Path("05_eval/own.json"))  # fmt: skip
     own = {e.id: c.text for e, c in zip(train, answers, strict=True)}
     pairs = [json.loads(line) for line in Path("04_ft/dpo", PAIRS_FILE).read_text().splitlines()]
     assert len(pairs) == step["pairs"] > 0 and step["steps"] > 0
@@ -342,6 +346,57 @@ def test_sft_then_dpo_trains_on_the_fine_tuned_models_own_mistakes(workspace: Pa
     assert resumed["steps"] == card["steps"] and resumed["preference"]["pairs"] == step["pairs"]
     assert resumed["adapter_sha256"] == card["adapter_sha256"]
     assert Path("04_ft/sft", PAIRS_FILE).read_text() == Path("04_ft/dpo", PAIRS_FILE).read_text()
+
+
+def test_an_interrupted_preference_step_goes_on_from_its_answers_and_last_checkpoint(
+    workspace: Path, tiny_model: Path
+) -> None:
+    """The step journals its answers as a run file and checkpoints DPO: `train --resume` after it was cut
+    off takes the answers whole and goes on from its last checkpoint to the adapter of an uncut run; a
+    checkpoint left by a step on other pairs is not gone on from."""
+    from slm_swap.train.card import PAIRS_FILE
+    from slm_swap.train.preference import ANSWERS_RUN, STEP_DIR
+
+    assert cli(["prepare", "--train-size", "8", "--val-size", "2", "--test-size", "2"]).exit_code == 0
+    command = ["train", "--track", "toolcall", "--model-path", str(tiny_model), "--max-length", "1024",
+               "--train-batch-size", "1", "--save-steps", "1",
+               "--objective", "sft+dpo", "--out", "04_ft/dpo"]  # fmt: skip
+    whole = cli(command)
+    assert whole.exit_code == 0, whole.output
+    out = Path("04_ft/dpo")
+    card = json.loads((out / "slm_swap_adapter.json").read_text())
+    steps = card["preference"]["steps"]
+    assert steps >= 2, card["preference"]  # one pair a step: a checkpoint to go on from, and a step after
+    step = out / STEP_DIR
+    answers = json.loads((step / ANSWERS_RUN).read_text())
+    assert [r["id"] for r in answers["results"]] == [
+        e.id for e in read_examples(Path("02_dataset/toolcall/train.jsonl"))
+    ]
+    kept = sorted(step.glob("checkpoint-*"), key=lambda c: int(c.name.split("-")[1]))
+    assert kept[-1].name == f"checkpoint-{steps}"
+
+    # Cut off after its next-to-last step: the card is not written, the last checkpoint not saved.
+    (out / "slm_swap_adapter.json").unlink()
+    shutil.rmtree(kept[-1])
+    went_on_from = (kept[-2] / "trainer_state.json").stat().st_mtime_ns
+    resumed = cli([*command, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert (kept[-2] / "trainer_state.json").stat().st_mtime_ns == went_on_from  # gone on from, not remade
+    again = json.loads((out / "slm_swap_adapter.json").read_text())
+    assert json.loads((step / ANSWERS_RUN).read_text())["meta"]["started_at"] == answers["meta"]["started_at"]
+    assert again["preference"]["pairs"] == card["preference"]["pairs"]
+    assert again["preference"]["steps"] == steps and again["adapter_sha256"] == card["adapter_sha256"]
+
+    # Pairs that differ from the ones a checkpoint was trained on (here: the pairs file says other pairs,
+    # and a checkpoint no trainer could load): the step starts over, to the same adapter.
+    (out / "slm_swap_adapter.json").unlink()
+    (out / PAIRS_FILE).write_text('{"id": "other"}\n')
+    (step / "checkpoint-99").mkdir()
+    (step / "checkpoint-99" / "trainer_state.json").write_text("not a checkpoint")
+    over = cli([*command, "--resume"])
+    assert over.exit_code == 0, over.output
+    assert not (step / "checkpoint-99").exists()
+    assert json.loads((out / "slm_swap_adapter.json").read_text())["adapter_sha256"] == card["adapter_sha256"]
 
 
 def test_the_preference_step_makes_one_pass_whatever_the_epochs(workspace: Path, tiny_model: Path) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 from slm_swap.errors import SlmSwapError
 from slm_swap.files import sha256_file
-from slm_swap.train.card import ADAPTER_CARD, read_card
+from slm_swap.train.card import ADAPTER_CARD, PAIRS_FILE, read_card
 
 MODEL_MANIFEST = "slm_swap_model.json"  # written beside a checkpoint that slm-swap built
 
@@ -84,8 +84,9 @@ def adapter_digest(adapter: Path) -> str:
 
 
 def adapter_files_digest(adapter: Path) -> str:
-    """Digest of an adapter folder's own files (weights, adapter config, tokenizer), card excluded."""
-    return _folder_digest(adapter, frozenset({ADAPTER_CARD}))
+    """Digest of an adapter folder's own files (weights, adapter config, tokenizer), the card and the
+    preference pairs (written for a reader) excluded."""
+    return _folder_digest(adapter, frozenset({ADAPTER_CARD, PAIRS_FILE}))
 
 
 # How a changed input is named on the console.

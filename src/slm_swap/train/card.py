@@ -15,6 +15,8 @@ from slm_swap.fileformats import Count, FileForm, Flag, Number
 
 ADAPTER_FORMAT = "slm-swap.adapter/1"
 ADAPTER_CARD = "slm_swap_adapter.json"  # the card's file name, beside the adapter it describes
+# `--objective sft+dpo`: the preference pairs, beside the adapter for a reader (not part of what it computes)
+PAIRS_FILE = "preference_pairs.jsonl"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,7 +10,7 @@ from slm_swap import settings
 from slm_swap.errors import ConfigError
 from slm_swap.files import refuse_inputs
 from slm_swap.settings import PRECISIONS
-from slm_swap.types import TRACKS
+from slm_swap.types import TRACKS, Track
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,7 +65,7 @@ class TrainConfig(Hyperparameters):
     """One fine-tuning run: a track's splits, the base checkpoint, where the adapter goes, and the
     hyperparameters (given by keyword). Validated on creation; an error names the values that conflict."""
 
-    track: str
+    track: Track
     train: Path
     val: Path
     out: Path

@@ -11,15 +11,18 @@ as a frozen "ref" adapter), so the adapter stays one the base model loads like a
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from slm_swap import settings
 from slm_swap.errors import ConfigError
+from slm_swap.train.card import PAIRS_FILE
 from slm_swap.train.config import TrainConfig
-from slm_swap.types import Completion, Example
+from slm_swap.types import Completion, Example, Track
 
 # The preference step learns at a tenth of the fine-tune's rate, with DPO's loss alone. Measured on 128 BFCL
 # rows (docs/benchmarks.md): this moves the DPO loss little (0.6931 to 0.6926) yet shifts greedy answers
@@ -32,7 +35,10 @@ LOSS_WEIGHTS = (1.0,)
 # One pass over the pairs, whatever the fine-tune's epochs: the pairs are the answers of the model as SFT
 # left it, its own only until the step moves it, and a pass costs the policy and its reference per pair.
 PREFERENCE_EPOCHS = 1
-PAIRS_FILE = "preference_pairs.jsonl"  # beside the adapter: each pair, the model's answer and the gold
+# Under the adapter's checkpoints: the step's own, and the fine-tuned model's answers as a run file, journaled
+# as they come, so that an interrupted step goes on (`train --resume`) from its last answer and checkpoint.
+STEP_DIR = Path("checkpoints") / "preference"
+ANSWERS_RUN = "answers.json"
 
 
 @dataclass(frozen=True)
@@ -108,19 +114,27 @@ def answer_limit(examples: Sequence[Example], tokenizer: Any) -> int:
 
 
 def answers_of(
-    examples: Sequence[Example], model_path: Any, adapter: Any, max_new_tokens: int
+    examples: Sequence[Example],
+    *,
+    track: Track,
+    split: Path,
+    model_path: Path,
+    adapter: Path,
+    max_new_tokens: int,
+    run_file: Path,
 ) -> list[Completion]:
-    """The fine-tuned model's own answers to `examples`, asked as it is evaluated."""
+    """The answers of the model with `adapter` to `examples` (the rows of `split`), asked as it is
+    evaluated, through `evaluate`: each is journaled to the run file `run_file` as it comes, so an
+    interrupted step takes up its answers again, and a finished run file for the same adapter and rows is
+    taken whole."""
     from slm_swap.backends.config import LocalConfig
-    from slm_swap.backends.local import LocalBackend
+    from slm_swap.evaluate import evaluate, open_evaluation
+    from slm_swap.tracing.null import NullTracer
 
-    backend = LocalBackend(
-        LocalConfig(model_path, adapter=adapter, constrained=True, max_new_tokens=max_new_tokens)
-    )
-    try:
-        return backend.complete(examples)
-    finally:
-        backend.close()
+    local = LocalConfig(model_path, adapter=adapter, constrained=True, max_new_tokens=max_new_tokens)
+    with open_evaluation(local, track, "train", split, examples) as (backend, meta):
+        outcome = evaluate(examples, backend, meta, run_file, NullTracer(), replace_stale=True)
+    return [Completion(r.output, error=r.backend_error) for r in outcome.run.results]
 
 
 def prefer(
@@ -133,7 +147,7 @@ def prefer(
     from trl import DPOConfig, DPOTrainer
 
     args = DPOConfig(
-        output_dir=str(config.out / "checkpoints" / "preference"),
+        output_dir=str(config.out / STEP_DIR),
         learning_rate=config.learning_rate * LEARNING_RATE_SHARE,
         beta=settings.DPO_BETA,
         loss_type=list(LOSSES),
@@ -148,7 +162,9 @@ def prefer(
         seed=config.seed,
         data_seed=config.seed,
         logging_steps=1,
-        save_strategy="no",
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
         report_to=[],
         use_cpu=not cuda,
         bf16=bf16,
@@ -169,7 +185,8 @@ def prefer(
             "as the preference step's reference\n  fix: pip install -U 'trl>=1.16' (the version tested)"
         )
     trainer.remove_callback(PrinterCallback)
-    trainer.train()
+    resume = any((config.out / STEP_DIR).glob("checkpoint-*"))  # an interrupted step on these same pairs
+    trainer.train(resume_from_checkpoint=True if resume else None)
     return trainer
 
 
@@ -193,11 +210,25 @@ def preference_step(
 
     start = time.perf_counter()
     examples = read_examples(config.train)
-    answers = answers_of(examples, config.model_path, config.out, answer_limit(examples, tokenizer))
+    step = config.out / STEP_DIR
+    answers = answers_of(
+        examples,
+        track=config.track,
+        split=config.train,
+        model_path=config.model_path,
+        adapter=config.out,
+        max_new_tokens=answer_limit(examples, tokenizer),
+        run_file=step / ANSWERS_RUN,
+    )
     pairs = preference_pairs(examples, answers)
     mistakes = dict(Counter(p.mistake for p in pairs))
-    with atomic_writer(config.out / PAIRS_FILE) as out:  # what the step preferred, for a reader
-        out.write(jsonl_text(p.shown() for p in pairs))
+    shown = jsonl_text(p.shown() for p in pairs)
+    pairs_file = config.out / PAIRS_FILE  # what the step preferred, for a reader
+    if not pairs_file.is_file() or pairs_file.read_text(encoding="utf-8") != shown:
+        for stale in step.glob("checkpoint-*"):  # a step on other pairs is not gone on from
+            shutil.rmtree(stale)
+        with atomic_writer(pairs_file) as out:
+            out.write(shown)
     if not pairs:  # nothing wrong to prefer against: the fine-tuned adapter stands
         return PreferenceResult(
             rows=len(examples),
