@@ -237,7 +237,7 @@ def main() -> None:
     points = ordered(record)
     for p in points:
         p["ast"], p["abstention"] = ast(p["series"]), abstention(p["series"])
-    table = markdown(points, points[0]["series"])
+    table = markdown(points)
     args.out.with_suffix(".md").write_text("\n".join(table) + "\n")
     title = f"SmolLM2-135M + LoRA recipes on BFCL live rows ({args.irrelevance_share:g} no-call): trade-off"
     args.out.with_suffix(".svg").write_text(svg(points, title))
@@ -256,8 +256,8 @@ def trained_on(point: dict[str, Any], rows: list[str], val: list[str]) -> bool:
 
 def kept(series: dict[str, Any]) -> dict[str, Any]:
     """What the record keeps of an evaluation: per category and mode, the hits, the rows, and which rows
-    were right (sorted ids), so that later points pair against it."""
-    return {k: {"hits": v["hits"], "n": v["n"], "right": sorted(v["right"])} for k, v in series.items()}
+    were right (ids), so that later points pair against it."""
+    return {k: {"hits": v["hits"], "n": v["n"], "right": set(v["right"])} for k, v in series.items()}
 
 
 def read_record(path: Path, eval_rows: int) -> dict[str, Any]:
@@ -268,15 +268,15 @@ def read_record(path: Path, eval_rows: int) -> dict[str, Any]:
     if data.get("format") != RECORD_FORMAT or data.get("eval_rows") != eval_rows:
         print(f"{path} holds points of another evaluation; measuring them again", flush=True)
         return {}
-    for point in data["points"].values():
-        for series in point["series"].values():
-            series["right"] = set(series["right"])
-    return dict(data["points"])
+    return {name: {**p, "series": kept(p["series"])} for name, p in data["points"].items()}
 
 
 def write_record(path: Path, eval_rows: int, record: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    points = {name: {**p, "series": kept(p["series"])} for name, p in record.items()}
+    points = {
+        name: {**p, "series": {k: {**v, "right": sorted(v["right"])} for k, v in p["series"].items()}}
+        for name, p in record.items()
+    }
     write_json(path, {"format": RECORD_FORMAT, "eval_rows": eval_rows, "mode": MODE, "points": points})
 
 
@@ -287,14 +287,10 @@ def ordered(record: dict[str, Any]) -> list[dict[str, Any]]:
     def key(p: dict[str, Any]) -> tuple[int, int, float]:
         return order.index(p["recipe"]), p["rows"], p.get("epochs", 0.0)
 
-    points = [
-        {**p, "series": {k: {**v, "right": set(v["right"])} for k, v in p["series"].items()}}
-        for p in record.values()
-    ]
-    return sorted(points, key=key)
+    return sorted(({**p} for p in record.values()), key=key)
 
 
-def markdown(points: list[dict[str, Any]], untrained: dict[str, Any]) -> list[str]:
+def markdown(points: list[dict[str, Any]]) -> list[str]:
     """One row per recipe and N: AST and abstention with Wilson intervals, each paired against the
     untrained model and against `sft` at the same N; the training; the goals each point meets."""
     sft = {(p["rows"], p["epochs"]): p for p in points if p["recipe"] == "sft"}
@@ -328,7 +324,7 @@ def markdown(points: list[dict[str, Any]], untrained: dict[str, Any]) -> list[st
         goals = []
         if p["rows"]:
             rate = p["abstention"][0] / p["abstention"][1]
-            if rate >= GOAL_ABSTENTION and not_below(p["series"], untrained):
+            if rate >= GOAL_ABSTENTION and not_below(p["series"], base["series"]):
                 goals.append(f"abstention ≥ {GOAL_ABSTENTION:.2f} at no significant AST cost")
             lift = p["ast"][0] / p["ast"][1] - base["ast"][0] / base["ast"][1]
             same = mcnemar_exact(len(p["abstention"][2] - base["abstention"][2]),
