@@ -312,6 +312,7 @@ def test_sft_then_dpo_trains_on_the_fine_tuned_models_own_mistakes(workspace: Pa
     step = card["preference"]
     train = read_examples(Path("02_dataset/toolcall/train.jsonl"))
     assert step["rows"] == len(train) and step["answers"] == "greedy, grammar-constrained"
+    assert step["passes"] == "prompt shared"  # every pair read its prompt once
     # The rejected answers are the fine-tuned model's own: the SFT-only adapter (same seed, same rows)
     # gives them again.
     limit = answer_limit(train, AutoTokenizer.from_pretrained(tiny_model))
@@ -431,3 +432,67 @@ def test_run_takes_the_recipes_and_its_adapter_card_records_them(azure: object, 
     # The same recipe again keeps the adapter; the identity rule holds the recipe.
     again = run(tiny_model, "--tracks", "toolcall", *recipe, "--objective", "sft+dpo")
     assert "train toolcall: 04_ft/adapter_toolcall kept" in again
+
+
+def test_the_shared_prompt_pass_gives_trls_loss_and_gradients(
+    workspace: Path, tiny_model: Path, tiny_adapter: Path
+) -> None:
+    """The preference step reads each pair's prompt once (prompt + chosen + rejected as one sequence, the
+    rejected answer masked from the chosen one): on a batch of pairs of unequal lengths, padded as TRL
+    pads them, its loss, gradients and rewards are TRL's own, with the policy moved off its reference."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOTrainer
+
+    from slm_swap.train.config import TrainConfig
+    from slm_swap.train.preference import Pair, preference_trainer
+
+    assert cli(["prepare", "--train-size", "6", "--val-size", "2", "--test-size", "2"]).exit_code == 0
+    split = Path("02_dataset/toolcall/train.jsonl")
+    rows = read_examples(split)
+    # Each row's gold answer chosen over another row's (answers of other lengths, a no-call one among them).
+    pairs = [
+        Pair(e.id, "wrong_value", e.messages(), e.completion, rows[(i + 1) % len(rows)].completion)
+        for i, e in enumerate(rows)
+    ]
+    assert len({len(p.rejected) for p in pairs}) > 1
+    config = TrainConfig(track="toolcall", train=split, val=Path("02_dataset/toolcall/val.jsonl"),
+                         out=Path("04_ft/p"), model_path=tiny_model, max_length=1024)  # fmt: skip
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model), str(tiny_adapter), is_trainable=True
+    )
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    trainer = preference_trainer(model, tokenizer, pairs, config, cuda=False, bf16=False)
+    trainable = {n: p for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert trainable and all(".default." in n for n in trainable)  # the "ref" copy stays frozen
+    torch.manual_seed(3)
+    with torch.no_grad():  # the policy off its reference, so that the log-ratios are not zero
+        for p in trainable.values():
+            p.add_(0.05 * torch.randn_like(p))
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+    assert (batch["attention_mask"] == 0).any()  # padded rows
+    trainer.model.train()
+
+    def step(compute: Callable[..., Any]) -> tuple[float, dict[str, Any]]:
+        trainer.model.zero_grad()
+        loss = compute(trainer, trainer.model, batch)
+        loss.backward()
+        return float(loss), {n: p.grad.clone() for n, p in trainable.items()}
+
+    shared_loss, shared_grads = step(type(trainer).compute_loss)
+    assert trainer.shared_batches == 1 and trainer.other_batches == 0
+    trl_loss, trl_grads = step(DPOTrainer.compute_loss)
+    assert abs(shared_loss - math.log(2)) > 1e-3  # the policy is not its reference
+    # Summed log-likelihoods here are about 1e3, where float32 resolves 1e-4: the rewards and loss (beta = 0.1
+    # times differences of such sums) agree to about 1e-5, whatever order the two passes add in.
+    assert shared_loss == pytest.approx(trl_loss, abs=1e-4)
+    for name, grad in shared_grads.items():  # each gradient within float32 rounding of TRL's, as a whole
+        assert float((grad - trl_grads[name]).norm()) <= 1e-4 * float(trl_grads[name].norm()), name
+    assert any(g.abs().max() > 0 for g in shared_grads.values())
+    ours = trainer._shared_logs
+    theirs = trainer._metrics["train"]
+    for key in ("logps/chosen", "logps/rejected"):
+        assert ours[key][0] == pytest.approx(theirs[key][0], rel=1e-6), key
+    for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"):
+        assert ours[key][0] == pytest.approx(theirs[key][0], abs=1e-4), key
