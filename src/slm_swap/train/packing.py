@@ -18,6 +18,9 @@ the dropout masks are drawn from uniform numbers (`MaskDropout`, the same distri
 their truncation, the completion-only labels, the loss's normalisation and the hyperparameters are TRL's,
 unchanged. On CUDA, TRL's own LM head already scores only those positions, and flash attention takes
 packed rows natively (see the README's GPU plan).
+
+The preference step's DPO passes are cut the same way (`SharedPromptDPOTrainer`): a pair's prompt is read
+once, and only its answers' positions go through the LM head.
 """
 
 from __future__ import annotations
@@ -203,7 +206,7 @@ class SharedPromptDPOTrainer(DPOTrainer):
     (DPO's sigmoid loss, the mean over the batch's pairs) and its gradients.
 
     Anything else TRL's configuration may ask (other losses, a separate reference model, precomputed
-    reference log-probabilities) and any pair whose rows do not share their prompt go through TRL's own
+    reference log-probabilities) and any batch whose rows do not share their prompt go through TRL's own
     `compute_loss`. The logs are TRL's rewards and log-probabilities; its entropy, logits and token accuracy
     are not logged on this path."""
 
@@ -276,11 +279,10 @@ class SharedRow:
 
     input_ids: torch.Tensor  # (length,)
     position_ids: torch.Tensor  # (length,): the rejected answer's continue the prompt's
-    mask: torch.Tensor  # (length, length) bool, True where a position attends: causal, the rejected
-    # answer's positions not seeing the chosen answer's
-    scored: (
-        torch.Tensor
-    )  # positions whose next token is an answer's: the chosen answer's, then the rejected's
+    # (length, length) bool, True where a position attends: causal, the rejected answer's positions not
+    # seeing the chosen answer's
+    mask: torch.Tensor
+    scored: torch.Tensor  # the positions whose next token is an answer's: the chosen's, then the rejected's
     targets: torch.Tensor  # those next tokens
     chosen: int  # how many of them are the chosen answer's
 

@@ -172,7 +172,7 @@ def preference_trainer(
         report_to=[],
         use_cpu=not cuda,
         # As the fine-tune: TRL's configs recompute activations by default, which saves GPU memory and on a
-        # CPU only costs time (a fifth of the step here, the gradients the same).
+        # CPU only costs time (5% of a pair's pass here, bench/preference_speed.py; the same gradients).
         gradient_checkpointing=cuda,
         bf16=bf16,
         dataloader_num_workers=0,
