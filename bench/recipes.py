@@ -44,12 +44,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bfcl import share, wilson  # bench/bfcl.py
 from learning_curve import (  # bench/learning_curve.py: the same pools, adapters, run files and charts
+    COLOURS,
     EVAL_CATEGORIES,
     FINE_TUNE_OF,
-    HEIGHT,
     LEFT,
     NO_CALL_CATEGORY,
     RIGHT,
+    TOP,
     WIDTH,
     bfcl_pool,
     eval_sets,
@@ -134,47 +135,87 @@ def frontier(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(kept, key=rates)
 
 
-def label_place(
-    cx: float, cy: float, label: str, placed: list[tuple[float, float, float, float]]
-) -> tuple[float, float]:
-    """Where a point's label goes: above right of it, else below right, above left or below left, the
-    first that overlaps no label placed before (approximate box: 6.5 px a character, 12 px high)."""
-    w, h = 6.5 * len(label), 12.0
-    spots = [(cx + 5, cy - 5), (cx + 5, cy + 15), (cx - 5 - w, cy - 5), (cx - 5 - w, cy + 15)]
-    for x, y in spots:
-        if all(x + w <= px or px + pw <= x or y <= py - ph or py <= y - h for px, py, pw, ph in placed):
-            placed.append((x, y, w, h))
-            return x, y
-    placed.append((*spots[0], w, h))
-    return spots[0]
-
-
 def svg(points: list[dict[str, Any]], title: str) -> str:
-    """Abstention (x) against AST (y), each with its 95% interval, one labelled point per recipe and N;
-    the frontier as a line."""
+    """Abstention (x) against AST (y), each with its 95% interval: one colour per recipe, one marker per
+    training size (hollow: the fewest rows; filled: more), a recipe's sizes joined by a dashed line in
+    its order of rows, the frontier as a wide grey line behind them, and a legend in the right margin in
+    place of labels beside the points, which would overlap where the points crowd."""
 
     def x_of(value: float) -> float:
         return LEFT + (WIDTH - LEFT - RIGHT) * value
 
+    def centre(p: dict[str, Any]) -> tuple[float, float]:
+        (ah, an, _), (sh, sn, _) = p["abstention"], p["ast"]
+        return x_of(ah / an), y_of(sh / sn)
+
+    recipes = [r for r in ("untrained", *RECIPES) if any(p["recipe"] == r for p in points)]
+    colour = {r: COLOURS[i % len(COLOURS)] for i, r in enumerate(RECIPES)} | {"untrained": "#000"}
+    sizes = sorted({(p["rows"], p.get("epochs", EPOCHS)) for p in points if p["rows"]})
+    filled = {size: i > 0 for i, size in enumerate(sizes)}
     parts = frame(title, {f"{t:.2f}": x_of(t) for t in (0.0, 0.25, 0.5, 0.75, 1.0)}, "irrelevance abstention")
-    placed: list[tuple[float, float, float, float]] = []  # the labels' boxes so far: x, y (baseline), w, h
+    # The goals: abstention of GOAL_ABSTENTION or more, and AST GOAL_AST_LIFT above the untrained model's.
+    base = next((p for p in points if p["recipe"] == "untrained"), None)
+    gx = x_of(GOAL_ABSTENTION)
+    parts.append(
+        f'<line x1="{gx:.1f}" x2="{gx:.1f}" y1="{y_of(1):.1f}" y2="{y_of(0):.1f}" stroke="#777" '
+        f'stroke-dasharray="2 3"/><text x="{gx + 4:.1f}" y="{y_of(0.96):.1f}" fill="#777">'
+        f"abstention goal {GOAL_ABSTENTION:.2f}</text>"
+    )
+    if base is not None:
+        gy = y_of(base["ast"][0] / base["ast"][1] + GOAL_AST_LIFT)
+        parts.append(
+            f'<line x1="{x_of(0):.1f}" x2="{x_of(1):.1f}" y1="{gy:.1f}" y2="{gy:.1f}" stroke="#777" '
+            f'stroke-dasharray="2 3"/><text x="{gx + 4:.1f}" y="{gy - 4:.1f}" fill="#777">'
+            f"AST goal: untrained + {GOAL_AST_LIFT:.2f}</text>"
+        )
+    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in map(centre, frontier(points)))
+    parts.append(
+        f'<polyline points="{line}" fill="none" stroke="#000" stroke-opacity="0.15" stroke-width="7"/>'
+    )
+    for recipe in recipes:
+        mine = sorted(
+            (p for p in points if p["recipe"] == recipe), key=lambda p: (p["rows"], p.get("epochs", EPOCHS))
+        )
+        if len(mine) > 1:
+            joined = " ".join(f"{x:.1f},{y:.1f}" for x, y in map(centre, mine))
+            parts.append(
+                f'<polyline points="{joined}" fill="none" stroke="{colour[recipe]}" stroke-dasharray="4 3"/>'
+            )
     for p in points:
         (ah, an, _), (sh, sn, _) = p["abstention"], p["ast"]
-        cx, cy = x_of(ah / an), y_of(sh / sn)
+        cx, cy = centre(p)
         (xl, xh), (yl, yh) = wilson(ah, an), wilson(sh, sn)
-        lx, ly = label_place(cx, cy, p["label"], placed)
+        c = colour[p["recipe"]]
+        fill = c if not p["rows"] or filled[(p["rows"], p.get("epochs", EPOCHS))] else "#fff"
         parts.append(
-            f'<line x1="{x_of(xl):.1f}" x2="{x_of(xh):.1f}" y1="{cy:.1f}" y2="{cy:.1f}" stroke="#999"/>'
-            f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{y_of(yl):.1f}" y2="{y_of(yh):.1f}" stroke="#999"/>'
-            f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="3.5" fill="#1f77b4"/>'
-            f'<text x="{lx:.1f}" y="{ly:.1f}">{p["label"]}</text>'
+            f'<line x1="{x_of(xl):.1f}" x2="{x_of(xh):.1f}" y1="{cy:.1f}" y2="{cy:.1f}" '
+            f'stroke="{c}" stroke-opacity="0.4"/>'
+            f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{y_of(yl):.1f}" y2="{y_of(yh):.1f}" '
+            f'stroke="{c}" stroke-opacity="0.4"/>'
+            f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4" fill="{fill}" stroke="{c}" stroke-width="1.5">'
+            f"<title>{p['label']}</title></circle>"
         )
-    line = " ".join(
-        f"{x_of(p['abstention'][0] / p['abstention'][1]):.1f},{y_of(p['ast'][0] / p['ast'][1]):.1f}"
-        for p in frontier(points)
+    left, row = WIDTH - RIGHT + 16, TOP + 8.0
+    for recipe in recipes:
+        parts.append(
+            f'<circle cx="{left + 6}" cy="{row}" r="4" fill="{colour[recipe]}"/>'
+            f'<text x="{left + 18}" y="{row + 4}">{recipe}</text>'
+        )
+        row += 16
+    row += 6
+    for rows, epochs in sizes:
+        fill = "#555" if filled[(rows, epochs)] else "#fff"
+        size = f"{rows} rows, {epochs:g} epoch{'' if epochs == 1 else 's'}"
+        parts.append(
+            f'<circle cx="{left + 6}" cy="{row}" r="4" fill="{fill}" stroke="#555" stroke-width="1.5"/>'
+            f'<text x="{left + 18}" y="{row + 4}">{size}</text>'
+        )
+        row += 16
+    row += 6
+    parts.append(
+        f'<line x1="{left}" x2="{left + 12}" y1="{row}" y2="{row}" stroke="#000" stroke-opacity="0.15" '
+        f'stroke-width="7"/><text x="{left + 18}" y="{row + 4}">frontier (no point beats it on both)</text>'
     )
-    parts.append(f'<polyline points="{line}" fill="none" stroke="#d62728" stroke-width="1.5"/>')
-    parts.append(f'<text x="{WIDTH - RIGHT + 12}" y="{HEIGHT / 2:.0f}" fill="#d62728">frontier</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
@@ -239,7 +280,8 @@ def main() -> None:
         p["ast"], p["abstention"] = ast(p["series"]), abstention(p["series"])
     table = markdown(points)
     args.out.with_suffix(".md").write_text("\n".join(table) + "\n")
-    title = f"SmolLM2-135M + LoRA recipes on BFCL live rows ({args.irrelevance_share:g} no-call): trade-off"
+    no_call = f"{args.irrelevance_share:g} no-call"
+    title = f"SmolLM2-135M + LoRA recipes on BFCL live rows ({no_call}): AST against abstention"
     args.out.with_suffix(".svg").write_text(svg(points, title))
     print("\n".join(table))
     print(f"wrote {args.out.with_suffix('.md')} and {args.out.with_suffix('.svg')}, from {record_file}")
