@@ -1,8 +1,9 @@
 """Which fine-tune teaches when to call and what to pass? The training recipes side by side, through
 slm-swap's own commands.
 
-Each recipe trains the embedded model on the first N rows of BFCL's live categories (as
-`bench/learning_curve.py`, whose pools, training and evaluation this reuses), with a share of made no-call
+Each recipe trains the embedded model on N rows of BFCL's live categories (as `bench/learning_curve.py`,
+whose pools, training and evaluation this reuses, but each N prepared on its own, as `prepare
+--train-size N` samples it: the 128 rows are not the first 128 of the 512), with a share of made no-call
 rows (`--irrelevance-share`, default 0.25), and is evaluated constrained on BFCL's non-live simple_python
 and multiple rows (AST: calls) and its irrelevance rows (abstention: the right answer is no call), 40 rows
 a category, seed 42:
@@ -251,8 +252,8 @@ def main() -> None:
         write_record(record_file, args.eval_rows, record)
     for recipe in args.recipes:
         donors, options = RECIPES[recipe]
-        pool, val = bfcl_pool(args.work, max(args.rows), args.irrelevance_share, donors)
         for n in sorted(args.rows):
+            pool, val = rows_of(args.work, n, args.irrelevance_share, donors)
             name = point_name(f"recipe-{recipe}", n, args.irrelevance_share, args.epochs)
             if name in record and not args.again and trained_on(record[name], pool[:n], val):
                 print(f"{name}: in {record_file}, on the same rows", flush=True)
@@ -285,6 +286,14 @@ def main() -> None:
     args.out.with_suffix(".svg").write_text(svg(points, title))
     print("\n".join(table))
     print(f"wrote {args.out.with_suffix('.md')} and {args.out.with_suffix('.svg')}, from {record_file}")
+
+
+def rows_of(work: Path, n: int, irrelevance_share: float, donors: str) -> tuple[list[str], list[str]]:
+    """The training pool and validation rows of an N-row point: each size prepared on its own, as
+    `prepare --train-size N` samples it for a user. `prepare` samples by size, so the 128 rows are not the
+    first 128 of the 512 (66 of live_multiple's 128 are among its 512), nor are the validation rows the
+    same. A recorded point's card holds the digests of the rows it was trained on (`trained_on`)."""
+    return bfcl_pool(work / f"rows-{n}", n, irrelevance_share, donors)
 
 
 def trained_on(point: dict[str, Any], rows: list[str], val: list[str]) -> bool:
